@@ -1,0 +1,336 @@
+// Package backup takes a consistent copy of a live SQLite database and
+// publishes it only once it is known good: the copy is written to a
+// private temp file beside its final name, made self-contained
+// (journal_mode=DELETE), fsynced, checked with integrity_check and only
+// then renamed into place. The source is opened read-only through a
+// file: URI and is never written, created, checkpointed or switched to
+// another journal mode.
+package backup
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"net/url"
+	"os"
+	"path/filepath"
+	"strconv"
+	"time"
+
+	"sqlite-backup/hint"
+	"sqlite-backup/lock"
+	"sqlite-backup/sqlitefile"
+	"sqlite-backup/verify"
+
+	"modernc.org/sqlite"
+	sqlite3 "modernc.org/sqlite/lib"
+)
+
+// Method selects how the snapshot is copied.
+type Method string
+
+const (
+	// MethodBackup copies pages with SQLite's online backup API inside one
+	// read transaction, so the copy is one snapshot however long it takes.
+	MethodBackup Method = "backup"
+	// MethodVacuum runs VACUUM INTO: slower, but the copy is defragmented
+	// and free pages are dropped.
+	MethodVacuum Method = "vacuum"
+)
+
+// VerifyMode says how the copy is checked before it gets its final name.
+type VerifyMode string
+
+const (
+	VerifyFull  VerifyMode = "integrity_check"
+	VerifyQuick VerifyMode = "quick_check"
+	VerifyNone  VerifyMode = "none"
+)
+
+// Options describe one backup.
+type Options struct {
+	Source string // database to copy; must exist and be a SQLite file
+	Dir    string // destination directory, used when Path is empty
+	Path   string // explicit destination file; must not exist
+	Method Method
+	Verify VerifyMode
+	// BusyTimeout is how long to wait for a writer's lock on the source.
+	BusyTimeout time.Duration
+	// LockTimeout is how long to wait for another run working in the
+	// same backup directory (0: fail at once).
+	LockTimeout time.Duration
+	// Now names the backup; tests inject a clock. Defaults to time.Now.
+	Now func() time.Time
+	// Progress, if set, is called as pages are copied.
+	Progress func(done, total int)
+}
+
+// Result describes a published backup.
+type Result struct {
+	Source    string        `json:"source"`
+	Path      string        `json:"path"`
+	Size      int64         `json:"size"`
+	Pages     int           `json:"pages"`
+	PageSize  int           `json:"page_size"`
+	Method    Method        `json:"method"`
+	Verify    string        `json:"verify"` // "ok" or "skipped"
+	Check     VerifyMode    `json:"check"`
+	Duration  time.Duration `json:"-"`
+	Started   time.Time     `json:"started"`
+	SourceWAL bool          `json:"source_wal"`
+}
+
+// stepPages is how many pages one backup step copies. Between steps the
+// context is checked and progress reported; the snapshot does not move
+// because the read transaction stays open across steps.
+const stepPages = 4096
+
+// Run takes one backup. On any error, including cancellation of ctx, the
+// temp file is removed and nothing appears under a final name.
+func Run(ctx context.Context, opts Options) (res *Result, err error) {
+	if opts.Now == nil {
+		opts.Now = time.Now
+	}
+	if opts.Method == "" {
+		opts.Method = MethodBackup
+	}
+	if opts.Verify == "" {
+		opts.Verify = VerifyFull
+	}
+	started := opts.Now()
+
+	src, srcHdr, err := checkSource(opts.Source)
+	if err != nil {
+		return nil, err
+	}
+	dst, err := planDestination(src, opts)
+	if err != nil {
+		return nil, err
+	}
+
+	lk, err := lock.Acquire(ctx, dst.dir, opts.LockTimeout)
+	if err != nil {
+		return nil, err
+	}
+	defer lk.Release()
+	// Holding the lock, any temp file of ours in the directory belongs to
+	// a run that died (SIGKILL, power loss): remove it.
+	RemoveStaleTemps(dst.dir)
+
+	tmp, err := createTemp(dst.dir, filepath.Base(src))
+	if err != nil {
+		return nil, err
+	}
+	defer func() {
+		if err != nil {
+			removeTemp(tmp)
+		}
+	}()
+
+	pages, err := copySnapshot(ctx, src, tmp, opts)
+	if err != nil {
+		return nil, err
+	}
+	pageSize, err := selfContain(ctx, tmp)
+	if err != nil {
+		return nil, fmt.Errorf("finish backup %q: %w", tmp, err)
+	}
+	if err := syncFile(tmp); err != nil {
+		return nil, fmt.Errorf("fsync backup %q: %w", tmp, err)
+	}
+
+	verdict := "skipped"
+	if opts.Verify != VerifyNone {
+		vr, err := verify.File(ctx, tmp, verify.Options{Quick: opts.Verify == VerifyQuick})
+		if err != nil {
+			return nil, err
+		}
+		if !vr.OK {
+			vr.Path = src
+			return nil, hint.Wrap(fmt.Errorf("backup of %q failed %s, so it was not kept: %w", src, vr.Check, &verify.FailedError{Result: vr}),
+				"the source itself may be damaged; check it with: sqlite-backup verify %q", src)
+		}
+		verdict = "ok"
+	}
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+
+	final, err := publish(tmp, dst, opts.Now())
+	if err != nil {
+		return nil, err
+	}
+	fi, err := os.Stat(final)
+	if err != nil {
+		return nil, fmt.Errorf("stat backup %q: %w", final, err)
+	}
+	return &Result{
+		Source:    src,
+		Path:      final,
+		Size:      fi.Size(),
+		Pages:     pages,
+		PageSize:  pageSize,
+		Method:    opts.Method,
+		Verify:    verdict,
+		Check:     opts.Verify,
+		Duration:  time.Since(started),
+		Started:   started,
+		SourceWAL: srcHdr.WAL,
+	}, nil
+}
+
+// copySnapshot copies one consistent snapshot of src into the empty file
+// tmp and returns the number of pages copied.
+func copySnapshot(ctx context.Context, src, tmp string, opts Options) (int, error) {
+	uri, err := sqlitefile.URI(src, url.Values{
+		"mode":    {"ro"},
+		"_pragma": {"busy_timeout(" + strconv.FormatInt(opts.BusyTimeout.Milliseconds(), 10) + ")"},
+	})
+	if err != nil {
+		return 0, fmt.Errorf("open source %q: %w", src, err)
+	}
+	db, err := sql.Open("sqlite", uri)
+	if err != nil {
+		return 0, fmt.Errorf("open source %q: %w", src, err)
+	}
+	defer db.Close()
+	conn, err := db.Conn(ctx)
+	if err != nil {
+		return 0, sourceError(ctx, src, "open source", err, opts.BusyTimeout)
+	}
+	defer conn.Close()
+
+	switch opts.Method {
+	case MethodVacuum:
+		if _, err := conn.ExecContext(ctx, "VACUUM INTO ?", tmp); err != nil {
+			return 0, sourceError(ctx, src, "vacuum source", err, opts.BusyTimeout)
+		}
+		f, err := os.Open(tmp)
+		if err != nil {
+			return 0, fmt.Errorf("open backup %q: %w", tmp, err)
+		}
+		defer f.Close()
+		h, err := sqlitefile.ReadHeader(f)
+		if err != nil {
+			return 0, fmt.Errorf("read backup %q: %w", tmp, err)
+		}
+		return int(h.Pages), nil
+	case MethodBackup:
+		return onlineBackup(ctx, conn, src, tmp, opts)
+	default:
+		return 0, fmt.Errorf("unknown backup method %q", opts.Method)
+	}
+}
+
+// backuper is what modernc's driver connection offers for the online
+// backup API.
+type backuper interface {
+	NewBackup(dstURI string) (*sqlite.Backup, error)
+}
+
+func onlineBackup(ctx context.Context, conn *sql.Conn, src, tmp string, opts Options) (int, error) {
+	// One read transaction pins the snapshot for the whole copy. Without
+	// it every step takes a fresh read lock and a write by another
+	// process restarts the copy from page 1, so under a steady writer it
+	// would never finish. In WAL mode this reader does not block writers.
+	if _, err := conn.ExecContext(ctx, "BEGIN"); err != nil {
+		return 0, sourceError(ctx, src, "read source", err, opts.BusyTimeout)
+	}
+	defer conn.ExecContext(context.Background(), "ROLLBACK")
+	var n int
+	if err := conn.QueryRowContext(ctx, "SELECT count(*) FROM sqlite_schema").Scan(&n); err != nil {
+		return 0, sourceError(ctx, src, "read source", err, opts.BusyTimeout)
+	}
+
+	// The temp file is thrown away on failure, so it needs no journal and
+	// no syncs while it is written; one fsync follows before it is kept.
+	dstURI, err := sqlitefile.URI(tmp, url.Values{"_pragma": {"journal_mode(OFF)", "synchronous(OFF)"}})
+	if err != nil {
+		return 0, err
+	}
+	pages := 0
+	err = conn.Raw(func(dc any) error {
+		bk, ok := dc.(backuper)
+		if !ok {
+			return errors.New("sqlite driver does not support the online backup API")
+		}
+		b, err := bk.NewBackup(dstURI)
+		if err != nil {
+			return fmt.Errorf("open backup %q: %w", tmp, err)
+		}
+		for {
+			more, err := b.Step(stepPages)
+			if err != nil {
+				b.Finish()
+				return sourceError(ctx, src, "copy source", err, opts.BusyTimeout)
+			}
+			pages = b.PageCount()
+			if opts.Progress != nil {
+				opts.Progress(pages-b.Remaining(), pages)
+			}
+			if !more {
+				break
+			}
+			if err := ctx.Err(); err != nil {
+				b.Finish()
+				return err
+			}
+		}
+		if err := b.Finish(); err != nil {
+			return fmt.Errorf("write backup %q: %w", tmp, err)
+		}
+		return nil
+	})
+	return pages, err
+}
+
+// selfContain switches the finished copy to journal_mode=DELETE. The
+// backup API copies page 1 verbatim, so a WAL source yields a copy that
+// says "WAL" and would want -wal/-shm files beside it; a backup must be
+// one file that any SQLite opens as it is.
+func selfContain(ctx context.Context, tmp string) (pageSize int, err error) {
+	uri, err := sqlitefile.URI(tmp, nil)
+	if err != nil {
+		return 0, err
+	}
+	db, err := sql.Open("sqlite", uri)
+	if err != nil {
+		return 0, err
+	}
+	defer db.Close()
+	db.SetMaxOpenConns(1)
+	if _, err := db.ExecContext(ctx, "PRAGMA synchronous=OFF"); err != nil {
+		return 0, err
+	}
+	var mode string
+	if err := db.QueryRowContext(ctx, "PRAGMA journal_mode=DELETE").Scan(&mode); err != nil {
+		return 0, err
+	}
+	if mode != "delete" {
+		return 0, fmt.Errorf("journal_mode is %q after switching to delete", mode)
+	}
+	if err := db.QueryRowContext(ctx, "PRAGMA page_size").Scan(&pageSize); err != nil {
+		return 0, err
+	}
+	return pageSize, db.Close()
+}
+
+// sourceError names the operation and the source, and turns SQLite's
+// busy/locked into the message and hint an operator can act on.
+func sourceError(ctx context.Context, src, op string, err error, timeout time.Duration) error {
+	if ctx.Err() != nil {
+		return ctx.Err()
+	}
+	var se *sqlite.Error
+	if errors.As(err, &se) {
+		switch se.Code() & 0xff {
+		case sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED:
+			return hint.Wrap(fmt.Errorf("%s %q: database is locked: another process held a write lock longer than the busy timeout (%s)", op, src, timeout),
+				"wait longer for the writer: sqlite-backup --source %q --busy-timeout 2m", src)
+		case sqlite3.SQLITE_INTERRUPT:
+			return context.Canceled
+		}
+	}
+	return fmt.Errorf("%s %q: %w", op, src, err)
+}

@@ -1,0 +1,283 @@
+package backup
+
+import (
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"time"
+
+	"sqlite-backup/hint"
+	"sqlite-backup/sqlitefile"
+)
+
+// TimeFormat is the timestamp in a backup's name, as backup_database.py
+// wrote it: <db-file>.YYYYMMDD_HHMMSS.
+const TimeFormat = "20060102_150405"
+
+// TempPrefix starts the name of every temp file this tool writes, so
+// that leftovers of a killed run can be recognised as ours.
+const TempPrefix = ".sqlite-backup-tmp-"
+
+// checkSource makes sure src is an existing regular SQLite file before
+// SQLite sees it: SQLite would create a missing file, and would take an
+// empty one for an empty database.
+func checkSource(src string) (string, sqlitefile.Header, error) {
+	var h sqlitefile.Header
+	if src == "" {
+		return "", h, hint.Wrap(errors.New("no source database given"), "sqlite-backup --source /path/to/app.db")
+	}
+	abs, err := filepath.Abs(src)
+	if err != nil {
+		return "", h, fmt.Errorf("source %q: %w", src, err)
+	}
+	if db, ok := sqlitefile.SidecarOf(abs); ok {
+		if _, err := os.Stat(db); err == nil {
+			return "", h, hint.Wrap(fmt.Errorf("source %q is SQLite's %s file, not a database", src, abs[len(db):]),
+				"back up the database itself: sqlite-backup --source %q", db)
+		}
+	}
+	fi, err := os.Stat(abs)
+	if err != nil {
+		if errors.Is(err, fs.ErrNotExist) {
+			return "", h, hint.Wrap(fmt.Errorf("open source %q: no such file", src), "check the path: sqlite-backup --source /path/to/app.db")
+		}
+		return "", h, fmt.Errorf("open source %q: %w", src, pathErr(err))
+	}
+	if !fi.Mode().IsRegular() {
+		return "", h, fmt.Errorf("open source %q: not a regular file", src)
+	}
+	f, err := os.Open(abs)
+	if err != nil {
+		return "", h, fmt.Errorf("open source %q: %w", src, pathErr(err))
+	}
+	defer f.Close()
+	h, err = sqlitefile.ReadHeader(f)
+	if err != nil {
+		if fi.Size() == 0 {
+			return "", h, fmt.Errorf("open source %q: empty file (0 bytes), not a SQLite database", src)
+		}
+		return "", h, fmt.Errorf("open source %q: %w", src, err)
+	}
+	return abs, h, nil
+}
+
+type destination struct {
+	dir      string
+	explicit string // --backup FILE, absolute; empty for a named backup in dir
+}
+
+func planDestination(src string, opts Options) (destination, error) {
+	if opts.Path != "" {
+		p, err := filepath.Abs(opts.Path)
+		if err != nil {
+			return destination{}, fmt.Errorf("backup %q: %w", opts.Path, err)
+		}
+		for _, s := range append([]string{""}, sqlitefile.Sidecars...) {
+			if sameFile(p, src+s) {
+				return destination{}, hint.Wrap(fmt.Errorf("backup %q: that is the source database%s itself", opts.Path, s),
+					"write the backup elsewhere: sqlite-backup --source %q --backup %q", src, src+".bak")
+			}
+		}
+		if _, err := os.Lstat(p); err == nil {
+			return destination{}, hint.Wrap(fmt.Errorf("backup %q: file exists; refusing to overwrite it", opts.Path),
+				"choose a new name, or use --backup-dir for timestamped names")
+		}
+		dir := filepath.Dir(p)
+		if err := checkDir(dir, false); err != nil {
+			return destination{}, err
+		}
+		return destination{dir: dir, explicit: p}, nil
+	}
+	dir, err := filepath.Abs(opts.Dir)
+	if err != nil {
+		return destination{}, fmt.Errorf("backup dir %q: %w", opts.Dir, err)
+	}
+	if err := checkDir(dir, true); err != nil {
+		return destination{}, err
+	}
+	return destination{dir: dir}, nil
+}
+
+// checkDir makes sure dir is a directory, creating it (0700: backups hold
+// the whole database) when create is set.
+func checkDir(dir string, create bool) error {
+	fi, err := os.Stat(dir)
+	if errors.Is(err, fs.ErrNotExist) && create {
+		if err := os.MkdirAll(dir, 0o700); err != nil {
+			return fmt.Errorf("create backup dir %q: %w", dir, pathErr(err))
+		}
+		// MkdirAll is subject to the umask; a backup dir is private.
+		if err := os.Chmod(dir, 0o700); err != nil {
+			return fmt.Errorf("create backup dir %q: %w", dir, pathErr(err))
+		}
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("backup dir %q: %w", dir, pathErr(err))
+	}
+	if !fi.IsDir() {
+		return hint.Wrap(fmt.Errorf("backup dir %q: not a directory", dir), "point --backup-dir at a directory: sqlite-backup --backup-dir /backup")
+	}
+	return nil
+}
+
+// createTemp creates an empty, private temp file in dir. O_EXCL means a
+// planted file or symlink under the name makes it fail rather than
+// write through it.
+func createTemp(dir, base string) (string, error) {
+	var rnd [6]byte
+	for range 10 {
+		if _, err := rand.Read(rnd[:]); err != nil {
+			return "", err
+		}
+		p := filepath.Join(dir, TempPrefix+base+"-"+hex.EncodeToString(rnd[:]))
+		f, err := os.OpenFile(p, os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o600)
+		if errors.Is(err, fs.ErrExist) {
+			continue
+		}
+		if err != nil {
+			return "", fmt.Errorf("create backup in %q: %w", dir, pathErr(err))
+		}
+		// O_CREAT's mode is filtered by the umask; make it exactly 0600.
+		err = f.Chmod(0o600)
+		if cerr := f.Close(); err == nil {
+			err = cerr
+		}
+		if err != nil {
+			os.Remove(p)
+			return "", fmt.Errorf("create backup %q: %w", p, pathErr(err))
+		}
+		return p, nil
+	}
+	return "", fmt.Errorf("create backup in %q: could not find a free temp name", dir)
+}
+
+// RemoveStaleTemps removes temp files that runs killed before they could
+// clean up left in dir, and returns their names. Call it only while
+// holding the directory's lock: then no live run owns any of them.
+func RemoveStaleTemps(dir string) []string {
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		return nil
+	}
+	var removed []string
+	for _, e := range entries {
+		if !strings.HasPrefix(e.Name(), TempPrefix) || e.IsDir() {
+			continue
+		}
+		if os.Remove(filepath.Join(dir, e.Name())) == nil {
+			removed = append(removed, e.Name())
+		}
+	}
+	return removed
+}
+
+// removeTemp removes a temp file and whatever SQLite left beside it.
+func removeTemp(tmp string) {
+	os.Remove(tmp)
+	for _, s := range sqlitefile.Sidecars {
+		os.Remove(tmp + s)
+	}
+}
+
+func syncFile(p string) error {
+	f, err := os.OpenFile(p, os.O_RDWR, 0)
+	if err != nil {
+		return err
+	}
+	err = f.Sync()
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	return err
+}
+
+func syncDir(dir string) error {
+	d, err := os.Open(dir)
+	if err != nil {
+		return err
+	}
+	err = d.Sync()
+	if cerr := d.Close(); err == nil {
+		err = cerr
+	}
+	return err
+}
+
+// publish gives the verified temp file its final name without ever
+// replacing an existing file, then makes the rename durable.
+func publish(tmp string, dst destination, now time.Time) (string, error) {
+	if dst.explicit != "" {
+		if err := renameNoReplace(tmp, dst.explicit); err != nil {
+			if errors.Is(err, fs.ErrExist) {
+				return "", hint.Wrap(fmt.Errorf("backup %q: file exists; refusing to overwrite it", dst.explicit), "choose a new name")
+			}
+			return "", fmt.Errorf("rename backup to %q: %w", dst.explicit, pathErr(err))
+		}
+		return dst.explicit, durable(dst.dir)
+	}
+	base := strings.TrimPrefix(filepath.Base(tmp), TempPrefix)
+	base = base[:strings.LastIndexByte(base, '-')] + "." + now.Format(TimeFormat)
+	// Two runs in the same second get -2, -3, … rather than colliding.
+	for i := 1; i < 1000; i++ {
+		name := base
+		if i > 1 {
+			name = fmt.Sprintf("%s-%d", base, i)
+		}
+		final := filepath.Join(dst.dir, name)
+		err := renameNoReplace(tmp, final)
+		if errors.Is(err, fs.ErrExist) {
+			continue
+		}
+		if err != nil {
+			return "", fmt.Errorf("rename backup to %q: %w", final, pathErr(err))
+		}
+		return final, durable(dst.dir)
+	}
+	return "", fmt.Errorf("rename backup in %q: too many backups named %s", dst.dir, base)
+}
+
+func durable(dir string) error {
+	if err := syncDir(dir); err != nil {
+		return fmt.Errorf("fsync backup dir %q: %w", dir, pathErr(err))
+	}
+	return nil
+}
+
+func sameFile(a, b string) bool {
+	if a == b {
+		return true
+	}
+	fa, err := os.Stat(a)
+	if err != nil {
+		return false
+	}
+	fb, err := os.Stat(b)
+	if err != nil {
+		return false
+	}
+	return os.SameFile(fa, fb)
+}
+
+// pathErr drops the *PathError wrapper: callers already name the file,
+// and "open x: open x: permission denied" helps nobody.
+func pathErr(err error) error {
+	var pe *fs.PathError
+	if errors.As(err, &pe) {
+		return pe.Err
+	}
+	var le *os.LinkError
+	if errors.As(err, &le) {
+		return le.Err
+	}
+	if errno, ok := err.(syscall.Errno); ok {
+		return errno
+	}
+	return err
+}

@@ -1,0 +1,5 @@
+//go:build !linux
+
+package backup
+
+func renameNoReplace(oldpath, newpath string) error { return linkRename(oldpath, newpath) }

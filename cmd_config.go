@@ -1,0 +1,111 @@
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+	"os"
+	"text/tabwriter"
+
+	"github.com/alecthomas/kong"
+
+	"sqlite-backup/config"
+)
+
+// ConfigCmd shows each setting, its value and where it came from, so an
+// operator can see why a cron run picked the database it picked.
+type ConfigCmd struct{}
+
+type setting struct {
+	Name   string        `json:"name"`
+	Value  string        `json:"value"`
+	Origin config.Origin `json:"origin"`
+	Detail string        `json:"detail,omitempty"`
+}
+
+func (c *ConfigCmd) Run(kctx *kong.Context, g *Globals) error {
+	var out []setting
+	src, srcErr := findSource(kctx, g)
+	if srcErr == nil {
+		out = append(out, setting{"source", src.Path, src.Origin, src.Detail})
+	} else {
+		out = append(out, setting{"source", "", config.FromNone, "no database found, see below"})
+	}
+	for _, name := range []string{"backup-dir", "app-dir", "busy-timeout", "json"} {
+		o := originOf(kctx, name)
+		out = append(out, setting{name, flagValue(kctx, name), o.Origin, o.Detail})
+	}
+	cfg := setting{Name: "config", Origin: config.FromNone, Detail: g.configErr}
+	if g.configFile != nil {
+		cfg = setting{"config", g.configFile.Path, config.FromFile, ""}
+		if o := originOf(kctx, "config"); o.Origin == config.FromEnv {
+			cfg.Origin, cfg.Detail = o.Origin, o.Detail
+		} else if o.Origin == config.FromFlag {
+			cfg.Origin = config.FromFlag
+		} else {
+			cfg.Origin = config.FromDefault
+		}
+	}
+	out = append(out, cfg)
+
+	if g.JSON {
+		return json.NewEncoder(g.stdout).Encode(out)
+	}
+	tw := tabwriter.NewWriter(g.stdout, 0, 4, 2, ' ', 0)
+	for _, s := range out {
+		where := string(s.Origin)
+		if s.Detail != "" {
+			where += " (" + s.Detail + ")"
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\n", s.Name, s.Value, where)
+	}
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	if srcErr != nil {
+		fmt.Fprintf(os.Stderr, "sqlite-backup: warning: %v\n", srcErr)
+	}
+	return nil
+}
+
+type origin struct {
+	Origin config.Origin
+	Detail string
+}
+
+// originOf says whether a flag's value came from the command line, the
+// config file (kong marks resolver values Resolved), its env var or the
+// default.
+func originOf(kctx *kong.Context, name string) origin {
+	var fl *kong.Flag
+	for _, p := range kctx.Path {
+		if p.Flag != nil && p.Flag.Name == name {
+			if p.Resolved {
+				return origin{config.FromFile, ""}
+			}
+			return origin{config.FromFlag, "--" + name}
+		}
+	}
+	for _, f := range kctx.Flags() {
+		if f.Name == name {
+			fl = f
+		}
+	}
+	if fl == nil {
+		return origin{config.FromNone, ""}
+	}
+	for _, env := range fl.Envs {
+		if _, ok := os.LookupEnv(env); ok {
+			return origin{config.FromEnv, env}
+		}
+	}
+	return origin{config.FromDefault, ""}
+}
+
+func flagValue(kctx *kong.Context, name string) string {
+	for _, f := range kctx.Flags() {
+		if f.Name == name {
+			return fmt.Sprint(f.Target.Interface())
+		}
+	}
+	return ""
+}

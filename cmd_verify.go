@@ -1,0 +1,76 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+
+	"sqlite-backup/verify"
+)
+
+// VerifyCmd checks existing backup files without writing a byte.
+type VerifyCmd struct {
+	Files []string `arg:"" name:"file" help:"Backup files to check."`
+	Quick bool     `help:"Run quick_check instead of the full integrity_check."`
+}
+
+type verifyReport struct {
+	OK    bool            `json:"ok"`
+	Files []verify.Result `json:"files"`
+	// Errors are files that could not be read at all.
+	Errors map[string]string `json:"errors,omitempty"`
+}
+
+func (c *VerifyCmd) Run(ctx context.Context, g *Globals) error {
+	rep := verifyReport{OK: true, Errors: map[string]string{}}
+	var failed, errs int
+	var firstErr error
+	for _, f := range c.Files {
+		res, err := verify.File(ctx, f, verify.Options{Quick: c.Quick})
+		if err != nil {
+			if ctx.Err() != nil {
+				return ctx.Err()
+			}
+			errs++
+			if firstErr == nil {
+				firstErr = err
+			}
+			rep.Errors[f] = err.Error()
+			if !g.JSON {
+				fmt.Fprintf(g.stdout, "%s: ERROR: %v\n", f, err)
+			}
+			continue
+		}
+		rep.Files = append(rep.Files, res)
+		if !res.OK {
+			failed++
+		}
+		if !g.JSON {
+			if res.OK {
+				fmt.Fprintf(g.stdout, "%s: ok\n", f)
+			} else {
+				fmt.Fprintf(g.stdout, "%s: FAILED: %s\n", f, res.Summary())
+			}
+		}
+	}
+	rep.OK = failed == 0 && errs == 0
+	if g.JSON {
+		if err := json.NewEncoder(g.stdout).Encode(rep); err != nil {
+			return err
+		}
+	}
+	switch {
+	case failed > 0:
+		return &verifyFailed{failed: failed, total: len(c.Files)}
+	case errs > 0:
+		return firstErr
+	}
+	return nil
+}
+
+// verifyFailed reports, after the per-file lines, that some failed (exit 3).
+type verifyFailed struct{ failed, total int }
+
+func (e *verifyFailed) Error() string {
+	return fmt.Sprintf("%d of %d files failed verification", e.failed, e.total)
+}

@@ -1,0 +1,231 @@
+// Command sqlite-backup takes consistent, verified backups of live SQLite
+// databases, verifies existing backup files and shows how it was set up.
+// This file only wires the CLI: flags and commands live in cmd_*.go, the
+// work in the packages they call.
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/alecthomas/kong"
+
+	"sqlite-backup/config"
+	"sqlite-backup/hint"
+	"sqlite-backup/verify"
+)
+
+// Exit codes, documented in the README and --help.
+const (
+	exitOK        = 0
+	exitError     = 1
+	exitUsage     = 2
+	exitVerify    = 3
+	exitSIGINT    = 130
+	exitSIGTERM   = 143
+	exitCodesHelp = "Exit codes: 0 ok; 1 operational error (I/O, permission, lock timeout, missing source); 2 usage error; 3 a file failed verification; 130/143 interrupted by SIGINT/SIGTERM."
+)
+
+// CLI is the whole command line. Backup is the default command so the
+// habits of backup_database.py keep working: `sqlite-backup --source x`.
+type CLI struct {
+	Globals
+
+	Backup  BackupCmd  `cmd:"" default:"withargs" help:"Back up the database (the default command)."`
+	Verify  VerifyCmd  `cmd:"" help:"Check existing backup files with PRAGMA integrity_check."`
+	Config  ConfigCmd  `cmd:"" help:"Show the resolved settings and where each came from."`
+	Version VersionCmd `cmd:"" help:"Show version, Go and SQLite versions, and platform."`
+}
+
+// Globals are the flags every command shares.
+type Globals struct {
+	Source      string           `short:"s" placeholder:"PATH" help:"Database to back up: a path or a sqlite:/// URL. Default: DATABASE_URL from the environment or the app's .env."`
+	BackupDir   string           `default:"/backup" placeholder:"DIR" help:"Directory for timestamped backups <db-file>.YYYYMMDD_HHMMSS (default ${default})."`
+	AppDir      string           `default:"." placeholder:"DIR" help:"Application directory whose .env may hold DATABASE_URL."`
+	Config      string           `placeholder:"FILE" help:"Config file with flag = value lines (default ${config_default} if it exists)."`
+	BusyTimeout time.Duration    `default:"30s" placeholder:"DUR" help:"How long to wait for another process's lock on the source (default ${default})."`
+	JSON        bool             `help:"Print results as JSON on stdout."`
+	VersionFlag kong.VersionFlag `name:"version" env:"-" help:"Print the version and exit."`
+
+	configFile *config.File // the file actually read, if any
+	configErr  string       // why none was read
+	stdout     io.Writer
+}
+
+func main() {
+	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
+}
+
+func run(args []string, stdout, stderr io.Writer) int {
+	unsetEmptyEnv()
+	var cli CLI
+	cli.stdout = stdout
+	cfgPath, explicit := configPath(args)
+	var resolvers []kong.Resolver
+	if cfgPath != "" {
+		f, err := loadConfig(cfgPath)
+		switch {
+		case err == nil:
+			cli.configFile = f
+			resolvers = append(resolvers, f.Resolver())
+		case explicit || !errors.Is(err, os.ErrNotExist):
+			printError(stderr, err)
+			return exitUsage
+		default:
+			cli.configErr = cfgPath + ": no such file"
+		}
+	}
+
+	exitCode := -1
+	parser, err := kong.New(&cli,
+		kong.Name("sqlite-backup"),
+		kong.Description("Consistent, verified backups of live SQLite databases.\n\n"+exitCodesHelp),
+		kong.Vars{"version": versionLine(), "config_default": config.DefaultFile},
+		kong.DefaultEnvars("SQLITE_BACKUP"),
+		kong.Resolvers(resolvers...),
+		kong.Writers(stdout, stderr),
+		kong.ConfigureHelp(kong.HelpOptions{Compact: true}),
+		kong.Exit(func(code int) { exitCode = code }),
+		kong.Bind(&cli.Globals),
+	)
+	if err != nil {
+		printError(stderr, err)
+		return exitUsage
+	}
+	// Check the config file before parsing: kong resolves values before it
+	// validates, and a wrong type should be reported with file and line.
+	if cli.configFile != nil {
+		if err := cli.configFile.Resolver().Validate(parser.Model); err != nil {
+			printError(stderr, hint.Wrap(err, "settings are the long flag names, e.g. backup-dir = \"/backup\"; see sqlite-backup --help"))
+			return exitUsage
+		}
+	}
+	kctx, err := parser.Parse(args)
+	if exitCode >= 0 { // --help or --version
+		return exitCode
+	}
+	if err != nil {
+		printError(stderr, hint.Wrap(err, "sqlite-backup --help"))
+		return exitUsage
+	}
+
+	ctx, stop, signalled := signalContext()
+	defer stop()
+	kctx.BindTo(ctx, (*context.Context)(nil))
+	err = kctx.Run()
+	if err == nil {
+		return exitOK
+	}
+	if sig := signalled(); sig != 0 {
+		fmt.Fprintf(stderr, "sqlite-backup: interrupted by %v; no backup was written\n", sig)
+		if sig == syscall.SIGINT {
+			return exitSIGINT
+		}
+		return exitSIGTERM
+	}
+	printError(stderr, err)
+	var ue *usageError
+	var vf *verify.FailedError
+	var vfs *verifyFailed
+	switch {
+	case errors.As(err, &ue):
+		return exitUsage
+	case errors.As(err, &vf), errors.As(err, &vfs):
+		return exitVerify
+	}
+	return exitError
+}
+
+// printError writes "sqlite-backup: error: …" and, when the error carries
+// one, a "hint: …" line with an example that works.
+func printError(w io.Writer, err error) {
+	fmt.Fprintf(w, "sqlite-backup: error: %v\n", err)
+	if h := hint.Of(err); h != "" {
+		fmt.Fprintf(w, "hint: %s\n", h)
+	}
+}
+
+// usageError is a mistake in how the tool was called (exit 2).
+type usageError struct{ err error }
+
+func (e *usageError) Error() string { return e.err.Error() }
+func (e *usageError) Unwrap() error { return e.err }
+
+func usagef(h, format string, a ...any) error {
+	return &usageError{hint.Wrap(fmt.Errorf(format, a...), "%s", h)}
+}
+
+// signalContext cancels on SIGINT/SIGTERM and remembers which came, so
+// the exit code can say 130 or 143 after the temp file is cleaned up.
+func signalContext() (context.Context, func(), func() syscall.Signal) {
+	ctx, cancel := context.WithCancel(context.Background())
+	ch := make(chan os.Signal, 1)
+	signal.Notify(ch, syscall.SIGINT, syscall.SIGTERM)
+	got := make(chan syscall.Signal, 1)
+	go func() {
+		if s, ok := <-ch; ok {
+			got <- s.(syscall.Signal)
+			cancel()
+		}
+	}()
+	stop := func() { signal.Stop(ch); cancel() }
+	signalled := func() syscall.Signal {
+		select {
+		case s := <-got:
+			got <- s
+			return s
+		default:
+			return 0
+		}
+	}
+	return ctx, stop, signalled
+}
+
+// configPath finds the config file before kong parses, because the file
+// feeds kong's resolvers: --config, then SQLITE_BACKUP_CONFIG, then the
+// default path. explicit is false for the default path, which may be
+// missing.
+func configPath(args []string) (path string, explicit bool) {
+	for i, a := range args {
+		if a == "--" {
+			break
+		}
+		if v, ok := strings.CutPrefix(a, "--config="); ok {
+			return v, true
+		}
+		if a == "--config" && i+1 < len(args) {
+			return args[i+1], true
+		}
+	}
+	if v := os.Getenv("SQLITE_BACKUP_CONFIG"); v != "" {
+		return v, true
+	}
+	return config.DefaultFile, false
+}
+
+// unsetEmptyEnv treats SQLITE_BACKUP_X= like an unset variable, as shells
+// and systemd units commonly blank a setting that way.
+func unsetEmptyEnv() {
+	for _, kv := range os.Environ() {
+		k, v, _ := strings.Cut(kv, "=")
+		if v == "" && strings.HasPrefix(k, "SQLITE_BACKUP_") {
+			os.Unsetenv(k)
+		}
+	}
+}
+
+func loadConfig(path string) (*config.File, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, fmt.Errorf("open config %q: %w", path, err)
+	}
+	defer f.Close()
+	return config.ParseFile(path, f)
+}

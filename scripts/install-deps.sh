@@ -1,0 +1,16 @@
+#!/usr/bin/env bash
+# Installs what the tests use besides Go: the C sqlite3 CLI and sqldiff, as
+# independent clients that check our backups. Idempotent; quiet when all is
+# there already. Needs root (or sudo) on a machine that lacks them.
+set -euo pipefail
+need=()
+command -v sqlite3 >/dev/null || need+=(sqlite3)
+command -v sqldiff >/dev/null || need+=(sqlite3-tools)
+if ((${#need[@]})); then
+  sudo=""
+  [[ $(id -u) -eq 0 ]] || sudo="sudo"
+  echo "install-deps: installing ${need[*]}" >&2
+  $sudo apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${need[@]}" >/dev/null
+fi
+go mod download

@@ -1,0 +1,208 @@
+// Package verify decides whether a file is a sound SQLite database. It
+// looks at the file's bytes first (empty, truncated, not SQLite at all),
+// then asks SQLite's own integrity_check or quick_check. It opens files
+// read-only and, where the file stands alone, immutable, so checking a
+// backup never writes a byte or creates a -wal/-shm beside it.
+package verify
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"net/url"
+	"os"
+	"strings"
+
+	"sqlite-backup/sqlitefile"
+
+	_ "modernc.org/sqlite" // registers the "sqlite" driver
+)
+
+// Options tune a check.
+type Options struct {
+	// Quick runs PRAGMA quick_check instead of the full integrity_check:
+	// it skips index-content cross checks and is several times faster.
+	Quick bool
+	// MaxProblems caps how many problems are collected (default 10).
+	MaxProblems int
+}
+
+// Result is the verdict on one file.
+type Result struct {
+	Path     string   `json:"path"`
+	OK       bool     `json:"ok"`
+	Check    string   `json:"check"` // "integrity_check" or "quick_check"
+	Problems []string `json:"problems,omitempty"`
+	Size     int64    `json:"size"`
+	PageSize int      `json:"page_size,omitempty"`
+	Pages    int64    `json:"pages,omitempty"`
+}
+
+// Summary is the first problems on one line, for "FILE: FAILED: …".
+func (r Result) Summary() string {
+	const shown = 3
+	p := r.Problems
+	more := ""
+	if len(p) > shown {
+		more = fmt.Sprintf(" (and %d more)", len(p)-shown)
+		p = p[:shown]
+	}
+	return strings.Join(p, "; ") + more
+}
+
+// FailedError is returned by callers that turn a failed Result into an
+// error; the CLI maps it to exit code 3.
+type FailedError struct{ Result Result }
+
+func (e *FailedError) Error() string {
+	return fmt.Sprintf("verify %q: FAILED: %s", e.Result.Path, e.Result.Summary())
+}
+
+// File checks one file. The returned error is for operational trouble
+// (the file cannot be stat'ed or read); a file that can be read but is
+// not a sound database yields a Result with OK false and a nil error.
+func File(ctx context.Context, path string, opts Options) (Result, error) {
+	if opts.MaxProblems <= 0 {
+		opts.MaxProblems = 10
+	}
+	res := Result{Path: path, Check: "integrity_check"}
+	if opts.Quick {
+		res.Check = "quick_check"
+	}
+	fail := func(format string, a ...any) (Result, error) {
+		res.Problems = append(res.Problems, fmt.Sprintf(format, a...))
+		return res, nil
+	}
+
+	fi, err := os.Stat(path)
+	if err != nil {
+		return res, fmt.Errorf("verify %q: %w", path, unwrapPathError(err))
+	}
+	if !fi.Mode().IsRegular() {
+		return fail("not a regular file (%s)", describeMode(fi.Mode()))
+	}
+	res.Size = fi.Size()
+	if db, ok := sqlitefile.SidecarOf(path); ok {
+		if _, err := os.Stat(db); err == nil {
+			return fail("this is SQLite's %s file of %q, not a database", path[len(db):], db)
+		}
+	}
+	f, err := os.Open(path)
+	if err != nil {
+		return res, fmt.Errorf("verify %q: %w", path, unwrapPathError(err))
+	}
+	h, herr := sqlitefile.ReadHeader(f)
+	f.Close()
+	switch {
+	case res.Size == 0:
+		return fail("empty file (0 bytes), not a SQLite database")
+	case errors.Is(herr, sqlitefile.ErrNotSQLite):
+		return fail("%v", herr)
+	case herr != nil:
+		return fail("%v", herr)
+	}
+	res.PageSize = h.PageSize
+	res.Pages = res.Size / int64(h.PageSize)
+
+	// A database with a live WAL or a hot journal beside it is not a
+	// stand-alone file: its size may legitimately disagree with the
+	// header, and it must be read through SQLite's locking, not as
+	// immutable.
+	standalone := !h.WAL && !exists(path+"-wal") && !exists(path+"-journal")
+	if standalone {
+		if res.Size%int64(h.PageSize) != 0 {
+			return fail("truncated: size %d is not a multiple of the page size %d", res.Size, h.PageSize)
+		}
+		if h.PagesValid && h.Pages > res.Pages {
+			return fail("truncated: header says %d pages, file holds %d", h.Pages, res.Pages)
+		}
+	}
+
+	params := url.Values{"mode": {"ro"}}
+	if standalone {
+		params.Set("immutable", "1")
+	}
+	uri, err := sqlitefile.URI(path, params)
+	if err != nil {
+		return res, fmt.Errorf("verify %q: %w", path, err)
+	}
+	db, err := sql.Open("sqlite", uri)
+	if err != nil {
+		return res, fmt.Errorf("verify %q: %w", path, err)
+	}
+	defer db.Close()
+	db.SetMaxOpenConns(1)
+
+	problems, err := Check(ctx, db, opts)
+	if err != nil {
+		if ctx.Err() != nil {
+			return res, ctx.Err()
+		}
+		// SQLite refusing to read the file is itself the verdict.
+		return fail("%v", err)
+	}
+	res.Problems = problems
+	res.OK = len(problems) == 0
+	return res, nil
+}
+
+// Check runs integrity_check or quick_check on an open database and
+// returns the problems it lists (none when the database is sound).
+func Check(ctx context.Context, db *sql.DB, opts Options) ([]string, error) {
+	if opts.MaxProblems <= 0 {
+		opts.MaxProblems = 10
+	}
+	pragma := "integrity_check"
+	if opts.Quick {
+		pragma = "quick_check"
+	}
+	rows, err := db.QueryContext(ctx, fmt.Sprintf("PRAGMA %s(%d)", pragma, opts.MaxProblems))
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var problems []string
+	for rows.Next() {
+		var s string
+		if err := rows.Scan(&s); err != nil {
+			return nil, err
+		}
+		if s != "ok" {
+			problems = append(problems, s)
+		}
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	return problems, nil
+}
+
+func unwrapPathError(err error) error {
+	var pe *os.PathError
+	if errors.As(err, &pe) {
+		return pe.Err
+	}
+	return err
+}
+
+func exists(p string) bool {
+	_, err := os.Lstat(p)
+	return err == nil
+}
+
+func describeMode(m os.FileMode) string {
+	switch {
+	case m.IsDir():
+		return "a directory"
+	case m&os.ModeSymlink != 0:
+		return "a symlink"
+	case m&os.ModeNamedPipe != 0:
+		return "a named pipe"
+	case m&os.ModeSocket != 0:
+		return "a socket"
+	case m&os.ModeDevice != 0:
+		return "a device"
+	}
+	return m.String()
+}
