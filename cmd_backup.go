@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -12,6 +13,7 @@ import (
 
 	"sqlite-backup/backup"
 	"sqlite-backup/config"
+	"sqlite-backup/metrics"
 )
 
 // BackupCmd takes one verified backup.
@@ -22,6 +24,7 @@ type BackupCmd struct {
 	Quick       bool          `xor:"check" help:"Check the new backup with quick_check instead of the full integrity_check."`
 	LockTimeout time.Duration `default:"0s" placeholder:"DUR" help:"How long to wait for another run using the same backup directory (default: fail at once)."`
 	Verify      []string      `placeholder:"FILE" sep:"none" env:"-" help:"Verify FILE instead of taking a backup (same as the verify command)."`
+	MetricsFile string        `placeholder:"PATH" help:"Record the outcome in PATH (*.prom) for the node_exporter textfile collector, replaced atomically."`
 }
 
 func (c *BackupCmd) Run(ctx context.Context, kctx *kong.Context, g *Globals) error {
@@ -34,6 +37,10 @@ func (c *BackupCmd) Run(ctx context.Context, kctx *kong.Context, g *Globals) err
 	}
 	if c.Backup != "" && originOf(kctx, "backup-dir").Origin != config.FromDefault {
 		return usagef("sqlite-backup --source app.db --backup /backup/app.db.bak", "--backup FILE and --backup-dir DIR both say where to write; give one")
+	}
+	mf, err := metrics.Open(c.MetricsFile) // nil without --metrics-file
+	if err != nil {
+		return err
 	}
 	src, err := findSource(kctx, g)
 	if err != nil {
@@ -55,10 +62,11 @@ func (c *BackupCmd) Run(ctx context.Context, kctx *kong.Context, g *Globals) err
 		opts.Verify = backup.VerifyQuick
 	}
 	res, err := backup.Run(ctx, opts)
-	if err != nil {
+	err = errors.Join(err, mf.RecordBackup(src.Path, res, err))
+	if res == nil {
 		return err
 	}
-	return printBackup(g.stdout, res, g.JSON)
+	return errors.Join(printBackup(g.stdout, res, g.JSON), err)
 }
 
 func printBackup(w io.Writer, r *backup.Result, asJSON bool) error {
