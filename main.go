@@ -42,6 +42,7 @@ type CLI struct {
 	Verify  VerifyCmd  `cmd:"" help:"Check existing backup files with PRAGMA integrity_check."`
 	Config  ConfigCmd  `cmd:"" help:"Show the resolved settings and where each came from."`
 	Version VersionCmd `cmd:"" help:"Show version, Go and SQLite versions, and platform."`
+	Systemd SystemdCmd `cmd:"" help:"Print a systemd service and timer that run the backup on a schedule (installs nothing)."`
 }
 
 // Globals are the flags every command shares.

@@ -2,13 +2,15 @@
 # Installs what the tests use besides Go: the C sqlite3 CLI and sqldiff, as
 # independent clients that check our backups, and qemu-user-static, which
 # runs the cross-built release binaries (arm64, arm, 386) in the release
-# proofs. Idempotent; quiet when all is there already. Needs root (or sudo)
+# proofs, and systemd-analyze, which checks the units `sqlite-backup systemd`
+# prints. Idempotent; quiet when all is there already. Needs root (or sudo)
 # on a machine that lacks them.
 set -euo pipefail
 need=()
 command -v sqlite3 >/dev/null || need+=(sqlite3)
 command -v sqldiff >/dev/null || need+=(sqlite3-tools)
 command -v qemu-aarch64-static >/dev/null || need+=(qemu-user-static)
+command -v systemd-analyze >/dev/null || need+=(systemd)
 if ((${#need[@]})); then
   sudo=""
   [[ $(id -u) -eq 0 ]] || sudo="sudo"
