@@ -43,6 +43,8 @@ type CLI struct {
 	Config  ConfigCmd  `cmd:"" help:"Show the resolved settings and where each came from."`
 	Version VersionCmd `cmd:"" help:"Show version, Go and SQLite versions, and platform."`
 	Systemd SystemdCmd `cmd:"" help:"Print a systemd service and timer that run the backup on a schedule (installs nothing)."`
+
+	Completion CompletionCmd `cmd:"" help:"Print a bash or zsh completion script."`
 }
 
 // Globals are the flags every command shares.

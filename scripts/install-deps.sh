@@ -3,7 +3,7 @@
 # independent clients that check our backups, and qemu-user-static, which
 # runs the cross-built release binaries (arm64, arm, 386) in the release
 # proofs, and systemd-analyze, which checks the units `sqlite-backup systemd`
-# prints. Idempotent; quiet when all is there already. Needs root (or sudo)
+# prints, and zsh, which loads the completion script. Idempotent; quiet when all is there already. Needs root (or sudo)
 # on a machine that lacks them.
 set -euo pipefail
 need=()
@@ -11,6 +11,7 @@ command -v sqlite3 >/dev/null || need+=(sqlite3)
 command -v sqldiff >/dev/null || need+=(sqlite3-tools)
 command -v qemu-aarch64-static >/dev/null || need+=(qemu-user-static)
 command -v systemd-analyze >/dev/null || need+=(systemd)
+command -v zsh >/dev/null || need+=(zsh)
 if ((${#need[@]})); then
   sudo=""
   [[ $(id -u) -eq 0 ]] || sudo="sudo"
