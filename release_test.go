@@ -16,6 +16,7 @@ import (
 	"compress/gzip"
 	"database/sql"
 	"debug/elf"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -274,20 +275,29 @@ func TestReleaseCrossQemu(t *testing.T) {
 		{"arm64", "qemu-aarch64-static", "arm64", elf.EM_AARCH64},
 		{"armv7", "qemu-arm-static", "arm", elf.EM_ARM},
 		{"armv6", "qemu-arm-static", "arm", elf.EM_ARM},
-		{"386", "qemu-i386-static", "386", elf.EM_386},
+		// 386 runs natively on an amd64 kernel with IA32 emulation.
+		// qemu-i386 (7.2, Debian 12) is no way out: it crashes every Go
+		// 386 binary, hello world included ("morestack on g0").
+		{"386", "", "386", elf.EM_386},
 	} {
 		t.Run(tc.arch, func(t *testing.T) {
 			exe := releaseBinary(t, tc.arch)
 			checkStatic(t, exe, tc.machine)
-			qemu, err := exec.LookPath(tc.qemu)
-			if err != nil {
-				t.Fatalf("%s not found: scripts/install-deps.sh installs qemu-user-static", tc.qemu)
+			argv := []string{exe}
+			if tc.qemu != "" {
+				qemu, err := exec.LookPath(tc.qemu)
+				if err != nil {
+					t.Fatalf("%s not found: scripts/install-deps.sh installs qemu-user-static", tc.qemu)
+				}
+				argv = []string{qemu, exe}
+			} else if err := exec.Command(exe, "version").Run(); errors.Is(err, syscall.ENOEXEC) {
+				t.Skipf("this kernel cannot run %s binaries (no IA32 emulation); the static ELF check above passed", tc.arch)
 			}
 			dir := t.TempDir()
 			src := filepath.Join(dir, "app.db")
 			makeTestDB(t, src)
 			run := func(args ...string) string {
-				cmd := exec.Command(qemu, append([]string{exe}, args...)...)
+				cmd := exec.Command(argv[0], append(argv[1:], args...)...)
 				cmd.Env = []string{}
 				out, err := cmd.CombinedOutput()
 				t.Logf("%s sqlite-backup %s\n%s", tc.qemu, strings.Join(args, " "), out)
@@ -298,7 +308,7 @@ func TestReleaseCrossQemu(t *testing.T) {
 			}
 			out := run("version")
 			if !strings.Contains(out, "platform: linux/"+tc.goarch+"\n") {
-				t.Errorf("version under %s does not say linux/%s", tc.qemu, tc.goarch)
+				t.Errorf("version of the %s binary does not say linux/%s", tc.arch, tc.goarch)
 			}
 			backupDir := filepath.Join(dir, "backup")
 			out = run("--source", src, "--backup-dir", backupDir)
