@@ -19,6 +19,7 @@ import (
 
 	"sqlite-backup/config"
 	"sqlite-backup/hint"
+	"sqlite-backup/journal"
 	"sqlite-backup/verify"
 )
 
@@ -149,9 +150,9 @@ func run(args []string, stdout, stderr io.Writer) int {
 // printError writes "sqlite-backup: error: …" and, when the error carries
 // one, a "hint: …" line with an example that works.
 func printError(w io.Writer, err error) {
-	fmt.Fprintf(w, "sqlite-backup: error: %v\n", err)
+	fmt.Fprintf(w, "%ssqlite-backup: error: %v\n", journal.Prefix(w, journal.Err), err)
 	if h := hint.Of(err); h != "" {
-		fmt.Fprintf(w, "hint: %s\n", h)
+		fmt.Fprintf(w, "%shint: %s\n", journal.Prefix(w, journal.Notice), h)
 	}
 }
 
