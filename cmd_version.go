@@ -53,7 +53,14 @@ func buildInfo() versionInfo {
 
 func versionLine() string {
 	v := buildInfo()
-	return fmt.Sprintf("sqlite-backup %s (go %s, sqlite %s, %s/%s)", v.Version, v.Go, v.SQLite, v.OS, v.Arch)
+	build := ""
+	if v.Commit != "" {
+		build += "commit " + v.Commit + ", "
+	}
+	if v.Date != "" {
+		build += "built " + v.Date + ", "
+	}
+	return fmt.Sprintf("sqlite-backup %s (%sgo %s, sqlite %s, %s/%s)", v.Version, build, v.Go, v.SQLite, v.OS, v.Arch)
 }
 
 func (c *VersionCmd) Run(g *Globals) error {

@@ -48,7 +48,8 @@ func releaseBinary(t *testing.T, arch string) string {
 		t.Skipf("no %s binary: run scripts/dist.sh and set SQLITE_BACKUP_DIST=dist", arch)
 	}
 	exe := filepath.Join(dir, "sqlite-backup")
-	cmd := exec.Command("go", "build", "-trimpath", "-ldflags", "-s -w", "-o", exe, ".")
+	cmd := exec.Command("go", "build", "-trimpath", "-ldflags",
+		"-s -w -X main.version=0.0.0-test -X main.commit=0123456789abcdef0123456789abcdef01234567 -X main.date=2026-01-02T03:04:05Z", "-o", exe, ".")
 	cmd.Env = append(os.Environ(), "CGO_ENABLED=0", "GOOS=linux", "GOARCH=amd64")
 	if out, err := cmd.CombinedOutput(); err != nil {
 		t.Fatalf("go build: %v\n%s", err, out)
@@ -182,6 +183,11 @@ func countRows(t *testing.T, path string) {
 	}
 }
 
+var (
+	versionOut     = regexp.MustCompile(`^sqlite-backup \d+\.\d+\.\d+\S*\ncommit:  [0-9a-f]{40}(-dirty)?\nbuilt:   \d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ\ngo:      go1\.\d+\S*\nsqlite:  3\.\d+\.\d+ .*\nplatform: linux/amd64\n$`)
+	versionLineOut = regexp.MustCompile(`^sqlite-backup \d+\.\d+\.\d+\S* \(commit [0-9a-f]{40}(-dirty)?, built \d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ, go go1\.\d+\S*, sqlite 3\.\d+\.\d+, linux/amd64\)\n$`)
+)
+
 var backupLine = regexp.MustCompile(`(?m)^(/backup/app\.db\.\d{8}_\d{6}(-\d+)?): integrity_check ok, \d+ bytes`)
 
 func TestReleaseStaticChroot(t *testing.T) {
@@ -241,8 +247,18 @@ func TestReleaseStaticChroot(t *testing.T) {
 		return string(out), err
 	}
 
+	// What dist.sh stamped in with -ldflags -X is what version prints.
+	out, err := inChroot("version")
+	if err != nil || !versionOut.MatchString(out) {
+		t.Errorf("version in the chroot: %v; want it to match %s", err, versionOut)
+	}
+	out, err = inChroot("--version")
+	if err != nil || !versionLineOut.MatchString(out) {
+		t.Errorf("--version in the chroot: %v; want it to match %s", err, versionLineOut)
+	}
+
 	for _, method := range []string{"backup", "vacuum"} {
-		out, err := inChroot("--source", "/data/app.db", "--backup-dir", "/backup", "--method", method)
+		out, err = inChroot("--source", "/data/app.db", "--backup-dir", "/backup", "--method", method)
 		if err != nil {
 			t.Fatalf("backup --method %s in an empty chroot: %v", method, err)
 		}
@@ -261,7 +277,7 @@ func TestReleaseStaticChroot(t *testing.T) {
 	bad := filepath.Join(root, "backup", "bad.db")
 	copyFile(t, filepath.Join(root, "data", "app.db"), bad, 0o644)
 	corruptPage(t, bad, 3)
-	out, err := inChroot("verify", "/backup/bad.db")
+	out, err = inChroot("verify", "/backup/bad.db")
 	if ee, ok := err.(*exec.ExitError); !ok || ee.ExitCode() != exitVerify || !strings.Contains(out, "FAILED") {
 		t.Errorf("verify of a corrupt file in the chroot: err %v, want exit %d and FAILED", err, exitVerify)
 	}

@@ -8,7 +8,7 @@
 #   VERSION=1.2.0 OUT=/tmp/rel scripts/dist.sh
 #
 # Targets are GOOS/GOARCH, and linux/arm/7 or linux/arm/6 for GOARM.
-# VERSION defaults to `git describe`; the build date is the commit date
+# VERSION defaults to `git describe` of the last v* tag; the build date is the commit date
 # (or SOURCE_DATE_EPOCH), so two builds of one commit give the same bytes.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -23,7 +23,10 @@ commit=$(git rev-parse HEAD)
 if [[ -n $(git status --porcelain --untracked-files=no) ]]; then
   commit+="-dirty"
 fi
-version=${VERSION:-$(git describe --tags --always --dirty 2>/dev/null || echo "0.0.0-${commit:0:12}")}
+dirty=""
+[[ $commit == *-dirty ]] && dirty="-dirty"
+# Untagged: 0.0.0-<commit>, so a version always starts with a number.
+version=${VERSION:-$(git describe --tags --match 'v[0-9]*' --dirty 2>/dev/null || echo "0.0.0-${commit:0:12}$dirty")}
 version=${version#v}
 epoch=${SOURCE_DATE_EPOCH:-$(git log -1 --format=%ct)}
 date=$(date -u -d "@$epoch" +%Y-%m-%dT%H:%M:%SZ)
