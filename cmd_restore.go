@@ -10,6 +10,7 @@ import (
 
 	"github.com/alecthomas/kong"
 
+	"sqlite-backup/config"
 	"sqlite-backup/restore"
 )
 
@@ -17,13 +18,18 @@ import (
 type RestoreCmd struct {
 	File    string `arg:"" name:"backup" help:"Backup file to restore from."`
 	To      string `placeholder:"PATH" help:"Database to restore to (default: the source, found as for backups)."`
-	Force   bool   `help:"Replace an existing database; a snapshot of it is first saved as <db>.pre-restore.YYYYMMDD_HHMMSS."`
+	Force   bool   `env:"-" help:"Replace an existing database; a snapshot of it is first saved as <db>.pre-restore.YYYYMMDD_HHMMSS."`
 	Online  bool   `xor:"mode" help:"Copy into the live database with SQLite's backup API (the default when another process has it open)."`
 	Offline bool   `xor:"mode" help:"Replace the file (the default when no other process has it open); refused if one does."`
 	DryRun  bool   `help:"Verify the backup and say what would be done, without changing anything."`
 }
 
 func (c *RestoreCmd) Run(ctx context.Context, kctx *kong.Context, g *Globals) error {
+	// Replacing a database must be asked for on the command line, not
+	// left on in a config file where it would apply to every restore.
+	if c.Force && originOf(kctx, "force").Origin != config.FromFlag {
+		return usagef("sqlite-backup restore BACKUP --to PATH --force", "--force must be given on the command line, not in a config file")
+	}
 	to := c.To
 	if to == "" {
 		src, err := findSource(kctx, g)
