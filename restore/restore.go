@@ -195,6 +195,16 @@ func checkTarget(t, bk string) (string, error) {
 	if err != nil {
 		return "", fmt.Errorf("restore to %q: %w", t, err)
 	}
+	// A symlinked database is restored where the link points: renaming
+	// over the link would leave the real file, which the application
+	// may open by its own path, as it was.
+	if fi, err := os.Lstat(abs); err == nil && fi.Mode()&os.ModeSymlink != 0 {
+		real, err := filepath.EvalSymlinks(abs)
+		if err != nil {
+			return "", fmt.Errorf("restore to %q: %w", t, pathErr(err))
+		}
+		abs = real
+	}
 	if db, ok := sqlitefile.SidecarOf(abs); ok {
 		if _, err := os.Stat(db); err == nil {
 			return "", hint.Wrap(fmt.Errorf("restore to %q: that is SQLite's %s file, not a database", t, abs[len(db):]),
