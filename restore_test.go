@@ -248,6 +248,9 @@ func TestRestoreSIGKILL(t *testing.T) {
 		if err := os.WriteFile(db, b, 0o644); err != nil {
 			t.Fatal(err)
 		}
+		// A checkpointed change, then changes only in the -wal: the file
+		// alone is then neither the old database nor the backup.
+		sqlite3Out(t, db, "insert into w select value, randomblob(100) from generate_series(4001, 4100)")
 		sqlite3Out(t, db, ".dbconfig no_ckpt_on_close on", "pragma wal_autocheckpoint=0",
 			"update w set v = zeroblob(2000) where id % 3 = 0; delete from w where id > 3000; create table walonly(x); insert into walonly values (1);")
 		if fi, err := os.Stat(db + "-wal"); err != nil || fi.Size() == 0 {

@@ -41,6 +41,17 @@ import (
 //
 // A killed run leaves its temp file; the next restore or backup run in
 // that directory removes it under the directory lock.
+// afterStep, when set by a test, is called at each boundary between the
+// steps above, so the test can look at the files a SIGKILL there would
+// leave.
+var afterStep func(step string)
+
+func step(name string) {
+	if afterStep != nil {
+		afterStep(name)
+	}
+}
+
 func offline(ctx context.Context, plain, target string, tgt targetState, res *Result, opts Options) (err error) {
 	dir := filepath.Dir(target)
 	lk, err := lock.Acquire(ctx, dir, 0)
@@ -83,6 +94,7 @@ func offline(ctx context.Context, plain, target string, tgt targetState, res *Re
 	if err := ctx.Err(); err != nil {
 		return err
 	}
+	step("temp written")
 
 	// Last look before the old database is touched: an application that
 	// started since the first check must not lose its file.
@@ -98,6 +110,7 @@ func offline(ctx context.Context, plain, target string, tgt targetState, res *Re
 		if err := settle(ctx, target, opts); err != nil {
 			return err
 		}
+		step("settled")
 	}
 	removed, err := removeSidecars(target)
 	res.Removed = removed
@@ -107,6 +120,7 @@ func offline(ctx context.Context, plain, target string, tgt targetState, res *Re
 	if err := syncPath(dir); err != nil {
 		return fmt.Errorf("fsync directory %q: %w", dir, pathErr(err))
 	}
+	step("sidecars removed")
 	if err := ctx.Err(); err != nil {
 		return err
 	}
@@ -116,6 +130,7 @@ func offline(ctx context.Context, plain, target string, tgt targetState, res *Re
 	if err := syncPath(dir); err != nil {
 		return fmt.Errorf("fsync directory %q: %w", dir, pathErr(err))
 	}
+	step("renamed")
 	return nil
 }
 
