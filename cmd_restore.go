@@ -56,7 +56,7 @@ func (c *RestoreCmd) Run(ctx context.Context, kctx *kong.Context, g *Globals) er
 		return usagef(fmt.Sprintf("sqlite-backup restore %q --to %q --force   (saves the current database first)", c.File, to), "%v", err)
 	}
 	if res != nil && res.SafetyCopy != "" && err != nil && !g.JSON {
-		fmt.Fprintf(g.stdout, "safety copy: %s (%s)\n", res.SafetyCopy, res.SafetyCheck)
+		fmt.Fprintf(g.stdout, "safety copy: %s (integrity_check %s)\n", res.SafetyCopy, res.SafetyCheck)
 	}
 	if err != nil {
 		return err
