@@ -125,7 +125,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return exitOK
 	}
 	if sig := signalled(); sig != 0 {
-		fmt.Fprintf(stderr, "sqlite-backup: interrupted by %v; no backup was written\n", sig)
+		fmt.Fprintf(stderr, "sqlite-backup: interrupted by %v; stopped, temp files removed, nothing published or replaced\n", sig)
 		if sig == syscall.SIGINT {
 			return exitSIGINT
 		}
