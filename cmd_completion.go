@@ -1,8 +1,6 @@
 package main
 
 import (
-	"strings"
-
 	"github.com/alecthomas/kong"
 
 	"sqlite-backup/completion"
@@ -40,8 +38,10 @@ func completionSpec(app *kong.Application) completion.Spec {
 			continue
 		}
 		cmd := completion.Command{Name: n.Name, Help: n.Help, Flags: completionFlags(n.Flags)}
+		// Positional arguments here are files (verify, restore) unless
+		// they are a choice (completion's shell).
 		for _, p := range n.Positional {
-			cmd.Args, cmd.ArgEnum = completionKind(p, strings.ToUpper(p.Name))
+			cmd.Args, cmd.ArgEnum = completionKind(p, "FILE")
 		}
 		s.Commands = append(s.Commands, cmd)
 	}

@@ -56,11 +56,28 @@ func TestBashCompletion(t *testing.T) {
 	os.Mkdir(filepath.Join(dir, "backups"), 0o755)
 	os.WriteFile(filepath.Join(dir, "app.db"), nil, 0o644)
 
+	// The commands are whatever the CLI has.
+	var cli CLI
+	parser, err := kong.New(&cli, kong.Name("sqlite-backup"), kong.Vars{"version": "", "config_default": config.DefaultFile})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var commands []string
+	for _, n := range parser.Model.Children {
+		if !n.Hidden {
+			commands = append(commands, n.Name)
+		}
+	}
+	sort.Strings(commands)
+	if len(commands) < 6 {
+		t.Fatalf("only %d commands in the model: %v", len(commands), commands)
+	}
+
 	for _, tc := range []struct {
 		words []string
 		want  string
 	}{
-		{[]string{"sqlite-backup", ""}, "backup completion config systemd verify version"},
+		{[]string{"sqlite-backup", ""}, strings.Join(commands, " ")},
 		{[]string{"sqlite-backup", "ver"}, "verify version"},
 		{[]string{"sqlite-backup", "--meth"}, "--method"},
 		{[]string{"sqlite-backup", "--method", ""}, "backup vacuum"},
@@ -74,6 +91,8 @@ func TestBashCompletion(t *testing.T) {
 		{[]string{"sqlite-backup", "verify", "--me"}, ""},
 		{[]string{"sqlite-backup", "systemd", "--print", ""}, "both service timer"},
 		{[]string{"sqlite-backup", "completion", ""}, "bash zsh"},
+		{[]string{"sqlite-backup", "restore", "app"}, "app.db"},
+		{[]string{"sqlite-backup", "restore", "app.db", "--to", "b"}, "backups"},
 	} {
 		if got := strings.Join(bashComplete(t, script, dir, tc.words...), " "); got != tc.want {
 			t.Errorf("complete %q: got %q, want %q", tc.words, got, tc.want)
@@ -81,11 +100,6 @@ func TestBashCompletion(t *testing.T) {
 	}
 
 	// Every visible flag of every command completes after "--".
-	var cli CLI
-	parser, err := kong.New(&cli, kong.Name("sqlite-backup"), kong.Vars{"version": "", "config_default": config.DefaultFile})
-	if err != nil {
-		t.Fatal(err)
-	}
 	for _, n := range parser.Model.Children {
 		got := bashComplete(t, script, dir, "sqlite-backup", n.Name, "--")
 		for _, group := range n.AllFlags(true) {
