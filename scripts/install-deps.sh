@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
-# Installs what the tests use besides Go: the C sqlite3 CLI and sqldiff, as
-# independent clients that check our backups, and qemu-user-static, which
-# runs the cross-built release binaries (arm64, arm, 386) in the release
-# proofs, and systemd-analyze, which checks the units `sqlite-backup systemd`
-# prints, and zsh, which loads the completion script. Idempotent; quiet when all is there already. Needs root (or sudo)
-# on a machine that lacks them.
+# Installs what the tests use besides Go:
+#   sqlite3, sqldiff     independent clients that check our backups
+#   qemu-user-static     runs the cross-built release binaries (arm64, arm)
+#   systemd-analyze      checks the units `sqlite-backup systemd` prints
+#   zsh                  loads the generated completion script
+# Idempotent; quiet when all is there already. Needs root (or sudo) on a
+# machine that lacks them.
 set -euo pipefail
 need=()
 command -v sqlite3 >/dev/null || need+=(sqlite3)
