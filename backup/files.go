@@ -212,7 +212,7 @@ func syncDir(dir string) error {
 
 // publish gives the verified temp file its final name without ever
 // replacing an existing file, then makes the rename durable.
-func publish(tmp string, dst destination, now time.Time) (string, error) {
+func publish(tmp string, dst destination, now time.Time, suffix string) (string, error) {
 	if dst.explicit != "" {
 		if err := renameNoReplace(tmp, dst.explicit); err != nil {
 			if errors.Is(err, fs.ErrExist) {
@@ -230,6 +230,7 @@ func publish(tmp string, dst destination, now time.Time) (string, error) {
 		if i > 1 {
 			name = fmt.Sprintf("%s-%d", base, i)
 		}
+		name += suffix
 		final := filepath.Join(dst.dir, name)
 		err := renameNoReplace(tmp, final)
 		if errors.Is(err, fs.ErrExist) {
