@@ -78,9 +78,11 @@ func printLifecycle(w, errw io.Writer, r *lifecycle.Report) {
 	case r.Skipped == "the new backup was not verified":
 		fmt.Fprintf(errw, "sqlite-backup: note: older backups not pruned: the new backup was not verified\n")
 	case r.Prune != nil:
-		// Cron output stays short: only what was removed.
+		// Cron output stays short: the backups removed, not each sidecar.
 		for _, rm := range r.Prune.Removed {
-			fmt.Fprintf(w, "removed %s\n", rm.Path)
+			if !strings.HasSuffix(rm.Path, manifest.SHA256Suffix) && !strings.HasSuffix(rm.Path, manifest.JSONSuffix) {
+				fmt.Fprintf(w, "removed %s\n", rm.Path)
+			}
 		}
 	}
 }

@@ -171,7 +171,7 @@ func published(ctx context.Context, opts Options, res *backup.Result, snap *cont
 	case opts.Policy.KeepsAll():
 		return nil
 	}
-	pr, err := prune(ctx, dir, res.Source, opts.Policy, false, opts.Loc)
+	pr, err := prune(ctx, dir, res.Source, opts.Policy, false, opts.Loc, res.Path)
 	rep.Prune = pr
 	return err
 }
@@ -262,10 +262,12 @@ func Prune(ctx context.Context, opts PruneOptions) (*PruneReport, error) {
 		return nil, err
 	}
 	defer lk.Release()
-	return prune(ctx, dir, src, opts.Policy, opts.DryRun, opts.Loc)
+	return prune(ctx, dir, src, opts.Policy, opts.DryRun, opts.Loc, "")
 }
 
-func prune(ctx context.Context, dir, src string, p retention.Policy, dryRun bool, loc *time.Location) (*PruneReport, error) {
+// prune applies p; newest, if set, is the backup just made, kept
+// whatever its name sorts like.
+func prune(ctx context.Context, dir, src string, p retention.Policy, dryRun bool, loc *time.Location, newest string) (*PruneReport, error) {
 	rep := &PruneReport{Policy: p.String(), DryRun: dryRun, Kept: []retention.Decision{}, Remove: []retention.Decision{}, Removed: []retention.Removed{}}
 	all, err := retention.Find(dir, filepath.Base(src), loc)
 	if err != nil {
@@ -273,6 +275,9 @@ func prune(ctx context.Context, dir, src string, p retention.Policy, dryRun bool
 	}
 	var mine []retention.Backup
 	protect := map[string]string{}
+	if newest != "" {
+		protect[newest] = "just made"
+	}
 	for _, b := range all {
 		m, err := manifest.Read(b.Path)
 		if err == nil && m.Source != "" && m.Source != src {
@@ -280,17 +285,19 @@ func prune(ctx context.Context, dir, src string, p retention.Policy, dryRun bool
 			continue
 		}
 		mine = append(mine, b)
-		_ = m
 	}
-	// The last backup before one that tripped the shrink guard is the
-	// last known good state: it outlives every rule until a person
-	// removes it.
+	// A backup that tripped the shrink guard and the last one before it
+	// (the last known good state) outlive every rule until a person
+	// removes the flagged one: the flag is what keeps the pair.
 	for i, b := range mine {
 		m, err := manifest.Read(b.Path)
-		if err != nil || len(m.ShrinkWarnings) == 0 || i+1 >= len(mine) {
+		if err != nil || len(m.ShrinkWarnings) == 0 {
 			continue
 		}
-		protect[mine[i+1].Path] = "before shrink warning of " + b.Name
+		protect[b.Path] = "shrink warning"
+		if i+1 < len(mine) {
+			protect[mine[i+1].Path] = "last before the shrink warning of " + b.Name
+		}
 	}
 	for _, d := range retention.Plan(mine, p, protect) {
 		if d.Keep {
