@@ -49,10 +49,12 @@ type lifecycleFields struct {
 	Compared string              `json:"compared_with,omitempty"`
 	Removed  []retention.Removed `json:"removed"`
 	Skipped  string              `json:"prune_skipped,omitempty"`
+	// ContentError says why row counts are missing from the manifest.
+	ContentError string `json:"content_error,omitempty"`
 }
 
 func fieldsOf(r *lifecycle.Report) lifecycleFields {
-	f := lifecycleFields{r.SHA256, r.Manifest, r.Rows, r.Content, r.Shrink, r.Compared, []retention.Removed{}, r.Skipped}
+	f := lifecycleFields{r.SHA256, r.Manifest, r.Rows, r.Content, r.Shrink, r.Compared, []retention.Removed{}, r.Skipped, r.ContentError}
 	if r.Prune != nil {
 		f.Removed = r.Prune.Removed
 	}
@@ -62,6 +64,9 @@ func fieldsOf(r *lifecycle.Report) lifecycleFields {
 // warnShrink is loud on purpose: a database that lost most of its rows
 // is the one case where the newest backup may be the worst one.
 func warnShrink(w io.Writer, r *lifecycle.Report) {
+	if r.ContentError != "" {
+		fmt.Fprintf(w, "sqlite-backup: warning: %s: %s\n", r.Source, r.ContentError)
+	}
 	if len(r.Shrink) == 0 {
 		return
 	}

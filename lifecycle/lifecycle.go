@@ -44,15 +44,17 @@ type Options struct {
 // Report is what one run did.
 type Report struct {
 	*backup.Result
-	SHA256   string             `json:"sha256"`
-	Manifest string             `json:"manifest"`
-	Rows     int64              `json:"rows"`
-	Content  string             `json:"content_sha256,omitempty"`
-	Shrink   []manifest.Shrink  `json:"shrink_warnings,omitempty"`
-	Compared string             `json:"compared_with,omitempty"`
-	Prune    *PruneReport       `json:"prune,omitempty"`
-	Skipped  string             `json:"prune_skipped,omitempty"` // why pruning did not run
-	manifest *manifest.Manifest // as written
+	SHA256   string            `json:"sha256"`
+	Manifest string            `json:"manifest"`
+	Rows     int64             `json:"rows"`
+	Content  string            `json:"content_sha256,omitempty"`
+	Shrink   []manifest.Shrink `json:"shrink_warnings,omitempty"`
+	Compared string            `json:"compared_with,omitempty"`
+	Prune    *PruneReport      `json:"prune,omitempty"`
+	Skipped  string            `json:"prune_skipped,omitempty"` // why pruning did not run
+	// ContentError says why the manifest has no row counts.
+	ContentError string             `json:"content_error,omitempty"`
+	manifest     *manifest.Manifest // as written
 }
 
 // Run takes one backup and does the rest of its lifecycle.
@@ -61,6 +63,7 @@ func Run(ctx context.Context, opts Options) (*Report, error) {
 		opts.Loc = time.Local
 	}
 	var snap *content.Result
+	var snapErr error
 	var sqliteVersion string
 	from := "source"
 	if opts.Backup.Method == backup.MethodVacuum {
@@ -77,11 +80,20 @@ func Run(ctx context.Context, opts Options) (*Report, error) {
 		} else {
 			snap, err = content.Count(ctx, conn)
 		}
+		if err != nil && ctx.Err() == nil {
+			// Not a reason to lose the backup: a damaged source is for
+			// integrity_check to judge (exit 3), anything else is noted.
+			snap, snapErr = nil, err
+			return nil
+		}
 		return err
 	}
 	rep := &Report{}
 	bo.Published = func(ctx context.Context, res *backup.Result) error {
 		rep.Result = res
+		if snapErr != nil {
+			rep.ContentError = fmt.Sprintf("row counts not recorded: %v", snapErr)
+		}
 		return published(ctx, opts, res, snap, from, sqliteVersion, rep)
 	}
 	res, err := backup.Run(ctx, bo)
@@ -126,6 +138,7 @@ func published(ctx context.Context, opts Options, res *backup.Result, snap *cont
 		Verify:        res.Verify,
 		Check:         string(res.Check),
 		ShrinkGuard:   opts.ShrinkGuard,
+		ContentError:  rep.ContentError,
 	}
 	if res.Verify == "ok" {
 		m.VerifiedAt = &finished

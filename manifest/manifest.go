@@ -105,6 +105,7 @@ type Manifest struct {
 	Check          string     `json:"check"`  // integrity_check, quick_check or none
 	VerifiedAt     *time.Time `json:"verified_at,omitempty"`
 	Content        *Content   `json:"content,omitempty"`
+	ContentError   string     `json:"content_error,omitempty"`
 	ShrinkGuard    float64    `json:"shrink_guard_pct"`
 	ShrinkWarnings []Shrink   `json:"shrink_warnings,omitempty"`
 	ComparedWith   string     `json:"compared_with,omitempty"` // previous backup for the shrink guard
