@@ -1,0 +1,104 @@
+package lifecycle
+
+import (
+	"context"
+	"database/sql"
+	"os"
+	"path/filepath"
+	"strconv"
+	"testing"
+
+	"sqlite-backup/backup"
+	"sqlite-backup/compress"
+	"sqlite-backup/verify"
+)
+
+// BenchmarkLifecycle measures what --deep, the default row counts and
+// compression add to a backup, on a generated database of
+// SQLITE_BACKUP_BENCH_MB megabytes (default 64; docs/LIFECYCLE.md quotes
+// 1024). Compare the sub-benchmarks of one run with each other:
+//
+//	SQLITE_BACKUP_BENCH_MB=1024 go test -run '^$' -bench Lifecycle -benchtime 1x ./lifecycle
+func BenchmarkLifecycle(b *testing.B) {
+	mb := 64
+	if v := os.Getenv("SQLITE_BACKUP_BENCH_MB"); v != "" {
+		var err error
+		if mb, err = strconv.Atoi(v); err != nil {
+			b.Fatal(err)
+		}
+	}
+	src := filepath.Join(b.TempDir(), "bench.db")
+	benchDB(b, src, mb)
+	fi, _ := os.Stat(src)
+	b.Logf("database: %d MB", fi.Size()>>20)
+
+	run := func(name string, opts Options, after func(b *testing.B, r *Report)) {
+		b.Run(name, func(b *testing.B) {
+			b.SetBytes(fi.Size())
+			for b.Loop() {
+				dir := b.TempDir()
+				o := opts
+				o.Backup.Source, o.Backup.Dir = src, dir
+				r, err := Run(context.Background(), o)
+				if err != nil {
+					b.Fatal(err)
+				}
+				if after != nil {
+					after(b, r)
+				}
+				os.RemoveAll(dir)
+			}
+		})
+	}
+	plain := backup.Options{Verify: backup.VerifyNone}
+	// The core's copy alone, without this package's additions.
+	b.Run("copy-only", func(b *testing.B) {
+		b.SetBytes(fi.Size())
+		for b.Loop() {
+			dir := b.TempDir()
+			o := plain
+			o.Source, o.Dir = src, dir
+			if _, err := backup.Run(context.Background(), o); err != nil {
+				b.Fatal(err)
+			}
+			os.RemoveAll(dir)
+		}
+	})
+	run("copy+counts+sha256", Options{Backup: plain}, nil)
+	run("copy+deep+sha256", Options{Backup: plain, Deep: true}, nil)
+	run("copy+counts+zstd", Options{Backup: backup.Options{Verify: backup.VerifyNone, Compress: compress.Zstd}}, nil)
+	run("copy+deep+verify-deep", Options{Backup: plain, Deep: true}, func(b *testing.B, r *Report) {
+		v, err := verify.File(context.Background(), r.Path, verify.Options{Deep: true})
+		if err != nil || !v.OK {
+			b.Fatal(err, v.Problems)
+		}
+	})
+}
+
+// benchDB fills a database of about mb megabytes with mixed rows: text,
+// integers, reals and blobs, with one secondary index.
+func benchDB(b *testing.B, path string, mb int) {
+	b.Helper()
+	db, err := sql.Open("sqlite", path+"?_pragma=journal_mode(off)&_pragma=synchronous(off)")
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer db.Close()
+	rows := mb << 20 / 330 // about 330 bytes a row with the index
+	for _, q := range []string{
+		"CREATE TABLE items(id INTEGER PRIMARY KEY, name TEXT, n INTEGER, price REAL, payload BLOB)",
+		"CREATE INDEX items_n ON items(n)",
+		"CREATE TABLE tags(item INTEGER, tag TEXT, PRIMARY KEY(item, tag)) WITHOUT ROWID",
+	} {
+		if _, err := db.Exec(q); err != nil {
+			b.Fatal(err)
+		}
+	}
+	if _, err := db.Exec(`WITH RECURSIVE s(i) AS (SELECT 1 UNION ALL SELECT i+1 FROM s WHERE i < ?)
+		INSERT INTO items(name, n, price, payload) SELECT hex(randomblob(40)), abs(random()) % 100000, i / 7.0, randomblob(150) FROM s`, rows); err != nil {
+		b.Fatal(err)
+	}
+	if _, err := db.Exec(`INSERT INTO tags SELECT id, 'tag' || (id % 13) FROM items WHERE id % 10 = 0`); err != nil {
+		b.Fatal(err)
+	}
+}
