@@ -27,15 +27,17 @@ type ListCmd struct {
 func (c *ListCmd) Run(ctx context.Context, kctx *kong.Context, g *Globals) error {
 	// Only a database named explicitly narrows the list; otherwise every
 	// backup in the directory is shown.
-	db := ""
+	var dbs []string
 	if o := originOf(kctx, "source"); o.Origin == config.FromFlag || o.Origin == config.FromEnv || o.Origin == config.FromFile {
-		src, err := findSource(kctx, g)
+		srcs, err := findSources(kctx, g)
 		if err != nil {
 			return err
 		}
-		db = filepath.Base(src.Path)
+		for _, s := range srcs {
+			dbs = append(dbs, filepath.Base(s.Path))
+		}
 	}
-	es, err := lifecycle.List(ctx, lifecycle.ListOptions{Dir: g.BackupDir, DB: db, Verify: c.Verify, Quick: c.Quick, Deep: c.Deep, TempDir: c.TempDir})
+	es, err := lifecycle.List(ctx, lifecycle.ListOptions{Dir: g.BackupDir, DBs: dbs, Verify: c.Verify, Quick: c.Quick, Deep: c.Deep, TempDir: c.TempDir})
 	if err != nil {
 		return err
 	}

@@ -84,7 +84,7 @@ func benchDB(b *testing.B, path string, mb int) {
 		b.Fatal(err)
 	}
 	defer db.Close()
-	rows := mb << 20 / 330 // about 330 bytes a row with the index
+	rows := mb << 20 / 290 // about 290 bytes a row with the index and tags
 	for _, q := range []string{
 		"CREATE TABLE items(id INTEGER PRIMARY KEY, name TEXT, n INTEGER, price REAL, payload BLOB)",
 		"CREATE INDEX items_n ON items(n)",

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"io/fs"
 	"path/filepath"
+	"slices"
 	"time"
 
 	"sqlite-backup/manifest"
@@ -34,7 +35,7 @@ type Entry struct {
 // ListOptions for List.
 type ListOptions struct {
 	Dir    string
-	DB     string // database file name to list; "" for all
+	DBs    []string // database file names to list; none for all
 	Verify bool   // run verify.File on each (sha256, decompression, integrity)
 	Quick  bool
 	Deep   bool
@@ -49,9 +50,15 @@ func List(ctx context.Context, opts ListOptions) ([]Entry, error) {
 	if err != nil {
 		return nil, err
 	}
-	bs, err := retention.Find(dir, opts.DB, opts.Loc)
+	all, err := retention.Find(dir, "", opts.Loc)
 	if err != nil {
 		return nil, err
+	}
+	var bs []retention.Backup
+	for _, b := range all {
+		if len(opts.DBs) == 0 || slices.Contains(opts.DBs, b.DB) {
+			bs = append(bs, b)
+		}
 	}
 	out := make([]Entry, 0, len(bs))
 	for _, b := range bs {
