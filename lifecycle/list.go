@@ -36,7 +36,7 @@ type Entry struct {
 type ListOptions struct {
 	Dir    string
 	DBs    []string // database file names to list; none for all
-	Verify bool   // run verify.File on each (sha256, decompression, integrity)
+	Verify bool     // run verify.File on each (sha256, decompression, integrity)
 	Quick  bool
 	Deep   bool
 	// TempDir is where compressed backups are decompressed to be checked.
