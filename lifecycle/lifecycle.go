@@ -105,7 +105,11 @@ func Run(ctx context.Context, opts Options) (*Report, error) {
 }
 
 func published(ctx context.Context, opts Options, res *backup.Result, snap *content.Result, from, sqliteVersion string, rep *Report) error {
-	finished := time.Now()
+	now := time.Now
+	if opts.Backup.Now != nil {
+		now = opts.Backup.Now // the injected clock of tests
+	}
+	finished := now()
 	sum, err := manifest.FileSHA256(res.Path)
 	if err != nil {
 		return err
