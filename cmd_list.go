@@ -19,14 +19,15 @@ import (
 // sidecars say; with --verify it checks each one as verify does.
 type ListCmd struct {
 	Verify  bool   `help:"Also check each backup: sha256, decompression and integrity_check (reads every file)."`
-	Quick   bool   `help:"With --verify: quick_check instead of integrity_check."`
-	Deep    bool   `help:"With --verify: also recompute the rows and content hash the manifest recorded."`
+	Quick   bool   `help:"Check each backup with quick_check instead of integrity_check (implies --verify)."`
+	Deep    bool   `help:"Also recompute the rows and content hash each manifest recorded (implies --verify)."`
 	TempDir string `placeholder:"DIR" help:"Where compressed backups are decompressed to be checked (default: the system temp dir)."`
 }
 
 func (c *ListCmd) Run(ctx context.Context, kctx *kong.Context, g *Globals) error {
 	// Only a database named explicitly narrows the list; otherwise every
 	// backup in the directory is shown.
+	c.Verify = c.Verify || c.Quick || c.Deep
 	var dbs []string
 	if o := originOf(kctx, "source"); o.Origin == config.FromFlag || o.Origin == config.FromEnv || o.Origin == config.FromFile {
 		srcs, err := findSources(kctx, g)
