@@ -40,6 +40,7 @@ type CLI struct {
 
 	Backup  BackupCmd  `cmd:"" default:"withargs" help:"Back up the database (the default command)."`
 	Verify  VerifyCmd  `cmd:"" help:"Check existing backup files with PRAGMA integrity_check."`
+	Restore RestoreCmd `cmd:"" help:"Put a verified backup back in place of the database."`
 	List    ListCmd    `cmd:"" help:"List the backups in --backup-dir, newest first."`
 	Prune   PruneCmd   `cmd:"" help:"Remove old backups of the database by the --keep rules."`
 	Config  ConfigCmd  `cmd:"" help:"Show the resolved settings and where each came from."`
@@ -128,7 +129,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return exitOK
 	}
 	if sig := signalled(); sig != 0 {
-		fmt.Fprintf(stderr, "sqlite-backup: interrupted by %v; no backup was written\n", sig)
+		fmt.Fprintf(stderr, "sqlite-backup: interrupted by %v; stopped, temp files removed, nothing published or replaced\n", sig)
 		if sig == syscall.SIGINT {
 			return exitSIGINT
 		}

@@ -118,11 +118,11 @@ func checkDB(ctx context.Context, path string, opts Options, deep func(*sql.DB) 
 	res.PageSize = h.PageSize
 	res.Pages = res.Size / int64(h.PageSize)
 
-	// A database with a live WAL or a hot journal beside it is not a
-	// stand-alone file: its size may legitimately disagree with the
-	// header, and it must be read through SQLite's locking, not as
-	// immutable.
-	standalone := !h.WAL && !exists(path+"-wal") && !exists(path+"-journal")
+	// A database with a -wal, -shm or hot journal beside it may be in use:
+	// its size may legitimately disagree with the header, and it must be
+	// read through SQLite's locking. A file standing alone is opened
+	// immutable, so nothing is created beside it.
+	standalone := !exists(path+"-wal") && !exists(path+"-shm") && !exists(path+"-journal")
 	if standalone {
 		if res.Size%int64(h.PageSize) != 0 {
 			return fail("truncated: size %d is not a multiple of the page size %d", res.Size, h.PageSize)
