@@ -25,7 +25,7 @@ type BackupCmd struct {
 	Verify      []string      `placeholder:"FILE" sep:"none" env:"-" help:"Verify FILE instead of taking a backup (same as the verify command)."`
 	Compress    string        `enum:"none,zstd,gzip" default:"none" help:"Compress the verified backup: zstd (.zst), gzip (.gz) or none (default ${default})."`
 	Deep        bool          `help:"Also record a logical hash of every row in the manifest, for verify --deep."`
-	ShrinkGuard float64       `default:"50" placeholder:"PCT" help:"Warn and skip pruning if any table lost more than PCT% of its rows since the previous verified backup (0: off; default ${default})."`
+	ShrinkGuard int           `default:"50" placeholder:"PCT" help:"Warn and skip pruning if any table lost more than PCT% of its rows since the previous verified backup (0: off; default ${default})."`
 	RetentionFlags
 }
 
@@ -77,7 +77,7 @@ func (c *BackupCmd) Run(ctx context.Context, kctx *kong.Context, g *Globals) err
 			Backup:      bo,
 			Policy:      pol,
 			Deep:        c.Deep,
-			ShrinkGuard: c.ShrinkGuard,
+			ShrinkGuard: float64(c.ShrinkGuard),
 			ToolVersion: buildInfo().Version,
 		})
 		if rep != nil {
