@@ -82,6 +82,8 @@ func printLifecycle(w, errw io.Writer, r *lifecycle.Report) {
 	switch {
 	case r.Skipped == "the new backup was not verified":
 		fmt.Fprintf(errw, "sqlite-backup: note: older backups not pruned: the new backup was not verified\n")
+	case r.Skipped == "interrupted":
+		fmt.Fprintf(errw, "sqlite-backup: note: pruning interrupted; the backup above is complete, the next run prunes the rest\n")
 	case r.Prune != nil:
 		// Cron output stays short: the backups removed, not each sidecar.
 		for _, rm := range r.Prune.Removed {

@@ -94,6 +94,10 @@ func Run(ctx context.Context, opts Options) (*Report, error) {
 		if snapErr != nil {
 			rep.ContentError = fmt.Sprintf("row counts not recorded: %v", snapErr)
 		}
+		// The backup is in place: its sidecars are written even if a
+		// signal comes now (they do not look at ctx), so that what was
+		// published is complete; only pruning stops early, and the run
+		// still reports the backup it made.
 		return published(ctx, opts, res, snap, from, sqliteVersion, rep)
 	}
 	res, err := backup.Run(ctx, bo)
@@ -190,6 +194,12 @@ func published(ctx context.Context, opts Options, res *backup.Result, snap *cont
 	}
 	pr, err := prune(ctx, dir, res.Source, opts.Policy, false, opts.Loc, res.Path)
 	rep.Prune = pr
+	if err != nil && ctx.Err() != nil {
+		// Interrupted between removals: the new backup and everything
+		// not yet removed are intact; the next run prunes the rest.
+		rep.Skipped = "interrupted"
+		return nil
+	}
 	return err
 }
 
