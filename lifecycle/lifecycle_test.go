@@ -71,11 +71,27 @@ func TestDailyRunsInjectedClock(t *testing.T) {
 	if got := backupNames(t, dir); !slices.Equal(got, want) {
 		t.Errorf("kept %q, want %q", got, want)
 	}
+	// list: newest first, with the manifest's row count; --verify checks
+	// each (sha256 and integrity_check).
+	es, err := List(context.Background(), ListOptions{Dir: dir, Verify: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var listed []string
+	for _, e := range es {
+		listed = append(listed, e.Name)
+		if e.Rows == nil || *e.Rows != 50 || e.SHA256 != "ok" || e.Verify == nil || !e.Verify.OK || e.VerifiedAt == nil {
+			t.Errorf("list entry %+v", e)
+		}
+	}
+	if !slices.Equal(listed, []string{want[2], want[1], want[0]}) {
+		t.Errorf("list order %q", listed)
+	}
 	// Sidecars went with their backups.
-	es, _ := os.ReadDir(dir)
-	if len(es) != 3*3+1 { // backups, .sha256, .json, lock file
+	entries, _ := os.ReadDir(dir)
+	if len(entries) != 3*3+1 { // backups, .sha256, .json, lock file
 		var n []string
-		for _, e := range es {
+		for _, e := range entries {
 			n = append(n, e.Name())
 		}
 		t.Errorf("dir holds %q", n)
