@@ -61,6 +61,11 @@ type Options struct {
 	// LockTimeout is how long to wait for another run working in the
 	// same backup directory (0: fail at once).
 	LockTimeout time.Duration
+	// LockHeld says the caller already holds the destination directory's
+	// lock (restore's safety copy): Run neither takes it again, which
+	// would wait on itself, nor removes temp files, which may be the
+	// caller's own.
+	LockHeld bool
 	// Now names the backup; tests inject a clock. Defaults to time.Now.
 	Now func() time.Time
 	// Progress, if set, is called as pages are copied.
@@ -130,14 +135,16 @@ func Run(ctx context.Context, opts Options) (res *Result, err error) {
 		return nil, err
 	}
 
-	lk, err := lock.Acquire(ctx, dst.dir, opts.LockTimeout)
-	if err != nil {
-		return nil, err
+	if !opts.LockHeld {
+		lk, err := lock.Acquire(ctx, dst.dir, opts.LockTimeout)
+		if err != nil {
+			return nil, err
+		}
+		defer lk.Release()
+		// Holding the lock, any temp file of ours in the directory belongs
+		// to a run that died (SIGKILL, power loss): remove it.
+		RemoveStaleTemps(dst.dir)
 	}
-	defer lk.Release()
-	// Holding the lock, any temp file of ours in the directory belongs to
-	// a run that died (SIGKILL, power loss): remove it.
-	RemoveStaleTemps(dst.dir)
 
 	tmp, err := createTemp(dst.dir, filepath.Base(src))
 	if err != nil {
