@@ -84,10 +84,12 @@ func Open(path string) (*File, error) {
 }
 
 // RecordBackup writes the outcome of one backup run of source: res is
-// the result of a successful run, runErr the error of a failed one. A
-// failed run keeps the last success's time, duration and size, so the
-// age of the last good backup keeps growing until one succeeds. It does
-// nothing on a nil File.
+// the backup that was published (nil if none was), runErr the error of
+// the run, which can fail after publishing (pruning, say): then the
+// backup counts as the last success but the run as failed. A run that
+// published nothing keeps the last success's time, duration and size,
+// so the age of the last good backup keeps growing until one succeeds.
+// It does nothing on a nil File.
 func (f *File) RecordBackup(source string, res *backup.Result, runErr error) error {
 	if f == nil {
 		return nil
@@ -102,8 +104,10 @@ func (f *File) RecordBackup(source string, res *backup.Result, runErr error) err
 	}
 	var vf *verify.FailedError
 	switch {
-	case runErr == nil && res != nil:
-		set[LastRunSuccess] = 1
+	case res != nil:
+		if runErr == nil {
+			set[LastRunSuccess] = 1
+		}
 		set[LastSuccessTimestamp] = unixSeconds(now)
 		set[LastDuration] = res.Duration.Seconds()
 		set[LastSize] = float64(res.Size)
@@ -115,7 +119,7 @@ func (f *File) RecordBackup(source string, res *backup.Result, runErr error) err
 		set[LastVerifyOK] = 0
 	}
 	if err := f.update(source, set); err != nil {
-		if runErr == nil {
+		if res != nil {
 			return fmt.Errorf("write metrics %q (the backup itself was written): %w", f.Path, err)
 		}
 		return fmt.Errorf("write metrics %q: %w", f.Path, err)

@@ -116,6 +116,20 @@ func TestRecordSuccessThenFailure(t *testing.T) {
 	if got := value(t, path, LastVerifyOK, "/srv/app.db"); got != "0" {
 		t.Errorf("after a verify failure: %s = %s, want 0", LastVerifyOK, got)
 	}
+	// A run that published its backup and then failed (pruning, say):
+	// the backup is the last success, the run still failed.
+	t2 := t1.Add(time.Hour)
+	late := &backup.Result{Size: 4096, Duration: time.Second, Verify: "ok"}
+	if err := openAt(t, path, t2).RecordBackup("/srv/app.db", late, errors.New("prune: permission denied")); err != nil {
+		t.Fatal(err)
+	}
+	for name, want := range map[string]string{
+		LastRunSuccess: "0", LastSuccessTimestamp: "1764208800", LastSize: "4096", LastVerifyOK: "1",
+	} {
+		if got := value(t, path, name, "/srv/app.db"); got != want {
+			t.Errorf("after a late failure: %s = %s, want %s", name, got, want)
+		}
+	}
 	// So does a backup taken with --no-verify: it is not known good.
 	skipped := &backup.Result{Size: 1, Verify: "skipped"}
 	if err := openAt(t, path, t1).RecordBackup("/srv/app.db", skipped, nil); err != nil {
