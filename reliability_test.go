@@ -248,7 +248,7 @@ var (
 	bigErr  error
 )
 
-// sharedBigDB is one ~40 MB rollback-journal database, built once per
+// sharedBigDB is one ~33 MB rollback-journal database, built once per
 // test binary, for scenarios that need a copy that takes a while. Tests
 // must not write to it: they compare its hash before and after.
 func sharedBigDB(t testing.TB) string {
@@ -261,7 +261,7 @@ func sharedBigDB(t testing.TB) string {
 		}
 		os.Chmod(dir, 0o755)
 		bigPath = filepath.Join(dir, "big.db")
-		makeDB(t, bigPath, 40, "DELETE")
+		makeDB(t, bigPath, 24, "DELETE")
 	})
 	if bigErr != nil {
 		t.Fatal(bigErr)

@@ -1,0 +1,206 @@
+package main
+
+import (
+	"context"
+	"math/rand/v2"
+	"os"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"sqlite-backup/lock"
+)
+
+// TestCrashSIGKILL is scenario 2: a backup run is killed with SIGKILL at
+// a random moment (copy, verify, rename). After each kill no file under a
+// final backup name may fail verify, the quiescent source is byte for
+// byte unchanged, and the next normal run succeeds and leaves no temp
+// file behind (it removes the ones killed runs left).
+//
+// SQLITE_BACKUP_STRESS=full runs 50 kills instead of 10.
+func TestCrashSIGKILL(t *testing.T) {
+	if testing.Short() {
+		t.Skip("crash scenario: skipped with -short")
+	}
+	n := iterations(10, 50)
+	src := sharedBigDB(t)
+	sum := fileSum(t, src)
+	out := filepath.Join(t.TempDir(), "out")
+
+	// Calibrate the kill window on this machine: the faster of two full
+	// runs (the first one may pay for a cold page cache).
+	window := time.Hour
+	for range 2 {
+		t0 := time.Now()
+		if r := runTool(t, runOpts{}, "--source", src, "--backup-dir", out); r.code != 0 {
+			t.Fatalf("calibration run: exit %d\n%s", r.code, r.stderr)
+		}
+		window = min(window, time.Since(t0))
+	}
+	window = window * 11 / 10
+	clear := func() {
+		for _, b := range backupsIn(t, out) {
+			os.Remove(b)
+		}
+	}
+	clear()
+
+	rng := rand.New(rand.NewPCG(uint64(time.Now().UnixNano()), 3))
+	var tempsLeft, published, early int
+	for i := range n {
+		delay := time.Duration(rng.Int64N(int64(window)))
+		cmd := command(t, runOpts{}, "sqlite-backup", "--source", src, "--backup-dir", out)
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(delay)
+		cmd.Process.Signal(syscall.SIGKILL)
+		err := cmd.Wait()
+		if err == nil {
+			early++ // finished before the kill: still a valid sample of "after"
+		}
+
+		temps := tempsIn(t, out)
+		finals := backupsIn(t, out)
+		if len(temps) > 0 {
+			tempsLeft++
+		}
+		if len(finals) > 0 {
+			published++
+			if r := runTool(t, runOpts{}, append([]string{"verify"}, finals...)...); r.code != 0 {
+				t.Fatalf("kill %d after %v: a file under a final name fails verify:\n%s%s", i+1, delay, r.stdout, r.stderr)
+			}
+		}
+		if got := fileSum(t, src); got != sum {
+			t.Fatalf("kill %d after %v: the source changed", i+1, delay)
+		}
+		for _, s := range []string{"-journal", "-wal", "-shm"} {
+			if _, err := os.Stat(src + s); err == nil {
+				t.Fatalf("kill %d: %s%s left beside the source", i+1, src, s)
+			}
+		}
+		clear()
+
+		// Every other kill, let a second killed run's leftovers pile up
+		// before a normal run has to clean them all.
+		if i%2 == 0 && i != n-1 {
+			continue
+		}
+		r := runTool(t, runOpts{}, "--source", src, "--backup-dir", out)
+		if r.code != 0 {
+			t.Fatalf("normal run after kill %d: exit %d\n%s", i+1, r.code, r.stderr)
+		}
+		if temps := tempsIn(t, out); len(temps) > 0 {
+			t.Fatalf("normal run after kill %d left temp files: %v", i+1, temps)
+		}
+		if len(backupsIn(t, out)) != 1 {
+			t.Fatalf("normal run after kill %d: want 1 backup, dir holds %v", i+1, listDir(t, out))
+		}
+		clear()
+	}
+	t.Logf("crash: %d SIGKILLs at random moments within %v: %d left a temp file, %d after the rename, %d finished first; all final files verified, source unchanged, next run cleaned up",
+		n, window.Round(time.Millisecond), tempsLeft, published, early)
+}
+
+// TestStaleTempsOnlyOursOnlyUnderLock: the cleanup of killed runs'
+// leftovers removes only names with the tool's temp prefix, and never
+// while another run holds the directory's lock.
+func TestStaleTempsOnlyOursOnlyUnderLock(t *testing.T) {
+	dir := t.TempDir()
+	src := filepath.Join(dir, "app.db")
+	cli3(t, src, "CREATE TABLE t(x); INSERT INTO t VALUES(1);")
+	out := filepath.Join(dir, "out")
+	if err := os.Mkdir(out, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	ours := filepath.Join(out, ".sqlite-backup-tmp-app.db-0123456789ab")
+	foreign := []string{"app.db.tmp", ".sqlite-backup-tmp", ".sqlite-backup-tmpx", "notes.txt", "app.db.20200101_000000"}
+	for _, f := range append(foreign, filepath.Base(ours)) {
+		if err := os.WriteFile(filepath.Join(out, f), []byte("x"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	// Another run (this test) holds the lock: the tool must fail at once
+	// and touch nothing, since that temp file may be the live run's.
+	lk, err := lock.Acquire(context.Background(), out, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := runTool(t, runOpts{}, "--source", src, "--backup-dir", out)
+	if r.code != 1 || !strings.Contains(r.stderr, "locked by another sqlite-backup run") || !strings.Contains(r.stderr, out) {
+		t.Fatalf("with the lock held: exit %d, stderr %q", r.code, r.stderr)
+	}
+	if _, err := os.Stat(ours); err != nil {
+		t.Fatalf("the temp file of a live run was removed: %v", err)
+	}
+	lk.Release()
+
+	r = runTool(t, runOpts{}, "--source", src, "--backup-dir", out)
+	if r.code != 0 {
+		t.Fatalf("exit %d\n%s", r.code, r.stderr)
+	}
+	if _, err := os.Stat(ours); err == nil {
+		t.Errorf("stale temp %s not removed", ours)
+	}
+	for _, f := range foreign {
+		if _, err := os.Stat(filepath.Join(out, f)); err != nil {
+			t.Errorf("%s is not ours, but was removed: %v", f, err)
+		}
+	}
+}
+
+// TestInterruptMidCopy is scenario 3: SIGINT and SIGTERM while the copy
+// is being written remove the temp file and exit 130/143.
+func TestInterruptMidCopy(t *testing.T) {
+	src := sharedBigDB(t)
+	sum := fileSum(t, src)
+	for _, tc := range []struct {
+		sig  syscall.Signal
+		code int
+	}{{syscall.SIGINT, 130}, {syscall.SIGTERM, 143}} {
+		t.Run(tc.sig.String(), func(t *testing.T) {
+			out := filepath.Join(t.TempDir(), "out")
+			cmd := command(t, runOpts{}, "sqlite-backup", "--source", src, "--backup-dir", out)
+			var se strings.Builder
+			cmd.Stderr = &se
+			if err := cmd.Start(); err != nil {
+				t.Fatal(err)
+			}
+			// Mid-copy: the temp file exists and has pages in it.
+			deadline := time.Now().Add(30 * time.Second)
+			for {
+				if ts := tempsIn(t, out); len(ts) > 0 {
+					if fi, err := os.Stat(filepath.Join(out, ts[0])); err == nil && fi.Size() > 0 {
+						break
+					}
+				}
+				if time.Now().After(deadline) {
+					cmd.Process.Kill()
+					t.Fatal("no temp file with data appeared")
+				}
+				time.Sleep(time.Millisecond)
+			}
+			cmd.Process.Signal(tc.sig)
+			err := cmd.Wait()
+			code := 0
+			if err != nil {
+				code = cmd.ProcessState.ExitCode()
+			}
+			if code != tc.code {
+				t.Fatalf("exit %d, want %d; stderr:\n%s", code, tc.code, se.String())
+			}
+			if !strings.Contains(se.String(), "interrupted by") {
+				t.Errorf("stderr does not say it was interrupted: %q", se.String())
+			}
+			if got := listDir(t, out); len(got) != 1 || got[0] != ".sqlite-backup.lock" {
+				t.Errorf("left in the backup dir: %v", got)
+			}
+			if fileSum(t, src) != sum {
+				t.Error("the source changed")
+			}
+		})
+	}
+}
