@@ -134,6 +134,9 @@ func Run(ctx context.Context, opts Options) (res *Result, err error) {
 	}
 	pageSize, err := selfContain(ctx, tmp)
 	if err != nil {
+		if derr := destWriteError(err, dst.dir); derr != nil {
+			return nil, derr
+		}
 		return nil, fmt.Errorf("finish backup %q: %w", tmp, err)
 	}
 	if err := syncFile(tmp); err != nil {
@@ -204,6 +207,9 @@ func copySnapshot(ctx context.Context, src, tmp string, opts Options) (int, erro
 	switch opts.Method {
 	case MethodVacuum:
 		if _, err := conn.ExecContext(ctx, "VACUUM INTO ?", tmp); err != nil {
+			if derr := destWriteError(err, filepath.Dir(tmp)); derr != nil {
+				return 0, derr
+			}
 			return 0, sourceError(ctx, src, "vacuum source", err, opts.BusyTimeout)
 		}
 		f, err := os.Open(tmp)
@@ -263,6 +269,9 @@ func onlineBackup(ctx context.Context, conn *sql.Conn, src, tmp string, opts Opt
 			more, err := b.Step(stepPages)
 			if err != nil {
 				b.Finish()
+				if derr := destWriteError(err, filepath.Dir(tmp)); derr != nil {
+					return derr
+				}
 				return sourceError(ctx, src, "copy source", err, opts.BusyTimeout)
 			}
 			pages = b.PageCount()

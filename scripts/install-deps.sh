@@ -6,6 +6,8 @@ set -euo pipefail
 need=()
 command -v sqlite3 >/dev/null || need+=(sqlite3)
 command -v sqldiff >/dev/null || need+=(sqlite3-tools)
+# prlimit sets RLIMIT_FSIZE on the tool in the disk-full test.
+command -v prlimit >/dev/null || need+=(util-linux)
 if ((${#need[@]})); then
   sudo=""
   [[ $(id -u) -eq 0 ]] || sudo="sudo"

@@ -1,0 +1,72 @@
+package main
+
+import (
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+)
+
+// TestDiskFull is scenario 4: the destination runs out of room, by the
+// process's file size limit (RLIMIT_FSIZE, set on the child with
+// prlimit) and by a real full file system (a 512 KB tmpfs). Either way:
+// exit 1 (not death by SIGXFSZ), an error naming the backup directory,
+// no partial file, the source untouched.
+func TestDiskFull(t *testing.T) {
+	dir := publicTempDir(t)
+	src := filepath.Join(dir, "app.db")
+	makeDB(t, src, 1, "WAL") // ~1.5 MB
+	sum := fileSum(t, src)
+
+	type target struct {
+		name string
+		out  string
+		wrap []string
+		want string
+	}
+	var targets []target
+	if p, err := exec.LookPath("prlimit"); err == nil {
+		targets = append(targets, target{"rlimit-fsize", filepath.Join(dir, "out-rlimit"), []string{p, "--fsize=400000"},
+			"at most 400000 bytes (ulimit -f)"})
+	} else {
+		t.Errorf("prlimit (util-linux) not installed: scripts/install-deps.sh installs it")
+	}
+	mnt := filepath.Join(dir, "tmpfs")
+	if err := os.Mkdir(mnt, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := syscall.Mount("tmpfs", mnt, "tmpfs", 0, "size=512k"); err != nil {
+		t.Logf("SKIP full tmpfs part: cannot mount a tmpfs here (%v; needs root or CAP_SYS_ADMIN); the RLIMIT_FSIZE part still runs", err)
+	} else {
+		t.Cleanup(func() { syscall.Unmount(mnt, 0) })
+		targets = append(targets, target{"full-tmpfs", filepath.Join(mnt, "out"), nil, "no space left on the destination"})
+	}
+
+	for _, tg := range targets {
+		for _, method := range []string{"backup", "vacuum"} {
+			t.Run(tg.name+"/"+method, func(t *testing.T) {
+				out := filepath.Join(tg.out, method)
+				r := runTool(t, runOpts{wrap: tg.wrap}, "--source", src, "--backup-dir", out, "--method", method)
+				if r.signal != 0 {
+					t.Fatalf("killed by %v: a full destination must be an error, not a crash\n%s", r.signal, r.stderr)
+				}
+				if r.code != 1 {
+					t.Fatalf("exit %d, want 1\n%s", r.code, r.stderr)
+				}
+				for _, want := range []string{`write backup in "` + out + `"`, tg.want, "partial copy was removed", "hint: "} {
+					if !strings.Contains(r.stderr, want) {
+						t.Errorf("stderr lacks %q:\n%s", want, r.stderr)
+					}
+				}
+				if got := listDir(t, out); len(got) != 1 || got[0] != ".sqlite-backup.lock" {
+					t.Errorf("left in the backup dir: %v", got)
+				}
+				if fileSum(t, src) != sum {
+					t.Error("the source changed")
+				}
+			})
+		}
+	}
+}
