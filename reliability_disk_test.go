@@ -6,6 +6,7 @@ import (
 	"path/filepath"
 	"strings"
 	"syscall"
+	"time"
 	"testing"
 )
 
@@ -68,5 +69,73 @@ func TestDiskFull(t *testing.T) {
 				}
 			})
 		}
+	}
+}
+
+// TestLockedRollbackSource is scenario 5: a rollback-journal database
+// whose writer holds an exclusive lock longer than --busy-timeout gives
+// "database is locked" with the --busy-timeout hint, exit 1, and leaves
+// no file; with a long enough timeout the same run waits and succeeds.
+func TestLockedRollbackSource(t *testing.T) {
+	dir := t.TempDir()
+	src := filepath.Join(dir, "app.db")
+	cli3(t, src, "PRAGMA journal_mode=DELETE; CREATE TABLE t(x); INSERT INTO t VALUES(1);")
+	writer, err := exec.LookPath("sqlwriter")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, method := range []string{"backup", "vacuum"} {
+		t.Run(method, func(t *testing.T) {
+			ready := filepath.Join(dir, "ready-"+method)
+			hold := exec.Command(writer, "-hold", "60s", "-ready", ready, src)
+			if err := hold.Start(); err != nil {
+				t.Fatal(err)
+			}
+			defer hold.Process.Kill()
+			waitFile(t, ready, 30*time.Second)
+
+			out := filepath.Join(dir, "out-"+method)
+			r := runTool(t, runOpts{}, "--source", src, "--backup-dir", out, "--busy-timeout", "300ms", "--method", method)
+			if r.code != 1 {
+				t.Fatalf("exit %d, want 1\n%s", r.code, r.stderr)
+			}
+			for _, want := range []string{src, "database is locked", "busy timeout (300ms)", "hint: ", "--busy-timeout"} {
+				if !strings.Contains(r.stderr, want) {
+					t.Errorf("stderr lacks %q:\n%s", want, r.stderr)
+				}
+			}
+			if got := listDir(t, out); len(got) > 1 || (len(got) == 1 && got[0] != ".sqlite-backup.lock") {
+				t.Errorf("left in the backup dir: %v", got)
+			}
+			hold.Process.Signal(syscall.SIGTERM)
+			if err := hold.Wait(); err != nil {
+				t.Fatalf("lock holder: %v", err)
+			}
+		})
+	}
+
+	// A holder that lets go within the busy timeout is waited for.
+	ready := filepath.Join(dir, "ready-short")
+	hold := exec.Command(writer, "-hold", "1s", "-ready", ready, src)
+	if err := hold.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer hold.Process.Kill()
+	waitFile(t, ready, 30*time.Second)
+	out := filepath.Join(dir, "out-wait")
+	r := runTool(t, runOpts{}, "--source", src, "--backup-dir", out, "--busy-timeout", "30s")
+	if r.code != 0 {
+		t.Fatalf("with a long busy timeout: exit %d\n%s", r.code, r.stderr)
+	}
+	if err := hold.Wait(); err != nil {
+		t.Fatalf("lock holder: %v", err)
+	}
+	b := backupsIn(t, out)
+	if len(b) != 1 {
+		t.Fatalf("want one backup, got %v", listDir(t, out))
+	}
+	// The holder's row was committed before the backup could read.
+	if got := cli3(t, b[0], "SELECT count(*) FROM held"); got != "3\n" {
+		t.Errorf("backup holds %q rows of the held table, want the 3 committed ones", got)
 	}
 }
