@@ -64,6 +64,9 @@ func checkSource(src string) (string, sqlitefile.Header, error) {
 		}
 		return "", h, fmt.Errorf("open source %q: %w", src, err)
 	}
+	if err := checkTruncated(src, fi.Size(), h); err != nil {
+		return "", h, hint.Wrap(err, "the source is damaged; restore it from a backup (sqlite-backup verify FILE checks one)")
+	}
 	return abs, h, nil
 }
 
