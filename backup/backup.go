@@ -331,6 +331,9 @@ func sourceError(ctx context.Context, src, op string, err error, timeout time.Du
 	if ctx.Err() != nil {
 		return ctx.Err()
 	}
+	if rerr := readonlyDirError(src, op, err); rerr != nil {
+		return rerr
+	}
 	var se *sqlite.Error
 	if errors.As(err, &se) {
 		switch se.Code() & 0xff {
