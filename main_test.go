@@ -23,13 +23,20 @@ func TestMain(m *testing.M) {
 	})
 }
 
-// cleanupM removes what tests share across the run (sharedBigDB).
+// cleanupM removes what tests share across the run (sharedBigDB, the
+// copy of the tool for the user nobody).
 type cleanupM struct{ m *testing.M }
+
+// sharedDirs are removed after all tests ran.
+var sharedDirs []string
 
 func (c cleanupM) Run() int {
 	code := c.m.Run()
 	if bigPath != "" {
 		os.RemoveAll(filepath.Dir(bigPath))
+	}
+	for _, d := range sharedDirs {
+		os.RemoveAll(d)
 	}
 	return code
 }

@@ -157,6 +157,9 @@ func snapshot(t testing.TB, root string) tree {
 			return err
 		}
 		desc := info.Mode().String()
+		if st, ok := info.Sys().(*syscall.Stat_t); ok {
+			desc += " uid=" + strconv.Itoa(int(st.Uid))
+		}
 		switch {
 		case info.Mode()&fs.ModeSymlink != 0:
 			target, _ := os.Readlink(p)
