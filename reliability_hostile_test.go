@@ -309,6 +309,8 @@ func TestHostileInputs(t *testing.T) {
 		{name: "verify a missing file", args: []string{"verify", "{D}/nope.db"}, code: 1, want: []string{`verify "{D}/nope.db": no such file`}},
 		{name: "verify a directory", setup: func(c *hcase) { c.mkdir("adir", 0o755, false) },
 			args: []string{"verify", "{D}/adir"}, code: 3, want: []string{"{D}/adir: FAILED: not a regular file"}},
+		{name: "verify a WAL-mode file creates nothing beside it", setup: func(c *hcase) { c.db("copy.db", true) },
+			args: []string{"verify", "{D}/copy.db"}, code: 0, want: []string{"{D}/copy.db: ok"}},
 		{name: "verify a -wal file", setup: func(c *hcase) { c.db("app.db", true); c.write("app.db-wal", junk(4096), 0o644) },
 			args: []string{"verify", "{D}/app.db-wal"}, code: 3, want: []string{"{D}/app.db-wal: FAILED", "-wal file"}},
 	}

@@ -108,8 +108,10 @@ func File(ctx context.Context, path string, opts Options) (Result, error) {
 	// A database with a live WAL or a hot journal beside it is not a
 	// stand-alone file: its size may legitimately disagree with the
 	// header, and it must be read through SQLite's locking, not as
-	// immutable.
-	standalone := !h.WAL && !exists(path+"-wal") && !exists(path+"-journal")
+	// immutable. A WAL-mode file without a -wal is stand-alone (its last
+	// user checkpointed and closed it); opening it any other way makes
+	// SQLite create -wal and -shm beside it.
+	standalone := !exists(path+"-wal") && !exists(path+"-journal")
 	if standalone {
 		if res.Size%int64(h.PageSize) != 0 {
 			return fail("truncated: size %d is not a multiple of the page size %d", res.Size, h.PageSize)
