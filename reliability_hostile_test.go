@@ -256,6 +256,12 @@ func TestHostileInputs(t *testing.T) {
 				c.link("out/app.db."+now.Add(time.Duration(s)*time.Second).Format("20060102_150405"), "../victim")
 			}
 		}, args: []string{"--source", "{D}/app.db", "--backup-dir", "{D}/out"}, code: 0, backups: 1, want: []string{"integrity_check ok"}},
+		{name: "symlink planted at the lock file", setup: func(c *hcase) {
+			c.db("app.db", false)
+			c.write("victim", []byte("precious"), 0o644)
+			c.mkdir("out", 0o700, false)
+			c.link("out/.sqlite-backup.lock", "../victim")
+		}, args: []string{"--source", "{D}/app.db", "--backup-dir", "{D}/out"}, code: 1, want: []string{`open lock "{D}/out/.sqlite-backup.lock"`, "symbolic links"}},
 		{name: "symlinked source", setup: func(c *hcase) { c.db("real.db", false); c.link("app.db", "real.db") },
 			args: []string{"--source", "{D}/app.db", "--backup-dir", "{D}/out"}, code: 0, backups: 1, want: []string{"/out/app.db.", "integrity_check ok"}},
 		{name: "dangling symlink as source", setup: func(c *hcase) { c.link("app.db", "gone.db") },

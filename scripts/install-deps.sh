@@ -8,6 +8,8 @@ command -v sqlite3 >/dev/null || need+=(sqlite3)
 command -v sqldiff >/dev/null || need+=(sqlite3-tools)
 # prlimit sets RLIMIT_FSIZE on the tool in the disk-full test.
 command -v prlimit >/dev/null || need+=(util-linux)
+# strace shows the tool never starts another program (a security test).
+command -v strace >/dev/null || need+=(strace)
 if ((${#need[@]})); then
   sudo=""
   [[ $(id -u) -eq 0 ]] || sudo="sudo"
