@@ -77,7 +77,7 @@ func TestLoadBackupsUnderWriters(t *testing.T) {
 
 	// Idle phase: the same writers, no backup running.
 	idleStart := time.Now()
-	time.Sleep(3 * time.Second)
+	time.Sleep(time.Duration(iterations(3, 20)) * time.Second)
 	idleEnd := time.Now()
 
 	var backupTimes []time.Duration
