@@ -4,6 +4,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -44,6 +45,31 @@ func TestDiskFull(t *testing.T) {
 		t.Cleanup(func() { syscall.Unmount(mnt, 0) })
 		targets = append(targets, target{"full-tmpfs", filepath.Join(mnt, "out"), nil, "no space left on the destination"})
 	}
+
+	// Room for the copy of a WAL source, its lock file and a one-page
+	// journal, not for a 32 KB -shm: finishing the copy must not need one.
+	t.Run("WAL source, 16 KB to spare", func(t *testing.T) {
+		fi, err := os.Stat(src)
+		if err != nil {
+			t.Fatal(err)
+		}
+		tight := filepath.Join(dir, "tight")
+		if err := os.Mkdir(tight, 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := syscall.Mount("tmpfs", tight, "tmpfs", 0, "size="+strconv.FormatInt(fi.Size()+16384, 10)); err != nil {
+			t.Skipf("SKIP: cannot mount a tmpfs here (%v)", err)
+		}
+		defer syscall.Unmount(tight, 0)
+		out := filepath.Join(tight, "out")
+		r := runTool(t, runOpts{}, "--source", src, "--backup-dir", out)
+		if r.code != 0 {
+			t.Fatalf("exit %d\n%s", r.code, r.stderr)
+		}
+		if b := backupsIn(t, out); len(b) != 1 || len(listDir(t, out)) != 2 {
+			t.Errorf("want the backup and the lock file, got %v", listDir(t, out))
+		}
+	})
 
 	for _, tg := range targets {
 		for _, method := range []string{"backup", "vacuum"} {

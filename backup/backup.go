@@ -299,7 +299,10 @@ func onlineBackup(ctx context.Context, conn *sql.Conn, src, tmp string, opts Opt
 // says "WAL" and would want -wal/-shm files beside it; a backup must be
 // one file that any SQLite opens as it is.
 func selfContain(ctx context.Context, tmp string) (pageSize int, err error) {
-	uri, err := sqlitefile.URI(tmp, nil)
+	// Exclusive locking before the first read: SQLite then keeps a WAL
+	// copy's wal-index in memory instead of creating a 32 KB -shm beside
+	// it, which on a nearly full disk failed with "disk I/O error (4874)".
+	uri, err := sqlitefile.URI(tmp, url.Values{"_pragma": {"locking_mode(EXCLUSIVE)"}})
 	if err != nil {
 		return 0, err
 	}
