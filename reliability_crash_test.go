@@ -4,6 +4,7 @@ import (
 	"context"
 	"math/rand/v2"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"syscall"
@@ -203,4 +204,70 @@ func TestInterruptMidCopy(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestInterruptWhileWaiting: SIGINT while waiting out --busy-timeout for
+// a locked source, and SIGTERM while waiting for another run's directory
+// lock, end the run (130/143) without leaving a file, rather than after
+// the timeout.
+func TestInterruptWhileWaiting(t *testing.T) {
+	dir := t.TempDir()
+	src := filepath.Join(dir, "app.db")
+	cli3(t, src, "PRAGMA journal_mode=DELETE; CREATE TABLE t(x); INSERT INTO t VALUES(1);")
+	writer, err := exec.LookPath("sqlwriter")
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	wait := func(t *testing.T, args []string, sig syscall.Signal, code int, out string) {
+		t.Helper()
+		cmd := command(t, runOpts{}, "sqlite-backup", args...)
+		var se strings.Builder
+		cmd.Stderr = &se
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		// Let it reach the wait (its signal handler is installed long
+		// before); the exit code shows the signal was handled, not fatal.
+		time.Sleep(500 * time.Millisecond)
+		cmd.Process.Signal(sig)
+		done := make(chan error, 1)
+		go func() { done <- cmd.Wait() }()
+		select {
+		case <-done:
+		case <-time.After(2 * time.Minute): // liveness bound, far above the expected instant
+			cmd.Process.Kill()
+			t.Fatalf("%v did not end the wait", sig)
+		}
+		if got := cmd.ProcessState.ExitCode(); got != code {
+			t.Fatalf("exit %d, want %d\n%s", got, code, se.String())
+		}
+		if ts := tempsIn(t, out); len(ts) > 0 || len(backupsIn(t, out)) > 0 {
+			t.Errorf("left in the backup dir: %v", listDir(t, out))
+		}
+	}
+
+	t.Run("SIGINT waiting for a locked source", func(t *testing.T) {
+		ready := filepath.Join(dir, "ready")
+		hold := exec.Command(writer, "-hold", "10m", "-ready", ready, src)
+		if err := hold.Start(); err != nil {
+			t.Fatal(err)
+		}
+		defer func() { hold.Process.Signal(syscall.SIGTERM); hold.Wait() }()
+		waitFile(t, ready, 30*time.Second)
+		out := filepath.Join(dir, "out1")
+		wait(t, []string{"--source", src, "--backup-dir", out, "--busy-timeout", "10m"}, syscall.SIGINT, 130, out)
+	})
+	t.Run("SIGTERM waiting for the directory lock", func(t *testing.T) {
+		out := filepath.Join(dir, "out2")
+		if err := os.Mkdir(out, 0o700); err != nil {
+			t.Fatal(err)
+		}
+		lk, err := lock.Acquire(context.Background(), out, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer lk.Release()
+		wait(t, []string{"--source", src, "--backup-dir", out, "--lock-timeout", "10m"}, syscall.SIGTERM, 143, out)
+	})
 }
