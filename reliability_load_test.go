@@ -34,7 +34,11 @@ const (
 // timeout). The writers' commit latencies, idle and during backups, are
 // logged as figures, never asserted on.
 //
-// SQLITE_BACKUP_STRESS=full runs 100 backups instead of 8.
+// Then a few backups are killed with SIGKILL mid-run while the writers go
+// on, and one more must be whole.
+//
+// SQLITE_BACKUP_STRESS=full runs 100 backups instead of 8, and 10 kills
+// instead of 3.
 func TestLoadBackupsUnderWriters(t *testing.T) {
 	if testing.Short() {
 		t.Skip("load scenario: skipped with -short")
@@ -100,6 +104,33 @@ func TestLoadBackupsUnderWriters(t *testing.T) {
 		paths = append(paths, res.Path)
 	}
 	busyEnd := time.Now()
+
+	// Backups killed by SIGKILL while the writers go on: a reader that
+	// dies holding its WAL read lock must not disturb them, and the next
+	// backup must still be whole.
+	kills := iterations(3, 10)
+	med := backupTimes[len(backupTimes)/2]
+	for i := range kills {
+		cmd := command(t, runOpts{dir: dir}, "sqlite-backup", "--source", db, "--backup-dir", out, "--busy-timeout", "5s")
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(med * time.Duration(i+1) / time.Duration(kills+1))
+		cmd.Process.Signal(syscall.SIGKILL)
+		cmd.Wait()
+	}
+	r := runTool(t, runOpts{dir: dir}, "--source", db, "--backup-dir", out, "--busy-timeout", "5s", "--json")
+	if r.code != 0 {
+		t.Fatalf("backup after %d killed ones: exit %d\n%s", kills, r.code, r.stderr)
+	}
+	var after struct{ Path string }
+	if err := json.Unmarshal([]byte(r.stdout), &after); err != nil {
+		t.Fatal(err)
+	}
+	paths = append(paths, after.Path)
+	if ts := tempsIn(t, out); len(ts) > 0 {
+		t.Errorf("temp files left after the next normal run: %v", ts)
+	}
 
 	counts := make([]int64, loadWriters)
 	for k, cmd := range writers {
