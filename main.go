@@ -40,6 +40,7 @@ type CLI struct {
 
 	Backup  BackupCmd  `cmd:"" default:"withargs" help:"Back up the database (the default command)."`
 	Verify  VerifyCmd  `cmd:"" help:"Check existing backup files with PRAGMA integrity_check."`
+	Restore RestoreCmd `cmd:"" help:"Put a verified backup back in place of the database."`
 	Config  ConfigCmd  `cmd:"" help:"Show the resolved settings and where each came from."`
 	Version VersionCmd `cmd:"" help:"Show version, Go and SQLite versions, and platform."`
 }
@@ -124,7 +125,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return exitOK
 	}
 	if sig := signalled(); sig != 0 {
-		fmt.Fprintf(stderr, "sqlite-backup: interrupted by %v; no backup was written\n", sig)
+		fmt.Fprintf(stderr, "sqlite-backup: interrupted by %v; stopped, temp files removed, nothing published or replaced\n", sig)
 		if sig == syscall.SIGINT {
 			return exitSIGINT
 		}

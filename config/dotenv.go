@@ -43,16 +43,34 @@ func dotenvValue(v string) (string, error) {
 		return "", nil
 	}
 	switch q := v[0]; q {
-	case '"', '\'':
+	case '\'':
 		end := strings.IndexByte(v[1:], q)
 		if end < 0 {
-			return "", fmt.Errorf("unterminated %c quote", q)
+			return "", fmt.Errorf("unterminated ' quote")
 		}
-		inner := v[1 : 1+end]
-		if q == '"' {
-			inner = strings.NewReplacer(`\n`, "\n", `\"`, `"`, `\\`, `\`).Replace(inner)
+		return v[1 : 1+end], nil
+	case '"':
+		var b strings.Builder
+		for i := 1; i < len(v); i++ {
+			c := v[i]
+			switch {
+			case c == '"':
+				return b.String(), nil
+			case c == '\\' && i+1 < len(v):
+				i++
+				switch v[i] {
+				case 'n':
+					b.WriteByte('\n')
+				case 't':
+					b.WriteByte('\t')
+				default:
+					b.WriteByte(v[i])
+				}
+			default:
+				b.WriteByte(c)
+			}
 		}
-		return inner, nil
+		return "", fmt.Errorf("unterminated \" quote")
 	}
 	if i := strings.Index(v, " #"); i >= 0 {
 		v = v[:i]

@@ -105,13 +105,11 @@ func File(ctx context.Context, path string, opts Options) (Result, error) {
 	res.PageSize = h.PageSize
 	res.Pages = res.Size / int64(h.PageSize)
 
-	// A database with a live WAL or a hot journal beside it is not a
-	// stand-alone file: its size may legitimately disagree with the
-	// header, and it must be read through SQLite's locking, not as
-	// immutable. A WAL-mode file without a -wal is stand-alone (its last
-	// user checkpointed and closed it); opening it any other way makes
-	// SQLite create -wal and -shm beside it.
-	standalone := !exists(path+"-wal") && !exists(path+"-journal")
+	// A database with a -wal, -shm or hot journal beside it may be in use:
+	// its size may legitimately disagree with the header, and it must be
+	// read through SQLite's locking. A file standing alone is opened
+	// immutable, so nothing is created beside it.
+	standalone := !exists(path+"-wal") && !exists(path+"-shm") && !exists(path+"-journal")
 	if standalone {
 		if res.Size%int64(h.PageSize) != 0 {
 			return fail("truncated: size %d is not a multiple of the page size %d", res.Size, h.PageSize)

@@ -1,0 +1,98 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"time"
+
+	"github.com/alecthomas/kong"
+
+	"sqlite-backup/config"
+	"sqlite-backup/restore"
+)
+
+// RestoreCmd puts a verified backup back in place of the database.
+type RestoreCmd struct {
+	File    string `arg:"" name:"backup" help:"Backup file to restore from."`
+	To      string `placeholder:"PATH" help:"Database to restore to (default: the source, found as for backups)."`
+	Force   bool   `env:"-" help:"Replace an existing database; a snapshot of it is first saved as <db>.pre-restore.YYYYMMDD_HHMMSS."`
+	Online  bool   `xor:"mode" help:"Copy into the live database with SQLite's backup API (the default when another process has it open)."`
+	Offline bool   `xor:"mode" help:"Replace the file (the default when no other process has it open); refused if one does."`
+	DryRun  bool   `help:"Verify the backup and say what would be done, without changing anything."`
+}
+
+func (c *RestoreCmd) Run(ctx context.Context, kctx *kong.Context, g *Globals) error {
+	// Replacing a database must be asked for on the command line, not
+	// left on in a config file where it would apply to every restore.
+	if c.Force && originOf(kctx, "force").Origin != config.FromFlag {
+		return usagef("sqlite-backup restore BACKUP --to PATH --force", "--force must be given on the command line, not in a config file")
+	}
+	to := c.To
+	if to == "" {
+		src, err := findSource(kctx, g)
+		if err != nil {
+			return err
+		}
+		to = src.Path
+	}
+	opts := restore.Options{
+		Backup:      c.File,
+		Target:      to,
+		Force:       c.Force,
+		DryRun:      c.DryRun,
+		BusyTimeout: g.BusyTimeout,
+	}
+	switch {
+	case c.Online:
+		opts.Mode = restore.ModeOnline
+	case c.Offline:
+		opts.Mode = restore.ModeOffline
+	}
+	res, err := restore.Run(ctx, opts)
+	if errors.Is(err, restore.ErrTargetExists) {
+		return usagef(fmt.Sprintf("sqlite-backup restore %q --to %q --force   (saves the current database first)", c.File, to), "%v", err)
+	}
+	if res != nil && res.SafetyCopy != "" && err != nil && !g.JSON {
+		fmt.Fprintf(g.stdout, "safety copy: %s (integrity_check %s)\n", res.SafetyCopy, res.SafetyCheck)
+	}
+	if err != nil {
+		return err
+	}
+	return printRestore(g.stdout, res, g.JSON)
+}
+
+func printRestore(w io.Writer, r *restore.Result, asJSON bool) error {
+	if asJSON {
+		return json.NewEncoder(w).Encode(struct {
+			*restore.Result
+			DurationMS int64 `json:"duration_ms"`
+		}{r, r.Duration.Milliseconds()})
+	}
+	if r.DryRun {
+		fmt.Fprintf(w, "dry run: backup %s: integrity_check ok, %d bytes, %d pages\n", r.Backup, r.Size, r.Pages)
+		if r.TargetExisted {
+			fmt.Fprintf(w, "dry run: would save the current %s as %s\n", r.Target, r.SafetyCopy)
+		}
+		how := "offline: write a temp file beside it, remove its stale -wal/-shm, rename it into place"
+		if r.Mode == restore.ModeOnline {
+			how = "online: copy into the live database with SQLite's backup API"
+		}
+		if len(r.Holders) > 0 {
+			how += fmt.Sprintf(" (open by pid %v)", r.Holders)
+		}
+		_, err := fmt.Fprintf(w, "dry run: would restore %s to %s %s, journal_mode %s\n", r.Backup, r.Target, how, r.JournalMode)
+		return err
+	}
+	if r.SafetyCopy != "" {
+		fmt.Fprintf(w, "safety copy: %s (integrity_check %s)\n", r.SafetyCopy, r.SafetyCheck)
+	}
+	for _, p := range r.Removed {
+		fmt.Fprintf(w, "removed stale %s\n", p)
+	}
+	_, err := fmt.Fprintf(w, "restored %s -> %s (%s, journal_mode %s): %s, %d bytes, %d pages, %s\n",
+		r.Backup, r.Target, r.Mode, r.JournalMode, r.Check, r.Size, r.Pages, r.Duration.Round(time.Millisecond))
+	return err
+}

@@ -1,0 +1,328 @@
+package restore
+
+import (
+	"context"
+	"crypto/rand"
+	"database/sql"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"net/url"
+	"os"
+	"path/filepath"
+	"strconv"
+	"syscall"
+
+	"sqlite-backup/backup"
+	"sqlite-backup/hint"
+	"sqlite-backup/lock"
+	"sqlite-backup/sqlitefile"
+)
+
+// offline replaces target by a copy of plain. The order is what makes a
+// crash (SIGKILL, power loss) at any point leave either the old database
+// or the new one, never a mix:
+//
+//  1. The new file is written, given the target's owner, mode and journal
+//     mode, and fsynced as a temp file beside the target.
+//  2. The old database is settled: opened with SQLite and checkpointed
+//     (wal_checkpoint(TRUNCATE)); opening it also rolls back a hot
+//     -journal. Its -wal then holds nothing the file does not, so from
+//     here the old file alone is the old database. SQLite's own recovery
+//     covers a crash during this step.
+//  3. The -wal, -shm and -journal are removed and the directory fsynced.
+//     Removing them before step 2 would lose committed transactions still
+//     in the -wal; leaving them until after the rename would let SQLite
+//     replay the old -wal's frames (or roll back the old journal) onto the
+//     new file: WAL frames do not say which database file they belong to.
+//  4. rename(temp, target), then the directory is fsynced.
+//
+// A killed run leaves its temp file; the next restore or backup run in
+// that directory removes it under the directory lock.
+// afterStep, when set by a test, is called at each boundary between the
+// steps above, so the test can look at the files a SIGKILL there would
+// leave.
+var afterStep func(step string)
+
+func step(name string) {
+	if afterStep != nil {
+		afterStep(name)
+	}
+}
+
+func offline(ctx context.Context, plain, target string, tgt targetState, res *Result, opts Options) (err error) {
+	dir := filepath.Dir(target)
+	lk, err := lock.Acquire(ctx, dir, 0)
+	if err != nil {
+		return err
+	}
+	defer lk.Release()
+	backup.RemoveStaleTemps(dir)
+
+	tmp, err := createTemp(dir, filepath.Base(target))
+	if err != nil {
+		return err
+	}
+	defer func() {
+		if err != nil {
+			os.Remove(tmp)
+			for _, s := range sqlitefile.Sidecars {
+				os.Remove(tmp + s)
+			}
+		}
+	}()
+	if err := copyFile(ctx, plain, tmp); err != nil {
+		return err
+	}
+	if tgt.exists {
+		if err := keepOwner(tmp, target, tgt.fi); err != nil {
+			return err
+		}
+	}
+	mode := "delete"
+	if tgt.wal {
+		mode = "wal"
+	}
+	if err := setJournalMode(ctx, tmp, mode); err != nil {
+		return fmt.Errorf("prepare restored file %q: %w", tmp, err)
+	}
+	if err := syncPath(tmp); err != nil {
+		return fmt.Errorf("fsync restored file %q: %w", tmp, pathErr(err))
+	}
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	step("temp written")
+
+	// Last look before the old database is touched: an application that
+	// started since the first check must not lose its file.
+	if tgt.exists {
+		holders, err := Holders(target)
+		if err != nil {
+			return err
+		}
+		if len(holders) > 0 {
+			return hint.Wrap(fmt.Errorf("restore to %q: %s since the restore started; nothing was replaced", target, describeHolders(holders)),
+				"stop the application, or restore into the live database with --online")
+		}
+		if err := settle(ctx, target, opts); err != nil {
+			return err
+		}
+		step("settled")
+	}
+	removed, err := removeSidecars(target)
+	res.Removed = removed
+	if err != nil {
+		return err
+	}
+	if err := syncPath(dir); err != nil {
+		return fmt.Errorf("fsync directory %q: %w", dir, pathErr(err))
+	}
+	step("sidecars removed")
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	if err := os.Rename(tmp, target); err != nil {
+		return fmt.Errorf("rename restored file to %q: %w", target, pathErr(err))
+	}
+	if err := syncPath(dir); err != nil {
+		return fmt.Errorf("fsync directory %q: %w", dir, pathErr(err))
+	}
+	step("renamed")
+	return nil
+}
+
+// settle folds the old database's -wal into the file and rolls back a hot
+// journal, so the file alone holds the last committed state.
+func settle(ctx context.Context, target string, opts Options) error {
+	uri, err := sqlitefile.URI(target, url.Values{
+		"mode":    {"rw"}, // never create
+		"_pragma": {"busy_timeout(" + strconv.FormatInt(opts.BusyTimeout.Milliseconds(), 10) + ")"},
+	})
+	if err != nil {
+		return err
+	}
+	db, err := sql.Open("sqlite", uri)
+	if err != nil {
+		return fmt.Errorf("open %q: %w", target, err)
+	}
+	defer db.Close()
+	db.SetMaxOpenConns(1)
+	// Reading the schema rolls back a hot journal and recovers the -wal.
+	var n int
+	if err := db.QueryRowContext(ctx, "SELECT count(*) FROM sqlite_schema").Scan(&n); err != nil {
+		return settleError(target, err)
+	}
+	var busy, logFrames, done int
+	if err := db.QueryRowContext(ctx, "PRAGMA wal_checkpoint(TRUNCATE)").Scan(&busy, &logFrames, &done); err != nil {
+		return settleError(target, err)
+	}
+	if busy != 0 {
+		return hint.Wrap(fmt.Errorf("checkpoint %q: another connection kept it busy; nothing was replaced", target),
+			"stop the application, or restore into the live database with --online")
+	}
+	if err := db.Close(); err != nil {
+		return settleError(target, err)
+	}
+	// The checkpoint emptied the -wal; a non-empty one now means someone
+	// wrote in between.
+	if fi, err := os.Stat(target + "-wal"); err == nil && fi.Size() > 0 {
+		return hint.Wrap(fmt.Errorf("restore to %q: its -wal was written to during the restore; nothing was replaced", target),
+			"stop the application, or restore into the live database with --online")
+	}
+	return nil
+}
+
+func settleError(target string, err error) error {
+	return hint.Wrap(fmt.Errorf("settle current database %q before replacing it: %w; nothing was replaced", target, err),
+		"if the current file is beyond reading, move it and its -wal aside yourself and restore to the free name")
+}
+
+// removeSidecars removes the target's -wal, -shm and -journal.
+func removeSidecars(target string) ([]string, error) {
+	var removed []string
+	for _, s := range sqlitefile.Sidecars {
+		err := os.Remove(target + s)
+		switch {
+		case err == nil:
+			removed = append(removed, target+s)
+		case errors.Is(err, fs.ErrNotExist):
+		default:
+			return removed, fmt.Errorf("remove stale %q: %w; nothing was replaced", target+s, pathErr(err))
+		}
+	}
+	return removed, nil
+}
+
+// setJournalMode gives the restored file the target's journal mode, so a
+// WAL application gets a WAL database back. Closing the only connection
+// checkpoints and deletes the temp's own -wal/-shm.
+func setJournalMode(ctx context.Context, p, mode string) error {
+	uri, err := sqlitefile.URI(p, url.Values{"mode": {"rw"}})
+	if err != nil {
+		return err
+	}
+	db, err := sql.Open("sqlite", uri)
+	if err != nil {
+		return err
+	}
+	defer db.Close()
+	db.SetMaxOpenConns(1)
+	var got string
+	if err := db.QueryRowContext(ctx, "PRAGMA journal_mode="+mode).Scan(&got); err != nil {
+		return err
+	}
+	if got != mode {
+		return fmt.Errorf("journal_mode is %q after setting %s", got, mode)
+	}
+	if err := db.Close(); err != nil {
+		return err
+	}
+	for _, s := range sqlitefile.Sidecars {
+		if _, err := os.Lstat(p + s); err == nil {
+			return fmt.Errorf("%s left behind after closing", s)
+		}
+	}
+	return nil
+}
+
+// createTemp creates an empty private temp file in dir, following
+// backup's conventions (name prefix, O_EXCL, 0600) so either command
+// cleans up after the other.
+func createTemp(dir, base string) (string, error) {
+	var rnd [6]byte
+	for range 10 {
+		if _, err := rand.Read(rnd[:]); err != nil {
+			return "", err
+		}
+		p := filepath.Join(dir, backup.TempPrefix+base+"-"+hex.EncodeToString(rnd[:]))
+		f, err := os.OpenFile(p, os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o600)
+		if errors.Is(err, fs.ErrExist) {
+			continue
+		}
+		if err != nil {
+			return "", fmt.Errorf("create temp file in %q: %w", dir, pathErr(err))
+		}
+		err = f.Chmod(0o600)
+		if cerr := f.Close(); err == nil {
+			err = cerr
+		}
+		if err != nil {
+			os.Remove(p)
+			return "", fmt.Errorf("create temp file %q: %w", p, pathErr(err))
+		}
+		return p, nil
+	}
+	return "", fmt.Errorf("create temp file in %q: could not find a free name", dir)
+}
+
+func copyFile(ctx context.Context, src, dst string) error {
+	in, err := os.Open(src)
+	if err != nil {
+		return fmt.Errorf("open backup %q: %w", src, pathErr(err))
+	}
+	defer in.Close()
+	out, err := os.OpenFile(dst, os.O_WRONLY|os.O_TRUNC, 0)
+	if err != nil {
+		return fmt.Errorf("open %q: %w", dst, pathErr(err))
+	}
+	defer out.Close()
+	buf := make([]byte, 1<<20)
+	for {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		n, rerr := in.Read(buf)
+		if n > 0 {
+			if _, err := out.Write(buf[:n]); err != nil {
+				return fmt.Errorf("write %q: %w", dst, pathErr(err))
+			}
+		}
+		if rerr == io.EOF {
+			break
+		}
+		if rerr != nil {
+			return fmt.Errorf("read backup %q: %w", src, pathErr(rerr))
+		}
+	}
+	return out.Close()
+}
+
+// keepOwner gives the new file the old one's permission bits and owner,
+// so the application can still open it. Failing to keep the owner is an
+// error: a database the application cannot write is an outage.
+func keepOwner(tmp, target string, fi fs.FileInfo) error {
+	if err := os.Chmod(tmp, fi.Mode().Perm()); err != nil {
+		return fmt.Errorf("chmod %q: %w", tmp, pathErr(err))
+	}
+	st, ok := fi.Sys().(*syscall.Stat_t)
+	if !ok {
+		return nil
+	}
+	var cur syscall.Stat_t
+	if err := syscall.Stat(tmp, &cur); err != nil {
+		return fmt.Errorf("stat %q: %w", tmp, err)
+	}
+	if cur.Uid == st.Uid && cur.Gid == st.Gid {
+		return nil
+	}
+	if err := os.Chown(tmp, int(st.Uid), int(st.Gid)); err != nil {
+		return hint.Wrap(fmt.Errorf("restore to %q: cannot give the new file the owner %d:%d of the current one: %w", target, st.Uid, st.Gid, pathErr(err)),
+			"run the restore as the database's owner or as root")
+	}
+	return nil
+}
+
+func syncPath(p string) error {
+	f, err := os.Open(p)
+	if err != nil {
+		return err
+	}
+	err = f.Sync()
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	return err
+}

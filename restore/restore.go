@@ -1,0 +1,323 @@
+// Package restore puts a verified backup back in place of a database.
+// Nothing is touched until the backup has passed verification. An
+// existing target is first saved as a consistent snapshot beside it.
+// When no other process has the target open, the backup is written to a
+// temp file beside it and renamed over it (offline); when the application
+// has it open, the pages are copied into the live database with SQLite's
+// backup API under SQLite's own locking (online). Either way the target
+// is checked with integrity_check afterwards.
+package restore
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"time"
+
+	"sqlite-backup/backup"
+	"sqlite-backup/hint"
+	"sqlite-backup/sqlitefile"
+	"sqlite-backup/verify"
+)
+
+// Mode says how the backup is put in place.
+type Mode string
+
+const (
+	// ModeAuto is offline unless another process holds the target open.
+	ModeAuto Mode = ""
+	// ModeOffline replaces the file: temp file, rename, fsync.
+	ModeOffline Mode = "offline"
+	// ModeOnline copies pages into the live database with the backup API.
+	ModeOnline Mode = "online"
+)
+
+// Options describe one restore.
+type Options struct {
+	Backup string // the backup file to restore from
+	Target string // the database to replace
+	Force  bool   // replace an existing target (after a safety copy)
+	Mode   Mode
+	DryRun bool // verify the backup and say what would happen, change nothing
+	// BusyTimeout is how long to wait for the application's locks.
+	BusyTimeout time.Duration
+	// Now names the safety copy; tests inject a clock. Defaults to time.Now.
+	Now func() time.Time
+}
+
+// Result says what was done (or, with DryRun, what would be done).
+type Result struct {
+	Backup        string   `json:"backup"`
+	Target        string   `json:"target"`
+	DryRun        bool     `json:"dry_run,omitempty"`
+	Mode          Mode     `json:"mode"`
+	TargetExisted bool     `json:"target_existed"`
+	Holders       []int    `json:"holders,omitempty"` // pids that had the target open
+	SafetyCopy    string   `json:"safety_copy,omitempty"`
+	SafetyCheck   string   `json:"safety_copy_check,omitempty"` // "ok" or the problems found
+	JournalMode   string   `json:"journal_mode"`                // "wal" or "delete" (rollback)
+	Removed       []string `json:"removed,omitempty"`           // stale sidecars removed (offline)
+	Check         string   `json:"check"`                       // "integrity_check ok" after restore
+	Size          int64    `json:"size"`
+	PageSize      int      `json:"page_size"`
+	Pages         int64    `json:"pages"`
+
+	Duration time.Duration `json:"-"`
+}
+
+// ErrTargetExists is wrapped by the error Run returns when the target
+// exists and Force is not set; the CLI reports it as a usage error.
+var ErrTargetExists = errors.New("target exists")
+
+// SafetySuffix is put between the target's name and the timestamp of
+// the snapshot taken before it is replaced.
+const SafetySuffix = ".pre-restore."
+
+// Run restores one backup. See the package comment for the order of
+// events; on error before the final rename (offline) or before the copy
+// commits (online), the target is as it was.
+func Run(ctx context.Context, opts Options) (*Result, error) {
+	started := time.Now()
+	if opts.Now == nil {
+		opts.Now = time.Now
+	}
+	if opts.Backup == "" {
+		return nil, hint.Wrap(errors.New("no backup file given"), "sqlite-backup restore /backup/app.db.20260101_120000 --to /srv/app/app.db")
+	}
+	bk, err := filepath.Abs(opts.Backup)
+	if err != nil {
+		return nil, fmt.Errorf("backup %q: %w", opts.Backup, err)
+	}
+	target, err := checkTarget(opts.Target, bk)
+	if err != nil {
+		return nil, err
+	}
+	res := &Result{Backup: bk, Target: target, DryRun: opts.DryRun, Check: "integrity_check"}
+
+	// 1. The backup must be sound before anything is touched.
+	vr, err := verify.File(ctx, bk, verify.Options{})
+	if err != nil {
+		return nil, fmt.Errorf("restore from %q: %w", opts.Backup, err)
+	}
+	if !vr.OK {
+		return nil, hint.Wrap(fmt.Errorf("backup %q failed %s; nothing was restored: %w", opts.Backup, vr.Check, &verify.FailedError{Result: vr}),
+			"pick an older backup: ls -l %s", filepath.Dir(bk))
+	}
+	plain, cleanup, err := prepare(ctx, bk, filepath.Dir(target))
+	if err != nil {
+		return nil, err
+	}
+	defer cleanup()
+
+	// 2. What is there now, and who has it open.
+	tgt, err := inspectTarget(target)
+	if err != nil {
+		return nil, err
+	}
+	res.TargetExisted = tgt.exists
+	if tgt.exists && !opts.Force {
+		return nil, fmt.Errorf("restore to %q: %w; refusing to replace it without --force", target, ErrTargetExists)
+	}
+	holders, err := Holders(target)
+	if err != nil {
+		return nil, err
+	}
+	res.Holders = holders
+	res.Mode = opts.Mode
+	switch {
+	case opts.Mode == ModeAuto && len(holders) > 0:
+		res.Mode = ModeOnline
+	case opts.Mode == ModeAuto:
+		res.Mode = ModeOffline
+	case opts.Mode == ModeOffline && len(holders) > 0:
+		return nil, hint.Wrap(fmt.Errorf("restore to %q: %s; an offline restore would pull the file from under it", target, describeHolders(holders)),
+			"stop the application first, or copy into the live database: sqlite-backup restore %q --to %q --force --online", opts.Backup, target)
+	case opts.Mode == ModeOnline && !tgt.exists:
+		return nil, fmt.Errorf("restore to %q: --online needs an existing database to copy into; without it the restore is offline", target)
+	}
+	res.JournalMode = "delete"
+	if tgt.wal {
+		// Offline: the restored file is switched to WAL. Online: the
+		// backup API keeps a WAL destination in WAL.
+		res.JournalMode = "wal"
+	}
+	if res.Mode == ModeOnline {
+		if err := checkOnlinePageSize(tgt, plain, opts); err != nil {
+			return nil, err
+		}
+	}
+	if opts.DryRun {
+		if tgt.exists {
+			res.SafetyCopy = target + SafetySuffix + opts.Now().Format(backup.TimeFormat)
+		}
+		res.Size, res.PageSize, res.Pages = vr.Size, vr.PageSize, vr.Pages
+		res.Check = ""
+		res.Duration = time.Since(started)
+		return res, nil
+	}
+
+	// 3. A consistent snapshot of what is about to be replaced.
+	if tgt.exists {
+		if err := safetyCopy(ctx, target, res, opts); err != nil {
+			return nil, err
+		}
+	}
+
+	// 4. Put the backup in place.
+	switch res.Mode {
+	case ModeOnline:
+		err = online(ctx, plain, target, opts)
+	default:
+		err = offline(ctx, plain, target, tgt, res, opts)
+	}
+	if err != nil {
+		return res, withSafetyHint(err, res)
+	}
+
+	// 5. Check what is now in place.
+	if err := checkRestored(ctx, target, res, opts); err != nil {
+		return res, withSafetyHint(err, res)
+	}
+	res.Duration = time.Since(started)
+	return res, nil
+}
+
+// checkTarget resolves the target and refuses names that cannot be a
+// database to replace.
+func checkTarget(t, bk string) (string, error) {
+	if t == "" {
+		return "", hint.Wrap(errors.New("no database to restore to"), "name it: sqlite-backup restore BACKUP --to /srv/app/app.db")
+	}
+	abs, err := filepath.Abs(t)
+	if err != nil {
+		return "", fmt.Errorf("restore to %q: %w", t, err)
+	}
+	// A symlinked database is restored where the link points: renaming
+	// over the link would leave the real file, which the application
+	// may open by its own path, as it was.
+	if fi, err := os.Lstat(abs); err == nil && fi.Mode()&os.ModeSymlink != 0 {
+		real, err := filepath.EvalSymlinks(abs)
+		if err != nil {
+			return "", fmt.Errorf("restore to %q: %w", t, pathErr(err))
+		}
+		abs = real
+	}
+	if db, ok := sqlitefile.SidecarOf(abs); ok {
+		if _, err := os.Stat(db); err == nil {
+			return "", hint.Wrap(fmt.Errorf("restore to %q: that is SQLite's %s file, not a database", t, abs[len(db):]),
+				"restore to the database itself: --to %q", db)
+		}
+	}
+	if abs == bk || sameFile(abs, bk) {
+		return "", fmt.Errorf("restore to %q: that is the backup file itself", t)
+	}
+	if fi, err := os.Stat(filepath.Dir(abs)); err != nil || !fi.IsDir() {
+		return "", fmt.Errorf("restore to %q: directory %q does not exist", t, filepath.Dir(abs))
+	}
+	return abs, nil
+}
+
+type targetState struct {
+	exists   bool
+	wal      bool // header says WAL: the restored file is switched to WAL too
+	pageSize int
+	fi       fs.FileInfo
+}
+
+func inspectTarget(target string) (targetState, error) {
+	var s targetState
+	fi, err := os.Stat(target)
+	if errors.Is(err, fs.ErrNotExist) {
+		return s, nil
+	}
+	if err != nil {
+		return s, fmt.Errorf("restore to %q: %w", target, pathErr(err))
+	}
+	if !fi.Mode().IsRegular() {
+		return s, fmt.Errorf("restore to %q: not a regular file", target)
+	}
+	s.exists, s.fi = true, fi
+	f, err := os.Open(target)
+	if err != nil {
+		return s, fmt.Errorf("restore to %q: %w", target, pathErr(err))
+	}
+	defer f.Close()
+	if h, err := sqlitefile.ReadHeader(f); err == nil {
+		s.wal, s.pageSize = h.WAL, h.PageSize
+	}
+	return s, nil
+}
+
+// safetyCopy saves the current target through backup.Run: the backup API
+// in one read transaction, so committed pages still in its -wal are
+// included. It runs with VerifyNone and the copy is checked here instead,
+// because a damaged database is the commonest reason to restore and
+// backup.Run would throw a failing copy away; a damaged snapshot is still
+// the only copy of the last state, so it is kept and reported.
+func safetyCopy(ctx context.Context, target string, res *Result, opts Options) error {
+	p := target + SafetySuffix + opts.Now().Format(backup.TimeFormat)
+	br, err := backup.Run(ctx, backup.Options{
+		Source:      target,
+		Path:        p,
+		Verify:      backup.VerifyNone,
+		BusyTimeout: opts.BusyTimeout,
+		Now:         opts.Now,
+	})
+	if err != nil {
+		return hint.Wrap(fmt.Errorf("safety copy of %q failed, nothing was restored: %w", target, err),
+			"if the current file is beyond reading, move it aside yourself and restore to the free name: mv %q %q", target, target+".damaged")
+	}
+	res.SafetyCopy = br.Path
+	vr, err := verify.File(ctx, br.Path, verify.Options{})
+	switch {
+	case err != nil:
+		return fmt.Errorf("check safety copy %q: %w", br.Path, err)
+	case vr.OK:
+		res.SafetyCheck = "ok"
+	default:
+		res.SafetyCheck = "FAILED: " + vr.Summary()
+	}
+	return nil
+}
+
+func withSafetyHint(err error, res *Result) error {
+	if res.SafetyCopy == "" || hint.Of(err) != "" {
+		return err
+	}
+	return hint.Wrap(err, "the database as it was before is saved in %s", res.SafetyCopy)
+}
+
+func describeHolders(pids []int) string {
+	if len(pids) == 1 {
+		return fmt.Sprintf("another process (pid %d) has it open", pids[0])
+	}
+	return fmt.Sprintf("other processes (pids %v) have it open", pids)
+}
+
+func sameFile(a, b string) bool {
+	fa, err := os.Stat(a)
+	if err != nil {
+		return false
+	}
+	fb, err := os.Stat(b)
+	if err != nil {
+		return false
+	}
+	return os.SameFile(fa, fb)
+}
+
+// pathErr drops the *PathError wrapper: messages already name the file.
+func pathErr(err error) error {
+	var pe *fs.PathError
+	if errors.As(err, &pe) {
+		return pe.Err
+	}
+	var le *os.LinkError
+	if errors.As(err, &le) {
+		return le.Err
+	}
+	return err
+}
