@@ -35,7 +35,7 @@ func TestCrashSIGKILL(t *testing.T) {
 	window := time.Hour
 	for range 2 {
 		t0 := time.Now()
-		if r := runTool(t, runOpts{}, "--source", src, "--backup-dir", out); r.code != 0 {
+		if r := runBin(t, runOpts{}, "--source", src, "--backup-dir", out); r.code != 0 {
 			t.Fatalf("calibration run: exit %d\n%s", r.code, r.stderr)
 		}
 		window = min(window, time.Since(t0))
@@ -70,7 +70,7 @@ func TestCrashSIGKILL(t *testing.T) {
 		}
 		if len(finals) > 0 {
 			published++
-			if r := runTool(t, runOpts{}, append([]string{"verify"}, finals...)...); r.code != 0 {
+			if r := runBin(t, runOpts{}, append([]string{"verify"}, finals...)...); r.code != 0 {
 				t.Fatalf("kill %d after %v: a file under a final name fails verify:\n%s%s", i+1, delay, r.stdout, r.stderr)
 			}
 		}
@@ -89,7 +89,7 @@ func TestCrashSIGKILL(t *testing.T) {
 		if i%2 == 0 && i != n-1 {
 			continue
 		}
-		r := runTool(t, runOpts{}, "--source", src, "--backup-dir", out)
+		r := runBin(t, runOpts{}, "--source", src, "--backup-dir", out)
 		if r.code != 0 {
 			t.Fatalf("normal run after kill %d: exit %d\n%s", i+1, r.code, r.stderr)
 		}
@@ -130,7 +130,7 @@ func TestStaleTempsOnlyOursOnlyUnderLock(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	r := runTool(t, runOpts{}, "--source", src, "--backup-dir", out)
+	r := runBin(t, runOpts{}, "--source", src, "--backup-dir", out)
 	if r.code != 1 || !strings.Contains(r.stderr, "locked by another sqlite-backup run") || !strings.Contains(r.stderr, out) {
 		t.Fatalf("with the lock held: exit %d, stderr %q", r.code, r.stderr)
 	}
@@ -139,7 +139,7 @@ func TestStaleTempsOnlyOursOnlyUnderLock(t *testing.T) {
 	}
 	lk.Release()
 
-	r = runTool(t, runOpts{}, "--source", src, "--backup-dir", out)
+	r = runBin(t, runOpts{}, "--source", src, "--backup-dir", out)
 	if r.code != 0 {
 		t.Fatalf("exit %d\n%s", r.code, r.stderr)
 	}

@@ -62,7 +62,7 @@ func TestDiskFull(t *testing.T) {
 		}
 		defer syscall.Unmount(tight, 0)
 		out := filepath.Join(tight, "out")
-		r := runTool(t, runOpts{}, "--source", src, "--backup-dir", out)
+		r := runBin(t, runOpts{}, "--source", src, "--backup-dir", out)
 		if r.code != 0 {
 			t.Fatalf("exit %d\n%s", r.code, r.stderr)
 		}
@@ -75,7 +75,7 @@ func TestDiskFull(t *testing.T) {
 		for _, method := range []string{"backup", "vacuum"} {
 			t.Run(tg.name+"/"+method, func(t *testing.T) {
 				out := filepath.Join(tg.out, method)
-				r := runTool(t, runOpts{wrap: tg.wrap}, "--source", src, "--backup-dir", out, "--method", method)
+				r := runBin(t, runOpts{wrap: tg.wrap}, "--source", src, "--backup-dir", out, "--method", method)
 				if r.signal != 0 {
 					t.Fatalf("killed by %v: a full destination must be an error, not a crash\n%s", r.signal, r.stderr)
 				}
@@ -121,7 +121,7 @@ func TestLockedRollbackSource(t *testing.T) {
 			waitFile(t, ready, 30*time.Second)
 
 			out := filepath.Join(dir, "out-"+method)
-			r := runTool(t, runOpts{}, "--source", src, "--backup-dir", out, "--busy-timeout", "300ms", "--method", method)
+			r := runBin(t, runOpts{}, "--source", src, "--backup-dir", out, "--busy-timeout", "300ms", "--method", method)
 			if r.code != 1 {
 				t.Fatalf("exit %d, want 1\n%s", r.code, r.stderr)
 			}
@@ -149,7 +149,7 @@ func TestLockedRollbackSource(t *testing.T) {
 	defer hold.Process.Kill()
 	waitFile(t, ready, 30*time.Second)
 	out := filepath.Join(dir, "out-wait")
-	r := runTool(t, runOpts{}, "--source", src, "--backup-dir", out, "--busy-timeout", "30s")
+	r := runBin(t, runOpts{}, "--source", src, "--backup-dir", out, "--busy-timeout", "30s")
 	if r.code != 0 {
 		t.Fatalf("with a long busy timeout: exit %d\n%s", r.code, r.stderr)
 	}

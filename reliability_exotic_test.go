@@ -60,7 +60,7 @@ func TestExoticDatabases(t *testing.T) {
 			srcSum := fileSum(t, src)
 			for _, method := range []string{"backup", "vacuum"} {
 				out := filepath.Join(dir, "out-"+method)
-				r := runTool(t, runOpts{}, "--source", src, "--backup-dir", out, "--method", method, "--json")
+				r := runBin(t, runOpts{}, "--source", src, "--backup-dir", out, "--method", method, "--json")
 				if r.code != 0 {
 					t.Fatalf("%s: exit %d\n%s", method, r.code, r.stderr)
 				}
@@ -87,7 +87,7 @@ func TestExoticDatabases(t *testing.T) {
 						t.Errorf("%s: FTS5 query on the backup: %q", method, got)
 					}
 				}
-				if r := runTool(t, runOpts{}, "verify", res.Path); r.code != 0 {
+				if r := runBin(t, runOpts{}, "verify", res.Path); r.code != 0 {
 					t.Errorf("%s: verify: exit %d\n%s%s", method, r.code, r.stdout, r.stderr)
 				}
 			}

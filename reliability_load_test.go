@@ -89,7 +89,7 @@ func TestLoadBackupsUnderWriters(t *testing.T) {
 	busyStart := time.Now()
 	for i := range n {
 		t0 := time.Now()
-		r := runTool(t, runOpts{dir: dir}, "--source", db, "--backup-dir", out, "--busy-timeout", "5s", "--json")
+		r := runBin(t, runOpts{dir: dir}, "--source", db, "--backup-dir", out, "--busy-timeout", "5s", "--json")
 		backupTimes = append(backupTimes, time.Since(t0))
 		if r.code != 0 {
 			t.Fatalf("backup %d of %d: exit %d\n%s", i+1, n, r.code, r.stderr)
@@ -119,7 +119,7 @@ func TestLoadBackupsUnderWriters(t *testing.T) {
 		cmd.Process.Signal(syscall.SIGKILL)
 		cmd.Wait()
 	}
-	r := runTool(t, runOpts{dir: dir}, "--source", db, "--backup-dir", out, "--busy-timeout", "5s", "--json")
+	r := runBin(t, runOpts{dir: dir}, "--source", db, "--backup-dir", out, "--busy-timeout", "5s", "--json")
 	if r.code != 0 {
 		t.Fatalf("backup after %d killed ones: exit %d\n%s", kills, r.code, r.stderr)
 	}
@@ -150,7 +150,7 @@ func TestLoadBackupsUnderWriters(t *testing.T) {
 
 	// Every backup file: the tool's own verify in one more process, then
 	// the prefix check row by row.
-	if r := runTool(t, runOpts{dir: dir}, append([]string{"verify"}, paths...)...); r.code != 0 {
+	if r := runBin(t, runOpts{dir: dir}, append([]string{"verify"}, paths...)...); r.code != 0 {
 		t.Fatalf("verify of the backups: exit %d\n%s%s", r.code, r.stdout, r.stderr)
 	}
 	prev := make([]int64, loadWriters)

@@ -19,7 +19,7 @@ func TestPrivateWhateverUmask(t *testing.T) {
 	for _, mask := range []int{0o000, 0o002, 0o022, 0o077} {
 		out := filepath.Join(dir, "umask"+strconvOct(mask), "a", "b")
 		old := syscall.Umask(mask) // inherited by the child; tests here run one at a time
-		r := runTool(t, runOpts{}, "--source", src, "--backup-dir", out)
+		r := runBin(t, runOpts{}, "--source", src, "--backup-dir", out)
 		syscall.Umask(old)
 		if r.code != 0 {
 			t.Fatalf("umask %03o: exit %d\n%s", mask, r.code, r.stderr)
@@ -70,7 +70,7 @@ func TestNeverRunsAProgram(t *testing.T) {
 		{"config", "--source", src},
 	} {
 		trace := filepath.Join(dir, "trace")
-		r := runTool(t, runOpts{wrap: []string{strace, "-f", "-qq", "-e", "trace=execve,execveat,fork,vfork", "-o", trace}}, args...)
+		r := runBin(t, runOpts{wrap: []string{strace, "-f", "-qq", "-e", "trace=execve,execveat,fork,vfork", "-o", trace}}, args...)
 		if r.code != 0 {
 			if strings.Contains(r.stderr, "ptrace") || strings.Contains(r.stderr, "Operation not permitted") {
 				t.Skip("SKIP: strace cannot trace here: " + r.stderr)

@@ -90,7 +90,7 @@ func command(t testing.TB, o runOpts, name string, args ...string) *exec.Cmd {
 }
 
 // runTool runs sqlite-backup to completion.
-func runTool(t testing.TB, o runOpts, args ...string) result {
+func runBin(t testing.TB, o runOpts, args ...string) result {
 	t.Helper()
 	return runCmd(t, command(t, o, "sqlite-backup", args...))
 }
