@@ -5,13 +5,14 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"os"
 	"time"
 
 	"github.com/alecthomas/kong"
 
 	"sqlite-backup/backup"
+	"sqlite-backup/compress"
 	"sqlite-backup/config"
+	"sqlite-backup/lifecycle"
 )
 
 // BackupCmd takes one verified backup.
@@ -22,6 +23,10 @@ type BackupCmd struct {
 	Quick       bool          `xor:"check" help:"Check the new backup with quick_check instead of the full integrity_check."`
 	LockTimeout time.Duration `default:"0s" placeholder:"DUR" help:"How long to wait for another run using the same backup directory (default: fail at once)."`
 	Verify      []string      `placeholder:"FILE" sep:"none" env:"-" help:"Verify FILE instead of taking a backup (same as the verify command)."`
+	Compress    string        `enum:"none,zstd,gzip" default:"none" help:"Compress the verified backup: zstd (.zst), gzip (.gz) or none (default ${default})."`
+	Deep        bool          `help:"Also record a logical hash of every row in the manifest, for verify --deep."`
+	ShrinkGuard int           `default:"50" placeholder:"PCT" help:"Warn and skip pruning if any table lost more than PCT% of its rows since the previous verified backup (0: off; default ${default})."`
+	RetentionFlags
 }
 
 func (c *BackupCmd) Run(ctx context.Context, kctx *kong.Context, g *Globals) error {
@@ -35,61 +40,100 @@ func (c *BackupCmd) Run(ctx context.Context, kctx *kong.Context, g *Globals) err
 	if c.Backup != "" && originOf(kctx, "backup-dir").Origin != config.FromDefault {
 		return usagef("sqlite-backup --source app.db --backup /backup/app.db.bak", "--backup FILE and --backup-dir DIR both say where to write; give one")
 	}
-	src, err := findSource(kctx, g)
+	srcs, err := findSources(kctx, g)
 	if err != nil {
 		return err
 	}
-	opts := backup.Options{
-		Source:      src.Path,
-		Dir:         g.BackupDir,
-		Path:        c.Backup,
-		Method:      backup.Method(c.Method),
-		Verify:      backup.VerifyFull,
-		BusyTimeout: g.BusyTimeout,
-		LockTimeout: c.LockTimeout,
+	if len(srcs) > 1 && c.Backup != "" {
+		return usagef("sqlite-backup --source a.db --source b.db --backup-dir /backup", "--backup FILE names one file; with several --source use --backup-dir")
 	}
-	switch {
-	case c.NoVerify:
-		opts.Verify = backup.VerifyNone
-	case c.Quick:
-		opts.Verify = backup.VerifyQuick
+	if c.ShrinkGuard < 0 || c.ShrinkGuard > 100 {
+		return usagef("sqlite-backup --source app.db --shrink-guard 50", "--shrink-guard %v: give a percentage from 0 (off) to 100", c.ShrinkGuard)
 	}
-	res, err := backup.Run(ctx, opts)
+	pol, err := c.RetentionFlags.policy()
 	if err != nil {
 		return err
 	}
-	return printBackup(g.stdout, res, g.JSON)
+	var failed int
+	var firstErr error
+	for _, src := range srcs {
+		bo := backup.Options{
+			Source:      src.Path,
+			Dir:         g.BackupDir,
+			Path:        c.Backup,
+			Method:      backup.Method(c.Method),
+			Verify:      backup.VerifyFull,
+			BusyTimeout: g.BusyTimeout,
+			LockTimeout: c.LockTimeout,
+			Compress:    compress.Kind(c.Compress),
+		}
+		switch {
+		case c.NoVerify:
+			bo.Verify = backup.VerifyNone
+		case c.Quick:
+			bo.Verify = backup.VerifyQuick
+		}
+		rep, err := lifecycle.Run(ctx, lifecycle.Options{
+			Backup:      bo,
+			Policy:      pol,
+			Deep:        c.Deep,
+			ShrinkGuard: float64(c.ShrinkGuard),
+			ToolVersion: buildInfo().Version,
+		})
+		if rep != nil {
+			if perr := printBackup(g.stdout, g.stderr(), rep, g.JSON); err == nil {
+				err = perr
+			}
+		}
+		if err == nil {
+			continue
+		}
+		if len(srcs) == 1 || ctx.Err() != nil {
+			return err
+		}
+		// Each database on its own: report, go on with the others.
+		failed++
+		if firstErr == nil {
+			firstErr = err
+		}
+		printError(g.stderr(), err)
+	}
+	if failed > 0 {
+		return &severalFailed{what: "databases", failed: failed, total: len(srcs), first: firstErr}
+	}
+	return nil
 }
 
-func printBackup(w io.Writer, r *backup.Result, asJSON bool) error {
+func printBackup(w, errw io.Writer, rep *lifecycle.Report, asJSON bool) error {
+	r := rep.Result
+	warnShrink(errw, rep)
 	if asJSON {
 		return json.NewEncoder(w).Encode(struct {
 			*backup.Result
 			DurationMS int64 `json:"duration_ms"`
-		}{r, r.Duration.Milliseconds()})
+			lifecycleFields
+		}{r, r.Duration.Milliseconds(), fieldsOf(rep)})
 	}
 	verdict := string(r.Check) + " ok"
 	if r.Verify == "skipped" {
 		verdict = "NOT VERIFIED (--no-verify)"
 	}
 	_, err := fmt.Fprintf(w, "%s: %s, %d bytes, %d pages, %s\n", r.Path, verdict, r.Size, r.Pages, r.Duration.Round(time.Millisecond))
+	printLifecycle(w, errw, rep)
 	return err
 }
 
-// findSource resolves the database to back up: --source, its env var and
-// the config file through kong, then DATABASE_URL and the app's .env.
+// findSource resolves the one database a command works on: --source,
+// its env var and the config file through kong, then DATABASE_URL and
+// the app's .env. Several --source values are a usage error here; the
+// backup and prune commands take them all (findSources).
 func findSource(kctx *kong.Context, g *Globals) (config.Source, error) {
-	o := originOf(kctx, "source")
-	l := config.Lookup{
-		Source:       g.Source,
-		SourceOrigin: o.Origin,
-		SourceDetail: o.Detail,
-		ConfigErr:    g.configErr,
-		AppDir:       g.AppDir,
-		Getenv:       os.Getenv,
+	srcs, err := findSources(kctx, g)
+	if err != nil {
+		return config.Source{}, err
 	}
-	if g.configFile != nil {
-		l.ConfigFile = g.configFile.Path
+	if len(srcs) > 1 {
+		return config.Source{}, usagef("sqlite-backup --source /srv/app/data/app.db", "%d databases given (--source %s); this command works on one", len(srcs), srcs[0].Path)
 	}
-	return config.FindSource(l)
+	return srcs[0], nil
 }

@@ -24,9 +24,11 @@ type setting struct {
 
 func (c *ConfigCmd) Run(kctx *kong.Context, g *Globals) error {
 	var out []setting
-	src, srcErr := findSource(kctx, g)
+	srcs, srcErr := findSources(kctx, g)
 	if srcErr == nil {
-		out = append(out, setting{"source", src.Path, src.Origin, src.Detail})
+		for _, src := range srcs {
+			out = append(out, setting{"source", src.Path, src.Origin, src.Detail})
+		}
 	} else {
 		out = append(out, setting{"source", "", config.FromNone, "no database found, see below"})
 	}

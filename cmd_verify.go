@@ -10,8 +10,10 @@ import (
 
 // VerifyCmd checks existing backup files without writing a byte.
 type VerifyCmd struct {
-	Files []string `arg:"" name:"file" help:"Backup files to check."`
-	Quick bool     `help:"Run quick_check instead of the full integrity_check."`
+	Files   []string `arg:"" name:"file" help:"Backup files to check."`
+	Quick   bool     `help:"Run quick_check instead of the full integrity_check."`
+	Deep    bool     `help:"Also recompute the row counts and content hash recorded in FILE.json and compare."`
+	TempDir string   `placeholder:"DIR" help:"Where compressed backups are decompressed to be checked (default: the system temp dir)."`
 }
 
 type verifyReport struct {
@@ -26,7 +28,7 @@ func (c *VerifyCmd) Run(ctx context.Context, g *Globals) error {
 	var failed, errs int
 	var firstErr error
 	for _, f := range c.Files {
-		res, err := verify.File(ctx, f, verify.Options{Quick: c.Quick})
+		res, err := verify.File(ctx, f, verify.Options{Quick: c.Quick, Deep: c.Deep, TempDir: c.TempDir})
 		if err != nil {
 			if ctx.Err() != nil {
 				return ctx.Err()
@@ -47,7 +49,7 @@ func (c *VerifyCmd) Run(ctx context.Context, g *Globals) error {
 		}
 		if !g.JSON {
 			if res.OK {
-				fmt.Fprintf(g.stdout, "%s: ok\n", f)
+				fmt.Fprintf(g.stdout, "%s: ok%s\n", f, okDetails(res))
 			} else {
 				fmt.Fprintf(g.stdout, "%s: FAILED: %s\n", f, res.Summary())
 			}

@@ -41,13 +41,15 @@ type CLI struct {
 	Backup  BackupCmd  `cmd:"" default:"withargs" help:"Back up the database (the default command)."`
 	Verify  VerifyCmd  `cmd:"" help:"Check existing backup files with PRAGMA integrity_check."`
 	Restore RestoreCmd `cmd:"" help:"Put a verified backup back in place of the database."`
+	List    ListCmd    `cmd:"" help:"List the backups in --backup-dir, newest first."`
+	Prune   PruneCmd   `cmd:"" help:"Remove old backups of the database by the --keep rules."`
 	Config  ConfigCmd  `cmd:"" help:"Show the resolved settings and where each came from."`
 	Version VersionCmd `cmd:"" help:"Show version, Go and SQLite versions, and platform."`
 }
 
 // Globals are the flags every command shares.
 type Globals struct {
-	Source      string           `short:"s" placeholder:"PATH" help:"Database to back up: a path or a sqlite:/// URL. Default: DATABASE_URL from the environment or the app's .env."`
+	Source      []string         `short:"s" sep:"none" placeholder:"PATH" help:"Database to back up: a path or a sqlite:/// URL; repeat for several (a glob in the config file). Default: DATABASE_URL from the environment or the app's .env."`
 	BackupDir   string           `default:"/backup" placeholder:"DIR" help:"Directory for timestamped backups <db-file>.YYYYMMDD_HHMMSS (default ${default})."`
 	AppDir      string           `default:"." placeholder:"DIR" help:"Application directory whose .env may hold DATABASE_URL."`
 	Config      string           `placeholder:"FILE" help:"Config file with flag = value lines (default ${config_default} if it exists)."`
@@ -58,6 +60,7 @@ type Globals struct {
 	configFile *config.File // the file actually read, if any
 	configErr  string       // why none was read
 	stdout     io.Writer
+	stderrW    io.Writer
 }
 
 func main() {
@@ -68,6 +71,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	unsetEmptyEnv()
 	var cli CLI
 	cli.stdout = stdout
+	cli.stderrW = stderr
 	cfgPath, explicit := configPath(args)
 	var resolvers []kong.Resolver
 	if cfgPath != "" {

@@ -51,6 +51,7 @@ func TestScripts(t *testing.T) {
 			"truncate":   cmdTruncate,
 			"randbytes":  cmdRandBytes,
 			"backupname": cmdBackupName,
+			"flipbyte":   cmdFlipByte,
 		},
 	})
 }
@@ -129,4 +130,22 @@ func cmdBackupName(ts *testscript.TestScript, neg bool, args []string) {
 		ts.Fatalf("want one backup in %s, found %d:\n%s", args[1], len(found), names.String())
 	}
 	ts.Setenv(args[0], found[0])
+}
+
+// flipbyte FILE OFFSET: invert every bit of one byte, as bit rot would.
+func cmdFlipByte(ts *testscript.TestScript, neg bool, args []string) {
+	if neg || len(args) != 2 {
+		ts.Fatalf("usage: flipbyte FILE OFFSET")
+	}
+	off, err := strconv.ParseInt(args[1], 10, 64)
+	ts.Check(err)
+	f, err := os.OpenFile(ts.MkAbs(args[0]), os.O_RDWR, 0)
+	ts.Check(err)
+	defer f.Close()
+	b := make([]byte, 1)
+	_, err = f.ReadAt(b, off)
+	ts.Check(err)
+	b[0] ^= 0xff
+	_, err = f.WriteAt(b, off)
+	ts.Check(err)
 }

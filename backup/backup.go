@@ -18,6 +18,7 @@ import (
 	"strconv"
 	"time"
 
+	"sqlite-backup/compress"
 	"sqlite-backup/hint"
 	"sqlite-backup/lock"
 	"sqlite-backup/sqlitefile"
@@ -60,25 +61,47 @@ type Options struct {
 	// LockTimeout is how long to wait for another run working in the
 	// same backup directory (0: fail at once).
 	LockTimeout time.Duration
+	// LockHeld says the caller already holds the destination directory's
+	// lock (restore's safety copy): Run neither takes it again, which
+	// would wait on itself, nor removes temp files, which may be the
+	// caller's own.
+	LockHeld bool
 	// Now names the backup; tests inject a clock. Defaults to time.Now.
 	Now func() time.Time
 	// Progress, if set, is called as pages are copied.
 	Progress func(done, total int)
+
+	// Compress, if set, streams the verified copy into a .zst/.gz file
+	// that is published instead of it.
+	Compress compress.Kind
+	// Snapshot, if set, is called with a connection that sees exactly the
+	// snapshot copied: inside the read transaction that pins it (method
+	// backup), or on the finished copy (method vacuum: VACUUM INTO cannot
+	// run inside a transaction). Used for row counts and content hashes.
+	Snapshot func(ctx context.Context, conn *sql.Conn) error
+	// Published, if set, is called after the backup got its final name,
+	// still holding the directory lock (sidecars, pruning). Its error is
+	// returned together with the Result: the backup itself is in place.
+	Published func(ctx context.Context, res *Result) error
 }
 
 // Result describes a published backup.
 type Result struct {
-	Source    string        `json:"source"`
-	Path      string        `json:"path"`
-	Size      int64         `json:"size"`
-	Pages     int           `json:"pages"`
-	PageSize  int           `json:"page_size"`
-	Method    Method        `json:"method"`
-	Verify    string        `json:"verify"` // "ok" or "skipped"
-	Check     VerifyMode    `json:"check"`
-	Duration  time.Duration `json:"-"`
-	Started   time.Time     `json:"started"`
-	SourceWAL bool          `json:"source_wal"`
+	Source   string     `json:"source"`
+	Path     string     `json:"path"`
+	Size     int64      `json:"size"`
+	Pages    int        `json:"pages"`
+	PageSize int        `json:"page_size"`
+	Method   Method     `json:"method"`
+	Verify   string     `json:"verify"` // "ok" or "skipped"
+	Check    VerifyMode `json:"check"`
+	// Compression is "none", "zstd" or "gzip"; Uncompressed the size of
+	// the database inside a compressed backup.
+	Compression  compress.Kind `json:"compression"`
+	Uncompressed int64         `json:"uncompressed_size,omitempty"`
+	Duration     time.Duration `json:"-"`
+	Started      time.Time     `json:"started"`
+	SourceWAL    bool          `json:"source_wal"`
 }
 
 // stepPages is how many pages one backup step copies. Between steps the
@@ -98,6 +121,9 @@ func Run(ctx context.Context, opts Options) (res *Result, err error) {
 	if opts.Verify == "" {
 		opts.Verify = VerifyFull
 	}
+	if opts.Compress == "" {
+		opts.Compress = compress.None
+	}
 	started := opts.Now()
 
 	src, srcHdr, err := checkSource(opts.Source)
@@ -109,14 +135,16 @@ func Run(ctx context.Context, opts Options) (res *Result, err error) {
 		return nil, err
 	}
 
-	lk, err := lock.Acquire(ctx, dst.dir, opts.LockTimeout)
-	if err != nil {
-		return nil, err
+	if !opts.LockHeld {
+		lk, err := lock.Acquire(ctx, dst.dir, opts.LockTimeout)
+		if err != nil {
+			return nil, err
+		}
+		defer lk.Release()
+		// Holding the lock, any temp file of ours in the directory belongs
+		// to a run that died (SIGKILL, power loss): remove it.
+		RemoveStaleTemps(dst.dir)
 	}
-	defer lk.Release()
-	// Holding the lock, any temp file of ours in the directory belongs to
-	// a run that died (SIGKILL, power loss): remove it.
-	RemoveStaleTemps(dst.dir)
 
 	tmp, err := createTemp(dst.dir, filepath.Base(src))
 	if err != nil {
@@ -139,6 +167,11 @@ func Run(ctx context.Context, opts Options) (res *Result, err error) {
 		}
 		return nil, fmt.Errorf("finish backup %q: %w", tmp, err)
 	}
+	if opts.Method == MethodVacuum && opts.Snapshot != nil {
+		if err := snapshotOfCopy(ctx, tmp, opts.Snapshot); err != nil {
+			return nil, err
+		}
+	}
 	if err := syncFile(tmp); err != nil {
 		return nil, fmt.Errorf("fsync backup %q: %w", tmp, err)
 	}
@@ -160,7 +193,17 @@ func Run(ctx context.Context, opts Options) (res *Result, err error) {
 		return nil, err
 	}
 
-	final, err := publish(tmp, dst, opts.Now())
+	var uncompressed int64
+	if opts.Compress != compress.None {
+		ctmp, size, err := compressTemp(ctx, tmp, dst.dir, filepath.Base(src), opts.Compress)
+		if err != nil {
+			return nil, err
+		}
+		removeTemp(tmp)
+		tmp, uncompressed = ctmp, size
+	}
+
+	final, err := publish(tmp, dst, opts.Now(), opts.Compress.Suffix())
 	if err != nil {
 		return nil, err
 	}
@@ -168,7 +211,7 @@ func Run(ctx context.Context, opts Options) (res *Result, err error) {
 	if err != nil {
 		return nil, fmt.Errorf("stat backup %q: %w", final, err)
 	}
-	return &Result{
+	res = &Result{
 		Source:    src,
 		Path:      final,
 		Size:      fi.Size(),
@@ -180,7 +223,16 @@ func Run(ctx context.Context, opts Options) (res *Result, err error) {
 		Duration:  time.Since(started),
 		Started:   started,
 		SourceWAL: srcHdr.WAL,
-	}, nil
+
+		Compression:  opts.Compress,
+		Uncompressed: uncompressed,
+	}
+	if opts.Published != nil {
+		if err := opts.Published(ctx, res); err != nil {
+			return res, err
+		}
+	}
+	return res, nil
 }
 
 // copySnapshot copies one consistent snapshot of src into the empty file
@@ -247,6 +299,11 @@ func onlineBackup(ctx context.Context, conn *sql.Conn, src, tmp string, opts Opt
 	var n int
 	if err := conn.QueryRowContext(ctx, "SELECT count(*) FROM sqlite_schema").Scan(&n); err != nil {
 		return 0, sourceError(ctx, src, "read source", err, opts.BusyTimeout)
+	}
+	if opts.Snapshot != nil {
+		if err := opts.Snapshot(ctx, conn); err != nil {
+			return 0, sourceError(ctx, src, "read source", err, opts.BusyTimeout)
+		}
 	}
 
 	// The temp file is thrown away on failure, so it needs no journal and

@@ -8,6 +8,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -215,7 +216,7 @@ func syncDir(dir string) error {
 
 // publish gives the verified temp file its final name without ever
 // replacing an existing file, then makes the rename durable.
-func publish(tmp string, dst destination, now time.Time) (string, error) {
+func publish(tmp string, dst destination, now time.Time, suffix string) (string, error) {
 	if dst.explicit != "" {
 		if err := renameNoReplace(tmp, dst.explicit); err != nil {
 			if errors.Is(err, fs.ErrExist) {
@@ -227,12 +228,16 @@ func publish(tmp string, dst destination, now time.Time) (string, error) {
 	}
 	base := strings.TrimPrefix(filepath.Base(tmp), TempPrefix)
 	base = base[:strings.LastIndexByte(base, '-')] + "." + now.Format(TimeFormat)
-	// Two runs in the same second get -2, -3, … rather than colliding.
-	for i := 1; i < 1000; i++ {
+	// Two runs in the same second get -2, -3, … rather than colliding,
+	// always above any number already used that second (whatever the
+	// compression suffix), so a pruned name is never reused and the
+	// newest backup always sorts newest.
+	for i := nextSeq(dst.dir, base); i < 1000; i++ {
 		name := base
 		if i > 1 {
 			name = fmt.Sprintf("%s-%d", base, i)
 		}
+		name += suffix
 		final := filepath.Join(dst.dir, name)
 		err := renameNoReplace(tmp, final)
 		if errors.Is(err, fs.ErrExist) {
@@ -283,4 +288,38 @@ func pathErr(err error) error {
 		return errno
 	}
 	return err
+}
+
+// nextSeq is the first same-second sequence number above every one in
+// use for base (a backup name without -N and compression suffix).
+func nextSeq(dir, base string) int {
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		return 1
+	}
+	next := 1
+	for _, e := range entries {
+		rest, ok := strings.CutPrefix(e.Name(), base)
+		if !ok {
+			continue
+		}
+		for _, s := range []string{".sha256", ".json", ".zst", ".gz"} {
+			rest = strings.TrimSuffix(rest, s)
+		}
+		n := 1
+		if rest != "" {
+			v, ok := strings.CutPrefix(rest, "-")
+			if !ok {
+				continue
+			}
+			var err error
+			if n, err = strconv.Atoi(v); err != nil {
+				continue
+			}
+		}
+		if n >= next {
+			next = n + 1
+		}
+	}
+	return next
 }

@@ -113,7 +113,13 @@ func (r fileResolver) Resolve(_ *kong.Context, _ *kong.Path, fl *kong.Flag) (any
 		}
 	}
 	if list, ok := s.Value.([]string); ok {
-		return strings.Join(list, ","), nil
+		// Element by element: kong decodes a []any into a slice flag
+		// without splitting on commas a path may contain.
+		out := make([]any, len(list))
+		for i, v := range list {
+			out[i] = v
+		}
+		return out, nil
 	}
 	return s.Value, nil
 }

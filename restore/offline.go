@@ -17,7 +17,6 @@ import (
 
 	"sqlite-backup/backup"
 	"sqlite-backup/hint"
-	"sqlite-backup/lock"
 	"sqlite-backup/sqlitefile"
 )
 
@@ -39,8 +38,9 @@ import (
 //     new file: WAL frames do not say which database file they belong to.
 //  4. rename(temp, target), then the directory is fsynced.
 //
-// A killed run leaves its temp file; the next restore or backup run in
-// that directory removes it under the directory lock.
+// The caller holds the directory lock. A killed run leaves its temp
+// file; the next restore or backup run in that directory removes it
+// under the lock.
 // afterStep, when set by a test, is called at each boundary between the
 // steps above, so the test can look at the files a SIGKILL there would
 // leave.
@@ -54,13 +54,6 @@ func step(name string) {
 
 func offline(ctx context.Context, plain, target string, tgt targetState, res *Result, opts Options) (err error) {
 	dir := filepath.Dir(target)
-	lk, err := lock.Acquire(ctx, dir, 0)
-	if err != nil {
-		return err
-	}
-	defer lk.Release()
-	backup.RemoveStaleTemps(dir)
-
 	tmp, err := createTemp(dir, filepath.Base(target))
 	if err != nil {
 		return err

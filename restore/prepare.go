@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 
+	"sqlite-backup/compress"
 	"sqlite-backup/hint"
 	"sqlite-backup/sqlitefile"
 )
@@ -14,15 +15,34 @@ import (
 // when the restore is done. tmpDir is where it may write a plain copy
 // (the target's directory: the space is needed there anyway).
 //
-// Today backups are plain files and path itself is returned. This is the
-// one place where compressed backups (.zst, .gz) are to be decompressed
-// into a temp file in tmpDir; everything after works on the plain file.
-// The backup's checksum sidecar and integrity are checked before this
-// is called, by verify.File on the backup as given.
+// A plain backup is returned as it is. A compressed one (.zst, .gz,
+// recognised by its magic bytes) is decompressed into a private temp file
+// in tmpDir, which cleanup removes; everything after works on the plain
+// file. The backup's checksum sidecar and integrity are checked before
+// this is called, by verify.File on the backup as given.
 func prepare(ctx context.Context, path, tmpDir string) (plain string, cleanup func(), err error) {
 	nop := func() {}
 	if err := ctx.Err(); err != nil {
 		return "", nop, err
+	}
+	if compress.KindOf(path) != compress.None {
+		tmp, err := compress.DecompressTo(ctx, path, tmpDir)
+		if err != nil {
+			return "", nop, fmt.Errorf("decompress backup %q: %w", path, err)
+		}
+		cleanup = func() { os.Remove(tmp) }
+		f, err := os.Open(tmp)
+		if err != nil {
+			cleanup()
+			return "", nop, fmt.Errorf("open decompressed backup %q: %w", tmp, pathErr(err))
+		}
+		_, err = sqlitefile.ReadHeader(f)
+		f.Close()
+		if err != nil {
+			cleanup()
+			return "", nop, fmt.Errorf("read decompressed backup %q: %w", path, err)
+		}
+		return tmp, cleanup, nil
 	}
 	f, err := os.Open(path)
 	if err != nil {

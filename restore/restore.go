@@ -19,6 +19,7 @@ import (
 
 	"sqlite-backup/backup"
 	"sqlite-backup/hint"
+	"sqlite-backup/lock"
 	"sqlite-backup/sqlitefile"
 	"sqlite-backup/verify"
 )
@@ -103,9 +104,18 @@ func Run(ctx context.Context, opts Options) (*Result, error) {
 		return nil, fmt.Errorf("restore from %q: %w", opts.Backup, err)
 	}
 	if !vr.OK {
-		return nil, hint.Wrap(fmt.Errorf("backup %q failed %s; nothing was restored: %w", opts.Backup, vr.Check, &verify.FailedError{Result: vr}),
+		return nil, hint.Wrap(fmt.Errorf("backup %q failed verification; nothing was restored: %w", opts.Backup, &verify.FailedError{Result: vr}),
 			"pick an older backup: ls -l %s", filepath.Dir(bk))
 	}
+	// One run at a time in the target's directory, from the decompressed
+	// temp file to the rename: a backup run there would otherwise take our
+	// temp files for a dead run's and remove them.
+	lk, err := lock.Acquire(ctx, filepath.Dir(target), 0)
+	if err != nil {
+		return nil, err
+	}
+	defer lk.Release()
+	backup.RemoveStaleTemps(filepath.Dir(target))
 	plain, cleanup, err := prepare(ctx, bk, filepath.Dir(target))
 	if err != nil {
 		return nil, err
@@ -265,6 +275,7 @@ func safetyCopy(ctx context.Context, target string, res *Result, opts Options) e
 		Verify:      backup.VerifyNone,
 		BusyTimeout: opts.BusyTimeout,
 		Now:         opts.Now,
+		LockHeld:    true,
 	})
 	if err != nil {
 		return hint.Wrap(fmt.Errorf("safety copy of %q failed, nothing was restored: %w", target, err),

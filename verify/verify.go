@@ -26,6 +26,12 @@ type Options struct {
 	Quick bool
 	// MaxProblems caps how many problems are collected (default 10).
 	MaxProblems int
+	// TempDir is where a compressed backup is decompressed for the check
+	// (default os.TempDir()); the temp file is removed afterwards.
+	TempDir string
+	// Deep recomputes row counts and the content hash and compares them
+	// with the backup's manifest (<file>.json).
+	Deep bool
 }
 
 // Result is the verdict on one file.
@@ -37,6 +43,14 @@ type Result struct {
 	Size     int64    `json:"size"`
 	PageSize int      `json:"page_size,omitempty"`
 	Pages    int64    `json:"pages,omitempty"`
+	// SHA256 is "ok" or "mismatch" when a <file>.sha256 sidecar exists.
+	SHA256 string `json:"sha256,omitempty"`
+	// Compression is "zstd" or "gzip" for a compressed backup, checked
+	// through a decompressed temp copy of Uncompressed bytes.
+	Compression  string `json:"compression,omitempty"`
+	Uncompressed int64  `json:"uncompressed_size,omitempty"`
+	// Content is "ok" when --deep found the manifest's rows and hash.
+	Content string `json:"content,omitempty"`
 }
 
 // Summary is the first problems on one line, for "FILE: FAILED: …".
@@ -59,10 +73,9 @@ func (e *FailedError) Error() string {
 	return fmt.Sprintf("verify %q: FAILED: %s", e.Result.Path, e.Result.Summary())
 }
 
-// File checks one file. The returned error is for operational trouble
-// (the file cannot be stat'ed or read); a file that can be read but is
-// not a sound database yields a Result with OK false and a nil error.
-func File(ctx context.Context, path string, opts Options) (Result, error) {
+// checkDB checks one uncompressed database file. deep, if set, runs on
+// the open database after a clean integrity check.
+func checkDB(ctx context.Context, path string, opts Options, deep func(*sql.DB) ([]string, error)) (Result, error) {
 	if opts.MaxProblems <= 0 {
 		opts.MaxProblems = 10
 	}
@@ -144,6 +157,14 @@ func File(ctx context.Context, path string, opts Options) (Result, error) {
 	}
 	res.Problems = problems
 	res.OK = len(problems) == 0
+	if res.OK && deep != nil {
+		problems, err := deep(db)
+		if err != nil {
+			return res, err
+		}
+		res.Problems = problems
+		res.OK = len(problems) == 0
+	}
 	return res, nil
 }
 

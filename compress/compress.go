@@ -1,0 +1,284 @@
+// Package compress streams a verified backup into a zstd or gzip file and
+// back. zstd comes from klauspost/compress (pure Go, the standard zstd
+// for Go), gzip from the standard library.
+//
+// API for other commands (verify, list, restore):
+//
+//	kind := compress.KindOf(path)          // by magic bytes, else by suffix
+//	if kind != compress.None {
+//		tmp, err := compress.DecompressTo(ctx, path, dir)
+//		// tmp is an exclusive 0600 file named .sqlite-backup-tmp-… in dir,
+//		// holding the decompressed database; the caller removes it.
+//	}
+//
+// Compress writes into a file the caller created (a temp file beside the
+// final name); it never creates a second full-size copy.
+package compress
+
+import (
+	"bufio"
+	"bytes"
+	"compress/gzip"
+	"context"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"github.com/klauspost/compress/zstd"
+)
+
+// Kind is a compression format.
+type Kind string
+
+const (
+	None Kind = "none"
+	Zstd Kind = "zstd"
+	Gzip Kind = "gzip"
+)
+
+// TempPrefix starts the names of temp files, as backup.TempPrefix.
+const TempPrefix = ".sqlite-backup-tmp-"
+
+// Suffix is the file name suffix of a kind: ".zst", ".gz" or "".
+func (k Kind) Suffix() string {
+	switch k {
+	case Zstd:
+		return ".zst"
+	case Gzip:
+		return ".gz"
+	}
+	return ""
+}
+
+// Parse turns a flag value into a Kind.
+func Parse(s string) (Kind, error) {
+	switch Kind(s) {
+	case None, "":
+		return None, nil
+	case Zstd, Gzip:
+		return Kind(s), nil
+	}
+	return None, fmt.Errorf("unknown compression %q (one of zstd, gzip, none)", s)
+}
+
+var (
+	zstdMagic = []byte{0x28, 0xb5, 0x2f, 0xfd}
+	gzipMagic = []byte{0x1f, 0x8b}
+)
+
+// KindOf says how the file at path is compressed: by its first bytes
+// when it can be read (a renamed file is still recognised), else by its
+// name's suffix.
+func KindOf(path string) Kind {
+	f, err := os.Open(path)
+	if err == nil {
+		defer f.Close()
+		b := make([]byte, 4)
+		n, _ := io.ReadFull(f, b)
+		switch {
+		case n >= 4 && bytes.Equal(b[:4], zstdMagic):
+			return Zstd
+		case n >= 2 && bytes.Equal(b[:2], gzipMagic):
+			return Gzip
+		case n > 0:
+			return None
+		}
+	}
+	switch {
+	case strings.HasSuffix(path, ".zst"):
+		return Zstd
+	case strings.HasSuffix(path, ".gz"):
+		return Gzip
+	}
+	return None
+}
+
+// ctxReader stops a stream when ctx is canceled (SIGINT mid-compression).
+type ctxReader struct {
+	ctx context.Context
+	r   io.Reader
+}
+
+func (c ctxReader) Read(p []byte) (int, error) {
+	if err := c.ctx.Err(); err != nil {
+		return 0, err
+	}
+	return c.r.Read(p)
+}
+
+// Compress streams src into dst (an existing, empty file the caller owns
+// and will fsync and rename) and returns the sha256 of src as read, so
+// the caller can prove the compressed file decompresses to the same bytes
+// (see Check).
+func Compress(ctx context.Context, kind Kind, src, dst string) (srcSHA256 string, err error) {
+	in, err := os.Open(src)
+	if err != nil {
+		return "", fmt.Errorf("compress %q: %w", src, unwrap(err))
+	}
+	defer in.Close()
+	out, err := os.OpenFile(dst, os.O_WRONLY|os.O_TRUNC, 0)
+	if err != nil {
+		return "", fmt.Errorf("compress into %q: %w", dst, unwrap(err))
+	}
+	defer out.Close()
+	bw := bufio.NewWriterSize(out, 1<<20)
+	var w io.WriteCloser
+	switch kind {
+	case Zstd:
+		w, err = zstd.NewWriter(bw, zstd.WithEncoderLevel(zstd.SpeedDefault))
+		if err != nil {
+			return "", err
+		}
+	case Gzip:
+		w = gzip.NewWriter(bw)
+	default:
+		return "", fmt.Errorf("compress %q: unknown compression %q", src, kind)
+	}
+	h := sha256.New()
+	if _, err := io.Copy(w, io.TeeReader(ctxReader{ctx, bufio.NewReaderSize(in, 1<<20)}, h)); err != nil {
+		w.Close()
+		if ctx.Err() != nil {
+			return "", ctx.Err()
+		}
+		return "", fmt.Errorf("compress %q into %q: %w", src, dst, unwrap(err))
+	}
+	if err := w.Close(); err != nil {
+		return "", fmt.Errorf("compress into %q: %w", dst, unwrap(err))
+	}
+	if err := bw.Flush(); err != nil {
+		return "", fmt.Errorf("compress into %q: %w", dst, unwrap(err))
+	}
+	if err := out.Close(); err != nil {
+		return "", fmt.Errorf("compress into %q: %w", dst, unwrap(err))
+	}
+	return hex.EncodeToString(h.Sum(nil)), nil
+}
+
+// reader opens a decompressing stream over r.
+func reader(kind Kind, r io.Reader) (io.ReadCloser, error) {
+	switch kind {
+	case Zstd:
+		d, err := zstd.NewReader(r, zstd.WithDecoderConcurrency(1))
+		if err != nil {
+			return nil, err
+		}
+		return d.IOReadCloser(), nil
+	case Gzip:
+		g, err := gzip.NewReader(r)
+		if err != nil {
+			return nil, err
+		}
+		g.Multistream(false)
+		return g, nil
+	}
+	return nil, fmt.Errorf("unknown compression %q", kind)
+}
+
+// Check decompresses path as a stream and returns the sha256 and size of
+// what comes out, without writing anything. A corrupt stream is an error.
+func Check(ctx context.Context, path string) (sum string, size int64, err error) {
+	h := sha256.New()
+	size, err = decompress(ctx, path, h)
+	if err != nil {
+		return "", 0, err
+	}
+	return hex.EncodeToString(h.Sum(nil)), size, nil
+}
+
+func decompress(ctx context.Context, path string, w io.Writer) (int64, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return 0, fmt.Errorf("decompress %q: %w", path, unwrap(err))
+	}
+	defer f.Close()
+	kind := KindOf(path)
+	if kind == None {
+		return 0, fmt.Errorf("decompress %q: not a zstd or gzip file", path)
+	}
+	r, err := reader(kind, bufio.NewReaderSize(f, 1<<20))
+	if err != nil {
+		return 0, fmt.Errorf("decompress %q: %w", path, err)
+	}
+	defer r.Close()
+	n, err := io.Copy(w, ctxReader{ctx, r})
+	if err != nil {
+		if ctx.Err() != nil {
+			return n, ctx.Err()
+		}
+		return n, &CorruptError{Path: path, Err: err}
+	}
+	// Trailing garbage after a complete stream is damage too.
+	if extra, _ := io.Copy(io.Discard, f); extra > 0 && kind == Gzip {
+		return n, &CorruptError{Path: path, Err: fmt.Errorf("%d bytes of trailing data", extra)}
+	}
+	return n, nil
+}
+
+// CorruptError reports a compressed file that does not decompress: a
+// failed verification, not an I/O problem.
+type CorruptError struct {
+	Path string
+	Err  error
+}
+
+func (e *CorruptError) Error() string {
+	return fmt.Sprintf("decompress %q: corrupt %s data: %v", e.Path, KindOf(e.Path), e.Err)
+}
+func (e *CorruptError) Unwrap() error { return e.Err }
+
+// DecompressTo streams the compressed file path into a new exclusive
+// 0600 temp file in dir (os.TempDir() when dir is "") named
+// .sqlite-backup-tmp-<base>-<random>, and returns its path. The caller
+// removes it. On error nothing is left behind. A stream that does not
+// decompress is a *CorruptError.
+func DecompressTo(ctx context.Context, path, dir string) (tmpPath string, err error) {
+	if dir == "" {
+		dir = os.TempDir()
+	}
+	var rnd [6]byte
+	if _, err := rand.Read(rnd[:]); err != nil {
+		return "", err
+	}
+	base := strings.TrimSuffix(strings.TrimSuffix(filepath.Base(path), ".zst"), ".gz")
+	tmp := filepath.Join(dir, TempPrefix+base+"-"+hex.EncodeToString(rnd[:]))
+	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+	if err != nil {
+		return "", fmt.Errorf("decompress %q into %q: %w", path, dir, unwrap(err))
+	}
+	defer func() {
+		if err != nil {
+			os.Remove(tmp)
+		}
+	}()
+	bw := bufio.NewWriterSize(f, 1<<20)
+	_, err = decompress(ctx, path, bw)
+	if err == nil {
+		err = bw.Flush()
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		var ce *CorruptError
+		if errors.As(err, &ce) || ctx.Err() != nil {
+			return "", err
+		}
+		return "", fmt.Errorf("decompress %q into %q: %w", path, dir, unwrap(err))
+	}
+	return tmp, nil
+}
+
+func unwrap(err error) error {
+	var pe *fs.PathError
+	if errors.As(err, &pe) {
+		return pe.Err
+	}
+	return err
+}

@@ -1,0 +1,143 @@
+package verify
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+
+	"sqlite-backup/compress"
+	"sqlite-backup/content"
+	"sqlite-backup/manifest"
+)
+
+// File checks one file. The returned error is for operational trouble
+// (the file cannot be stat'ed or read); a file that can be read but is
+// not a sound database yields a Result with OK false and a nil error.
+//
+// In order: the <file>.sha256 sidecar if there is one (catches bit rot,
+// compressed files included); a compressed file is then decompressed to
+// a temp file in opts.TempDir and the rest runs on that; the header and
+// integrity checks; with opts.Deep the row counts and content hash from
+// the manifest <file>.json.
+func File(ctx context.Context, path string, opts Options) (Result, error) {
+	res := Result{Path: path, Check: "integrity_check"}
+	if opts.Quick {
+		res.Check = "quick_check"
+	}
+	fi, err := os.Stat(path)
+	if err != nil {
+		return res, fmt.Errorf("verify %q: %w", path, unwrapPathError(err))
+	}
+	if fi.Mode().IsRegular() {
+		res.Size = fi.Size()
+		want, err := manifest.ReadSHA256(path)
+		switch {
+		case errors.Is(err, manifest.ErrNoSHA256):
+		case err != nil:
+			return res, fmt.Errorf("verify %q: %w", path, err)
+		default:
+			got, err := manifest.FileSHA256(path)
+			if err != nil {
+				return res, fmt.Errorf("verify %q: %w", path, err)
+			}
+			if got != want {
+				res.SHA256 = "mismatch"
+				res.Problems = append(res.Problems, fmt.Sprintf("sha256 mismatch: file has %s, %s.sha256 says %s (the file changed since it was written)", got, path, want))
+				return res, nil
+			}
+			res.SHA256 = "ok"
+		}
+	}
+
+	var deep func(*sql.DB) ([]string, error)
+	if opts.Deep {
+		m, err := manifest.Read(path)
+		if errors.Is(err, fs.ErrNotExist) {
+			return res, fmt.Errorf("verify --deep %q: no manifest %s: the content was not recorded when the backup was made", path, path+manifest.JSONSuffix)
+		}
+		if err != nil {
+			return res, fmt.Errorf("verify --deep %q: %w", path, err)
+		}
+		if m.Content == nil {
+			return res, fmt.Errorf("verify --deep %q: manifest has no content record", path)
+		}
+		deep = func(db *sql.DB) ([]string, error) { return compareContent(ctx, db, m.Content) }
+	}
+
+	dbPath := path
+	kind := compress.None
+	if fi.Mode().IsRegular() {
+		kind = compress.KindOf(path)
+	}
+	if kind != compress.None {
+		tmp, err := compress.DecompressTo(ctx, path, opts.TempDir)
+		if err != nil {
+			var ce *compress.CorruptError
+			if errors.As(err, &ce) {
+				res.Compression = string(kind)
+				res.Problems = append(res.Problems, ce.Error())
+				return res, nil
+			}
+			return res, fmt.Errorf("verify %q: %w", path, err)
+		}
+		defer os.Remove(tmp)
+		dbPath = tmp
+	}
+	r, err := checkDB(ctx, dbPath, opts, deep)
+	r.Path = path
+	r.SHA256 = res.SHA256
+	if kind != compress.None {
+		r.Compression = string(kind)
+		r.Uncompressed = r.Size
+		r.Size = res.Size
+	}
+	if opts.Deep && r.OK {
+		r.Content = "ok"
+	}
+	return r, err
+}
+
+// compareContent recomputes what the manifest recorded: the full hash
+// when it has one, else the row counts.
+func compareContent(ctx context.Context, db *sql.DB, want *manifest.Content) ([]string, error) {
+	var got *content.Result
+	var err error
+	if want.SHA256 != "" {
+		if want.Algorithm != content.Algorithm {
+			return nil, fmt.Errorf("manifest content hash uses %q; this version computes %q", want.Algorithm, content.Algorithm)
+		}
+		got, err = content.Hash(ctx, db)
+	} else {
+		got, err = content.Count(ctx, db)
+	}
+	if err != nil {
+		return nil, err
+	}
+	var problems []string
+	have := map[string]content.Table{}
+	for _, t := range got.Tables {
+		have[t.Name] = t
+	}
+	for _, w := range want.Tables {
+		g, ok := have[w.Name]
+		switch {
+		case !ok:
+			problems = append(problems, fmt.Sprintf("content: table %s is missing", w.Name))
+		case g.Rows != w.Rows:
+			problems = append(problems, fmt.Sprintf("content: table %s has %d rows, the manifest says %d", w.Name, g.Rows, w.Rows))
+		case w.SHA256 != "" && g.SHA256 != w.SHA256:
+			problems = append(problems, fmt.Sprintf("content: table %s differs from the snapshot (hash %.12s…, manifest %.12s…)", w.Name, g.SHA256, w.SHA256))
+		}
+		delete(have, w.Name)
+	}
+	for name := range have {
+		problems = append(problems, fmt.Sprintf("content: table %s is not in the manifest", name))
+	}
+	if len(problems) == 0 && want.SHA256 != "" && got.SHA256 != want.SHA256 {
+		problems = append(problems, fmt.Sprintf("content: schema or content hash %.12s… differs from the manifest's %.12s…", got.SHA256, want.SHA256))
+	}
+	return problems, nil
+}
