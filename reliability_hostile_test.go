@@ -173,8 +173,11 @@ func TestHostileInputs(t *testing.T) {
 		}
 		return b
 	}
-	long := strings.Repeat("ä", 100) + ".db" // 203 bytes: fits with the timestamp
-	tooLong := strings.Repeat("x", 245) + ".db"
+	// The longest name a run writes is a sidecar's temp file:
+	// .sqlite-backup-tmp-<db>.YYYYMMDD_HHMMSS-NNN.zst.sha256-<12 hex>.
+	long := strings.Repeat("ä", 94) + ".db"      // 191 bytes: the longest that fits
+	tooLong := strings.Repeat("ö", 96) + ".db"   // 195 bytes: would fit a plain backup, not its sidecars
+	tooLong2 := strings.Repeat("x", 245) + ".db" // no timestamped name fits
 
 	cases := []hostile{
 		{name: "missing source", args: []string{"--source", "{D}/nope.db"}, code: 1,
@@ -285,8 +288,13 @@ func TestHostileInputs(t *testing.T) {
 			args: []string{"--source", "{D}/a?mode=rwc#x%20.db", "--backup-dir", "{D}/out"}, code: 0, backups: 1, want: []string{"/out/a?mode=rwc#x%20.db."}},
 		{name: "long name", setup: func(c *hcase) { c.db(long, false) },
 			args: []string{"--source", "{D}/" + long, "--backup-dir", "{D}/out"}, code: 0, backups: 1, want: []string{"/out/" + long + "."}},
-		{name: "name too long for a backup name", setup: func(c *hcase) { c.db(tooLong, false) },
-			args: []string{"--source", "{D}/" + tooLong, "--backup-dir", "{D}/out"}, code: 1, want: []string{`"{D}/out`, "file name too long"}},
+		{name: "name too long for the sidecars", setup: func(c *hcase) { c.db(tooLong, false) },
+			args: []string{"--source", "{D}/" + tooLong, "--backup-dir", "{D}/out"}, code: 1,
+			want: []string{`backup of "{D}/` + tooLong + `": names in "{D}/out" would be up to 258 bytes`, "file name too long", "hint: name the backup yourself"}},
+		{name: "name too long for a backup name", setup: func(c *hcase) { c.db(tooLong2, false) },
+			args: []string{"--source", "{D}/" + tooLong2, "--backup-dir", "{D}/out"}, code: 1, want: []string{`names in "{D}/out"`, "file name too long"}},
+		{name: "--backup name too long for its sidecars", setup: func(c *hcase) { c.db("app.db", false) },
+			args: []string{"--source", "{D}/app.db", "--backup", "{D}/" + strings.Repeat("b", 220)}, code: 1, want: []string{"file name too long"}},
 		{name: "DATABASE_URL is postgres", env: []string{"DATABASE_URL=postgresql://app:s3cret@db.internal/app"}, code: 1,
 			want: []string{"DATABASE_URL in the environment", "is a postgresql URL", "hint: "}, mustNot: []string{"s3cret"}},
 		{name: "DATABASE_URL sqlite with a host", env: []string{"DATABASE_URL=sqlite://app.db"}, code: 1,
@@ -386,16 +394,21 @@ func TestHostileInputs(t *testing.T) {
 	}
 }
 
-var finalName = regexp.MustCompile(`^created out/[^/]+\.\d{8}_\d{6}(-\d+)? \(-rw------- uid=\d+ [0-9a-f]+\)$`)
+var (
+	finalName = regexp.MustCompile(`^created out/[^/]+\.\d{8}_\d{6}(-\d+)? \(-rw------- uid=\d+ [0-9a-f]+\)$`)
+	// A backup's checksum and manifest sidecars.
+	sidecarName = regexp.MustCompile(`^created out/[^/]+\.\d{8}_\d{6}(-\d+)?\.(sha256|json) \(-rw------- uid=\d+ [0-9a-f]+\)$`)
+)
 
 // checkChanges allows exactly: the backup dir created 0700, its lock
-// file, and `backups` new private backup files in it.
-func checkChanges(t *testing.T, d []string, backups int, sidecars []string) {
+// file, `backups` new private backup files in it with their two private
+// sidecars each, and the WAL sidecars SQLite leaves beside an idle source.
+func checkChanges(t *testing.T, d []string, backups int, walSidecars []string) {
 	t.Helper()
-	var got int
+	var got, sidecars int
 next:
 	for _, l := range d {
-		for _, s := range sidecars {
+		for _, s := range walSidecars {
 			if strings.HasPrefix(l, s) {
 				continue next
 			}
@@ -405,9 +418,14 @@ next:
 		case strings.HasPrefix(l, "created out/.sqlite-backup.lock (-rw"):
 		case finalName.MatchString(l):
 			got++
+		case sidecarName.MatchString(l):
+			sidecars++
 		default:
 			t.Errorf("unexpected change: %s", l)
 		}
+	}
+	if sidecars != 2*got {
+		t.Errorf("%d sidecar files for %d backups, want a .sha256 and a .json each", sidecars, got)
 	}
 	if got != backups {
 		t.Errorf("%d new backup files, want %d; changes:\n%s", got, backups, strings.Join(d, "\n"))
