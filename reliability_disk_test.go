@@ -46,8 +46,9 @@ func TestDiskFull(t *testing.T) {
 		targets = append(targets, target{"full-tmpfs", filepath.Join(mnt, "out"), nil, "no space left on the destination"})
 	}
 
-	// Room for the copy of a WAL source, its lock file and a one-page
-	// journal, not for a 32 KB -shm: finishing the copy must not need one.
+	// Room for the copy of a WAL source, its lock file, its two small
+	// sidecars and a one-page journal, not for a 32 KB -shm: finishing the
+	// copy must not need one.
 	t.Run("WAL source, 16 KB to spare", func(t *testing.T) {
 		fi, err := os.Stat(src)
 		if err != nil {
@@ -66,8 +67,8 @@ func TestDiskFull(t *testing.T) {
 		if r.code != 0 {
 			t.Fatalf("exit %d\n%s", r.code, r.stderr)
 		}
-		if b := backupsIn(t, out); len(b) != 1 || len(listDir(t, out)) != 2 {
-			t.Errorf("want the backup and the lock file, got %v", listDir(t, out))
+		if b := backupsIn(t, out); len(b) != 1 || len(listDir(t, out)) != 4 {
+			t.Errorf("want the backup, its .sha256 and .json and the lock file, got %v", listDir(t, out))
 		}
 	})
 

@@ -89,7 +89,7 @@ func TestLoadBackupsUnderWriters(t *testing.T) {
 	busyStart := time.Now()
 	for i := range n {
 		t0 := time.Now()
-		r := runBin(t, runOpts{dir: dir}, "--source", db, "--backup-dir", out, "--busy-timeout", "5s", "--json")
+		r := runBin(t, runOpts{dir: dir}, "--source", db, "--backup-dir", out, "--busy-timeout", "5s", "--keep", "0", "--json")
 		backupTimes = append(backupTimes, time.Since(t0))
 		if r.code != 0 {
 			t.Fatalf("backup %d of %d: exit %d\n%s", i+1, n, r.code, r.stderr)
@@ -111,7 +111,7 @@ func TestLoadBackupsUnderWriters(t *testing.T) {
 	kills := iterations(3, 10)
 	med := backupTimes[len(backupTimes)/2]
 	for i := range kills {
-		cmd := command(t, runOpts{dir: dir}, "sqlite-backup", "--source", db, "--backup-dir", out, "--busy-timeout", "5s")
+		cmd := command(t, runOpts{dir: dir}, "sqlite-backup", "--source", db, "--backup-dir", out, "--busy-timeout", "5s", "--keep", "0")
 		if err := cmd.Start(); err != nil {
 			t.Fatal(err)
 		}
@@ -119,7 +119,7 @@ func TestLoadBackupsUnderWriters(t *testing.T) {
 		cmd.Process.Signal(syscall.SIGKILL)
 		cmd.Wait()
 	}
-	r := runBin(t, runOpts{dir: dir}, "--source", db, "--backup-dir", out, "--busy-timeout", "5s", "--json")
+	r := runBin(t, runOpts{dir: dir}, "--source", db, "--backup-dir", out, "--busy-timeout", "5s", "--keep", "0", "--json")
 	if r.code != 0 {
 		t.Fatalf("backup after %d killed ones: exit %d\n%s", kills, r.code, r.stderr)
 	}
