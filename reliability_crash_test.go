@@ -49,7 +49,7 @@ func TestCrashSIGKILL(t *testing.T) {
 	clear()
 
 	rng := rand.New(rand.NewPCG(uint64(time.Now().UnixNano()), 3))
-	var tempsLeft, published, early int
+	var tempsLeft, published, early, noSidecars int
 	for i := range n {
 		delay := time.Duration(rng.Int64N(int64(window)))
 		cmd := command(t, runOpts{}, "sqlite-backup", "--source", src, "--backup-dir", out)
@@ -70,6 +70,13 @@ func TestCrashSIGKILL(t *testing.T) {
 		}
 		if len(finals) > 0 {
 			published++
+			for _, f := range finals {
+				for _, sc := range []string{".sha256", ".json"} {
+					if _, err := os.Stat(f + sc); err != nil {
+						noSidecars++ // killed between the rename and the sidecars
+					}
+				}
+			}
 			if r := runBin(t, runOpts{}, append([]string{"verify"}, finals...)...); r.code != 0 {
 				t.Fatalf("kill %d after %v: a file under a final name fails verify:\n%s%s", i+1, delay, r.stdout, r.stderr)
 			}
@@ -101,8 +108,8 @@ func TestCrashSIGKILL(t *testing.T) {
 		}
 		clear()
 	}
-	t.Logf("crash: %d SIGKILLs at random moments within %v: %d left a temp file, %d after the rename, %d finished first; all final files verified, source unchanged, next run cleaned up",
-		n, window.Round(time.Millisecond), tempsLeft, published, early)
+	t.Logf("crash: %d SIGKILLs at random moments within %v: %d left a temp file, %d after the rename, %d finished first; %d sidecars missing beside a published backup; all final files verified, source unchanged, next run cleaned up",
+		n, window.Round(time.Millisecond), tempsLeft, published, early, noSidecars)
 }
 
 // TestStaleTempsOnlyOursOnlyUnderLock: the cleanup of killed runs'
