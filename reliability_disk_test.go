@@ -72,6 +72,39 @@ func TestDiskFull(t *testing.T) {
 		}
 	})
 
+	// Room for the copy, not for its compressed twin (random rows do not
+	// shrink): the compression step must fail as cleanly as the copy.
+	t.Run("compress onto a full disk", func(t *testing.T) {
+		fi, err := os.Stat(src)
+		if err != nil {
+			t.Fatal(err)
+		}
+		mnt := filepath.Join(dir, "zfull")
+		if err := os.Mkdir(mnt, 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := syscall.Mount("tmpfs", mnt, "tmpfs", 0, "size="+strconv.FormatInt(fi.Size()+65536, 10)); err != nil {
+			t.Skipf("SKIP: cannot mount a tmpfs here (%v)", err)
+		}
+		defer syscall.Unmount(mnt, 0)
+		out := filepath.Join(mnt, "out")
+		r := runBin(t, runOpts{}, "--source", src, "--backup-dir", out, "--compress", "zstd")
+		if r.code != 1 {
+			t.Fatalf("exit %d, want 1\n%s", r.code, r.stderr)
+		}
+		for _, want := range []string{out, "no space left on device"} {
+			if !strings.Contains(r.stderr, want) {
+				t.Errorf("stderr lacks %q:\n%s", want, r.stderr)
+			}
+		}
+		if got := listDir(t, out); len(got) != 1 || got[0] != ".sqlite-backup.lock" {
+			t.Errorf("left in the backup dir: %v", got)
+		}
+		if fileSum(t, src) != sum {
+			t.Error("the source changed")
+		}
+	})
+
 	for _, tg := range targets {
 		for _, method := range []string{"backup", "vacuum"} {
 			t.Run(tg.name+"/"+method, func(t *testing.T) {
