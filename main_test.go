@@ -17,10 +17,28 @@ import (
 // command and as the helper programs the scripts start, each run as a
 // separate process from a directory testscript puts on $PATH.
 func TestMain(m *testing.M) {
-	testscript.Main(m, map[string]func(){
+	testscript.Main(cleanupM{m}, map[string]func(){
 		"sqlite-backup": func() { os.Exit(run(os.Args[1:], os.Stdout, os.Stderr)) },
 		"sqlwriter":     func() { os.Exit(writerMain(os.Args[1:])) },
 	})
+}
+
+// cleanupM removes what tests share across the run (sharedBigDB, the
+// copy of the tool for the user nobody).
+type cleanupM struct{ m *testing.M }
+
+// sharedDirs are removed after all tests ran.
+var sharedDirs []string
+
+func (c cleanupM) Run() int {
+	code := c.m.Run()
+	if bigPath != "" {
+		os.RemoveAll(filepath.Dir(bigPath))
+	}
+	for _, d := range sharedDirs {
+		os.RemoveAll(d)
+	}
+	return code
 }
 
 func TestScripts(t *testing.T) {

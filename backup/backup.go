@@ -162,6 +162,9 @@ func Run(ctx context.Context, opts Options) (res *Result, err error) {
 	}
 	pageSize, err := selfContain(ctx, tmp)
 	if err != nil {
+		if derr := destWriteError(err, dst.dir); derr != nil {
+			return nil, derr
+		}
 		return nil, fmt.Errorf("finish backup %q: %w", tmp, err)
 	}
 	if opts.Method == MethodVacuum && opts.Snapshot != nil {
@@ -256,6 +259,9 @@ func copySnapshot(ctx context.Context, src, tmp string, opts Options) (int, erro
 	switch opts.Method {
 	case MethodVacuum:
 		if _, err := conn.ExecContext(ctx, "VACUUM INTO ?", tmp); err != nil {
+			if derr := destWriteError(err, filepath.Dir(tmp)); derr != nil {
+				return 0, derr
+			}
 			return 0, sourceError(ctx, src, "vacuum source", err, opts.BusyTimeout)
 		}
 		f, err := os.Open(tmp)
@@ -320,6 +326,9 @@ func onlineBackup(ctx context.Context, conn *sql.Conn, src, tmp string, opts Opt
 			more, err := b.Step(stepPages)
 			if err != nil {
 				b.Finish()
+				if derr := destWriteError(err, filepath.Dir(tmp)); derr != nil {
+					return derr
+				}
 				return sourceError(ctx, src, "copy source", err, opts.BusyTimeout)
 			}
 			pages = b.PageCount()
@@ -347,7 +356,10 @@ func onlineBackup(ctx context.Context, conn *sql.Conn, src, tmp string, opts Opt
 // says "WAL" and would want -wal/-shm files beside it; a backup must be
 // one file that any SQLite opens as it is.
 func selfContain(ctx context.Context, tmp string) (pageSize int, err error) {
-	uri, err := sqlitefile.URI(tmp, nil)
+	// Exclusive locking before the first read: SQLite then keeps a WAL
+	// copy's wal-index in memory instead of creating a 32 KB -shm beside
+	// it, which on a nearly full disk failed with "disk I/O error (4874)".
+	uri, err := sqlitefile.URI(tmp, url.Values{"_pragma": {"locking_mode(EXCLUSIVE)"}})
 	if err != nil {
 		return 0, err
 	}
@@ -378,6 +390,9 @@ func selfContain(ctx context.Context, tmp string) (pageSize int, err error) {
 func sourceError(ctx context.Context, src, op string, err error, timeout time.Duration) error {
 	if ctx.Err() != nil {
 		return ctx.Err()
+	}
+	if rerr := readonlyDirError(src, op, err); rerr != nil {
+		return rerr
 	}
 	var se *sqlite.Error
 	if errors.As(err, &se) {

@@ -65,6 +65,9 @@ func checkSource(src string) (string, sqlitefile.Header, error) {
 		}
 		return "", h, fmt.Errorf("open source %q: %w", src, err)
 	}
+	if err := checkTruncated(src, fi.Size(), h); err != nil {
+		return "", h, hint.Wrap(err, "the source is damaged; restore it from a backup (sqlite-backup verify FILE checks one)")
+	}
 	return abs, h, nil
 }
 
@@ -93,11 +96,17 @@ func planDestination(src string, opts Options) (destination, error) {
 		if err := checkDir(dir, false); err != nil {
 			return destination{}, err
 		}
+		if err := checkNameLength(src, dir, filepath.Base(p)+".zst"); err != nil {
+			return destination{}, err
+		}
 		return destination{dir: dir, explicit: p}, nil
 	}
 	dir, err := filepath.Abs(opts.Dir)
 	if err != nil {
 		return destination{}, fmt.Errorf("backup dir %q: %w", opts.Dir, err)
+	}
+	if err := checkNameLength(src, dir, longestPublished(src)); err != nil {
+		return destination{}, err
 	}
 	if err := checkDir(dir, true); err != nil {
 		return destination{}, err

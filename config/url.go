@@ -62,6 +62,7 @@ func ParseDatabaseURL(raw, appDir string) (string, error) {
 }
 
 func parseSQLAlchemy(whole, rest string, resolve func(string) string) (string, error) {
+	whole = redact(whole)
 	rest, _, _ = strings.Cut(rest, "?")
 	if !strings.HasPrefix(rest, "//") {
 		return "", fmt.Errorf("malformed SQLite URL %q: expected sqlite:///path/to/app.db", whole)
@@ -106,14 +107,25 @@ func parseFileURI(rest string, resolve func(string) string) (string, error) {
 	return resolve(p), nil
 }
 
-// redact hides a password in a URL before it is printed.
+// redact hides a password in a URL before it is printed. It works on
+// the string rather than through url.Parse, which fails on a bad escape
+// anywhere in the URL and would then leave the password in the message.
 func redact(s string) string {
-	u, err := url.Parse(s)
-	if err != nil || u.User == nil {
+	i := strings.Index(s, "://")
+	if i < 0 {
 		return s
 	}
-	if _, has := u.User.Password(); has {
-		u.User = url.UserPassword(u.User.Username(), "xxxxx")
+	auth := s[i+3:]
+	if j := strings.IndexAny(auth, "/?#"); j >= 0 {
+		auth = auth[:j]
 	}
-	return u.String()
+	at := strings.LastIndexByte(auth, '@')
+	if at < 0 {
+		return s
+	}
+	c := strings.IndexByte(auth[:at], ':')
+	if c < 0 {
+		return s
+	}
+	return s[:i+3+c+1] + "xxxxx" + s[i+3+at:]
 }

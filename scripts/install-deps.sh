@@ -1,18 +1,21 @@
 #!/usr/bin/env bash
-# Installs what the tests use besides Go:
-#   sqlite3, sqldiff     independent clients that check our backups
-#   qemu-user-static     runs the cross-built release binaries (arm64, arm)
-#   systemd-analyze      checks the units `sqlite-backup systemd` prints
-#   zsh                  loads the generated completion script
-# Idempotent; quiet when all is there already. Needs root (or sudo) on a
+# Installs what the tests use besides Go (each line says why). Idempotent; quiet when all is there already. Needs root (or sudo) on a
 # machine that lacks them.
 set -euo pipefail
 need=()
+# The C sqlite3 CLI and sqldiff: independent clients that check our backups.
 command -v sqlite3 >/dev/null || need+=(sqlite3)
 command -v sqldiff >/dev/null || need+=(sqlite3-tools)
+# qemu-user runs the cross-built release binaries (arm64, arm).
 command -v qemu-aarch64-static >/dev/null || need+=(qemu-user-static)
+# systemd-analyze checks the units `sqlite-backup systemd` prints.
 command -v systemd-analyze >/dev/null || need+=(systemd)
+# zsh loads the generated completion script.
 command -v zsh >/dev/null || need+=(zsh)
+# prlimit sets RLIMIT_FSIZE on the tool in the disk-full test.
+command -v prlimit >/dev/null || need+=(util-linux)
+# strace shows the tool never starts another program (a security test).
+command -v strace >/dev/null || need+=(strace)
 if ((${#need[@]})); then
   sudo=""
   [[ $(id -u) -eq 0 ]] || sudo="sudo"

@@ -1,0 +1,61 @@
+package backup
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"os/user"
+	"path/filepath"
+	"strconv"
+	"syscall"
+
+	"sqlite-backup/hint"
+	"sqlite-backup/sqlitefile"
+
+	"modernc.org/sqlite"
+	sqlite3 "modernc.org/sqlite/lib"
+)
+
+// checkTruncated reports a source that is shorter than its header says.
+// Only a stand-alone file can be judged: with a -wal or a hot -journal
+// beside it the file's size may legitimately disagree with the header.
+// Without this check SQLite says "database disk image is malformed",
+// which does not tell the operator what happened to the file.
+func checkTruncated(src string, size int64, h sqlitefile.Header) error {
+	for _, s := range []string{"-wal", "-journal"} {
+		if _, err := os.Lstat(src + s); err == nil {
+			return nil
+		}
+	}
+	have := size / int64(h.PageSize)
+	switch {
+	case size%int64(h.PageSize) != 0:
+		return fmt.Errorf("open source %q: truncated: size %d is not a multiple of the page size %d", src, size, h.PageSize)
+	case h.PagesValid && h.Pages > have:
+		return fmt.Errorf("open source %q: truncated: header says %d pages, file holds %d", src, h.Pages, have)
+	}
+	return nil
+}
+
+// readonlyDirError explains SQLITE_READONLY_DIRECTORY: a WAL database
+// that no process has open has no -shm file, and SQLite cannot read it
+// without creating one beside it, which a user who may not write to the
+// directory cannot do. It returns nil for any other error.
+func readonlyDirError(src, op string, err error) error {
+	var se *sqlite.Error
+	if !errors.As(err, &se) || se.Code() != sqlite3.SQLITE_READONLY_DIRECTORY {
+		return nil
+	}
+	owner := "the database's owner"
+	if fi, err := os.Stat(src); err == nil {
+		if st, ok := fi.Sys().(*syscall.Stat_t); ok {
+			owner = strconv.Itoa(int(st.Uid))
+			if u, err := user.LookupId(owner); err == nil {
+				owner = u.Username
+			}
+		}
+	}
+	return hint.Wrap(fmt.Errorf("%s %q: it is a WAL database with no %s file, and SQLite must create one to read it, but this user may not write to %q",
+		op, src, filepath.Base(src)+"-shm", filepath.Dir(src)),
+		"run the backup as the database's owner: sudo -u %s sqlite-backup --source %q (or while the application has the database open)", owner, src)
+}

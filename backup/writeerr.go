@@ -1,0 +1,41 @@
+package backup
+
+import (
+	"errors"
+	"fmt"
+
+	"sqlite-backup/hint"
+
+	"modernc.org/sqlite"
+	sqlite3 "modernc.org/sqlite/lib"
+)
+
+// destWriteError recognises an error of writing the copy. The source is
+// opened read-only, so SQLITE_FULL and a write/fsync/truncate I/O error
+// during the copy can only come from the destination: blaming the source
+// ("copy source …: disk I/O error") would send the operator to the wrong
+// disk. It returns nil for any other error.
+func destWriteError(err error, dir string) error {
+	var se *sqlite.Error
+	if !errors.As(err, &se) {
+		return nil
+	}
+	var what string
+	switch se.Code() {
+	case sqlite3.SQLITE_FULL:
+		what = "no space left on the destination (SQLITE_FULL)"
+	case sqlite3.SQLITE_IOERR_WRITE:
+		what = "write error on the destination: disk full, quota, file size limit or I/O error (SQLITE_IOERR_WRITE)"
+	case sqlite3.SQLITE_IOERR_FSYNC, sqlite3.SQLITE_IOERR_DIR_FSYNC:
+		what = "fsync error on the destination (SQLITE_IOERR_FSYNC)"
+	case sqlite3.SQLITE_IOERR_TRUNCATE:
+		what = "truncate error on the destination (SQLITE_IOERR_TRUNCATE)"
+	default:
+		return nil
+	}
+	if cause := writeCause(); cause != "" {
+		what += ": " + cause
+	}
+	return hint.Wrap(fmt.Errorf("write backup in %q: %s; the partial copy was removed", dir, what),
+		"free space there, or write elsewhere: sqlite-backup --backup-dir /other/disk")
+}
