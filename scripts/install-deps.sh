@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Installs what the tests use besides Go (each line says why). Idempotent; quiet when all is there already. Needs root (or sudo) on a
-# machine that lacks them.
+# Installs what the tests use besides Go (each line says why). Idempotent;
+# quiet when all is there already. Needs root (or sudo) on a machine that
+# lacks them.
 set -euo pipefail
 need=()
 # The C sqlite3 CLI and sqldiff: independent clients that check our backups.
