@@ -89,6 +89,15 @@ func Holders(path string) ([]int, error) {
 	return pids, nil
 }
 
+// holdersVisible reports whether Holders can see every process with the
+// database open. Without /proc (an empty chroot, a locked-down
+// container) only processes holding a lock show up, not an idle
+// rollback-journal connection.
+func holdersVisible() bool {
+	_, err := os.Stat("/proc/self/fd")
+	return err == nil
+}
+
 // lockHolder returns the pid of a process holding a POSIX lock on the
 // range, or 0. Opening and closing the file would drop any POSIX locks
 // this process holds on it, so it is only called while this process has

@@ -2,6 +2,9 @@
 
 package restore
 
-// Holders cannot tell on this platform; restores are offline unless
-// --online is given.
+// Holders cannot tell on this platform.
 func Holders(path string) ([]int, error) { return nil, nil }
+
+// holdersVisible is false: an existing database is restored online
+// unless --offline is given.
+func holdersVisible() bool { return false }

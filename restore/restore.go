@@ -140,6 +140,10 @@ func Run(ctx context.Context, opts Options) (*Result, error) {
 	switch {
 	case opts.Mode == ModeAuto && len(holders) > 0:
 		res.Mode = ModeOnline
+	case opts.Mode == ModeAuto && tgt.exists && !holdersVisible():
+		// Who has it open cannot be known here; copying in under SQLite's
+		// own locking is safe either way.
+		res.Mode = ModeOnline
 	case opts.Mode == ModeAuto:
 		res.Mode = ModeOffline
 	case opts.Mode == ModeOffline && len(holders) > 0:
@@ -268,7 +272,7 @@ func inspectTarget(target string) (targetState, error) {
 // backup.Run would throw a failing copy away; a damaged snapshot is still
 // the only copy of the last state, so it is kept and reported.
 func safetyCopy(ctx context.Context, target string, res *Result, opts Options) error {
-	p := target + SafetySuffix + opts.Now().Format(backup.TimeFormat)
+	p := safetyName(target, opts.Now())
 	br, err := backup.Run(ctx, backup.Options{
 		Source:      target,
 		Path:        p,
@@ -292,6 +296,20 @@ func safetyCopy(ctx context.Context, target string, res *Result, opts Options) e
 		res.SafetyCheck = "FAILED: " + vr.Summary()
 	}
 	return nil
+}
+
+// safetyName is <target>.pre-restore.YYYYMMDD_HHMMSS, with -2, -3, … when
+// restores in the same second would collide. The caller holds the
+// directory lock, so the name stays free until backup.Run takes it.
+func safetyName(target string, now time.Time) string {
+	base := target + SafetySuffix + now.Format(backup.TimeFormat)
+	p := base
+	for i := 2; ; i++ {
+		if _, err := os.Lstat(p); errors.Is(err, fs.ErrNotExist) {
+			return p
+		}
+		p = fmt.Sprintf("%s-%d", base, i)
+	}
 }
 
 func withSafetyHint(err error, res *Result) error {

@@ -162,3 +162,30 @@ func TestHolders(t *testing.T) {
 		})
 	}
 }
+
+// Two restores in the same second each keep their safety copy: the
+// second gets a -2 name instead of failing on the first one's.
+func TestSafetyCopiesInOneSecond(t *testing.T) {
+	dir := t.TempDir()
+	db := filepath.Join(dir, "app.db")
+	bk := filepath.Join(dir, "bk.db")
+	cli(t, db, "create table t(x); insert into t values (1);")
+	cli(t, bk, "create table t(x); insert into t values (2);")
+	at := time.Date(2026, 11, 27, 3, 0, 0, 0, time.Local)
+	now := func() time.Time { return at }
+	var copies []string
+	for i := 0; i < 3; i++ {
+		res, err := Run(context.Background(), Options{Backup: bk, Target: db, Force: true, Mode: ModeOffline, Now: now})
+		if err != nil {
+			t.Fatalf("restore %d: %v", i+1, err)
+		}
+		copies = append(copies, filepath.Base(res.SafetyCopy))
+	}
+	want := []string{"app.db.pre-restore.20261127_030000", "app.db.pre-restore.20261127_030000-2", "app.db.pre-restore.20261127_030000-3"}
+	if !slices.Equal(copies, want) {
+		t.Fatalf("safety copies %q, want %q", copies, want)
+	}
+	if got := cli(t, filepath.Join(dir, want[0]), "select x from t"); got != "1" {
+		t.Errorf("first safety copy holds %q, want the original row 1", got)
+	}
+}
