@@ -18,6 +18,7 @@ import (
 	"strconv"
 	"time"
 
+	"sqlite-backup/fault"
 	"sqlite-backup/hint"
 	"sqlite-backup/lock"
 	"sqlite-backup/sqlitefile"
@@ -136,9 +137,8 @@ func Run(ctx context.Context, opts Options) (res *Result, err error) {
 	if err != nil {
 		return nil, fmt.Errorf("finish backup %q: %w", tmp, err)
 	}
-	if err := syncFile(tmp); err != nil {
-		return nil, fmt.Errorf("fsync backup %q: %w", tmp, err)
-	}
+	// The fsync runs while verify reads the copy from the page cache.
+	synced := syncAsync(tmp)
 
 	verdict := "skipped"
 	if opts.Verify != VerifyNone {
@@ -152,6 +152,9 @@ func Run(ctx context.Context, opts Options) (res *Result, err error) {
 				"the source itself may be damaged; check it with: sqlite-backup verify %q", src)
 		}
 		verdict = "ok"
+	}
+	if err := <-synced; err != nil {
+		return nil, fmt.Errorf("fsync backup %q: %w", tmp, err)
 	}
 	if err := ctx.Err(); err != nil {
 		return nil, err
@@ -182,10 +185,10 @@ func Run(ctx context.Context, opts Options) (res *Result, err error) {
 
 // copySnapshot copies one consistent snapshot of src into the empty file
 // tmp and returns the number of pages copied.
-func copySnapshot(ctx context.Context, src, tmp string, opts Options) (int, error) {
+func copySnapshot(ctx context.Context, src, tmp string, opts Options) (_ int, err error) {
 	uri, err := sqlitefile.URI(src, url.Values{
 		"mode":    {"ro"},
-		"_pragma": {"busy_timeout(" + strconv.FormatInt(opts.BusyTimeout.Milliseconds(), 10) + ")"},
+		"_pragma": {"busy_timeout(" + strconv.FormatInt(opts.BusyTimeout.Milliseconds(), 10) + ")", mmapPragma()},
 	})
 	if err != nil {
 		return 0, fmt.Errorf("open source %q: %w", src, err)
@@ -194,16 +197,33 @@ func copySnapshot(ctx context.Context, src, tmp string, opts Options) (int, erro
 	if err != nil {
 		return 0, fmt.Errorf("open source %q: %w", src, err)
 	}
-	defer db.Close()
+	// After a fault in a mapped read SQLite's state is undefined: drop
+	// the connection without touching it again.
+	defer func() {
+		if !errors.Is(err, fault.ErrFault) {
+			db.Close()
+		}
+	}()
 	conn, err := db.Conn(ctx)
 	if err != nil {
 		return 0, sourceError(ctx, src, "open source", err, opts.BusyTimeout)
 	}
-	defer conn.Close()
+	defer func() {
+		if !errors.Is(err, fault.ErrFault) {
+			conn.Close()
+		}
+	}()
 
 	switch opts.Method {
 	case MethodVacuum:
-		if _, err := conn.ExecContext(ctx, "VACUUM INTO ?", tmp); err != nil {
+		err := fault.Guard(func() error {
+			_, err := conn.ExecContext(ctx, "VACUUM INTO ?", tmp)
+			return err
+		})
+		if errors.Is(err, fault.ErrFault) {
+			return 0, fmt.Errorf("vacuum source %q: %w", src, err)
+		}
+		if err != nil {
 			return 0, sourceError(ctx, src, "vacuum source", err, opts.BusyTimeout)
 		}
 		f, err := os.Open(tmp)
@@ -229,7 +249,7 @@ type backuper interface {
 	NewBackup(dstURI string) (*sqlite.Backup, error)
 }
 
-func onlineBackup(ctx context.Context, conn *sql.Conn, src, tmp string, opts Options) (int, error) {
+func onlineBackup(ctx context.Context, conn *sql.Conn, src, tmp string, opts Options) (_ int, err error) {
 	// One read transaction pins the snapshot for the whole copy. Without
 	// it every step takes a fresh read lock and a write by another
 	// process restarts the copy from page 1, so under a steady writer it
@@ -237,7 +257,11 @@ func onlineBackup(ctx context.Context, conn *sql.Conn, src, tmp string, opts Opt
 	if _, err := conn.ExecContext(ctx, "BEGIN"); err != nil {
 		return 0, sourceError(ctx, src, "read source", err, opts.BusyTimeout)
 	}
-	defer conn.ExecContext(context.Background(), "ROLLBACK")
+	defer func() {
+		if !errors.Is(err, fault.ErrFault) {
+			conn.ExecContext(context.Background(), "ROLLBACK")
+		}
+	}()
 	var n int
 	if err := conn.QueryRowContext(ctx, "SELECT count(*) FROM sqlite_schema").Scan(&n); err != nil {
 		return 0, sourceError(ctx, src, "read source", err, opts.BusyTimeout)
@@ -250,6 +274,8 @@ func onlineBackup(ctx context.Context, conn *sql.Conn, src, tmp string, opts Opt
 		return 0, err
 	}
 	pages := 0
+	wb := startWriteback(tmp)
+	defer wb.Close()
 	err = conn.Raw(func(dc any) error {
 		bk, ok := dc.(backuper)
 		if !ok {
@@ -260,11 +286,19 @@ func onlineBackup(ctx context.Context, conn *sql.Conn, src, tmp string, opts Opt
 			return fmt.Errorf("open backup %q: %w", tmp, err)
 		}
 		for {
-			more, err := b.Step(stepPages)
+			var more bool
+			err := fault.Guard(func() (err error) {
+				more, err = b.Step(stepPages)
+				return err
+			})
+			if errors.Is(err, fault.ErrFault) {
+				return fmt.Errorf("copy source %q: %w", src, err)
+			}
 			if err != nil {
 				b.Finish()
 				return sourceError(ctx, src, "copy source", err, opts.BusyTimeout)
 			}
+			wb.Kick()
 			pages = b.PageCount()
 			if opts.Progress != nil {
 				opts.Progress(pages-b.Remaining(), pages)

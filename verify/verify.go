@@ -14,6 +14,7 @@ import (
 	"os"
 	"strings"
 
+	"sqlite-backup/fault"
 	"sqlite-backup/sqlitefile"
 
 	_ "modernc.org/sqlite" // registers the "sqlite" driver
@@ -119,7 +120,7 @@ func File(ctx context.Context, path string, opts Options) (Result, error) {
 		}
 	}
 
-	params := url.Values{"mode": {"ro"}}
+	params := url.Values{"mode": {"ro"}, "_pragma": {mmapPragma}}
 	if standalone {
 		params.Set("immutable", "1")
 	}
@@ -131,10 +132,14 @@ func File(ctx context.Context, path string, opts Options) (Result, error) {
 	if err != nil {
 		return res, fmt.Errorf("verify %q: %w", path, err)
 	}
-	defer db.Close()
 	db.SetMaxOpenConns(1)
 
 	problems, err := Check(ctx, db, opts)
+	if errors.Is(err, fault.ErrFault) {
+		// SQLite was interrupted inside a read: drop the handle unused.
+		return res, fmt.Errorf("verify %q: %w", path, err)
+	}
+	defer db.Close()
 	if err != nil {
 		if ctx.Err() != nil {
 			return res, ctx.Err()
@@ -157,15 +162,28 @@ func Check(ctx context.Context, db *sql.DB, opts Options) ([]string, error) {
 	if opts.Quick {
 		pragma = "quick_check"
 	}
-	rows, err := db.QueryContext(ctx, fmt.Sprintf("PRAGMA %s(%d)", pragma, opts.MaxProblems))
+	// Reads may go through mmap (see mmapPragma): a fault there is an
+	// error, and the rows are then left alone (see fault.Guard).
+	var rows *sql.Rows
+	err := fault.Guard(func() (err error) {
+		rows, err = db.QueryContext(ctx, fmt.Sprintf("PRAGMA %s(%d)", pragma, opts.MaxProblems))
+		return err
+	})
 	if err != nil {
 		return nil, err
 	}
-	defer rows.Close()
 	var problems []string
-	for rows.Next() {
+	for {
+		var more bool
+		if err := fault.Guard(func() error { more = rows.Next(); return nil }); err != nil {
+			return nil, err
+		}
+		if !more {
+			break
+		}
 		var s string
 		if err := rows.Scan(&s); err != nil {
+			rows.Close()
 			return nil, err
 		}
 		if s != "ok" {
@@ -173,9 +191,10 @@ func Check(ctx context.Context, db *sql.DB, opts Options) ([]string, error) {
 		}
 	}
 	if err := rows.Err(); err != nil {
+		rows.Close()
 		return nil, err
 	}
-	return problems, nil
+	return problems, rows.Close()
 }
 
 func unwrapPathError(err error) error {

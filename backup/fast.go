@@ -1,0 +1,22 @@
+package backup
+
+import "strconv"
+
+// mmapSize is the mmap_size set on the read-only source: SQLite then
+// reads pages straight from the page cache instead of copying each one
+// through read(2) into its own cache, and the mapped pages are file
+// backed, so they do not count against our memory. SQLite caps it at its
+// compile-time maximum (2 GiB minus 64 KiB); pages beyond that are read
+// the usual way.
+const mmapSize = 1 << 31
+
+func mmapPragma() string { return "mmap_size(" + strconv.FormatInt(mmapSize, 10) + ")" }
+
+// syncAsync fsyncs p in the background and delivers the result: the
+// fsync of the copy runs while the copy is being verified, which only
+// reads it. The caller must receive before it publishes the file.
+func syncAsync(p string) <-chan error {
+	ch := make(chan error, 1)
+	go func() { ch <- syncFile(p) }()
+	return ch
+}
