@@ -32,6 +32,7 @@ type config struct {
 	dir      string
 	db       string
 	bin      string
+	base     string
 	cases    string
 	writer   bool
 	smoke    bool
@@ -45,6 +46,7 @@ func main() {
 	flag.StringVar(&c.dir, "dir", "", "work directory (default: a new temp dir, removed at the end)")
 	flag.StringVar(&c.db, "db", "", "use this existing WAL database instead of generating one (kept)")
 	flag.StringVar(&c.bin, "bin", "", "sqlite-backup binary (default: built from this module with CGO_ENABLED=0)")
+	flag.StringVar(&c.base, "base", "", "a second sqlite-backup binary (e.g. built from main) to compare against, as base: cases")
 	flag.StringVar(&c.cases, "cases", "", "comma-separated case names to run (default: all)")
 	flag.BoolVar(&c.writer, "writer", true, "measure a concurrent writer's commit latency")
 	flag.DurationVar(&c.interval, "writer-interval", 10*time.Millisecond, "pause between the writer's commits")
@@ -106,6 +108,9 @@ func run(c config, out io.Writer) error {
 	defer os.Remove(ref)
 
 	cases := benchCases(c.bin, src, ref, filepath.Join(c.dir, "out.db"))
+	if c.base != "" {
+		cases = append(cases, baseCases(c.base, src, ref, filepath.Join(c.dir, "out.db"))...)
+	}
 	if c.cases != "" {
 		cases = filterCases(cases, strings.Split(c.cases, ","))
 	}

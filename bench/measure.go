@@ -116,6 +116,18 @@ func benchCases(bin, src, ref, out string) []benchCase {
 	}
 }
 
+// baseCases are our cases run with another binary, to measure a change.
+func baseCases(base, src, ref, out string) []benchCase {
+	var cs []benchCase
+	for _, c := range benchCases(base, src, ref, out) {
+		if strings.HasPrefix(c.name, "sqlite-backup") {
+			c.name = "base: " + c.name
+			cs = append(cs, c)
+		}
+	}
+	return cs
+}
+
 func filterCases(all []benchCase, names []string) []benchCase {
 	var out []benchCase
 	for _, c := range all {

@@ -56,6 +56,9 @@ func printRatios(w io.Writer, res []*caseResult) {
 		{caseCVacuum, caseCBackupIC, 0},
 		{caseOursCopy, caseCp, 0},
 	}
+	for _, n := range []string{caseOurs, caseOursQuick, caseOursCopy, caseOursVer, caseOursVerQ} {
+		ratios = append(ratios, ratio{n, "base: " + n, 0})
+	}
 	fmt.Fprintln(w, "| ratio of medians | value | target |")
 	fmt.Fprintln(w, "| --- | ---: | --- |")
 	for _, q := range ratios {
