@@ -54,7 +54,10 @@ func (c *BackupCmd) Run(ctx context.Context, kctx *kong.Context, g *Globals) err
 	case c.Quick:
 		opts.Verify = backup.VerifyQuick
 	}
+	var clearProgress func()
+	opts.Progress, opts.VerifyProgress, clearProgress = ttyProgress(g.stderr, src.Path)
 	res, err := backup.Run(ctx, opts)
+	clearProgress()
 	if err != nil {
 		return err
 	}

@@ -57,6 +57,7 @@ type Globals struct {
 	configFile *config.File // the file actually read, if any
 	configErr  string       // why none was read
 	stdout     io.Writer
+	stderr     io.Writer // progress lines go here, only on a terminal
 }
 
 func main() {
@@ -67,6 +68,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	unsetEmptyEnv()
 	var cli CLI
 	cli.stdout = stdout
+	cli.stderr = stderr
 	cfgPath, explicit := configPath(args)
 	var resolvers []kong.Resolver
 	if cfgPath != "" {

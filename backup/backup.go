@@ -65,6 +65,8 @@ type Options struct {
 	Now func() time.Time
 	// Progress, if set, is called as pages are copied.
 	Progress func(done, total int)
+	// VerifyProgress, if set, is passed to verify.Options.Progress.
+	VerifyProgress func(done, total int64, finished bool)
 }
 
 // Result describes a published backup.
@@ -142,7 +144,7 @@ func Run(ctx context.Context, opts Options) (res *Result, err error) {
 
 	verdict := "skipped"
 	if opts.Verify != VerifyNone {
-		vr, err := verify.File(ctx, tmp, verify.Options{Quick: opts.Verify == VerifyQuick})
+		vr, err := verify.File(ctx, tmp, verify.Options{Quick: opts.Verify == VerifyQuick, Progress: opts.VerifyProgress})
 		if err != nil {
 			return nil, err
 		}

@@ -27,6 +27,12 @@ type Options struct {
 	Quick bool
 	// MaxProblems caps how many problems are collected (default 10).
 	MaxProblems int
+	// Progress, if set, is called a few times a second with an estimate
+	// of the pages read so far (File only), and with finished set once
+	// the check is over. integrity_check reads every page early and then
+	// spends a long while cross-checking index entries, so done may
+	// reach total well before finished.
+	Progress func(done, total int64, finished bool)
 }
 
 // Result is the verdict on one file.
@@ -134,7 +140,9 @@ func File(ctx context.Context, path string, opts Options) (Result, error) {
 	}
 	db.SetMaxOpenConns(1)
 
+	stopProgress := watchProgress(opts.Progress, h.PageSize, res.Pages)
 	problems, err := Check(ctx, db, opts)
+	stopProgress(err == nil)
 	if errors.Is(err, fault.ErrFault) {
 		// SQLite was interrupted inside a read: drop the handle unused.
 		return res, fmt.Errorf("verify %q: %w", path, err)
