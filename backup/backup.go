@@ -139,8 +139,9 @@ func Run(ctx context.Context, opts Options) (res *Result, err error) {
 	if err != nil {
 		return nil, fmt.Errorf("finish backup %q: %w", tmp, err)
 	}
-	// The fsync runs while verify reads the copy from the page cache.
-	synced := syncAsync(tmp)
+	if err := syncFile(tmp); err != nil {
+		return nil, fmt.Errorf("fsync backup %q: %w", tmp, err)
+	}
 
 	verdict := "skipped"
 	if opts.Verify != VerifyNone {
@@ -154,9 +155,6 @@ func Run(ctx context.Context, opts Options) (res *Result, err error) {
 				"the source itself may be damaged; check it with: sqlite-backup verify %q", src)
 		}
 		verdict = "ok"
-	}
-	if err := <-synced; err != nil {
-		return nil, fmt.Errorf("fsync backup %q: %w", tmp, err)
 	}
 	if err := ctx.Err(); err != nil {
 		return nil, err
@@ -276,8 +274,6 @@ func onlineBackup(ctx context.Context, conn *sql.Conn, src, tmp string, opts Opt
 		return 0, err
 	}
 	pages := 0
-	wb := startWriteback(tmp)
-	defer wb.Close()
 	err = conn.Raw(func(dc any) error {
 		bk, ok := dc.(backuper)
 		if !ok {
@@ -300,7 +296,6 @@ func onlineBackup(ctx context.Context, conn *sql.Conn, src, tmp string, opts Opt
 				b.Finish()
 				return sourceError(ctx, src, "copy source", err, opts.BusyTimeout)
 			}
-			wb.Kick()
 			pages = b.PageCount()
 			if opts.Progress != nil {
 				opts.Progress(pages-b.Remaining(), pages)

@@ -11,12 +11,3 @@ import "strconv"
 const mmapSize = 1 << 31
 
 func mmapPragma() string { return "mmap_size(" + strconv.FormatInt(mmapSize, 10) + ")" }
-
-// syncAsync fsyncs p in the background and delivers the result: the
-// fsync of the copy runs while the copy is being verified, which only
-// reads it. The caller must receive before it publishes the file.
-func syncAsync(p string) <-chan error {
-	ch := make(chan error, 1)
-	go func() { ch <- syncFile(p) }()
-	return ch
-}

@@ -46,7 +46,7 @@ func main() {
 	flag.StringVar(&c.dir, "dir", "", "work directory (default: a new temp dir, removed at the end)")
 	flag.StringVar(&c.db, "db", "", "use this existing WAL database instead of generating one (kept)")
 	flag.StringVar(&c.bin, "bin", "", "sqlite-backup binary (default: built from this module with CGO_ENABLED=0)")
-	flag.StringVar(&c.base, "base", "", "a second sqlite-backup binary (e.g. built from main) to compare against, as base: cases")
+	flag.StringVar(&c.base, "base", "", "other sqlite-backup builds to compare against: BIN or LABEL=BIN,LABEL=BIN (e.g. one built from main)")
 	flag.StringVar(&c.cases, "cases", "", "comma-separated case names to run (default: all)")
 	flag.BoolVar(&c.writer, "writer", true, "measure a concurrent writer's commit latency")
 	flag.DurationVar(&c.interval, "writer-interval", 10*time.Millisecond, "pause between the writer's commits")
@@ -108,8 +108,17 @@ func run(c config, out io.Writer) error {
 	defer os.Remove(ref)
 
 	cases := benchCases(c.bin, src, ref, filepath.Join(c.dir, "out.db"))
-	if c.base != "" {
-		cases = append(cases, baseCases(c.base, src, ref, filepath.Join(c.dir, "out.db"))...)
+	var labels []string
+	for _, b := range strings.Split(c.base, ",") {
+		if b == "" {
+			continue
+		}
+		label, bin, ok := strings.Cut(b, "=")
+		if !ok {
+			label, bin = "base", b
+		}
+		labels = append(labels, label)
+		cases = append(cases, baseCases(label, bin, src, ref, filepath.Join(c.dir, "out.db"))...)
 	}
 	if c.cases != "" {
 		cases = filterCases(cases, strings.Split(c.cases, ","))
@@ -121,7 +130,7 @@ func run(c config, out io.Writer) error {
 	fmt.Fprintf(out, "\n### %s database (%d bytes), median of %d interleaved rounds, page cache warm\n\n", humanMB(fi.Size()), fi.Size(), c.rounds)
 	fmt.Fprintf(out, "%s, %d CPUs, %s; %s\n\n", runtime.GOOS+"/"+runtime.GOARCH, runtime.NumCPU(), sqlite3Version(), binVersion(c.bin))
 	printTable(out, cases, res)
-	printRatios(out, res)
+	printRatios(out, res, labels)
 
 	if c.writer {
 		wr, err := writerLatency(c, src, filepath.Join(c.dir, "wout.db"), res, logf)

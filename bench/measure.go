@@ -117,11 +117,11 @@ func benchCases(bin, src, ref, out string) []benchCase {
 }
 
 // baseCases are our cases run with another binary, to measure a change.
-func baseCases(base, src, ref, out string) []benchCase {
+func baseCases(label, bin, src, ref, out string) []benchCase {
 	var cs []benchCase
-	for _, c := range benchCases(base, src, ref, out) {
+	for _, c := range benchCases(bin, src, ref, out) {
 		if strings.HasPrefix(c.name, "sqlite-backup") {
-			c.name = "base: " + c.name
+			c.name = label + ": " + c.name
 			cs = append(cs, c)
 		}
 	}

@@ -42,7 +42,7 @@ func find(res []*caseResult, name string) *caseResult {
 	return nil
 }
 
-func printRatios(w io.Writer, res []*caseResult) {
+func printRatios(w io.Writer, res []*caseResult, labels []string) {
 	type ratio struct {
 		ours, ref string
 		target    float64
@@ -56,8 +56,10 @@ func printRatios(w io.Writer, res []*caseResult) {
 		{caseCVacuum, caseCBackupIC, 0},
 		{caseOursCopy, caseCp, 0},
 	}
-	for _, n := range []string{caseOurs, caseOursQuick, caseOursCopy, caseOursVer, caseOursVerQ} {
-		ratios = append(ratios, ratio{n, "base: " + n, 0})
+	for _, l := range labels {
+		for _, n := range []string{caseOurs, caseOursQuick, caseOursCopy, caseOursVer, caseOursVerQ} {
+			ratios = append(ratios, ratio{n, l + ": " + n, 0})
+		}
 	}
 	fmt.Fprintln(w, "| ratio of medians | value | target |")
 	fmt.Fprintln(w, "| --- | ---: | --- |")
