@@ -37,6 +37,9 @@ type config struct {
 	writer   bool
 	smoke    bool
 	interval time.Duration
+
+	writerIdle   time.Duration
+	writerRounds int
 }
 
 func main() {
@@ -50,6 +53,8 @@ func main() {
 	flag.StringVar(&c.cases, "cases", "", "comma-separated case names to run (default: all)")
 	flag.BoolVar(&c.writer, "writer", true, "measure a concurrent writer's commit latency")
 	flag.DurationVar(&c.interval, "writer-interval", 10*time.Millisecond, "pause between the writer's commits")
+	flag.DurationVar(&c.writerIdle, "writer-phase", 0, "length of each idle writer phase (default: our backup's median, at least 3s)")
+	flag.IntVar(&c.writerRounds, "writer-rounds", 0, "writer rounds (default: -n, at most 3)")
 	flag.BoolVar(&c.smoke, "smoke", false, "tiny database, one round: checks that the benchmark works")
 	flag.Parse()
 	if c.smoke {
@@ -109,6 +114,7 @@ func run(c config, out io.Writer) error {
 
 	cases := benchCases(c.bin, src, ref, filepath.Join(c.dir, "out.db"))
 	var labels []string
+	var bases [][2]string
 	for _, b := range strings.Split(c.base, ",") {
 		if b == "" {
 			continue
@@ -118,22 +124,27 @@ func run(c config, out io.Writer) error {
 			label, bin = "base", b
 		}
 		labels = append(labels, label)
+		bases = append(bases, [2]string{label, bin})
 		cases = append(cases, baseCases(label, bin, src, ref, filepath.Join(c.dir, "out.db"))...)
 	}
 	if c.cases != "" {
 		cases = filterCases(cases, strings.Split(c.cases, ","))
 	}
-	res, err := runRounds(cases, c.rounds, logf)
-	if err != nil {
-		return err
+	var res []*caseResult
+	if len(cases) > 0 {
+		if res, err = runRounds(cases, c.rounds, logf); err != nil {
+			return err
+		}
 	}
 	fmt.Fprintf(out, "\n### %s database (%d bytes), median of %d interleaved rounds, page cache warm\n\n", humanMB(fi.Size()), fi.Size(), c.rounds)
 	fmt.Fprintf(out, "%s, %d CPUs, %s; %s\n\n", runtime.GOOS+"/"+runtime.GOARCH, runtime.NumCPU(), sqlite3Version(), binVersion(c.bin))
-	printTable(out, cases, res)
-	printRatios(out, res, labels)
+	if len(res) > 0 {
+		printTable(out, cases, res)
+		printRatios(out, res, labels)
+	}
 
 	if c.writer {
-		wr, err := writerLatency(c, src, filepath.Join(c.dir, "wout.db"), res, logf)
+		wr, err := writerLatency(c, src, filepath.Join(c.dir, "wout.db"), res, bases, logf)
 		if err != nil {
 			return err
 		}

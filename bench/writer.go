@@ -30,8 +30,10 @@ func (s *writerStats) pct(p float64) time.Duration {
 }
 
 type writerResult struct {
-	idle, during writerStats
-	backups      []time.Duration
+	idle    writerStats
+	during  []*writerStats // one per build: ours first, then -base builds
+	labels  []string
+	backups [][]time.Duration
 }
 
 // writer commits one small row per transaction to src (as an application
@@ -68,16 +70,29 @@ func writer(src string, interval time.Duration, stop <-chan struct{}, st *writer
 }
 
 // writerLatency alternates idle phases (writer alone) with phases where
-// sqlite-backup copies and verifies src while the writer runs, and lasts
-// until one second after the backup ends so the writer's first commits
-// after the copy (which checkpoint the WAL that grew meanwhile) count.
-func writerLatency(c config, src, out string, res []*caseResult, logf func(string, ...any)) (*writerResult, error) {
+// a sqlite-backup build copies and verifies src while the writer runs
+// (ours, then each -base build), each lasting until one second after the
+// backup ends so the writer's first commits after the copy (which
+// checkpoint the WAL that grew meanwhile) count.
+func writerLatency(c config, src, out string, res []*caseResult, bases [][2]string, logf func(string, ...any)) (*writerResult, error) {
 	phase := 3 * time.Second
 	if r := find(res, caseOurs); r != nil && r.median() > phase {
 		phase = r.median()
 	}
+	if c.writerIdle > 0 {
+		phase = c.writerIdle
+	}
+	builds := append([][2]string{{"sqlite-backup", c.bin}}, bases...)
 	rounds := min(max(c.rounds, 1), 3)
+	if c.writerRounds > 0 {
+		rounds = c.writerRounds
+	}
 	wr := &writerResult{}
+	for _, b := range builds {
+		wr.labels = append(wr.labels, b[0])
+		wr.during = append(wr.during, &writerStats{})
+		wr.backups = append(wr.backups, nil)
+	}
 	for round := 1; round <= rounds; round++ {
 		// Idle.
 		stop := make(chan struct{})
@@ -90,27 +105,30 @@ func writerLatency(c config, src, out string, res []*caseResult, logf func(strin
 		}
 		logf("writer round %d idle: %d commits", round, len(wr.idle.lat))
 
-		// During a backup.
-		removeDB(out)
-		stop = make(chan struct{})
-		go func() { errc <- writer(src, c.interval, stop, &wr.during) }()
-		time.Sleep(200 * time.Millisecond)
-		t0 := time.Now()
-		cmd := exec.Command(c.bin, "--source", src, "--backup", out)
-		cmd.Stderr = os.Stderr
-		berr := cmd.Run()
-		wr.backups = append(wr.backups, time.Since(t0))
-		time.Sleep(time.Second)
-		close(stop)
-		werr := <-errc
-		removeDB(out)
-		if berr != nil {
-			return nil, fmt.Errorf("backup under writer: %w", berr)
+		for i, b := range builds {
+			// During a backup.
+			removeDB(out)
+			stop = make(chan struct{})
+			go func() { errc <- writer(src, c.interval, stop, wr.during[i]) }()
+			time.Sleep(200 * time.Millisecond)
+			t0 := time.Now()
+			cmd := exec.Command(b[1], "--source", src, "--backup", out)
+			cmd.Stderr = os.Stderr
+			berr := cmd.Run()
+			d := time.Since(t0)
+			wr.backups[i] = append(wr.backups[i], d)
+			time.Sleep(time.Second)
+			close(stop)
+			werr := <-errc
+			removeDB(out)
+			if berr != nil {
+				return nil, fmt.Errorf("backup under writer: %w", berr)
+			}
+			if werr != nil {
+				return nil, fmt.Errorf("writer: %w", werr)
+			}
+			logf("writer round %d during %s (%s): %d commits", round, b[0], d.Round(time.Millisecond), len(wr.during[i].lat))
 		}
-		if werr != nil {
-			return nil, fmt.Errorf("writer: %w", werr)
-		}
-		logf("writer round %d during backup (%s): %d commits", round, wr.backups[len(wr.backups)-1].Round(time.Millisecond), len(wr.during.lat))
 	}
 	return wr, nil
 }
@@ -118,24 +136,31 @@ func writerLatency(c config, src, out string, res []*caseResult, logf func(strin
 func ms(d time.Duration) string { return fmt.Sprintf("%.1f ms", float64(d)/1e6) }
 
 func printWriter(w io.Writer, wr *writerResult) {
-	fmt.Fprintf(w, "Writer: one INSERT per transaction every few ms on the source (WAL, synchronous=FULL), %d rounds; backup under the writer took %s.\n\n", len(wr.backups), durList(wr.backups))
+	fmt.Fprintf(w, "Writer: one INSERT per transaction every few ms on the source (WAL, synchronous=FULL), %d rounds; backup under the writer took %s.\n\n", len(wr.backups[0]), durList(wr.backups[0]))
 	fmt.Fprintln(w, "| writer phase | commits | failed | p50 | p99 | max |")
 	fmt.Fprintln(w, "| --- | ---: | ---: | ---: | ---: | ---: |")
-	for _, p := range []struct {
-		name string
-		s    *writerStats
-	}{{"idle", &wr.idle}, {"during sqlite-backup", &wr.during}} {
-		fmt.Fprintf(w, "| %s | %d | %d | %s | %s | %s |\n", p.name, len(p.s.lat), p.s.failed, ms(p.s.pct(0.5)), ms(p.s.pct(0.99)), ms(p.s.pct(1)))
+	row := func(name string, s *writerStats) {
+		fmt.Fprintf(w, "| %s | %d | %d | %s | %s | %s |\n", name, len(s.lat), s.failed, ms(s.pct(0.5)), ms(s.pct(0.99)), ms(s.pct(1)))
+	}
+	row("idle", &wr.idle)
+	for i, l := range wr.labels {
+		row("during "+l, wr.during[i])
 	}
 	if idle := wr.idle.pct(0.99); idle > 0 {
-		v := wr.during.pct(0.99).Seconds() / idle.Seconds()
-		verdict := "met"
-		if v > 2 || wr.during.failed > 0 {
-			verdict = "NOT met"
+		for i, l := range wr.labels {
+			v := wr.during[i].pct(0.99).Seconds() / idle.Seconds()
+			verdict := "met"
+			if v > 2 || wr.during[i].failed > 0 {
+				verdict = "NOT met"
+			}
+			fmt.Fprintf(w, "\n%s: p99 during / p99 idle = %.2f (target ≤ 2 with 0 failed commits: %s)\n", l, v, verdict)
 		}
-		fmt.Fprintf(w, "\np99 during / p99 idle = %.2f (target ≤ 2 with 0 failed commits: %s)\n", v, verdict)
 	}
-	for _, e := range append(wr.idle.errs, wr.during.errs...) {
+	errs := wr.idle.errs
+	for _, d := range wr.during {
+		errs = append(errs, d.errs...)
+	}
+	for _, e := range errs {
 		fmt.Fprintf(w, "\nwriter error: %s\n", e)
 	}
 }
