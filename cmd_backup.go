@@ -80,6 +80,8 @@ func (c *BackupCmd) Run(ctx context.Context, kctx *kong.Context, g *Globals) err
 		case c.Quick:
 			bo.Verify = backup.VerifyQuick
 		}
+		var clearProgress func()
+		bo.Progress, bo.VerifyProgress, clearProgress = ttyProgress(g.stderr(), src.Path)
 		rep, err := lifecycle.Run(ctx, lifecycle.Options{
 			Backup:      bo,
 			Policy:      pol,
@@ -87,6 +89,7 @@ func (c *BackupCmd) Run(ctx context.Context, kctx *kong.Context, g *Globals) err
 			ShrinkGuard: float64(c.ShrinkGuard),
 			ToolVersion: buildInfo().Version,
 		})
+		clearProgress()
 		var published *backup.Result // set once the backup is in place
 		if rep != nil {
 			published = rep.Result

@@ -28,7 +28,9 @@ func (c *VerifyCmd) Run(ctx context.Context, g *Globals) error {
 	var failed, errs int
 	var firstErr error
 	for _, f := range c.Files {
-		res, err := verify.File(ctx, f, verify.Options{Quick: c.Quick, Deep: c.Deep, TempDir: c.TempDir})
+		_, vp, clearProgress := ttyProgress(g.stderr(), f)
+		res, err := verify.File(ctx, f, verify.Options{Quick: c.Quick, Deep: c.Deep, TempDir: c.TempDir, Progress: vp})
+		clearProgress()
 		if err != nil {
 			if ctx.Err() != nil {
 				return ctx.Err()

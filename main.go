@@ -64,7 +64,7 @@ type Globals struct {
 	configFile *config.File // the file actually read, if any
 	configErr  string       // why none was read
 	stdout     io.Writer
-	stderrW    io.Writer
+	stderrW    io.Writer // warnings and progress (only on a terminal); see stderr()
 }
 
 func main() {

@@ -19,6 +19,7 @@ import (
 	"time"
 
 	"sqlite-backup/compress"
+	"sqlite-backup/fault"
 	"sqlite-backup/hint"
 	"sqlite-backup/lock"
 	"sqlite-backup/sqlitefile"
@@ -83,6 +84,8 @@ type Options struct {
 	// still holding the directory lock (sidecars, pruning). Its error is
 	// returned together with the Result: the backup itself is in place.
 	Published func(ctx context.Context, res *Result) error
+	// VerifyProgress, if set, is passed to verify.Options.Progress.
+	VerifyProgress func(done, total int64, finished bool)
 }
 
 // Result describes a published backup.
@@ -178,7 +181,7 @@ func Run(ctx context.Context, opts Options) (res *Result, err error) {
 
 	verdict := "skipped"
 	if opts.Verify != VerifyNone {
-		vr, err := verify.File(ctx, tmp, verify.Options{Quick: opts.Verify == VerifyQuick})
+		vr, err := verify.File(ctx, tmp, verify.Options{Quick: opts.Verify == VerifyQuick, Progress: opts.VerifyProgress})
 		if err != nil {
 			return nil, err
 		}
@@ -237,10 +240,10 @@ func Run(ctx context.Context, opts Options) (res *Result, err error) {
 
 // copySnapshot copies one consistent snapshot of src into the empty file
 // tmp and returns the number of pages copied.
-func copySnapshot(ctx context.Context, src, tmp string, opts Options) (int, error) {
+func copySnapshot(ctx context.Context, src, tmp string, opts Options) (_ int, err error) {
 	uri, err := sqlitefile.URI(src, url.Values{
 		"mode":    {"ro"},
-		"_pragma": {"busy_timeout(" + strconv.FormatInt(opts.BusyTimeout.Milliseconds(), 10) + ")"},
+		"_pragma": {"busy_timeout(" + strconv.FormatInt(opts.BusyTimeout.Milliseconds(), 10) + ")", mmapPragma()},
 	})
 	if err != nil {
 		return 0, fmt.Errorf("open source %q: %w", src, err)
@@ -249,16 +252,33 @@ func copySnapshot(ctx context.Context, src, tmp string, opts Options) (int, erro
 	if err != nil {
 		return 0, fmt.Errorf("open source %q: %w", src, err)
 	}
-	defer db.Close()
+	// After a fault in a mapped read SQLite's state is undefined: drop
+	// the connection without touching it again.
+	defer func() {
+		if !errors.Is(err, fault.ErrFault) {
+			db.Close()
+		}
+	}()
 	conn, err := db.Conn(ctx)
 	if err != nil {
 		return 0, sourceError(ctx, src, "open source", err, opts.BusyTimeout)
 	}
-	defer conn.Close()
+	defer func() {
+		if !errors.Is(err, fault.ErrFault) {
+			conn.Close()
+		}
+	}()
 
 	switch opts.Method {
 	case MethodVacuum:
-		if _, err := conn.ExecContext(ctx, "VACUUM INTO ?", tmp); err != nil {
+		err := fault.Guard(func() error {
+			_, err := conn.ExecContext(ctx, "VACUUM INTO ?", tmp)
+			return err
+		})
+		if errors.Is(err, fault.ErrFault) {
+			return 0, fmt.Errorf("vacuum source %q: %w", src, err)
+		}
+		if err != nil {
 			if derr := destWriteError(err, filepath.Dir(tmp)); derr != nil {
 				return 0, derr
 			}
@@ -287,7 +307,7 @@ type backuper interface {
 	NewBackup(dstURI string) (*sqlite.Backup, error)
 }
 
-func onlineBackup(ctx context.Context, conn *sql.Conn, src, tmp string, opts Options) (int, error) {
+func onlineBackup(ctx context.Context, conn *sql.Conn, src, tmp string, opts Options) (_ int, err error) {
 	// One read transaction pins the snapshot for the whole copy. Without
 	// it every step takes a fresh read lock and a write by another
 	// process restarts the copy from page 1, so under a steady writer it
@@ -295,7 +315,11 @@ func onlineBackup(ctx context.Context, conn *sql.Conn, src, tmp string, opts Opt
 	if _, err := conn.ExecContext(ctx, "BEGIN"); err != nil {
 		return 0, sourceError(ctx, src, "read source", err, opts.BusyTimeout)
 	}
-	defer conn.ExecContext(context.Background(), "ROLLBACK")
+	defer func() {
+		if !errors.Is(err, fault.ErrFault) {
+			conn.ExecContext(context.Background(), "ROLLBACK")
+		}
+	}()
 	var n int
 	if err := conn.QueryRowContext(ctx, "SELECT count(*) FROM sqlite_schema").Scan(&n); err != nil {
 		return 0, sourceError(ctx, src, "read source", err, opts.BusyTimeout)
@@ -323,7 +347,14 @@ func onlineBackup(ctx context.Context, conn *sql.Conn, src, tmp string, opts Opt
 			return fmt.Errorf("open backup %q: %w", tmp, err)
 		}
 		for {
-			more, err := b.Step(stepPages)
+			var more bool
+			err := fault.Guard(func() (err error) {
+				more, err = b.Step(stepPages)
+				return err
+			})
+			if errors.Is(err, fault.ErrFault) {
+				return fmt.Errorf("copy source %q: %w", src, err)
+			}
 			if err != nil {
 				b.Finish()
 				if derr := destWriteError(err, filepath.Dir(tmp)); derr != nil {

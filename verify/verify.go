@@ -14,6 +14,7 @@ import (
 	"os"
 	"strings"
 
+	"sqlite-backup/fault"
 	"sqlite-backup/sqlitefile"
 
 	_ "modernc.org/sqlite" // registers the "sqlite" driver
@@ -32,6 +33,12 @@ type Options struct {
 	// Deep recomputes row counts and the content hash and compares them
 	// with the backup's manifest (<file>.json).
 	Deep bool
+	// Progress, if set, is called a few times a second with an estimate
+	// of the pages read so far (File only), and with finished set once
+	// the check is over. integrity_check reads every page early and then
+	// spends a long while cross-checking index entries, so done may
+	// reach total well before finished.
+	Progress func(done, total int64, finished bool)
 }
 
 // Result is the verdict on one file.
@@ -132,7 +139,7 @@ func checkDB(ctx context.Context, path string, opts Options, deep func(*sql.DB) 
 		}
 	}
 
-	params := url.Values{"mode": {"ro"}}
+	params := url.Values{"mode": {"ro"}, "_pragma": {mmapPragma}}
 	if standalone {
 		params.Set("immutable", "1")
 	}
@@ -144,10 +151,16 @@ func checkDB(ctx context.Context, path string, opts Options, deep func(*sql.DB) 
 	if err != nil {
 		return res, fmt.Errorf("verify %q: %w", path, err)
 	}
-	defer db.Close()
 	db.SetMaxOpenConns(1)
 
+	stopProgress := watchProgress(opts.Progress, h.PageSize, res.Pages)
 	problems, err := Check(ctx, db, opts)
+	stopProgress(err == nil)
+	if errors.Is(err, fault.ErrFault) {
+		// SQLite was interrupted inside a read: drop the handle unused.
+		return res, fmt.Errorf("verify %q: %w", path, err)
+	}
+	defer db.Close()
 	if err != nil {
 		if ctx.Err() != nil {
 			return res, ctx.Err()
@@ -178,15 +191,28 @@ func Check(ctx context.Context, db *sql.DB, opts Options) ([]string, error) {
 	if opts.Quick {
 		pragma = "quick_check"
 	}
-	rows, err := db.QueryContext(ctx, fmt.Sprintf("PRAGMA %s(%d)", pragma, opts.MaxProblems))
+	// Reads may go through mmap (see mmapPragma): a fault there is an
+	// error, and the rows are then left alone (see fault.Guard).
+	var rows *sql.Rows
+	err := fault.Guard(func() (err error) {
+		rows, err = db.QueryContext(ctx, fmt.Sprintf("PRAGMA %s(%d)", pragma, opts.MaxProblems))
+		return err
+	})
 	if err != nil {
 		return nil, err
 	}
-	defer rows.Close()
 	var problems []string
-	for rows.Next() {
+	for {
+		var more bool
+		if err := fault.Guard(func() error { more = rows.Next(); return nil }); err != nil {
+			return nil, err
+		}
+		if !more {
+			break
+		}
 		var s string
 		if err := rows.Scan(&s); err != nil {
+			rows.Close()
 			return nil, err
 		}
 		if s != "ok" {
@@ -194,9 +220,10 @@ func Check(ctx context.Context, db *sql.DB, opts Options) ([]string, error) {
 		}
 	}
 	if err := rows.Err(); err != nil {
+		rows.Close()
 		return nil, err
 	}
-	return problems, nil
+	return problems, rows.Close()
 }
 
 func unwrapPathError(err error) error {

@@ -1,0 +1,263 @@
+// Command bench compares sqlite-backup with the C sqlite3 CLI and cp on a
+// generated WAL database with two indexes, warm page cache, interleaved
+// runs (A B C … A B C …) and medians, and prints a markdown table of
+// medians, ratios and peak memory. It also measures a steady writer's
+// commit latency while a backup runs against the same writer idle.
+//
+//	go run ./bench -size 1024 -n 5          # 1 GB database, 5 timed rounds
+//	go run ./bench -smoke                   # seconds: proves the program works
+//
+// The databases live in a temp dir (-dir) and are deleted at the end
+// unless -db names an existing one. Timings are wall clock of the child
+// processes; peak memory is sampled from /proc/<pid>/status while each
+// child runs (RssAnon: anonymous memory, which excludes file-backed mmap
+// pages; VmHWM: peak RSS including them, for reference).
+package main
+
+import (
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"time"
+)
+
+type config struct {
+	sizeMB   int
+	rounds   int
+	dir      string
+	db       string
+	bin      string
+	base     string
+	cases    string
+	writer   bool
+	smoke    bool
+	interval time.Duration
+
+	writerIdle   time.Duration
+	writerRounds int
+}
+
+func main() {
+	var c config
+	flag.IntVar(&c.sizeMB, "size", 1024, "size of the generated database in MB")
+	flag.IntVar(&c.rounds, "n", 5, "timed rounds (after one untimed warm-up round)")
+	flag.StringVar(&c.dir, "dir", "", "work directory (default: a new temp dir, removed at the end)")
+	flag.StringVar(&c.db, "db", "", "use this existing WAL database instead of generating one (kept)")
+	flag.StringVar(&c.bin, "bin", "", "sqlite-backup binary (default: built from this module with CGO_ENABLED=0)")
+	flag.StringVar(&c.base, "base", "", "other sqlite-backup builds to compare against: BIN or LABEL=BIN,LABEL=BIN (e.g. one built from main)")
+	flag.StringVar(&c.cases, "cases", "", "comma-separated case names to run (default: all)")
+	flag.BoolVar(&c.writer, "writer", true, "measure a concurrent writer's commit latency")
+	flag.DurationVar(&c.interval, "writer-interval", 10*time.Millisecond, "pause between the writer's commits")
+	flag.DurationVar(&c.writerIdle, "writer-phase", 0, "length of each idle writer phase (default: our backup's median, at least 3s)")
+	flag.IntVar(&c.writerRounds, "writer-rounds", 0, "writer rounds (default: -n, at most 3)")
+	flag.BoolVar(&c.smoke, "smoke", false, "tiny database, one round: checks that the benchmark works")
+	flag.Parse()
+	if c.smoke {
+		c.sizeMB, c.rounds = 4, 1
+	}
+	if err := run(c, os.Stdout); err != nil {
+		fmt.Fprintln(os.Stderr, "bench:", err)
+		os.Exit(1)
+	}
+}
+
+func run(c config, out io.Writer) error {
+	logf := func(format string, a ...any) { fmt.Fprintf(os.Stderr, "bench: "+format+"\n", a...) }
+	if err := ensureSQLite3(logf); err != nil {
+		return err
+	}
+	if c.dir == "" {
+		d, err := os.MkdirTemp("", "sqlite-backup-bench-")
+		if err != nil {
+			return err
+		}
+		defer os.RemoveAll(d)
+		c.dir = d
+	} else if err := os.MkdirAll(c.dir, 0o700); err != nil {
+		return err
+	}
+	if c.bin == "" {
+		c.bin = filepath.Join(c.dir, "sqlite-backup")
+		logf("building %s (CGO_ENABLED=0)", c.bin)
+		if err := buildBinary(c.bin); err != nil {
+			return err
+		}
+	}
+	src := c.db
+	if src == "" {
+		src = filepath.Join(c.dir, "src.db")
+		logf("generating a %d MB WAL database with two indexes in %s", c.sizeMB, src)
+		t0 := time.Now()
+		if err := generate(src, c.sizeMB); err != nil {
+			return err
+		}
+		defer removeDB(src)
+		logf("generated in %s", time.Since(t0).Round(time.Second))
+	}
+	fi, err := os.Stat(src)
+	if err != nil {
+		return err
+	}
+	// A rollback-journal copy to check: verify cases read it, never the
+	// live source.
+	ref := filepath.Join(c.dir, "ref.db")
+	os.Remove(ref)
+	if out, err := exec.Command(c.bin, "--source", src, "--backup", ref, "--no-verify").CombinedOutput(); err != nil {
+		return fmt.Errorf("make reference copy: %v: %s", err, out)
+	}
+	defer os.Remove(ref)
+
+	cases := benchCases(c.bin, src, ref, filepath.Join(c.dir, "out.db"))
+	var labels []string
+	var bases [][2]string
+	for _, b := range strings.Split(c.base, ",") {
+		if b == "" {
+			continue
+		}
+		label, bin, ok := strings.Cut(b, "=")
+		if !ok {
+			label, bin = "base", b
+		}
+		labels = append(labels, label)
+		bases = append(bases, [2]string{label, bin})
+		cases = append(cases, baseCases(label, bin, src, ref, filepath.Join(c.dir, "out.db"))...)
+	}
+	if c.cases != "" {
+		cases = filterCases(cases, strings.Split(c.cases, ","))
+	}
+	var res []*caseResult
+	if len(cases) > 0 {
+		if res, err = runRounds(cases, c.rounds, logf); err != nil {
+			return err
+		}
+	}
+	fmt.Fprintf(out, "\n### %s database (%d bytes), median of %d interleaved rounds, page cache warm\n\n", humanMB(fi.Size()), fi.Size(), c.rounds)
+	fmt.Fprintf(out, "%s, %d CPUs, %s; %s\n\n", runtime.GOOS+"/"+runtime.GOARCH, runtime.NumCPU(), sqlite3Version(), binVersion(c.bin))
+	if len(res) > 0 {
+		printTable(out, cases, res)
+		printRatios(out, res, labels)
+	}
+
+	if c.writer {
+		wr, err := writerLatency(c, src, filepath.Join(c.dir, "wout.db"), res, bases, logf)
+		if err != nil {
+			return err
+		}
+		printWriter(out, wr)
+	}
+	return nil
+}
+
+func humanMB(n int64) string {
+	if n >= 1<<30 {
+		return fmt.Sprintf("%.1f GiB", float64(n)/(1<<30))
+	}
+	return fmt.Sprintf("%.0f MiB", float64(n)/(1<<20))
+}
+
+func removeDB(p string) {
+	for _, s := range []string{"", "-wal", "-shm", "-journal"} {
+		os.Remove(p + s)
+	}
+}
+
+// ensureSQLite3 installs the C CLI with apt-get when it is missing, and
+// says so: the comparison needs it.
+func ensureSQLite3(logf func(string, ...any)) error {
+	if _, err := exec.LookPath("sqlite3"); err == nil {
+		return nil
+	}
+	logf("the C sqlite3 CLI is missing; installing it with apt-get")
+	sudo := []string{}
+	if os.Geteuid() != 0 {
+		sudo = []string{"sudo"}
+	}
+	for _, args := range [][]string{{"apt-get", "update", "-qq"}, {"apt-get", "install", "-y", "-qq", "sqlite3"}} {
+		cmd := exec.Command(append(sudo, args...)[0], append(sudo, args...)[1:]...)
+		cmd.Env = append(os.Environ(), "DEBIAN_FRONTEND=noninteractive")
+		cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
+		if err := cmd.Run(); err != nil {
+			return fmt.Errorf("install sqlite3: %w", err)
+		}
+	}
+	_, err := exec.LookPath("sqlite3")
+	return err
+}
+
+func sqlite3Version() string {
+	out, err := exec.Command("sqlite3", "--version").Output()
+	if err != nil {
+		return "sqlite3 ?"
+	}
+	f := strings.Fields(string(out))
+	if len(f) == 0 {
+		return "sqlite3 ?"
+	}
+	return "C sqlite3 " + f[0]
+}
+
+func binVersion(bin string) string {
+	out, err := exec.Command(bin, "version").Output()
+	if err != nil {
+		return "sqlite-backup ?"
+	}
+	return strings.Join(strings.Fields(string(out)), " ")
+}
+
+// buildBinary builds the module's main package the way it ships.
+func buildBinary(out string) error {
+	root, err := moduleRoot()
+	if err != nil {
+		return err
+	}
+	cmd := exec.Command("go", "build", "-trimpath", "-o", out, ".")
+	cmd.Dir = root
+	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
+	cmd.Stderr = os.Stderr
+	if err := cmd.Run(); err != nil {
+		return fmt.Errorf("build sqlite-backup: %w", err)
+	}
+	return nil
+}
+
+func moduleRoot() (string, error) {
+	out, err := exec.Command("go", "env", "GOMOD").Output()
+	if err != nil {
+		return "", fmt.Errorf("go env GOMOD: %w", err)
+	}
+	mod := strings.TrimSpace(string(out))
+	if mod == "" || mod == os.DevNull {
+		return "", fmt.Errorf("run the benchmark from inside the sqlite-backup module")
+	}
+	return filepath.Dir(mod), nil
+}
+
+// generate writes a database of about sizeMB: one table of random rows
+// and two indexes (one on an integer, one on text), then switches it to
+// WAL. It is built in rollback mode because that is much faster.
+func generate(path string, sizeMB int) error {
+	removeDB(path)
+	rows := int64(sizeMB) << 20 / 420
+	script := fmt.Sprintf(`PRAGMA journal_mode=OFF;
+PRAGMA synchronous=OFF;
+PRAGMA cache_size=-200000;
+CREATE TABLE t(id INTEGER PRIMARY KEY, k INTEGER, name TEXT, body BLOB);
+WITH RECURSIVE c(i) AS (SELECT 1 UNION ALL SELECT i+1 FROM c WHERE i < %d)
+INSERT INTO t SELECT i, abs(random()) %% 1000000000, hex(randomblob(12)), randomblob(100 + abs(random()) %% 400) FROM c;
+CREATE INDEX t_k ON t(k);
+CREATE INDEX t_name ON t(name);
+PRAGMA journal_mode=WAL;
+UPDATE t SET k = k + 1 WHERE id %% 1000 = 0;
+`, rows)
+	cmd := exec.Command("sqlite3", path)
+	cmd.Stdin = strings.NewReader(script)
+	if out, err := cmd.CombinedOutput(); err != nil {
+		return fmt.Errorf("generate %s: %v: %s", path, err, out)
+	}
+	return nil
+}

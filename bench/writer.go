@@ -1,0 +1,177 @@
+package main
+
+import (
+	"database/sql"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"slices"
+	"time"
+
+	_ "modernc.org/sqlite"
+)
+
+// writerStats are the commit latencies of one phase.
+type writerStats struct {
+	lat    []time.Duration
+	failed int
+	errs   []string
+}
+
+func (s *writerStats) pct(p float64) time.Duration {
+	if len(s.lat) == 0 {
+		return 0
+	}
+	d := slices.Clone(s.lat)
+	slices.Sort(d)
+	i := int(p*float64(len(d))+0.5) - 1
+	return d[max(0, min(i, len(d)-1))]
+}
+
+type writerResult struct {
+	idle    writerStats
+	during  []*writerStats // one per build: ours first, then -base builds
+	labels  []string
+	backups [][]time.Duration
+}
+
+// writer commits one small row per transaction to src (as an application
+// would: WAL, default synchronous=FULL, busy_timeout 5s) every interval
+// until stop is closed, and records each commit's latency.
+func writer(src string, interval time.Duration, stop <-chan struct{}, st *writerStats) error {
+	db, err := sql.Open("sqlite", "file:"+src+"?_pragma=busy_timeout(5000)")
+	if err != nil {
+		return err
+	}
+	defer db.Close()
+	db.SetMaxOpenConns(1)
+	if _, err := db.Exec("CREATE TABLE IF NOT EXISTS bench_w(id INTEGER PRIMARY KEY, v BLOB)"); err != nil {
+		return err
+	}
+	for {
+		select {
+		case <-stop:
+			return nil
+		case <-time.After(interval):
+		}
+		t0 := time.Now()
+		_, err := db.Exec("INSERT INTO bench_w(v) VALUES(randomblob(200))")
+		d := time.Since(t0)
+		if err != nil {
+			st.failed++
+			if len(st.errs) < 3 {
+				st.errs = append(st.errs, err.Error())
+			}
+			continue
+		}
+		st.lat = append(st.lat, d)
+	}
+}
+
+// writerLatency alternates idle phases (writer alone) with phases where
+// a sqlite-backup build copies and verifies src while the writer runs
+// (ours, then each -base build), each lasting until one second after the
+// backup ends so the writer's first commits after the copy (which
+// checkpoint the WAL that grew meanwhile) count.
+func writerLatency(c config, src, out string, res []*caseResult, bases [][2]string, logf func(string, ...any)) (*writerResult, error) {
+	phase := 3 * time.Second
+	if r := find(res, caseOurs); r != nil && r.median() > phase {
+		phase = r.median()
+	}
+	if c.writerIdle > 0 {
+		phase = c.writerIdle
+	}
+	builds := append([][2]string{{"sqlite-backup", c.bin}}, bases...)
+	rounds := min(max(c.rounds, 1), 3)
+	if c.writerRounds > 0 {
+		rounds = c.writerRounds
+	}
+	wr := &writerResult{}
+	for _, b := range builds {
+		wr.labels = append(wr.labels, b[0])
+		wr.during = append(wr.during, &writerStats{})
+		wr.backups = append(wr.backups, nil)
+	}
+	for round := 1; round <= rounds; round++ {
+		// Idle.
+		stop := make(chan struct{})
+		errc := make(chan error, 1)
+		go func() { errc <- writer(src, c.interval, stop, &wr.idle) }()
+		time.Sleep(phase + time.Second)
+		close(stop)
+		if err := <-errc; err != nil {
+			return nil, fmt.Errorf("writer: %w", err)
+		}
+		logf("writer round %d idle: %d commits", round, len(wr.idle.lat))
+
+		for i, b := range builds {
+			// During a backup.
+			removeDB(out)
+			stop = make(chan struct{})
+			go func() { errc <- writer(src, c.interval, stop, wr.during[i]) }()
+			time.Sleep(200 * time.Millisecond)
+			t0 := time.Now()
+			cmd := exec.Command(b[1], "--source", src, "--backup", out)
+			cmd.Stderr = os.Stderr
+			berr := cmd.Run()
+			d := time.Since(t0)
+			wr.backups[i] = append(wr.backups[i], d)
+			time.Sleep(time.Second)
+			close(stop)
+			werr := <-errc
+			removeDB(out)
+			if berr != nil {
+				return nil, fmt.Errorf("backup under writer: %w", berr)
+			}
+			if werr != nil {
+				return nil, fmt.Errorf("writer: %w", werr)
+			}
+			logf("writer round %d during %s (%s): %d commits", round, b[0], d.Round(time.Millisecond), len(wr.during[i].lat))
+		}
+	}
+	return wr, nil
+}
+
+func ms(d time.Duration) string { return fmt.Sprintf("%.1f ms", float64(d)/1e6) }
+
+func printWriter(w io.Writer, wr *writerResult) {
+	fmt.Fprintf(w, "Writer: one INSERT per transaction every few ms on the source (WAL, synchronous=FULL), %d rounds; backup under the writer took %s.\n\n", len(wr.backups[0]), durList(wr.backups[0]))
+	fmt.Fprintln(w, "| writer phase | commits | failed | p50 | p99 | max |")
+	fmt.Fprintln(w, "| --- | ---: | ---: | ---: | ---: | ---: |")
+	row := func(name string, s *writerStats) {
+		fmt.Fprintf(w, "| %s | %d | %d | %s | %s | %s |\n", name, len(s.lat), s.failed, ms(s.pct(0.5)), ms(s.pct(0.99)), ms(s.pct(1)))
+	}
+	row("idle", &wr.idle)
+	for i, l := range wr.labels {
+		row("during "+l, wr.during[i])
+	}
+	if idle := wr.idle.pct(0.99); idle > 0 {
+		for i, l := range wr.labels {
+			v := wr.during[i].pct(0.99).Seconds() / idle.Seconds()
+			verdict := "met"
+			if v > 2 || wr.during[i].failed > 0 {
+				verdict = "NOT met"
+			}
+			fmt.Fprintf(w, "\n%s: p99 during / p99 idle = %.2f (target ≤ 2 with 0 failed commits: %s)\n", l, v, verdict)
+		}
+	}
+	errs := wr.idle.errs
+	for _, d := range wr.during {
+		errs = append(errs, d.errs...)
+	}
+	for _, e := range errs {
+		fmt.Fprintf(w, "\nwriter error: %s\n", e)
+	}
+}
+
+func durList(ds []time.Duration) string {
+	s := ""
+	for i, d := range ds {
+		if i > 0 {
+			s += ", "
+		}
+		s += d.Round(10 * time.Millisecond).String()
+	}
+	return s
+}
