@@ -20,6 +20,7 @@ import (
 
 	"sqlite-backup/compress"
 	"sqlite-backup/fault"
+	"sqlite-backup/fsx"
 	"sqlite-backup/hint"
 	"sqlite-backup/lock"
 	"sqlite-backup/sqlitefile"
@@ -175,7 +176,7 @@ func Run(ctx context.Context, opts Options) (res *Result, err error) {
 			return nil, err
 		}
 	}
-	if err := syncFile(tmp); err != nil {
+	if err := fsx.SyncFile(tmp); err != nil {
 		return nil, fmt.Errorf("fsync backup %q: %w", tmp, err)
 	}
 

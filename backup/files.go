@@ -1,8 +1,6 @@
 package backup
 
 import (
-	"crypto/rand"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -10,9 +8,9 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"syscall"
 	"time"
 
+	"sqlite-backup/fsx"
 	"sqlite-backup/hint"
 	"sqlite-backup/sqlitefile"
 )
@@ -23,7 +21,7 @@ const TimeFormat = "20060102_150405"
 
 // TempPrefix starts the name of every temp file this tool writes, so
 // that leftovers of a killed run can be recognised as ours.
-const TempPrefix = ".sqlite-backup-tmp-"
+const TempPrefix = fsx.TempPrefix
 
 // checkSource makes sure src is an existing regular SQLite file before
 // SQLite sees it: SQLite would create a missing file, and would take an
@@ -48,14 +46,14 @@ func checkSource(src string) (string, sqlitefile.Header, error) {
 		if errors.Is(err, fs.ErrNotExist) {
 			return "", h, hint.Wrap(fmt.Errorf("open source %q: no such file", src), "check the path: sqlite-backup --source /path/to/app.db")
 		}
-		return "", h, fmt.Errorf("open source %q: %w", src, pathErr(err))
+		return "", h, fmt.Errorf("open source %q: %w", src, fsx.PathErr(err))
 	}
 	if !fi.Mode().IsRegular() {
 		return "", h, fmt.Errorf("open source %q: not a regular file", src)
 	}
 	f, err := os.Open(abs)
 	if err != nil {
-		return "", h, fmt.Errorf("open source %q: %w", src, pathErr(err))
+		return "", h, fmt.Errorf("open source %q: %w", src, fsx.PathErr(err))
 	}
 	defer f.Close()
 	h, err = sqlitefile.ReadHeader(f)
@@ -83,7 +81,7 @@ func planDestination(src string, opts Options) (destination, error) {
 			return destination{}, fmt.Errorf("backup %q: %w", opts.Path, err)
 		}
 		for _, s := range append([]string{""}, sqlitefile.Sidecars...) {
-			if sameFile(p, src+s) {
+			if fsx.SameFile(p, src+s) {
 				return destination{}, hint.Wrap(fmt.Errorf("backup %q: that is the source database%s itself", opts.Path, s),
 					"write the backup elsewhere: sqlite-backup --source %q --backup %q", src, src+".bak")
 			}
@@ -120,16 +118,16 @@ func checkDir(dir string, create bool) error {
 	fi, err := os.Stat(dir)
 	if errors.Is(err, fs.ErrNotExist) && create {
 		if err := os.MkdirAll(dir, 0o700); err != nil {
-			return fmt.Errorf("create backup dir %q: %w", dir, pathErr(err))
+			return fmt.Errorf("create backup dir %q: %w", dir, fsx.PathErr(err))
 		}
 		// MkdirAll is subject to the umask; a backup dir is private.
 		if err := os.Chmod(dir, 0o700); err != nil {
-			return fmt.Errorf("create backup dir %q: %w", dir, pathErr(err))
+			return fmt.Errorf("create backup dir %q: %w", dir, fsx.PathErr(err))
 		}
 		return nil
 	}
 	if err != nil {
-		return fmt.Errorf("backup dir %q: %w", dir, pathErr(err))
+		return fmt.Errorf("backup dir %q: %w", dir, fsx.PathErr(err))
 	}
 	if !fi.IsDir() {
 		return hint.Wrap(fmt.Errorf("backup dir %q: not a directory", dir), "point --backup-dir at a directory: sqlite-backup --backup-dir /backup")
@@ -137,35 +135,17 @@ func checkDir(dir string, create bool) error {
 	return nil
 }
 
-// createTemp creates an empty, private temp file in dir. O_EXCL means a
-// planted file or symlink under the name makes it fail rather than
-// write through it.
+// createTemp creates an empty, private (0600) temp file in dir.
 func createTemp(dir, base string) (string, error) {
-	var rnd [6]byte
-	for range 10 {
-		if _, err := rand.Read(rnd[:]); err != nil {
-			return "", err
-		}
-		p := filepath.Join(dir, TempPrefix+base+"-"+hex.EncodeToString(rnd[:]))
-		f, err := os.OpenFile(p, os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o600)
-		if errors.Is(err, fs.ErrExist) {
-			continue
-		}
-		if err != nil {
-			return "", fmt.Errorf("create backup in %q: %w", dir, pathErr(err))
-		}
-		// O_CREAT's mode is filtered by the umask; make it exactly 0600.
-		err = f.Chmod(0o600)
-		if cerr := f.Close(); err == nil {
-			err = cerr
-		}
-		if err != nil {
-			os.Remove(p)
-			return "", fmt.Errorf("create backup %q: %w", p, pathErr(err))
-		}
-		return p, nil
+	f, err := fsx.CreateTemp(dir, base, 0o600)
+	if err != nil {
+		return "", fmt.Errorf("create backup in %q: %w", dir, err)
 	}
-	return "", fmt.Errorf("create backup in %q: could not find a free temp name", dir)
+	if err := f.Close(); err != nil {
+		os.Remove(f.Name())
+		return "", fmt.Errorf("create backup %q: %w", f.Name(), fsx.PathErr(err))
+	}
+	return f.Name(), nil
 }
 
 // RemoveStaleTemps removes temp files that runs killed before they could
@@ -196,30 +176,6 @@ func removeTemp(tmp string) {
 	}
 }
 
-func syncFile(p string) error {
-	f, err := os.OpenFile(p, os.O_RDWR, 0)
-	if err != nil {
-		return err
-	}
-	err = f.Sync()
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	return err
-}
-
-func syncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	err = d.Sync()
-	if cerr := d.Close(); err == nil {
-		err = cerr
-	}
-	return err
-}
-
 // publish gives the verified temp file its final name without ever
 // replacing an existing file, then makes the rename durable.
 func publish(tmp string, dst destination, now time.Time, suffix string) (string, error) {
@@ -228,7 +184,7 @@ func publish(tmp string, dst destination, now time.Time, suffix string) (string,
 			if errors.Is(err, fs.ErrExist) {
 				return "", hint.Wrap(fmt.Errorf("backup %q: file exists; refusing to overwrite it", dst.explicit), "choose a new name")
 			}
-			return "", fmt.Errorf("rename backup to %q: %w", dst.explicit, pathErr(err))
+			return "", fmt.Errorf("rename backup to %q: %w", dst.explicit, fsx.PathErr(err))
 		}
 		return dst.explicit, durable(dst.dir)
 	}
@@ -250,7 +206,7 @@ func publish(tmp string, dst destination, now time.Time, suffix string) (string,
 			continue
 		}
 		if err != nil {
-			return "", fmt.Errorf("rename backup to %q: %w", final, pathErr(err))
+			return "", fmt.Errorf("rename backup to %q: %w", final, fsx.PathErr(err))
 		}
 		return final, durable(dst.dir)
 	}
@@ -258,42 +214,10 @@ func publish(tmp string, dst destination, now time.Time, suffix string) (string,
 }
 
 func durable(dir string) error {
-	if err := syncDir(dir); err != nil {
-		return fmt.Errorf("fsync backup dir %q: %w", dir, pathErr(err))
+	if err := fsx.SyncDir(dir); err != nil {
+		return fmt.Errorf("fsync backup dir %q: %w", dir, fsx.PathErr(err))
 	}
 	return nil
-}
-
-func sameFile(a, b string) bool {
-	if a == b {
-		return true
-	}
-	fa, err := os.Stat(a)
-	if err != nil {
-		return false
-	}
-	fb, err := os.Stat(b)
-	if err != nil {
-		return false
-	}
-	return os.SameFile(fa, fb)
-}
-
-// pathErr drops the *PathError wrapper: callers already name the file,
-// and "open x: open x: permission denied" helps nobody.
-func pathErr(err error) error {
-	var pe *fs.PathError
-	if errors.As(err, &pe) {
-		return pe.Err
-	}
-	var le *os.LinkError
-	if errors.As(err, &le) {
-		return le.Err
-	}
-	if errno, ok := err.(syscall.Errno); ok {
-		return errno
-	}
-	return err
 }
 
 // nextSeq is the first same-second sequence number above every one in

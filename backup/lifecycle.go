@@ -7,6 +7,7 @@ import (
 	"net/url"
 
 	"sqlite-backup/compress"
+	"sqlite-backup/fsx"
 	"sqlite-backup/sqlitefile"
 )
 
@@ -29,7 +30,7 @@ func compressTemp(ctx context.Context, tmp, dir, base string, kind compress.Kind
 	if err != nil {
 		return "", 0, err
 	}
-	if err := syncFile(ctmp); err != nil {
+	if err := fsx.SyncFile(ctmp); err != nil {
 		return "", 0, fmt.Errorf("fsync backup %q: %w", ctmp, err)
 	}
 	got, size, err := compress.Check(ctx, ctmp)

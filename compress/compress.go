@@ -20,18 +20,18 @@ import (
 	"bytes"
 	"compress/gzip"
 	"context"
-	"crypto/rand"
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
-	"io/fs"
 	"os"
 	"path/filepath"
 	"strings"
 
 	"github.com/klauspost/compress/zstd"
+
+	"sqlite-backup/fsx"
 )
 
 // Kind is a compression format.
@@ -44,7 +44,7 @@ const (
 )
 
 // TempPrefix starts the names of temp files, as backup.TempPrefix.
-const TempPrefix = ".sqlite-backup-tmp-"
+const TempPrefix = fsx.TempPrefix
 
 // Suffix is the file name suffix of a kind: ".zst", ".gz" or "".
 func (k Kind) Suffix() string {
@@ -120,12 +120,12 @@ func (c ctxReader) Read(p []byte) (int, error) {
 func Compress(ctx context.Context, kind Kind, src, dst string) (srcSHA256 string, err error) {
 	in, err := os.Open(src)
 	if err != nil {
-		return "", fmt.Errorf("compress %q: %w", src, unwrap(err))
+		return "", fmt.Errorf("compress %q: %w", src, fsx.PathErr(err))
 	}
 	defer in.Close()
 	out, err := os.OpenFile(dst, os.O_WRONLY|os.O_TRUNC, 0)
 	if err != nil {
-		return "", fmt.Errorf("compress into %q: %w", dst, unwrap(err))
+		return "", fmt.Errorf("compress into %q: %w", dst, fsx.PathErr(err))
 	}
 	defer out.Close()
 	bw := bufio.NewWriterSize(out, 1<<20)
@@ -147,16 +147,16 @@ func Compress(ctx context.Context, kind Kind, src, dst string) (srcSHA256 string
 		if ctx.Err() != nil {
 			return "", ctx.Err()
 		}
-		return "", fmt.Errorf("compress %q into %q: %w", src, dst, unwrap(err))
+		return "", fmt.Errorf("compress %q into %q: %w", src, dst, fsx.PathErr(err))
 	}
 	if err := w.Close(); err != nil {
-		return "", fmt.Errorf("compress into %q: %w", dst, unwrap(err))
+		return "", fmt.Errorf("compress into %q: %w", dst, fsx.PathErr(err))
 	}
 	if err := bw.Flush(); err != nil {
-		return "", fmt.Errorf("compress into %q: %w", dst, unwrap(err))
+		return "", fmt.Errorf("compress into %q: %w", dst, fsx.PathErr(err))
 	}
 	if err := out.Close(); err != nil {
-		return "", fmt.Errorf("compress into %q: %w", dst, unwrap(err))
+		return "", fmt.Errorf("compress into %q: %w", dst, fsx.PathErr(err))
 	}
 	return hex.EncodeToString(h.Sum(nil)), nil
 }
@@ -195,7 +195,7 @@ func Check(ctx context.Context, path string) (sum string, size int64, err error)
 func decompress(ctx context.Context, path string, w io.Writer) (int64, error) {
 	f, err := os.Open(path)
 	if err != nil {
-		return 0, fmt.Errorf("decompress %q: %w", path, unwrap(err))
+		return 0, fmt.Errorf("decompress %q: %w", path, fsx.PathErr(err))
 	}
 	defer f.Close()
 	kind := KindOf(path)
@@ -242,16 +242,12 @@ func DecompressTo(ctx context.Context, path, dir string) (tmpPath string, err er
 	if dir == "" {
 		dir = os.TempDir()
 	}
-	var rnd [6]byte
-	if _, err := rand.Read(rnd[:]); err != nil {
-		return "", err
-	}
 	base := strings.TrimSuffix(strings.TrimSuffix(filepath.Base(path), ".zst"), ".gz")
-	tmp := filepath.Join(dir, TempPrefix+base+"-"+hex.EncodeToString(rnd[:]))
-	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+	f, err := fsx.CreateTemp(dir, base, 0o600)
 	if err != nil {
-		return "", fmt.Errorf("decompress %q into %q: %w", path, dir, unwrap(err))
+		return "", fmt.Errorf("decompress %q into %q: %w", path, dir, err)
 	}
+	tmp := f.Name()
 	defer func() {
 		if err != nil {
 			os.Remove(tmp)
@@ -270,15 +266,7 @@ func DecompressTo(ctx context.Context, path, dir string) (tmpPath string, err er
 		if errors.As(err, &ce) || ctx.Err() != nil {
 			return "", err
 		}
-		return "", fmt.Errorf("decompress %q into %q: %w", path, dir, unwrap(err))
+		return "", fmt.Errorf("decompress %q into %q: %w", path, dir, fsx.PathErr(err))
 	}
 	return tmp, nil
-}
-
-func unwrap(err error) error {
-	var pe *fs.PathError
-	if errors.As(err, &pe) {
-		return pe.Err
-	}
-	return err
 }

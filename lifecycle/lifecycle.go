@@ -12,7 +12,6 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
-	"io/fs"
 	"os"
 	"path/filepath"
 	"sort"
@@ -20,6 +19,7 @@ import (
 
 	"sqlite-backup/backup"
 	"sqlite-backup/content"
+	"sqlite-backup/fsx"
 	"sqlite-backup/lock"
 	"sqlite-backup/manifest"
 	"sqlite-backup/retention"
@@ -282,7 +282,7 @@ func Prune(ctx context.Context, opts PruneOptions) (*PruneReport, error) {
 		if err == nil {
 			err = errors.New("not a directory")
 		}
-		return nil, fmt.Errorf("backup dir %q: %w", opts.Dir, unwrap(err))
+		return nil, fmt.Errorf("backup dir %q: %w", opts.Dir, fsx.PathErr(err))
 	}
 	lk, err := lock.Acquire(ctx, dir, opts.LockTimeout)
 	if err != nil {
@@ -347,18 +347,7 @@ func prune(ctx context.Context, dir, src string, p retention.Policy, dryRun bool
 		}
 	}
 	if len(rep.Removed) > 0 {
-		if d, err := os.Open(dir); err == nil {
-			d.Sync()
-			d.Close()
-		}
+		fsx.SyncDir(dir)
 	}
 	return rep, nil
-}
-
-func unwrap(err error) error {
-	var pe *fs.PathError
-	if errors.As(err, &pe) {
-		return pe.Err
-	}
-	return err
 }

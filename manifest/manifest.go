@@ -9,7 +9,6 @@ package manifest
 
 import (
 	"bufio"
-	"crypto/rand"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
@@ -21,6 +20,8 @@ import (
 	"path/filepath"
 	"strings"
 	"time"
+
+	"sqlite-backup/fsx"
 )
 
 // Version of the manifest format; bumped on incompatible changes.
@@ -31,10 +32,6 @@ const (
 	SHA256Suffix = ".sha256"
 	JSONSuffix   = ".json"
 )
-
-// tempPrefix matches backup.TempPrefix so a killed run's leftovers are
-// removed by the next run holding the directory lock.
-const tempPrefix = ".sqlite-backup-tmp-"
 
 // Table is what the manifest knows about one table.
 type Table struct {
@@ -132,7 +129,7 @@ func Read(backup string) (*Manifest, error) {
 	}
 	b, err := os.ReadFile(p)
 	if err != nil {
-		return nil, fmt.Errorf("read manifest %q: %w", p, unwrap(err))
+		return nil, fmt.Errorf("read manifest %q: %w", p, fsx.PathErr(err))
 	}
 	var m Manifest
 	if err := json.Unmarshal(b, &m); err != nil {
@@ -145,12 +142,12 @@ func Read(backup string) (*Manifest, error) {
 func FileSHA256(path string) (string, error) {
 	f, err := os.Open(path)
 	if err != nil {
-		return "", fmt.Errorf("hash %q: %w", path, unwrap(err))
+		return "", fmt.Errorf("hash %q: %w", path, fsx.PathErr(err))
 	}
 	defer f.Close()
 	h := sha256.New()
 	if _, err := io.Copy(h, bufio.NewReaderSize(f, 1<<20)); err != nil {
-		return "", fmt.Errorf("hash %q: %w", path, unwrap(err))
+		return "", fmt.Errorf("hash %q: %w", path, fsx.PathErr(err))
 	}
 	return hex.EncodeToString(h.Sum(nil)), nil
 }
@@ -174,14 +171,14 @@ func ReadSHA256(file string) (string, error) {
 		return "", ErrNoSHA256
 	}
 	if err != nil {
-		return "", fmt.Errorf("read %q: %w", p, unwrap(err))
+		return "", fmt.Errorf("read %q: %w", p, fsx.PathErr(err))
 	}
 	if !fi.Mode().IsRegular() {
 		return "", fmt.Errorf("read %q: not a regular file", p)
 	}
 	b, err := os.ReadFile(p)
 	if err != nil {
-		return "", fmt.Errorf("read %q: %w", p, unwrap(err))
+		return "", fmt.Errorf("read %q: %w", p, fsx.PathErr(err))
 	}
 	base := filepath.Base(file)
 	for _, line := range strings.Split(string(b), "\n") {
@@ -211,19 +208,12 @@ func ReadSHA256(file string) (string, error) {
 // path is replaced: sidecars are rewritten when a backup is re-described.
 func WriteAtomic(path string, data []byte) error {
 	dir := filepath.Dir(path)
-	var rnd [6]byte
-	if _, err := rand.Read(rnd[:]); err != nil {
-		return err
-	}
-	tmp := filepath.Join(dir, tempPrefix+filepath.Base(path)+"-"+hex.EncodeToString(rnd[:]))
-	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+	f, err := fsx.CreateTemp(dir, filepath.Base(path), 0o600)
 	if err != nil {
-		return fmt.Errorf("write %q: %w", path, unwrap(err))
+		return fmt.Errorf("write %q: %w", path, err)
 	}
+	tmp := f.Name()
 	_, err = f.Write(data)
-	if err == nil {
-		err = f.Chmod(0o600)
-	}
 	if err == nil {
 		err = f.Sync()
 	}
@@ -235,23 +225,8 @@ func WriteAtomic(path string, data []byte) error {
 	}
 	if err != nil {
 		os.Remove(tmp)
-		return fmt.Errorf("write %q: %w", path, unwrap(err))
+		return fmt.Errorf("write %q: %w", path, fsx.PathErr(err))
 	}
-	if d, err := os.Open(dir); err == nil {
-		d.Sync()
-		d.Close()
-	}
+	fsx.SyncDir(dir)
 	return nil
-}
-
-func unwrap(err error) error {
-	var pe *fs.PathError
-	if errors.As(err, &pe) {
-		return pe.Err
-	}
-	var le *os.LinkError
-	if errors.As(err, &le) {
-		return le.Err
-	}
-	return err
 }

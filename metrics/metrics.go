@@ -25,6 +25,7 @@ import (
 	"time"
 
 	"sqlite-backup/backup"
+	"sqlite-backup/fsx"
 	"sqlite-backup/hint"
 	"sqlite-backup/verify"
 )
@@ -74,7 +75,7 @@ func Open(path string) (*File, error) {
 	}
 	fi, err := os.Stat(filepath.Dir(abs))
 	if err != nil {
-		return nil, hint.Wrap(fmt.Errorf("metrics file %q: directory: %w", path, unwrapPath(err)),
+		return nil, hint.Wrap(fmt.Errorf("metrics file %q: directory: %w", path, fsx.PathErr(err)),
 			"point --metrics-file into node_exporter's --collector.textfile.directory")
 	}
 	if !fi.IsDir() {
@@ -132,14 +133,14 @@ func (f *File) update(db string, set map[string]float64) error {
 	dir := filepath.Dir(f.Path)
 	unlock, err := lockDir(dir)
 	if err != nil {
-		return fmt.Errorf("lock %s: %w", dir, unwrapPath(err))
+		return fmt.Errorf("lock %s: %w", dir, fsx.PathErr(err))
 	}
 	defer unlock()
 
 	series := map[string]map[string]string{} // metric -> database -> value
 	old, err := os.ReadFile(f.Path)
 	if err != nil && !errors.Is(err, fs.ErrNotExist) {
-		return unwrapPath(err)
+		return fsx.PathErr(err)
 	}
 	for _, s := range parse(old) {
 		if series[s.name] == nil {
@@ -246,7 +247,7 @@ func writeAtomic(path string, data []byte) (err error) {
 	tmp := filepath.Join(filepath.Dir(path), "."+filepath.Base(path)+".tmp-"+hex.EncodeToString(rnd[:]))
 	t, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o644)
 	if err != nil {
-		return unwrapPath(err)
+		return fsx.PathErr(err)
 	}
 	defer func() {
 		if err != nil {
@@ -267,23 +268,9 @@ func writeAtomic(path string, data []byte) (err error) {
 	if err := t.Close(); err != nil {
 		return err
 	}
-	return unwrapPath(os.Rename(tmp, path))
+	return fsx.PathErr(os.Rename(tmp, path))
 }
 
 func unixSeconds(t time.Time) float64 {
 	return float64(t.UnixMilli()) / 1000
-}
-
-// unwrapPath drops the *PathError wrapper whose path the caller's
-// message already names.
-func unwrapPath(err error) error {
-	var pe *fs.PathError
-	if errors.As(err, &pe) {
-		return pe.Err
-	}
-	var le *os.LinkError
-	if errors.As(err, &le) {
-		return le.Err
-	}
-	return err
 }

@@ -2,9 +2,7 @@ package restore
 
 import (
 	"context"
-	"crypto/rand"
 	"database/sql"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -15,7 +13,7 @@ import (
 	"strconv"
 	"syscall"
 
-	"sqlite-backup/backup"
+	"sqlite-backup/fsx"
 	"sqlite-backup/hint"
 	"sqlite-backup/sqlitefile"
 )
@@ -81,8 +79,8 @@ func offline(ctx context.Context, plain, target string, tgt targetState, res *Re
 	if err := setJournalMode(ctx, tmp, mode); err != nil {
 		return fmt.Errorf("prepare restored file %q: %w", tmp, err)
 	}
-	if err := syncPath(tmp); err != nil {
-		return fmt.Errorf("fsync restored file %q: %w", tmp, pathErr(err))
+	if err := fsx.SyncFile(tmp); err != nil {
+		return fmt.Errorf("fsync restored file %q: %w", tmp, fsx.PathErr(err))
 	}
 	if err := ctx.Err(); err != nil {
 		return err
@@ -110,18 +108,18 @@ func offline(ctx context.Context, plain, target string, tgt targetState, res *Re
 	if err != nil {
 		return err
 	}
-	if err := syncPath(dir); err != nil {
-		return fmt.Errorf("fsync directory %q: %w", dir, pathErr(err))
+	if err := fsx.SyncDir(dir); err != nil {
+		return fmt.Errorf("fsync directory %q: %w", dir, fsx.PathErr(err))
 	}
 	step("sidecars removed")
 	if err := ctx.Err(); err != nil {
 		return err
 	}
 	if err := os.Rename(tmp, target); err != nil {
-		return fmt.Errorf("rename restored file to %q: %w", target, pathErr(err))
+		return fmt.Errorf("rename restored file to %q: %w", target, fsx.PathErr(err))
 	}
-	if err := syncPath(dir); err != nil {
-		return fmt.Errorf("fsync directory %q: %w", dir, pathErr(err))
+	if err := fsx.SyncDir(dir); err != nil {
+		return fmt.Errorf("fsync directory %q: %w", dir, fsx.PathErr(err))
 	}
 	step("renamed")
 	return nil
@@ -183,7 +181,7 @@ func removeSidecars(target string) ([]string, error) {
 			removed = append(removed, target+s)
 		case errors.Is(err, fs.ErrNotExist):
 		default:
-			return removed, fmt.Errorf("remove stale %q: %w; nothing was replaced", target+s, pathErr(err))
+			return removed, fmt.Errorf("remove stale %q: %w; nothing was replaced", target+s, fsx.PathErr(err))
 		}
 	}
 	return removed, nil
@@ -221,45 +219,30 @@ func setJournalMode(ctx context.Context, p, mode string) error {
 	return nil
 }
 
-// createTemp creates an empty private temp file in dir, following
-// backup's conventions (name prefix, O_EXCL, 0600) so either command
-// cleans up after the other.
+// createTemp creates an empty private temp file in dir, with backup's
+// conventions (fsx.CreateTemp) so either command cleans up after the
+// other.
 func createTemp(dir, base string) (string, error) {
-	var rnd [6]byte
-	for range 10 {
-		if _, err := rand.Read(rnd[:]); err != nil {
-			return "", err
-		}
-		p := filepath.Join(dir, backup.TempPrefix+base+"-"+hex.EncodeToString(rnd[:]))
-		f, err := os.OpenFile(p, os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o600)
-		if errors.Is(err, fs.ErrExist) {
-			continue
-		}
-		if err != nil {
-			return "", fmt.Errorf("create temp file in %q: %w", dir, pathErr(err))
-		}
-		err = f.Chmod(0o600)
-		if cerr := f.Close(); err == nil {
-			err = cerr
-		}
-		if err != nil {
-			os.Remove(p)
-			return "", fmt.Errorf("create temp file %q: %w", p, pathErr(err))
-		}
-		return p, nil
+	f, err := fsx.CreateTemp(dir, base, 0o600)
+	if err != nil {
+		return "", fmt.Errorf("create temp file in %q: %w", dir, err)
 	}
-	return "", fmt.Errorf("create temp file in %q: could not find a free name", dir)
+	if err := f.Close(); err != nil {
+		os.Remove(f.Name())
+		return "", fmt.Errorf("create temp file %q: %w", f.Name(), fsx.PathErr(err))
+	}
+	return f.Name(), nil
 }
 
 func copyFile(ctx context.Context, src, dst string) error {
 	in, err := os.Open(src)
 	if err != nil {
-		return fmt.Errorf("open backup %q: %w", src, pathErr(err))
+		return fmt.Errorf("open backup %q: %w", src, fsx.PathErr(err))
 	}
 	defer in.Close()
 	out, err := os.OpenFile(dst, os.O_WRONLY|os.O_TRUNC, 0)
 	if err != nil {
-		return fmt.Errorf("open %q: %w", dst, pathErr(err))
+		return fmt.Errorf("open %q: %w", dst, fsx.PathErr(err))
 	}
 	defer out.Close()
 	buf := make([]byte, 1<<20)
@@ -270,14 +253,14 @@ func copyFile(ctx context.Context, src, dst string) error {
 		n, rerr := in.Read(buf)
 		if n > 0 {
 			if _, err := out.Write(buf[:n]); err != nil {
-				return fmt.Errorf("write %q: %w", dst, pathErr(err))
+				return fmt.Errorf("write %q: %w", dst, fsx.PathErr(err))
 			}
 		}
 		if rerr == io.EOF {
 			break
 		}
 		if rerr != nil {
-			return fmt.Errorf("read backup %q: %w", src, pathErr(rerr))
+			return fmt.Errorf("read backup %q: %w", src, fsx.PathErr(rerr))
 		}
 	}
 	return out.Close()
@@ -288,7 +271,7 @@ func copyFile(ctx context.Context, src, dst string) error {
 // error: a database the application cannot write is an outage.
 func keepOwner(tmp, target string, fi fs.FileInfo) error {
 	if err := os.Chmod(tmp, fi.Mode().Perm()); err != nil {
-		return fmt.Errorf("chmod %q: %w", tmp, pathErr(err))
+		return fmt.Errorf("chmod %q: %w", tmp, fsx.PathErr(err))
 	}
 	st, ok := fi.Sys().(*syscall.Stat_t)
 	if !ok {
@@ -302,20 +285,8 @@ func keepOwner(tmp, target string, fi fs.FileInfo) error {
 		return nil
 	}
 	if err := os.Chown(tmp, int(st.Uid), int(st.Gid)); err != nil {
-		return hint.Wrap(fmt.Errorf("restore to %q: cannot give the new file the owner %d:%d of the current one: %w", target, st.Uid, st.Gid, pathErr(err)),
+		return hint.Wrap(fmt.Errorf("restore to %q: cannot give the new file the owner %d:%d of the current one: %w", target, st.Uid, st.Gid, fsx.PathErr(err)),
 			"run the restore as the database's owner or as root")
 	}
 	return nil
-}
-
-func syncPath(p string) error {
-	f, err := os.Open(p)
-	if err != nil {
-		return err
-	}
-	err = f.Sync()
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	return err
 }

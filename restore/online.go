@@ -12,6 +12,7 @@ import (
 	"modernc.org/sqlite"
 	sqlite3 "modernc.org/sqlite/lib"
 
+	"sqlite-backup/fsx"
 	"sqlite-backup/hint"
 	"sqlite-backup/sqlitefile"
 	"sqlite-backup/verify"
@@ -86,7 +87,7 @@ func checkOnlinePageSize(tgt targetState, plain string, opts Options) error {
 	}
 	f, err := os.Open(plain)
 	if err != nil {
-		return fmt.Errorf("open backup %q: %w", plain, pathErr(err))
+		return fmt.Errorf("open backup %q: %w", plain, fsx.PathErr(err))
 	}
 	defer f.Close()
 	h, err := sqlitefile.ReadHeader(f)

@@ -6,6 +6,7 @@ import (
 	"os"
 
 	"sqlite-backup/compress"
+	"sqlite-backup/fsx"
 	"sqlite-backup/hint"
 	"sqlite-backup/sqlitefile"
 )
@@ -34,7 +35,7 @@ func prepare(ctx context.Context, path, tmpDir string) (plain string, cleanup fu
 		f, err := os.Open(tmp)
 		if err != nil {
 			cleanup()
-			return "", nop, fmt.Errorf("open decompressed backup %q: %w", tmp, pathErr(err))
+			return "", nop, fmt.Errorf("open decompressed backup %q: %w", tmp, fsx.PathErr(err))
 		}
 		_, err = sqlitefile.ReadHeader(f)
 		f.Close()
@@ -46,7 +47,7 @@ func prepare(ctx context.Context, path, tmpDir string) (plain string, cleanup fu
 	}
 	f, err := os.Open(path)
 	if err != nil {
-		return "", nop, fmt.Errorf("open backup %q: %w", path, pathErr(err))
+		return "", nop, fmt.Errorf("open backup %q: %w", path, fsx.PathErr(err))
 	}
 	defer f.Close()
 	h, err := sqlitefile.ReadHeader(f)

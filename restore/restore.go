@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"sqlite-backup/backup"
+	"sqlite-backup/fsx"
 	"sqlite-backup/hint"
 	"sqlite-backup/lock"
 	"sqlite-backup/sqlitefile"
@@ -215,7 +216,7 @@ func checkTarget(t, bk string) (string, error) {
 	if fi, err := os.Lstat(abs); err == nil && fi.Mode()&os.ModeSymlink != 0 {
 		real, err := filepath.EvalSymlinks(abs)
 		if err != nil {
-			return "", fmt.Errorf("restore to %q: %w", t, pathErr(err))
+			return "", fmt.Errorf("restore to %q: %w", t, fsx.PathErr(err))
 		}
 		abs = real
 	}
@@ -225,7 +226,7 @@ func checkTarget(t, bk string) (string, error) {
 				"restore to the database itself: --to %q", db)
 		}
 	}
-	if abs == bk || sameFile(abs, bk) {
+	if abs == bk || fsx.SameFile(abs, bk) {
 		return "", fmt.Errorf("restore to %q: that is the backup file itself", t)
 	}
 	if fi, err := os.Stat(filepath.Dir(abs)); err != nil || !fi.IsDir() {
@@ -248,7 +249,7 @@ func inspectTarget(target string) (targetState, error) {
 		return s, nil
 	}
 	if err != nil {
-		return s, fmt.Errorf("restore to %q: %w", target, pathErr(err))
+		return s, fmt.Errorf("restore to %q: %w", target, fsx.PathErr(err))
 	}
 	if !fi.Mode().IsRegular() {
 		return s, fmt.Errorf("restore to %q: not a regular file", target)
@@ -256,7 +257,7 @@ func inspectTarget(target string) (targetState, error) {
 	s.exists, s.fi = true, fi
 	f, err := os.Open(target)
 	if err != nil {
-		return s, fmt.Errorf("restore to %q: %w", target, pathErr(err))
+		return s, fmt.Errorf("restore to %q: %w", target, fsx.PathErr(err))
 	}
 	defer f.Close()
 	if h, err := sqlitefile.ReadHeader(f); err == nil {
@@ -324,29 +325,4 @@ func describeHolders(pids []int) string {
 		return fmt.Sprintf("another process (pid %d) has it open", pids[0])
 	}
 	return fmt.Sprintf("other processes (pids %v) have it open", pids)
-}
-
-func sameFile(a, b string) bool {
-	fa, err := os.Stat(a)
-	if err != nil {
-		return false
-	}
-	fb, err := os.Stat(b)
-	if err != nil {
-		return false
-	}
-	return os.SameFile(fa, fb)
-}
-
-// pathErr drops the *PathError wrapper: messages already name the file.
-func pathErr(err error) error {
-	var pe *fs.PathError
-	if errors.As(err, &pe) {
-		return pe.Err
-	}
-	var le *os.LinkError
-	if errors.As(err, &le) {
-		return le.Err
-	}
-	return err
 }
