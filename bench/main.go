@@ -15,9 +15,11 @@
 package main
 
 import (
+	"errors"
 	"flag"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -47,7 +49,7 @@ func main() {
 	flag.IntVar(&c.sizeMB, "size", 1024, "size of the generated database in MB")
 	flag.IntVar(&c.rounds, "n", 5, "timed rounds (after one untimed warm-up round)")
 	flag.StringVar(&c.dir, "dir", "", "work directory (default: a new temp dir, removed at the end)")
-	flag.StringVar(&c.db, "db", "", "use this existing WAL database instead of generating one (kept)")
+	flag.StringVar(&c.db, "db", "", "use this WAL database instead of a temporary one (kept; generated there first if missing)")
 	flag.StringVar(&c.bin, "bin", "", "sqlite-backup binary (default: built from this module with CGO_ENABLED=0)")
 	flag.StringVar(&c.base, "base", "", "other sqlite-backup builds to compare against: BIN or LABEL=BIN,LABEL=BIN (e.g. one built from main)")
 	flag.StringVar(&c.cases, "cases", "", "comma-separated case names to run (default: all)")
@@ -91,12 +93,14 @@ func run(c config, out io.Writer) error {
 	src := c.db
 	if src == "" {
 		src = filepath.Join(c.dir, "src.db")
+		defer removeDB(src)
+	}
+	if _, err := os.Stat(src); errors.Is(err, fs.ErrNotExist) {
 		logf("generating a %d MB WAL database with two indexes in %s", c.sizeMB, src)
 		t0 := time.Now()
 		if err := generate(src, c.sizeMB); err != nil {
 			return err
 		}
-		defer removeDB(src)
 		logf("generated in %s", time.Since(t0).Round(time.Second))
 	}
 	fi, err := os.Stat(src)
@@ -106,11 +110,18 @@ func run(c config, out io.Writer) error {
 	// A rollback-journal copy to check: verify cases read it, never the
 	// live source.
 	ref := filepath.Join(c.dir, "ref.db")
-	os.Remove(ref)
+	removeDB(ref)
 	if out, err := exec.Command(c.bin, "--source", src, "--backup", ref, "--no-verify").CombinedOutput(); err != nil {
 		return fmt.Errorf("make reference copy: %v: %s", err, out)
 	}
-	defer os.Remove(ref)
+	defer removeDB(ref)
+	// Without its .sha256 sidecar, verify runs only the SQLite check, as
+	// the C CLI does; with it, verify would also hash the whole file first.
+	for _, s := range []string{".sha256", ".json"} {
+		if err := os.Remove(ref + s); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			return err
+		}
+	}
 
 	cases := benchCases(c.bin, src, ref, filepath.Join(c.dir, "out.db"))
 	var labels []string
@@ -161,7 +172,8 @@ func humanMB(n int64) string {
 }
 
 func removeDB(p string) {
-	for _, s := range []string{"", "-wal", "-shm", "-journal"} {
+	// .sha256 and .json: the sidecars every backup now writes next to it.
+	for _, s := range []string{"", "-wal", "-shm", "-journal", ".sha256", ".json"} {
 		os.Remove(p + s)
 	}
 }

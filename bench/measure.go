@@ -94,7 +94,9 @@ const (
 )
 
 func benchCases(bin, src, ref, out string) []benchCase {
-	sidecars := []string{out, out + "-wal", out + "-shm", out + "-journal"}
+	// .sha256 and .json: every sqlite-backup backup writes them next to the
+	// file (an explicit --backup FILE is never pruned, so no --keep needed).
+	sidecars := []string{out, out + "-wal", out + "-shm", out + "-journal", out + ".sha256", out + ".json"}
 	return []benchCase{
 		{name: caseCp, clean: sidecars, steps: []step{{label: "cp", argv: []string{"cp", src, out}}}},
 		{name: caseCpSync, clean: sidecars, steps: []step{
