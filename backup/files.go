@@ -135,17 +135,14 @@ func checkDir(dir string, create bool) error {
 	return nil
 }
 
-// createTemp creates an empty, private (0600) temp file in dir.
+// createTemp creates an empty, private (0600) temp file in dir, named so
+// that backup and restore runs clean up each other's leftovers.
 func createTemp(dir, base string) (string, error) {
-	f, err := fsx.CreateTemp(dir, base, 0o600)
+	p, err := fsx.CreateEmptyTemp(dir, base, 0o600)
 	if err != nil {
 		return "", fmt.Errorf("create backup in %q: %w", dir, err)
 	}
-	if err := f.Close(); err != nil {
-		os.Remove(f.Name())
-		return "", fmt.Errorf("create backup %q: %w", f.Name(), fsx.PathErr(err))
-	}
-	return f.Name(), nil
+	return p, nil
 }
 
 // RemoveStaleTemps removes temp files that runs killed before they could

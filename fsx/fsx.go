@@ -46,6 +46,20 @@ func CreateTemp(dir, base string, perm os.FileMode) (*os.File, error) {
 	return nil, errors.New("could not find a free temp file name")
 }
 
+// CreateEmptyTemp is CreateTemp for a file that something else (SQLite)
+// will open and fill: it returns the path of the empty, closed file.
+func CreateEmptyTemp(dir, base string, perm os.FileMode) (string, error) {
+	f, err := CreateTemp(dir, base, perm)
+	if err != nil {
+		return "", err
+	}
+	if err := f.Close(); err != nil {
+		os.Remove(f.Name())
+		return "", PathErr(err)
+	}
+	return f.Name(), nil
+}
+
 // SyncFile fsyncs the file at p.
 func SyncFile(p string) error {
 	f, err := os.OpenFile(p, os.O_RDWR, 0)

@@ -40,29 +40,22 @@ func New(w io.Writer, label string, pageSize int) *Line {
 // Update reports done of total pages. It is safe to call often and from
 // any goroutine; the line is redrawn at most every 200 ms.
 func (l *Line) Update(done, total int64) {
-	if l == nil {
-		return
-	}
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	now := l.now()
-	if l.closed {
-		return
-	}
-	if l.start.IsZero() {
-		l.start = now
-	}
-	if l.drawn && now.Sub(l.last) < l.interval && done < total {
-		return
-	}
-	l.last = now
-	l.drawn = true
-	fmt.Fprint(l.w, "\r"+Format(l.label, done, total, l.pageSize, now.Sub(l.start))+"\x1b[K")
+	l.draw(done >= total, func(elapsed time.Duration) string {
+		return Format(l.label, done, total, l.pageSize, elapsed)
+	})
 }
 
 // Note shows text instead of counts, with the time since the phase
 // started, for stretches whose progress cannot be measured.
 func (l *Line) Note(text string) {
+	l.draw(false, func(elapsed time.Duration) string {
+		return fmt.Sprintf("%-6s %s  %s", l.label, text, clock(elapsed))
+	})
+}
+
+// draw redraws the line with render's text unless it was drawn less than
+// an interval ago; final forces the redraw (the last count of a phase).
+func (l *Line) draw(final bool, render func(elapsed time.Duration) string) {
 	if l == nil {
 		return
 	}
@@ -75,12 +68,12 @@ func (l *Line) Note(text string) {
 	if l.start.IsZero() {
 		l.start = now
 	}
-	if l.drawn && now.Sub(l.last) < l.interval {
+	if l.drawn && now.Sub(l.last) < l.interval && !final {
 		return
 	}
 	l.last = now
 	l.drawn = true
-	fmt.Fprintf(l.w, "\r%-6s %s  %s\x1b[K", l.label, text, clock(now.Sub(l.start)))
+	fmt.Fprint(l.w, "\r"+render(now.Sub(l.start))+"\x1b[K")
 }
 
 // Done clears the line.

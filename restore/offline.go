@@ -219,19 +219,14 @@ func setJournalMode(ctx context.Context, p, mode string) error {
 	return nil
 }
 
-// createTemp creates an empty private temp file in dir, with backup's
-// conventions (fsx.CreateTemp) so either command cleans up after the
-// other.
+// createTemp creates an empty, private (0600) temp file in dir, named so
+// that backup and restore runs clean up each other's leftovers.
 func createTemp(dir, base string) (string, error) {
-	f, err := fsx.CreateTemp(dir, base, 0o600)
+	p, err := fsx.CreateEmptyTemp(dir, base, 0o600)
 	if err != nil {
 		return "", fmt.Errorf("create temp file in %q: %w", dir, err)
 	}
-	if err := f.Close(); err != nil {
-		os.Remove(f.Name())
-		return "", fmt.Errorf("create temp file %q: %w", f.Name(), fsx.PathErr(err))
-	}
-	return f.Name(), nil
+	return p, nil
 }
 
 func copyFile(ctx context.Context, src, dst string) error {
