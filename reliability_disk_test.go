@@ -50,18 +50,7 @@ func TestDiskFull(t *testing.T) {
 	// sidecars and a one-page journal, not for a 32 KB -shm: finishing the
 	// copy must not need one.
 	t.Run("WAL source, 16 KB to spare", func(t *testing.T) {
-		fi, err := os.Stat(src)
-		if err != nil {
-			t.Fatal(err)
-		}
-		tight := filepath.Join(dir, "tight")
-		if err := os.Mkdir(tight, 0o755); err != nil {
-			t.Fatal(err)
-		}
-		if err := syscall.Mount("tmpfs", tight, "tmpfs", 0, "size="+strconv.FormatInt(fi.Size()+16384, 10)); err != nil {
-			t.Skipf("SKIP: cannot mount a tmpfs here (%v)", err)
-		}
-		defer syscall.Unmount(tight, 0)
+		tight := mountTmpfs(t, filepath.Join(dir, "tight"), fileSize(t, src)+16384)
 		out := filepath.Join(tight, "out")
 		r := runBin(t, runOpts{}, "--source", src, "--backup-dir", out)
 		if r.code != 0 {
@@ -75,18 +64,7 @@ func TestDiskFull(t *testing.T) {
 	// Room for the copy, not for its compressed twin (random rows do not
 	// shrink): the compression step must fail as cleanly as the copy.
 	t.Run("compress onto a full disk", func(t *testing.T) {
-		fi, err := os.Stat(src)
-		if err != nil {
-			t.Fatal(err)
-		}
-		mnt := filepath.Join(dir, "zfull")
-		if err := os.Mkdir(mnt, 0o755); err != nil {
-			t.Fatal(err)
-		}
-		if err := syscall.Mount("tmpfs", mnt, "tmpfs", 0, "size="+strconv.FormatInt(fi.Size()+65536, 10)); err != nil {
-			t.Skipf("SKIP: cannot mount a tmpfs here (%v)", err)
-		}
-		defer syscall.Unmount(mnt, 0)
+		mnt := mountTmpfs(t, filepath.Join(dir, "zfull"), fileSize(t, src)+65536)
 		out := filepath.Join(mnt, "out")
 		r := runBin(t, runOpts{}, "--source", src, "--backup-dir", out, "--compress", "zstd")
 		if r.code != 1 {
@@ -198,4 +176,27 @@ func TestLockedRollbackSource(t *testing.T) {
 	if got := cli3(t, b[0], "SELECT count(*) FROM held"); got != "3\n" {
 		t.Errorf("backup holds %q rows of the held table, want the 3 committed ones", got)
 	}
+}
+
+// mountTmpfs mounts a tmpfs of size bytes at dir (created), unmounted when
+// the test ends; it skips the test where mounting is not allowed.
+func mountTmpfs(t *testing.T, dir string, size int64) string {
+	t.Helper()
+	if err := os.Mkdir(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := syscall.Mount("tmpfs", dir, "tmpfs", 0, "size="+strconv.FormatInt(size, 10)); err != nil {
+		t.Skipf("SKIP: cannot mount a tmpfs here (%v)", err)
+	}
+	t.Cleanup(func() { syscall.Unmount(dir, 0) })
+	return dir
+}
+
+func fileSize(t *testing.T, p string) int64 {
+	t.Helper()
+	fi, err := os.Stat(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return fi.Size()
 }
