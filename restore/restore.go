@@ -99,15 +99,6 @@ func Run(ctx context.Context, opts Options) (*Result, error) {
 	}
 	res := &Result{Backup: bk, Target: target, DryRun: opts.DryRun, Check: "integrity_check"}
 
-	// 1. The backup must be sound before anything is touched.
-	vr, err := verify.File(ctx, bk, verify.Options{})
-	if err != nil {
-		return nil, fmt.Errorf("restore from %q: %w", opts.Backup, err)
-	}
-	if !vr.OK {
-		return nil, hint.Wrap(fmt.Errorf("backup %q failed verification; nothing was restored: %w", opts.Backup, &verify.FailedError{Result: vr}),
-			"pick an older backup: ls -l %s", filepath.Dir(bk))
-	}
 	// One run at a time in the target's directory, from the decompressed
 	// temp file to the rename: a backup run there would otherwise take our
 	// temp files for a dead run's and remove them.
@@ -117,11 +108,25 @@ func Run(ctx context.Context, opts Options) (*Result, error) {
 	}
 	defer lk.Release()
 	backup.RemoveStaleTemps(filepath.Dir(target))
-	plain, cleanup, err := prepare(ctx, bk, filepath.Dir(target))
+
+	// 1. The backup must be sound before anything is touched. A compressed
+	// one is decompressed once, beside the target, and the checked copy is
+	// what gets restored.
+	vr, err := verify.File(ctx, bk, verify.Options{TempDir: filepath.Dir(target), KeepDecompressed: true})
+	if vr.Decompressed != "" {
+		defer os.Remove(vr.Decompressed)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("restore from %q: %w", opts.Backup, err)
+	}
+	if !vr.OK {
+		return nil, hint.Wrap(fmt.Errorf("backup %q failed verification; nothing was restored: %w", opts.Backup, &verify.FailedError{Result: vr}),
+			"pick an older backup: ls -l %s", filepath.Dir(bk))
+	}
+	plain, err := prepare(ctx, bk, vr.Decompressed)
 	if err != nil {
 		return nil, err
 	}
-	defer cleanup()
 
 	// 2. What is there now, and who has it open.
 	tgt, err := inspectTarget(target)

@@ -83,10 +83,16 @@ func File(ctx context.Context, path string, opts Options) (Result, error) {
 			}
 			return res, fmt.Errorf("verify %q: %w", path, err)
 		}
-		defer os.Remove(tmp)
 		dbPath = tmp
 	}
 	r, err := checkDB(ctx, dbPath, opts, deep)
+	if kind != compress.None {
+		if opts.KeepDecompressed && err == nil && r.OK {
+			r.Decompressed = dbPath
+		} else {
+			os.Remove(dbPath)
+		}
+	}
 	r.Path = path
 	r.SHA256 = res.SHA256
 	if kind != compress.None {

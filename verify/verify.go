@@ -30,6 +30,11 @@ type Options struct {
 	// TempDir is where a compressed backup is decompressed for the check
 	// (default os.TempDir()); the temp file is removed afterwards.
 	TempDir string
+	// KeepDecompressed leaves the decompressed copy of a compressed file
+	// in TempDir and names it in Result.Decompressed, for a caller that
+	// goes on to use it (restore) instead of decompressing again. The
+	// caller removes it.
+	KeepDecompressed bool
 	// Deep recomputes row counts and the content hash and compares them
 	// with the backup's manifest (<file>.json).
 	Deep bool
@@ -58,6 +63,9 @@ type Result struct {
 	Uncompressed int64  `json:"uncompressed_size,omitempty"`
 	// Content is "ok" when --deep found the manifest's rows and hash.
 	Content string `json:"content,omitempty"`
+	// Decompressed is the kept decompressed copy (KeepDecompressed, and
+	// only when the file passed).
+	Decompressed string `json:"-"`
 }
 
 // Summary is the first problems on one line, for "FILE: FAILED: …".
