@@ -12,12 +12,13 @@ import (
 
 	"sqlite-backup/fsx"
 	"sqlite-backup/hint"
+	"sqlite-backup/retention"
 	"sqlite-backup/sqlitefile"
 )
 
 // TimeFormat is the timestamp in a backup's name, as backup_database.py
 // wrote it: <db-file>.YYYYMMDD_HHMMSS.
-const TimeFormat = "20060102_150405"
+const TimeFormat = retention.TimeFormat
 
 // TempPrefix starts the name of every temp file this tool writes, so
 // that leftovers of a killed run can be recognised as ours.

@@ -43,9 +43,6 @@ const (
 	Gzip Kind = "gzip"
 )
 
-// TempPrefix starts the names of temp files, as backup.TempPrefix.
-const TempPrefix = fsx.TempPrefix
-
 // Suffix is the file name suffix of a kind: ".zst", ".gz" or "".
 func (k Kind) Suffix() string {
 	switch k {

@@ -11,6 +11,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"sqlite-backup/fsx"
 )
 
 func payload() []byte {
@@ -68,8 +70,8 @@ func TestDecompressTo(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if filepath.Dir(tmp) != tmpDir || !strings.HasPrefix(filepath.Base(tmp), TempPrefix) {
-				t.Errorf("temp file %s not in %s with prefix %s", tmp, tmpDir, TempPrefix)
+			if filepath.Dir(tmp) != tmpDir || !strings.HasPrefix(filepath.Base(tmp), fsx.TempPrefix) {
+				t.Errorf("temp file %s not in %s with prefix %s", tmp, tmpDir, fsx.TempPrefix)
 			}
 			fi, err := os.Stat(tmp)
 			if err != nil || fi.Mode().Perm() != 0o600 {

@@ -19,6 +19,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"sqlite-backup/fsx"
 )
 
 // TimeFormat is the timestamp in a backup's name (local time), as
@@ -78,7 +80,7 @@ func Find(dir, db string, loc *time.Location) ([]Backup, error) {
 	}
 	entries, err := os.ReadDir(dir)
 	if err != nil {
-		return nil, fmt.Errorf("list backups in %q: %w", dir, unwrap(err))
+		return nil, fmt.Errorf("list backups in %q: %w", dir, fsx.PathErr(err))
 	}
 	var out []Backup
 	for _, e := range entries {
@@ -230,7 +232,7 @@ func Remove(b Backup) ([]Removed, error) {
 		if errors.Is(err, fs.ErrNotExist) {
 			return nil, nil
 		}
-		return nil, fmt.Errorf("remove backup %q: %w", b.Path, unwrap(err))
+		return nil, fmt.Errorf("remove backup %q: %w", b.Path, fsx.PathErr(err))
 	}
 	if !fi.Mode().IsRegular() {
 		return nil, nil
@@ -239,7 +241,7 @@ func Remove(b Backup) ([]Removed, error) {
 	// is cleaned up with nothing else, a backup without its checksum is
 	// a backup that can no longer be proven intact.
 	if err := os.Remove(b.Path); err != nil {
-		return nil, fmt.Errorf("remove backup %q: %w", b.Path, unwrap(err))
+		return nil, fmt.Errorf("remove backup %q: %w", b.Path, fsx.PathErr(err))
 	}
 	out = append(out, Removed{b.Path, fi.Size()})
 	for _, s := range SidecarSuffixes {
@@ -249,17 +251,9 @@ func Remove(b Backup) ([]Removed, error) {
 			continue
 		}
 		if err := os.Remove(p); err != nil {
-			return out, fmt.Errorf("remove %q: %w", p, unwrap(err))
+			return out, fmt.Errorf("remove %q: %w", p, fsx.PathErr(err))
 		}
 		out = append(out, Removed{p, fi.Size()})
 	}
 	return out, nil
-}
-
-func unwrap(err error) error {
-	var pe *fs.PathError
-	if errors.As(err, &pe) {
-		return pe.Err
-	}
-	return err
 }

@@ -10,6 +10,8 @@ import (
 
 	"sqlite-backup/compress"
 	"sqlite-backup/content"
+	"sqlite-backup/fsx"
+	"sqlite-backup/hint"
 	"sqlite-backup/manifest"
 )
 
@@ -29,7 +31,7 @@ func File(ctx context.Context, path string, opts Options) (Result, error) {
 	}
 	fi, err := os.Stat(path)
 	if err != nil {
-		return res, fmt.Errorf("verify %q: %w", path, unwrapPathError(err))
+		return res, fmt.Errorf("verify %q: %w", path, fsx.PathErr(err))
 	}
 	if fi.Mode().IsRegular() {
 		res.Size = fi.Size()
@@ -64,7 +66,14 @@ func File(ctx context.Context, path string, opts Options) (Result, error) {
 		if m.Content == nil {
 			return res, fmt.Errorf("verify --deep %q: manifest has no content record", path)
 		}
-		deep = func(db *sql.DB) ([]string, error) { return compareContent(ctx, db, m.Content) }
+		deep = func(db *sql.DB) ([]string, error) {
+			problems, err := compareContent(ctx, db, m.Content)
+			if err != nil {
+				return nil, hint.Wrap(fmt.Errorf("verify --deep %q: %w", path, err),
+					"check it without --deep: sqlite-backup verify %q", path)
+			}
+			return problems, nil
+		}
 	}
 
 	dbPath := path

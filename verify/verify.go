@@ -18,6 +18,7 @@ import (
 	"sqlite-backup/sqlitefile"
 
 	_ "modernc.org/sqlite" // registers the "sqlite" driver
+	"sqlite-backup/fsx"
 )
 
 // Options tune a check.
@@ -105,7 +106,7 @@ func checkDB(ctx context.Context, path string, opts Options, deep func(*sql.DB) 
 
 	fi, err := os.Stat(path)
 	if err != nil {
-		return res, fmt.Errorf("verify %q: %w", path, unwrapPathError(err))
+		return res, fmt.Errorf("verify %q: %w", path, fsx.PathErr(err))
 	}
 	if !fi.Mode().IsRegular() {
 		return fail("not a regular file (%s)", describeMode(fi.Mode()))
@@ -118,15 +119,13 @@ func checkDB(ctx context.Context, path string, opts Options, deep func(*sql.DB) 
 	}
 	f, err := os.Open(path)
 	if err != nil {
-		return res, fmt.Errorf("verify %q: %w", path, unwrapPathError(err))
+		return res, fmt.Errorf("verify %q: %w", path, fsx.PathErr(err))
 	}
 	h, herr := sqlitefile.ReadHeader(f)
 	f.Close()
 	switch {
 	case res.Size == 0:
 		return fail("empty file (0 bytes), not a SQLite database")
-	case errors.Is(herr, sqlitefile.ErrNotSQLite):
-		return fail("%v", herr)
 	case herr != nil:
 		return fail("%v", herr)
 	}
@@ -232,14 +231,6 @@ func Check(ctx context.Context, db *sql.DB, opts Options) ([]string, error) {
 		return nil, err
 	}
 	return problems, rows.Close()
-}
-
-func unwrapPathError(err error) error {
-	var pe *os.PathError
-	if errors.As(err, &pe) {
-		return pe.Err
-	}
-	return err
 }
 
 func exists(p string) bool {
