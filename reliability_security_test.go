@@ -58,7 +58,7 @@ func checkMode(t *testing.T, p string, want os.FileMode) {
 func TestNeverRunsAProgram(t *testing.T) {
 	strace, err := exec.LookPath("strace")
 	if err != nil {
-		t.Skip("SKIP: strace not installed (scripts/install-deps.sh installs it)")
+		t.Fatal("strace not installed: scripts/install-deps.sh installs it")
 	}
 	dir := t.TempDir()
 	src := filepath.Join(dir, "app.db")

@@ -31,7 +31,7 @@ func cli(t *testing.T, db, sql string) string {
 // pass the C CLI's integrity_check.
 func TestSnapshotUnderWriter(t *testing.T) {
 	if _, err := exec.LookPath("sqlite3"); err != nil {
-		t.Skip("needs the sqlite3 CLI (scripts/install-deps.sh)")
+		t.Fatal("needs the sqlite3 CLI: scripts/install-deps.sh installs it")
 	}
 	dir := t.TempDir()
 	src := filepath.Join(dir, "app.db")

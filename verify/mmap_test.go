@@ -23,7 +23,7 @@ func cli(t *testing.T, db, sql string) string {
 // the full check with the same finding as the C CLI.
 func TestFullCheckStaysStrict(t *testing.T) {
 	if _, err := exec.LookPath("sqlite3"); err != nil {
-		t.Skip("needs the sqlite3 CLI (scripts/install-deps.sh)")
+		t.Fatal("needs the sqlite3 CLI: scripts/install-deps.sh installs it")
 	}
 	db := filepath.Join(t.TempDir(), "idx.db")
 	cli(t, db, `create table t(id integer primary key, x text);
@@ -57,7 +57,7 @@ insert into t(x) select hex(randomblob(40)) from generate_series(1, 5000);`)
 // Progress reports start at 0 and end once with finished set.
 func TestProgressReportsEnd(t *testing.T) {
 	if _, err := exec.LookPath("sqlite3"); err != nil {
-		t.Skip("needs the sqlite3 CLI (scripts/install-deps.sh)")
+		t.Fatal("needs the sqlite3 CLI: scripts/install-deps.sh installs it")
 	}
 	db := filepath.Join(t.TempDir(), "p.db")
 	cli(t, db, "create table t(x); insert into t select randomblob(500) from generate_series(1, 2000);")
