@@ -18,6 +18,17 @@ import (
 	"sqlite-backup/sqlitefile"
 )
 
+// afterStep, when set by a test, is called at each boundary between the
+// steps above, so the test can look at the files a SIGKILL there would
+// leave.
+var afterStep func(step string)
+
+func step(name string) {
+	if afterStep != nil {
+		afterStep(name)
+	}
+}
+
 // offline replaces target by a copy of plain. The order is what makes a
 // crash (SIGKILL, power loss) at any point leave either the old database
 // or the new one, never a mix:
@@ -39,22 +50,21 @@ import (
 // The caller holds the directory lock. A killed run leaves its temp
 // file; the next restore or backup run in that directory removes it
 // under the lock.
-// afterStep, when set by a test, is called at each boundary between the
-// steps above, so the test can look at the files a SIGKILL there would
-// leave.
-var afterStep func(step string)
-
-func step(name string) {
-	if afterStep != nil {
-		afterStep(name)
-	}
-}
-
-func offline(ctx context.Context, plain, target string, tgt targetState, res *Result, opts Options) (err error) {
+//
+// owned says plain is already a private temp file of ours beside the
+// target (a decompressed backup): it is renamed into place itself
+// instead of being copied once more.
+func offline(ctx context.Context, plain string, owned bool, target string, tgt targetState, res *Result, opts Options) (err error) {
 	dir := filepath.Dir(target)
-	tmp, err := createTemp(dir, filepath.Base(target))
-	if err != nil {
-		return err
+	tmp := plain
+	if !owned {
+		if tmp, err = createTemp(dir, filepath.Base(target)); err != nil {
+			return err
+		}
+		if err := copyFile(ctx, plain, tmp); err != nil {
+			os.Remove(tmp)
+			return err
+		}
 	}
 	defer func() {
 		if err != nil {
@@ -64,9 +74,6 @@ func offline(ctx context.Context, plain, target string, tgt targetState, res *Re
 			}
 		}
 	}()
-	if err := copyFile(ctx, plain, tmp); err != nil {
-		return err
-	}
 	if tgt.exists {
 		if err := keepOwner(tmp, target, tgt.fi); err != nil {
 			return err

@@ -191,7 +191,7 @@ func Run(ctx context.Context, opts Options) (*Result, error) {
 	case ModeOnline:
 		err = online(ctx, plain, target, opts)
 	default:
-		err = offline(ctx, plain, target, tgt, res, opts)
+		err = offline(ctx, plain, plain != bk, target, tgt, res, opts)
 	}
 	if err != nil {
 		return res, withSafetyHint(err, res)
