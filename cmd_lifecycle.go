@@ -80,9 +80,9 @@ func warnShrink(w io.Writer, r *lifecycle.Report) {
 // printLifecycle adds what pruning did to the backup's line.
 func printLifecycle(w, errw io.Writer, r *lifecycle.Report) {
 	switch {
-	case r.Skipped == "the new backup was not verified":
+	case r.Skipped == lifecycle.SkipUnverified:
 		fmt.Fprintf(errw, "sqlite-backup: note: older backups not pruned: the new backup was not verified\n")
-	case r.Skipped == "interrupted":
+	case r.Skipped == lifecycle.SkipInterrupted:
 		fmt.Fprintf(errw, "sqlite-backup: note: pruning interrupted; the backup above is complete, the next run prunes the rest\n")
 	case r.Prune != nil:
 		// Cron output stays short: the backups removed, not each sidecar.

@@ -57,6 +57,14 @@ type Report struct {
 	manifest     *manifest.Manifest // as written
 }
 
+// Why pruning was skipped after a backup (Report.Skipped).
+const (
+	SkipExplicit    = "explicit --backup file"
+	SkipUnverified  = "the new backup was not verified"
+	SkipShrink      = "shrink guard fired"
+	SkipInterrupted = "interrupted"
+)
+
 // Run takes one backup and does the rest of its lifecycle.
 func Run(ctx context.Context, opts Options) (*Report, error) {
 	if opts.Loc == nil {
@@ -181,13 +189,13 @@ func published(ctx context.Context, opts Options, res *backup.Result, snap *cont
 
 	switch {
 	case opts.Backup.Path != "":
-		rep.Skipped = "explicit --backup file"
+		rep.Skipped = SkipExplicit
 		return nil
 	case res.Verify != "ok":
-		rep.Skipped = "the new backup was not verified"
+		rep.Skipped = SkipUnverified
 		return nil
 	case len(m.ShrinkWarnings) > 0:
-		rep.Skipped = "shrink guard fired"
+		rep.Skipped = SkipShrink
 		return nil
 	case opts.Policy.KeepsAll():
 		return nil
@@ -197,7 +205,7 @@ func published(ctx context.Context, opts Options, res *backup.Result, snap *cont
 	if err != nil && ctx.Err() != nil {
 		// Interrupted between removals: the new backup and everything
 		// not yet removed are intact; the next run prunes the rest.
-		rep.Skipped = "interrupted"
+		rep.Skipped = SkipInterrupted
 		return nil
 	}
 	return err
