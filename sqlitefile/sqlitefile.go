@@ -12,6 +12,7 @@ import (
 	"fmt"
 	"io"
 	"net/url"
+	"os"
 	"path/filepath"
 	"strings"
 )
@@ -89,6 +90,32 @@ func SidecarOf(name string) (db string, ok bool) {
 		}
 	}
 	return "", false
+}
+
+// CheckSize reports a file of size bytes that is shorter than its header
+// h says, or not a whole number of pages, as "truncated: …". It is only
+// meaningful when HasJournal is false: beside a -wal or a hot -journal
+// the file's size may legitimately disagree with the header.
+func CheckSize(h Header, size int64) error {
+	have := size / int64(h.PageSize)
+	switch {
+	case size%int64(h.PageSize) != 0:
+		return fmt.Errorf("truncated: size %d is not a multiple of the page size %d", size, h.PageSize)
+	case h.PagesValid && h.Pages > have:
+		return fmt.Errorf("truncated: header says %d pages, file holds %d", h.Pages, have)
+	}
+	return nil
+}
+
+// HasJournal reports whether a -wal or -journal stands beside the
+// database at path: part of its content may then live there.
+func HasJournal(path string) bool {
+	for _, s := range []string{"-wal", "-journal"} {
+		if _, err := os.Lstat(path + s); err == nil {
+			return true
+		}
+	}
+	return false
 }
 
 // URI builds a file: URI for path with the given query parameters. The

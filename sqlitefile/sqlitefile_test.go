@@ -2,6 +2,7 @@ package sqlitefile
 
 import (
 	"database/sql"
+	"fmt"
 	"net/url"
 	"os"
 	"path/filepath"
@@ -78,5 +79,27 @@ func TestParseHeader(t *testing.T) {
 	}
 	if _, err := ParseHeader(b[:99]); err != ErrNotSQLite {
 		t.Error("short header accepted")
+	}
+}
+
+func TestCheckSize(t *testing.T) {
+	h := Header{PageSize: 4096, Pages: 10, PagesValid: true}
+	for _, tt := range []struct {
+		size int64
+		want string
+	}{
+		{40960, ""},
+		{81920, ""}, // longer than the header says: SQLite uses the header
+		{40000, "truncated: size 40000 is not a multiple of the page size 4096"},
+		{36864, "truncated: header says 10 pages, file holds 9"},
+	} {
+		err := CheckSize(h, tt.size)
+		if got := fmt.Sprint(err); (tt.want == "" && err != nil) || (tt.want != "" && got != tt.want) {
+			t.Errorf("CheckSize(%d) = %v, want %q", tt.size, err, tt.want)
+		}
+	}
+	h.PagesValid = false
+	if err := CheckSize(h, 36864); err != nil {
+		t.Errorf("untrusted page count used: %v", err)
 	}
 }

@@ -132,19 +132,15 @@ func checkDB(ctx context.Context, path string, opts Options, deep func(*sql.DB) 
 	res.PageSize = h.PageSize
 	res.Pages = res.Size / int64(h.PageSize)
 
-	// A database with a -wal, -shm or hot journal beside it may be in use:
-	// its size may legitimately disagree with the header, and it must be
-	// read through SQLite's locking. A file standing alone is opened
-	// immutable, so nothing is created beside it.
-	standalone := !exists(path+"-wal") && !exists(path+"-shm") && !exists(path+"-journal")
-	if standalone {
-		if res.Size%int64(h.PageSize) != 0 {
-			return fail("truncated: size %d is not a multiple of the page size %d", res.Size, h.PageSize)
-		}
-		if h.PagesValid && h.Pages > res.Pages {
-			return fail("truncated: header says %d pages, file holds %d", h.Pages, res.Pages)
+	// The size can be judged unless a -wal or hot journal holds part of
+	// the content. A file standing alone (not even a -shm: nobody has it
+	// open) is opened immutable, so nothing is created beside it.
+	if !sqlitefile.HasJournal(path) {
+		if err := sqlitefile.CheckSize(h, res.Size); err != nil {
+			return fail("%v", err)
 		}
 	}
+	standalone := !sqlitefile.HasJournal(path) && !exists(path+"-shm")
 
 	params := url.Values{"mode": {"ro"}, "_pragma": {mmapPragma}}
 	if standalone {
