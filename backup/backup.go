@@ -106,6 +106,13 @@ type Result struct {
 	Duration     time.Duration `json:"-"`
 	Started      time.Time     `json:"started"`
 	SourceWAL    bool          `json:"source_wal"`
+	// Copier says what copied the pages; FileCopySkipped why the file
+	// copy could not be used, when it could not.
+	Copier          Copier `json:"copier"`
+	FileCopySkipped string `json:"file_copy_skipped,omitempty"`
+	// SHA256 is the published file's hash when it is already known (the
+	// file copy hashes what it writes), else empty.
+	SHA256 string `json:"-"`
 }
 
 // stepPages is how many pages one backup step copies. Between steps the
@@ -160,12 +167,18 @@ func Run(ctx context.Context, opts Options) (res *Result, err error) {
 		}
 	}()
 
-	pages, err := copySnapshot(ctx, src, tmp, opts)
+	cp, err := copySnapshot(ctx, src, tmp, opts)
 	if err != nil {
 		return nil, err
 	}
-	pageSize, err := selfContain(ctx, tmp)
-	if err != nil {
+	if cp.hash != nil {
+		defer cp.hash.Stop() // on the way out of a failed run
+	}
+	pageSize := 0
+	if cp.how == CopierFile {
+		// Written self-contained, and its hash must stay true.
+		pageSize = cp.pageSize
+	} else if pageSize, err = selfContain(ctx, tmp); err != nil {
 		if derr := destWriteError(err, dst.dir); derr != nil {
 			return nil, derr
 		}
@@ -178,6 +191,13 @@ func Run(ctx context.Context, opts Options) (res *Result, err error) {
 	}
 	if err := fsx.SyncFile(tmp); err != nil {
 		return nil, fmt.Errorf("fsync backup %q: %w", tmp, err)
+	}
+	sum := ""
+	if cp.hash != nil {
+		// Hashed while the fsync waited on the disk.
+		if sum, err = cp.hash.Wait(); err != nil {
+			return nil, err
+		}
 	}
 
 	verdict := "skipped"
@@ -199,6 +219,7 @@ func Run(ctx context.Context, opts Options) (res *Result, err error) {
 
 	var uncompressed int64
 	if opts.Compress != compress.None {
+		sum = "" // of the uncompressed copy, not of what is published
 		ctmp, size, err := compressTemp(ctx, tmp, dst.dir, filepath.Base(src), opts.Compress)
 		if err != nil {
 			return nil, err
@@ -219,7 +240,7 @@ func Run(ctx context.Context, opts Options) (res *Result, err error) {
 		Source:    src,
 		Path:      final,
 		Size:      fi.Size(),
-		Pages:     pages,
+		Pages:     cp.pages,
 		PageSize:  pageSize,
 		Method:    opts.Method,
 		Verify:    verdict,
@@ -228,8 +249,11 @@ func Run(ctx context.Context, opts Options) (res *Result, err error) {
 		Started:   started,
 		SourceWAL: srcHdr.WAL,
 
-		Compression:  opts.Compress,
-		Uncompressed: uncompressed,
+		Compression:     opts.Compress,
+		Uncompressed:    uncompressed,
+		Copier:          cp.how,
+		FileCopySkipped: cp.why,
+		SHA256:          sum,
 	}
 	if opts.Published != nil {
 		if err := opts.Published(ctx, res); err != nil {
@@ -240,18 +264,25 @@ func Run(ctx context.Context, opts Options) (res *Result, err error) {
 }
 
 // copySnapshot copies one consistent snapshot of src into the empty file
-// tmp and returns the number of pages copied.
-func copySnapshot(ctx context.Context, src, tmp string, opts Options) (_ int, err error) {
+// tmp and says how.
+func copySnapshot(ctx context.Context, src, tmp string, opts Options) (_ copied, err error) {
+	// Opened before SQLite opens the source and closed after it closed
+	// it (defers run last-in first-out): see sourceFiles.
+	var files *sourceFiles
+	if opts.Method == MethodBackup {
+		files = openSourceFiles(src)
+		defer files.Close()
+	}
 	uri, err := sqlitefile.URI(src, url.Values{
 		"mode":    {"ro"},
 		"_pragma": {"busy_timeout(" + strconv.FormatInt(opts.BusyTimeout.Milliseconds(), 10) + ")", mmapPragma()},
 	})
 	if err != nil {
-		return 0, fmt.Errorf("open source %q: %w", src, err)
+		return copied{}, fmt.Errorf("open source %q: %w", src, err)
 	}
 	db, err := sql.Open("sqlite", uri)
 	if err != nil {
-		return 0, fmt.Errorf("open source %q: %w", src, err)
+		return copied{}, fmt.Errorf("open source %q: %w", src, err)
 	}
 	// After a fault in a mapped read SQLite's state is undefined: drop
 	// the connection without touching it again.
@@ -262,7 +293,7 @@ func copySnapshot(ctx context.Context, src, tmp string, opts Options) (_ int, er
 	}()
 	conn, err := db.Conn(ctx)
 	if err != nil {
-		return 0, sourceError(ctx, src, "open source", err, opts.BusyTimeout)
+		return copied{}, sourceError(ctx, src, "open source", err, opts.BusyTimeout)
 	}
 	defer func() {
 		if !errors.Is(err, fault.ErrFault) {
@@ -277,28 +308,28 @@ func copySnapshot(ctx context.Context, src, tmp string, opts Options) (_ int, er
 			return err
 		})
 		if errors.Is(err, fault.ErrFault) {
-			return 0, fmt.Errorf("vacuum source %q: %w", src, err)
+			return copied{}, fmt.Errorf("vacuum source %q: %w", src, err)
 		}
 		if err != nil {
 			if derr := destWriteError(err, filepath.Dir(tmp)); derr != nil {
-				return 0, derr
+				return copied{}, derr
 			}
-			return 0, sourceError(ctx, src, "vacuum source", err, opts.BusyTimeout)
+			return copied{}, sourceError(ctx, src, "vacuum source", err, opts.BusyTimeout)
 		}
 		f, err := os.Open(tmp)
 		if err != nil {
-			return 0, fmt.Errorf("open backup %q: %w", tmp, err)
+			return copied{}, fmt.Errorf("open backup %q: %w", tmp, err)
 		}
 		defer f.Close()
 		h, err := sqlitefile.ReadHeader(f)
 		if err != nil {
-			return 0, fmt.Errorf("read backup %q: %w", tmp, err)
+			return copied{}, fmt.Errorf("read backup %q: %w", tmp, err)
 		}
-		return int(h.Pages), nil
+		return copied{pages: int(h.Pages), pageSize: h.PageSize, how: CopierVacuum}, nil
 	case MethodBackup:
-		return onlineBackup(ctx, conn, src, tmp, opts)
+		return onlineBackup(ctx, conn, files, src, tmp, opts)
 	default:
-		return 0, fmt.Errorf("unknown backup method %q", opts.Method)
+		return copied{}, fmt.Errorf("unknown backup method %q", opts.Method)
 	}
 }
 
@@ -308,29 +339,88 @@ type backuper interface {
 	NewBackup(dstURI string) (*sqlite.Backup, error)
 }
 
-func onlineBackup(ctx context.Context, conn *sql.Conn, src, tmp string, opts Options) (_ int, err error) {
+// copied says how a snapshot was copied.
+type copied struct {
+	pages    int
+	pageSize int
+	// hash is the SHA-256 of the copy as written, when the file copy
+	// wrote it (the backup API's copy is changed again afterwards).
+	hash *followHash
+	how  Copier
+	why  string // why the file copy was not used
+}
+
+// Copier names what copied the pages (Result.Copier).
+type Copier string
+
+const (
+	CopierFile   Copier = "file"       // read the files under SQLite's read lock
+	CopierAPI    Copier = "backup_api" // SQLite's online backup API
+	CopierVacuum Copier = "vacuum_into"
+)
+
+func onlineBackup(ctx context.Context, conn *sql.Conn, files *sourceFiles, src, tmp string, opts Options) (_ copied, err error) {
 	// One read transaction pins the snapshot for the whole copy. Without
-	// it every step takes a fresh read lock and a write by another
-	// process restarts the copy from page 1, so under a steady writer it
-	// would never finish. In WAL mode this reader does not block writers.
-	if _, err := conn.ExecContext(ctx, "BEGIN"); err != nil {
-		return 0, sourceError(ctx, src, "read source", err, opts.BusyTimeout)
+	// it every backup API step takes a fresh read lock and a write by
+	// another process restarts the copy from page 1, so under a steady
+	// writer it would never finish. In WAL mode this reader does not
+	// block writers.
+	plan, why, err := beginSnapshot(ctx, conn, files)
+	if err != nil {
+		return copied{}, sourceError(ctx, src, "read source", err, opts.BusyTimeout)
 	}
 	defer func() {
 		if !errors.Is(err, fault.ErrFault) {
 			conn.ExecContext(context.Background(), "ROLLBACK")
 		}
 	}()
-	var n int
-	if err := conn.QueryRowContext(ctx, "SELECT count(*) FROM sqlite_schema").Scan(&n); err != nil {
-		return 0, sourceError(ctx, src, "read source", err, opts.BusyTimeout)
-	}
-	if opts.Snapshot != nil {
-		if err := opts.Snapshot(ctx, conn); err != nil {
-			return 0, sourceError(ctx, src, "read source", err, opts.BusyTimeout)
+	hook := func() error {
+		if opts.Snapshot == nil {
+			return nil
 		}
+		if err := opts.Snapshot(ctx, conn); err != nil {
+			return sourceError(ctx, src, "read source", err, opts.BusyTimeout)
+		}
+		return nil
 	}
+	if plan != nil {
+		// The hook reads through SQLite while the copy reads the files:
+		// they share nothing but the snapshot, and there are two cores.
+		hookErr := make(chan error, 1)
+		go func() { hookErr <- hook() }()
+		hash, err := copyFile(ctx, files, plan, tmp, opts.Progress)
+		if herr := <-hookErr; herr != nil {
+			if hash != nil {
+				hash.Stop()
+			}
+			return copied{}, herr
+		}
+		if err != nil {
+			return copied{}, err
+		}
+		if err := spotCheck(ctx, conn, plan, tmp); err != nil {
+			hash.Stop()
+			if ctx.Err() != nil {
+				return copied{}, ctx.Err()
+			}
+			// Not expected: let SQLite copy instead, and say so.
+			why = "spot check: " + err.Error()
+			if err := os.Truncate(tmp, 0); err != nil {
+				return copied{}, fmt.Errorf("truncate backup %q: %w", tmp, err)
+			}
+		} else {
+			return copied{pages: int(plan.pages), pageSize: plan.pageSize, hash: hash, how: CopierFile}, nil
+		}
+	} else if err := hook(); err != nil {
+		return copied{}, err
+	}
+	pages, err := apiCopy(ctx, conn, src, tmp, opts)
+	return copied{pages: pages, how: CopierAPI, why: why}, err
+}
 
+// apiCopy copies the snapshot pinned on conn with SQLite's online backup
+// API.
+func apiCopy(ctx context.Context, conn *sql.Conn, src, tmp string, opts Options) (_ int, err error) {
 	// The temp file is thrown away on failure, so it needs no journal and
 	// no syncs while it is written; one fsync follows before it is kept.
 	dstURI, err := sqlitefile.URI(tmp, url.Values{"_pragma": {"journal_mode(OFF)", "synchronous(OFF)"}})

@@ -21,14 +21,14 @@ func cli(t *testing.T, db, sql string) string {
 	return strings.TrimSpace(string(out))
 }
 
-// TestSnapshotUnderWriter checks that the fast copy path (mmap on the
-// source, early writeback, fsync overlapped with verify) still yields one
-// snapshot: a separate process (the C sqlite3 CLI) commits transaction i
-// = 1, 2, 3, … each inserting row i into w and stamping a row of big, a
-// table spread over many more pages than one backup step, while the copy
-// is slowed down between steps. The backup must hold exactly rows 1..N
-// of w, big must carry stamps up to N and none beyond, and the copy must
-// pass the C CLI's integrity_check.
+// TestSnapshotUnderWriter checks that the file copy (the source's pages
+// read from its files and its WAL under a pinned read transaction) yields
+// one snapshot: a separate process (the C sqlite3 CLI) commits
+// transaction i = 1, 2, 3, … each inserting row i into w and stamping a
+// row of big, a table spread over many more pages than one chunk of the
+// copy, while the copy is slowed down between chunks. The backup must
+// hold exactly rows 1..N of w, big must carry stamps up to N and none
+// beyond, and the copy must pass the C CLI's integrity_check.
 func TestSnapshotUnderWriter(t *testing.T) {
 	if _, err := exec.LookPath("sqlite3"); err != nil {
 		t.Fatal("needs the sqlite3 CLI: scripts/install-deps.sh installs it")
@@ -106,6 +106,9 @@ insert into big(id, pad) select value, randomblob(3000) from generate_series(1, 
 	total, _ := strconv.Atoi(during)
 	if total <= n {
 		t.Fatalf("the writer committed nothing during the copy (%d rows in the copy, %d after): the test proves nothing", n, total)
+	}
+	if res.Copier != CopierFile {
+		t.Fatalf("copied by %s (%s): this test is of the file copy", res.Copier, res.FileCopySkipped)
 	}
 	t.Logf("copy holds rows 1..%d in %d steps; the writer had committed %d by the end", n, steps, total)
 }

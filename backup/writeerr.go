@@ -3,6 +3,7 @@ package backup
 import (
 	"errors"
 	"fmt"
+	"syscall"
 
 	"sqlite-backup/hint"
 
@@ -33,6 +34,27 @@ func destWriteError(err error, dir string) error {
 	default:
 		return nil
 	}
+	return writeFailed(dir, what)
+}
+
+// fileWriteError is destWriteError for the copy written by this program
+// itself (the file copy), whose errors are the system's, not SQLite's.
+func fileWriteError(err error, dir string) error {
+	var what string
+	switch {
+	case errors.Is(err, syscall.ENOSPC):
+		what = "no space left on the destination (ENOSPC)"
+	case errors.Is(err, syscall.EDQUOT):
+		what = "disk quota exceeded on the destination (EDQUOT)"
+	case errors.Is(err, syscall.EFBIG):
+		what = "file too large for the destination (EFBIG)"
+	default:
+		what = fmt.Sprintf("write error on the destination: %v", err)
+	}
+	return writeFailed(dir, what)
+}
+
+func writeFailed(dir, what string) error {
 	if cause := writeCause(); cause != "" {
 		what += ": " + cause
 	}

@@ -122,9 +122,14 @@ func published(ctx context.Context, opts Options, res *backup.Result, snap *cont
 		now = opts.Backup.Now // the injected clock of tests
 	}
 	finished := now()
-	sum, err := manifest.FileSHA256(res.Path)
-	if err != nil {
-		return err
+	// The file copy hashed the bytes as it wrote them; read the file
+	// again only when nothing did.
+	sum := res.SHA256
+	if sum == "" {
+		var err error
+		if sum, err = manifest.FileSHA256(res.Path); err != nil {
+			return err
+		}
 	}
 	if err := manifest.WriteSHA256(res.Path, sum); err != nil {
 		return err

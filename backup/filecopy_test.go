@@ -1,0 +1,193 @@
+package backup
+
+import (
+	"bytes"
+	"context"
+	"database/sql"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"sqlite-backup/internal/testdb"
+	"sqlite-backup/manifest"
+	"sqlite-backup/sqlitefile"
+)
+
+// TestFileCopy: in every state a source can be in, the file copy is
+// used and its copy holds exactly the pages SQLite reads for the
+// snapshot (every page compared through sqlite_dbpage), is a rollback-
+// journal file the C CLI finds sound, and its recorded hash is the hash
+// of the file.
+func TestFileCopy(t *testing.T) {
+	type state struct {
+		name string
+		opts testdb.Options
+		// app runs on the application's connection, which stays open
+		// during the backup so its WAL is not checkpointed away.
+		app []string
+	}
+	grow := []string{
+		"PRAGMA wal_autocheckpoint=0",
+		"INSERT INTO t(v) SELECT randomblob(500) FROM t",
+		"CREATE TABLE u(x)", // page 1 changes in the WAL
+		"UPDATE t SET v = randomblob(50) WHERE id % 3 = 0",
+		"DELETE FROM t WHERE id % 5 = 0", // free pages
+	}
+	states := []state{
+		{"rollback journal", testdb.Options{Rows: 3000}, nil},
+		{"rollback journal, 512-byte pages", testdb.Options{Rows: 500, PageSize: 512}, nil},
+		{"WAL, empty", testdb.Options{WAL: true, Rows: 3000}, nil},
+		{"WAL, frames not checkpointed", testdb.Options{WAL: true, Rows: 3000}, grow},
+		{"WAL, frames not checkpointed, 64 KiB pages", testdb.Options{WAL: true, Rows: 3000, PageSize: 65536}, grow},
+		{"WAL, all frames checkpointed", testdb.Options{WAL: true, Rows: 3000}, append(grow[1:len(grow):len(grow)], "PRAGMA wal_checkpoint(PASSIVE)")},
+		{"WAL, shrunk by VACUUM in the WAL", testdb.Options{WAL: true, Rows: 3000}, []string{
+			"PRAGMA wal_autocheckpoint=0", "DELETE FROM t WHERE id > 100", "VACUUM"}},
+	}
+	for _, st := range states {
+		t.Run(st.name, func(t *testing.T) {
+			dir := t.TempDir()
+			src := filepath.Join(dir, "app.db")
+			testdb.Create(t, src, st.opts)
+			if st.app != nil {
+				app := testdb.Open(t, src, testdb.Options{WAL: st.opts.WAL})
+				defer app.Close()
+				for _, s := range st.app {
+					if _, err := app.Exec(s); err != nil {
+						t.Fatalf("%s: %v", s, err)
+					}
+				}
+			}
+			out := filepath.Join(dir, "copy.db")
+			res, err := Run(context.Background(), Options{Source: src, Path: out, BusyTimeout: 5 * time.Second})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if res.Copier != CopierFile || res.FileCopySkipped != "" {
+				t.Fatalf("copier %q (skipped: %s), want the file copy", res.Copier, res.FileCopySkipped)
+			}
+			if sum, err := manifest.FileSHA256(out); err != nil || sum != res.SHA256 {
+				t.Fatalf("file hash %s (%v), recorded %s", sum, err, res.SHA256)
+			}
+			samePages(t, src, out)
+			if got := cli(t, out, "pragma integrity_check"); got != "ok" {
+				t.Fatalf("integrity_check: %s", got)
+			}
+			if got := cli(t, out, "pragma journal_mode"); got != "delete" {
+				t.Fatalf("journal_mode %q", got)
+			}
+			if got, want := testdb.Count(t, out, "t"), testdb.Count(t, src, "t"); got != want {
+				t.Fatalf("copy has %d rows, source %d", got, want)
+			}
+		})
+	}
+}
+
+// samePages compares every page of copy with what SQLite reads for src
+// now (its writers are idle): equal but for the journal-mode bytes.
+func samePages(t *testing.T, src, copy string) {
+	t.Helper()
+	uri, _ := sqlitefile.URI(src, map[string][]string{"mode": {"ro"}})
+	db, err := sql.Open("sqlite", uri)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	rows, err := db.Query("SELECT pgno, data FROM sqlite_dbpage ORDER BY pgno")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rows.Close()
+	f, err := os.ReadFile(copy)
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := 0
+	for rows.Next() {
+		var pg int64
+		var data []byte
+		if err := rows.Scan(&pg, &data); err != nil {
+			t.Fatal(err)
+		}
+		if pg == 1 {
+			if err := markRollback(data); err != nil {
+				t.Fatal(err)
+			}
+		}
+		ps := int64(len(data))
+		if pg*ps > int64(len(f)) || !bytes.Equal(f[(pg-1)*ps:pg*ps], data) {
+			t.Fatalf("page %d of the copy differs from the source's snapshot", pg)
+		}
+		n++
+	}
+	if err := rows.Err(); err != nil {
+		t.Fatal(err)
+	}
+	if n == 0 || int64(len(f)) != int64(n)*int64(len(f)/n) || len(f)%n != 0 {
+		t.Fatalf("copy is %d bytes for %d pages", len(f), n)
+	}
+}
+
+// TestFileCopyFallback: where the file copy cannot be used, the backup
+// API copies inside the same snapshot and the result says so.
+func TestFileCopyFallback(t *testing.T) {
+	defer func(v bool) { noFileCopy = v }(noFileCopy)
+	noFileCopy = true
+	dir := t.TempDir()
+	src := filepath.Join(dir, "app.db")
+	testdb.Create(t, src, testdb.Options{WAL: true, Rows: 2000})
+	app := testdb.Open(t, src, testdb.Options{WAL: true})
+	defer app.Close()
+	if _, err := app.Exec("PRAGMA wal_autocheckpoint=0; INSERT INTO t(v) SELECT randomblob(300) FROM t"); err != nil {
+		t.Fatal(err)
+	}
+	out := filepath.Join(dir, "copy.db")
+	res, err := Run(context.Background(), Options{Source: src, Path: out})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Copier != CopierAPI || res.FileCopySkipped == "" || res.SHA256 != "" {
+		t.Fatalf("copier %q, skipped %q, sha256 %q: want the backup API, a reason and no hash", res.Copier, res.FileCopySkipped, res.SHA256)
+	}
+	if got, want := testdb.Count(t, out, "t"), testdb.Count(t, src, "t"); got != want || got <= 4000 {
+		t.Fatalf("copy has %d rows, source %d, want the same, over 4000", got, want)
+	}
+	if got := cli(t, out, "pragma integrity_check; pragma journal_mode"); got != "ok\ndelete" {
+		t.Fatalf("copy: %q", got)
+	}
+}
+
+// TestFileCopyKeepsLocks: the descriptors the file copy opens on the
+// source must not be closed while SQLite holds its locks (closing any
+// descriptor drops a process's POSIX locks on that file). While a backup
+// of a rollback-journal source is held inside its snapshot, a writer in
+// another process must still be kept out.
+func TestFileCopyKeepsLocks(t *testing.T) {
+	dir := t.TempDir()
+	src := filepath.Join(dir, "app.db")
+	testdb.Create(t, src, testdb.Options{Rows: 3000})
+	out := filepath.Join(dir, "copy.db")
+	var during string
+	_, err := Run(context.Background(), Options{
+		Source: src, Path: out, Verify: VerifyNone,
+		Progress: func(done, total int) {
+			if during == "" {
+				// A second process tries to write with no patience.
+				during = cliErr(src, "PRAGMA busy_timeout=0; INSERT INTO t(v) VALUES(1)")
+			}
+		},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if during == "" || !bytes.Contains([]byte(during), []byte("locked")) {
+		t.Fatalf("a writer got in during the copy (sqlite3 said %q): the source's lock was lost", during)
+	}
+}
+
+// cliErr runs the C CLI and returns what it printed, error or not.
+func cliErr(db, sql string) string {
+	out, _ := exec.Command("sqlite3", db, sql).CombinedOutput()
+	return string(out)
+}
