@@ -271,7 +271,11 @@ func copySnapshot(ctx context.Context, src, tmp string, opts Options) (_ copied,
 	var files *sourceFiles
 	if opts.Method == MethodBackup {
 		files = openSourceFiles(src)
-		defer files.Close()
+		defer func() {
+			if !errors.Is(err, fault.ErrFault) { // the abandoned connection keeps its locks
+				files.Close()
+			}
+		}()
 	}
 	uri, err := sqlitefile.URI(src, url.Values{
 		"mode":    {"ro"},
@@ -378,7 +382,11 @@ func onlineBackup(ctx context.Context, conn *sql.Conn, files *sourceFiles, src, 
 		if opts.Snapshot == nil {
 			return nil
 		}
-		if err := opts.Snapshot(ctx, conn); err != nil {
+		err := fault.Guard(func() error { return opts.Snapshot(ctx, conn) })
+		if errors.Is(err, fault.ErrFault) {
+			return fmt.Errorf("read source %q: %w", src, err)
+		}
+		if err != nil {
 			return sourceError(ctx, src, "read source", err, opts.BusyTimeout)
 		}
 		return nil
@@ -395,21 +403,33 @@ func onlineBackup(ctx context.Context, conn *sql.Conn, files *sourceFiles, src, 
 			}
 			return copied{}, herr
 		}
-		if err != nil {
-			return copied{}, err
-		}
-		if err := spotCheck(ctx, conn, plan, tmp); err != nil {
-			hash.Stop()
-			if ctx.Err() != nil {
-				return copied{}, ctx.Err()
+		var ep *errPlan
+		if err == nil {
+			err = fault.Guard(func() error { return spotCheck(ctx, conn, plan, tmp) })
+			if errors.Is(err, fault.ErrFault) {
+				hash.Stop()
+				return copied{}, fmt.Errorf("read source %q: %w", src, err)
 			}
+			if err != nil && ctx.Err() == nil {
+				err = &errPlan{"spot check: " + err.Error()}
+			}
+			if err != nil {
+				hash.Stop()
+			}
+		}
+		switch {
+		case err == nil:
+			return copied{pages: int(plan.pages), pageSize: plan.pageSize, hash: hash, how: CopierFile}, nil
+		case errors.As(err, &ep):
 			// Not expected: let SQLite copy instead, and say so.
-			why = "spot check: " + err.Error()
+			why = ep.msg
 			if err := os.Truncate(tmp, 0); err != nil {
 				return copied{}, fmt.Errorf("truncate backup %q: %w", tmp, err)
 			}
-		} else {
-			return copied{pages: int(plan.pages), pageSize: plan.pageSize, hash: hash, how: CopierFile}, nil
+		case ctx.Err() != nil:
+			return copied{}, ctx.Err()
+		default:
+			return copied{}, err
 		}
 	} else if err := hook(); err != nil {
 		return copied{}, err

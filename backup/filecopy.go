@@ -14,6 +14,8 @@ import (
 	"sync"
 
 	"sqlite-backup/sqlitefile"
+
+	"golang.org/x/sys/unix"
 )
 
 // The file copy. The backup API moves every page through two SQLite pagers
@@ -49,6 +51,7 @@ import (
 type sourceFiles struct {
 	path         string
 	db, wal, shm *os.File
+	stale        []*os.File // replaced -shm descriptors, closed with the rest
 }
 
 // openSourceFiles opens the database file; -wal and -shm are opened
@@ -60,8 +63,14 @@ func openSourceFiles(src string) *sourceFiles {
 }
 
 // openShm and openWAL retry until they succeed: SQLite may create the
-// file only once it reads.
+// file only once it reads. openShm also follows a -shm that was deleted
+// and created anew (the last connection to close deletes it), so a
+// reading never comes from a file SQLite no longer uses.
 func (f *sourceFiles) openShm() (*os.File, error) {
+	if f.shm != nil && !samePath(f.shm, f.path+"-shm") {
+		f.stale = append(f.stale, f.shm)
+		f.shm = nil
+	}
 	if f.shm == nil {
 		var err error
 		if f.shm, err = os.Open(f.path + "-shm"); err != nil {
@@ -69,6 +78,16 @@ func (f *sourceFiles) openShm() (*os.File, error) {
 		}
 	}
 	return f.shm, nil
+}
+
+// samePath reports whether the open file f is still the file at path.
+func samePath(f *os.File, path string) bool {
+	a, err := f.Stat()
+	if err != nil {
+		return false
+	}
+	b, err := os.Stat(path)
+	return err == nil && os.SameFile(a, b)
 }
 
 func (f *sourceFiles) openWAL() (*os.File, error) {
@@ -81,17 +100,19 @@ func (f *sourceFiles) openWAL() (*os.File, error) {
 	return f.wal, nil
 }
 
-func (f *sourceFiles) readIndex() (sqlitefile.WALIndex, error) {
+// readIndex reads the wal-index and says which -shm it came from.
+func (f *sourceFiles) readIndex() (sqlitefile.WALIndex, *os.File, error) {
 	shm, err := f.openShm()
 	if err != nil {
-		return sqlitefile.WALIndex{}, err
+		return sqlitefile.WALIndex{}, nil, err
 	}
-	return sqlitefile.ReadWALIndex(shm)
+	idx, err := sqlitefile.ReadWALIndex(shm)
+	return idx, shm, err
 }
 
 // Close must run after the SQLite connection to the source is closed.
 func (f *sourceFiles) Close() {
-	for _, x := range []*os.File{f.db, f.wal, f.shm} {
+	for _, x := range append([]*os.File{f.db, f.wal, f.shm}, f.stale...) {
 		if x != nil {
 			x.Close()
 		}
@@ -121,11 +142,11 @@ func beginSnapshot(ctx context.Context, conn *sql.Conn, files *sourceFiles) (pla
 	}
 	const attempts = 5
 	for attempt := 1; ; attempt++ {
-		before, berr := files.readIndex()
+		before, bshm, berr := files.readIndex()
 		if err := begin(); err != nil {
 			return nil, "", err
 		}
-		plan, why, retry, err := planCopy(ctx, conn, files, before, berr)
+		plan, why, retry, err := planCopy(ctx, conn, files, before, bshm, berr)
 		if err != nil || !retry || attempt == attempts {
 			if retry {
 				why = "the WAL changed while the snapshot was taken, " + why
@@ -140,7 +161,7 @@ func beginSnapshot(ctx context.Context, conn *sql.Conn, files *sourceFiles) (pla
 
 // planCopy decides, inside the just-begun transaction, what the file copy
 // would read. before is the -shm header read just before it began.
-func planCopy(ctx context.Context, conn *sql.Conn, files *sourceFiles, before sqlitefile.WALIndex, berr error) (plan *filePlan, why string, retry bool, err error) {
+func planCopy(ctx context.Context, conn *sql.Conn, files *sourceFiles, before sqlitefile.WALIndex, bshm *os.File, berr error) (plan *filePlan, why string, retry bool, err error) {
 	var mode string
 	var pageSize int
 	var pages int64
@@ -159,18 +180,33 @@ func planCopy(ctx context.Context, conn *sql.Conn, files *sourceFiles, before sq
 	if files.db == nil {
 		return nil, "the database file could not be opened for reading", false, nil
 	}
+	if !samePath(files.db, files.path) {
+		// Replaced between our open and SQLite's.
+		return nil, "the database file was replaced", false, nil
+	}
 	plan = &filePlan{pageSize: pageSize, pages: pages}
 	if mode != "wal" {
 		return plan, "", false, nil // SHARED lock: the file stands still
 	}
-	after, aerr := files.readIndex()
+	after, ashm, aerr := files.readIndex()
 	switch {
+	case unix.Access(files.path+"-shm", unix.W_OK) != nil:
+		// SQLite then reads the WAL without the shared index's locks
+		// (its "unreliable" read-only -shm mode), which the reasoning
+		// above does not cover.
+		return nil, "the -shm file is read-only to this process", false, nil
 	case aerr != nil:
 		return nil, fmt.Sprintf("cannot read the wal-index: %v", aerr), false, nil
 	case berr != nil:
 		return nil, fmt.Sprintf("wal-index not readable before the snapshot: %v", berr), true, nil
+	case bshm != ashm:
+		return nil, "the -shm file was replaced", true, nil
 	case before.Header != after.Header:
 		return nil, "the wal-index changed", true, nil
+	case after.Backfilled < before.Backfilled:
+		// Only a restart or a recovery lowers it; a recovery may rebuild
+		// an identical header.
+		return nil, "the wal-index was rebuilt", true, nil
 	case after.MaxFrame == 0:
 		return plan, "", false, nil // an empty WAL: the file is all
 	case after.PageSize != pageSize:
@@ -372,6 +408,12 @@ func (h *followHash) Stop() {
 	<-h.done
 }
 
+// errPlan reports a snapshot the plan did not foresee: the backup API
+// copies it instead.
+type errPlan struct{ msg string }
+
+func (e *errPlan) Error() string { return e.msg }
+
 // readPages fills buf with the pages from first on: each the newest WAL
 // frame's image if the page has one, else the database file's.
 func readPages(files *sourceFiles, plan *filePlan, first int64, buf []byte) error {
@@ -380,6 +422,7 @@ func readPages(files *sourceFiles, plan *filePlan, first int64, buf []byte) erro
 	if err != nil && err != io.EOF {
 		return fmt.Errorf("read source %q: %w", files.path, err)
 	}
+	pending := pendingBytePage(plan.pageSize)
 	for i := int64(0); i < int64(len(buf))/ps; i++ {
 		page := buf[i*ps : (i+1)*ps]
 		if off, ok := plan.frames[uint32(first+i)]; ok {
@@ -387,11 +430,20 @@ func readPages(files *sourceFiles, plan *filePlan, first int64, buf []byte) erro
 				return fmt.Errorf("read source %q-wal: %w", files.path, err)
 			}
 		} else if (i+1)*ps > int64(n) {
-			return fmt.Errorf("read source %q: page %d is beyond the end of the file", files.path, first+i)
+			if first+i != pending {
+				return &errPlan{fmt.Sprintf("page %d is in neither the database file nor the WAL", first+i)}
+			}
+			// Never written by SQLite, so possibly beyond the file's
+			// end while the database grows in the WAL: SQLite reads zeros.
+			clear(page)
 		}
 	}
 	return nil
 }
+
+// pendingBytePage is the page holding byte 2^30 of the file, which SQLite
+// never uses (its locks live there).
+func pendingBytePage(pageSize int) int64 { return 0x40000000/int64(pageSize) + 1 }
 
 // markRollback sets page 1's file format bytes to 1 (rollback journal),
 // which is all PRAGMA journal_mode=DELETE changes on a WAL database.
@@ -432,7 +484,7 @@ func spotCheck(ctx context.Context, conn *sql.Conn, plan *filePlan, tmp string) 
 	for i := int64(1); i <= 64; i++ {
 		pick[1+(plan.pages-1)*i/64] = true
 	}
-	pending := int64(0x40000000)/int64(plan.pageSize) + 1 // never used by SQLite
+	pending := pendingBytePage(plan.pageSize)
 	mine := make([]byte, plan.pageSize)
 	for p := range pick {
 		if p == pending || p < 1 || p > plan.pages {

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"database/sql"
+	"errors"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -190,4 +191,34 @@ func TestFileCopyKeepsLocks(t *testing.T) {
 func cliErr(db, sql string) string {
 	out, _ := exec.Command("sqlite3", db, sql).CombinedOutput()
 	return string(out)
+}
+
+// TestReadPagesBeyondTheFile: a database growing in its WAL past 1 GiB
+// has a pending-byte page that no file holds; SQLite reads it as zeros.
+// Any other page in neither file is not a snapshot the plan foresaw.
+func TestReadPagesBeyondTheFile(t *testing.T) {
+	const ps = 65536
+	db := filepath.Join(t.TempDir(), "short.db")
+	if err := os.WriteFile(db, bytes.Repeat([]byte{7}, ps), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	f, err := os.Open(db)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	files := &sourceFiles{path: db, db: f}
+	pending := pendingBytePage(ps)
+	plan := &filePlan{pageSize: ps, pages: pending + 1}
+	buf := bytes.Repeat([]byte{9}, ps)
+	if err := readPages(files, plan, pending, buf); err != nil || !bytes.Equal(buf, make([]byte, ps)) {
+		t.Fatalf("pending-byte page: err %v, zeroed %v", err, bytes.Equal(buf, make([]byte, ps)))
+	}
+	var ep *errPlan
+	if err := readPages(files, plan, pending+1, buf); !errors.As(err, &ep) {
+		t.Fatalf("a page in neither file: err %v, want an errPlan", err)
+	}
+	if err := readPages(files, plan, 1, buf); err != nil || buf[0] != 7 {
+		t.Fatalf("page 1: err %v", err)
+	}
 }

@@ -42,6 +42,8 @@ type config struct {
 
 	writerIdle   time.Duration
 	writerRounds int
+	writerC      bool
+	writerArgs   string
 }
 
 func main() {
@@ -57,6 +59,8 @@ func main() {
 	flag.DurationVar(&c.interval, "writer-interval", 10*time.Millisecond, "pause between the writer's commits")
 	flag.DurationVar(&c.writerIdle, "writer-phase", 0, "length of each idle writer phase (default: our backup's median, at least 3s)")
 	flag.IntVar(&c.writerRounds, "writer-rounds", 0, "writer rounds (default: -n, at most 3)")
+	flag.BoolVar(&c.writerC, "writer-c", true, "also measure the writer during a C pipeline (sqlite3 VACUUM INTO, then integrity_check; .backup never finishes under a writer)")
+	flag.StringVar(&c.writerArgs, "writer-args", "", "comma-separated flag sets: also measure the writer during our backup with each (e.g. \"--quick,--no-verify\")")
 	flag.BoolVar(&c.smoke, "smoke", false, "tiny database, one round: checks that the benchmark works")
 	flag.Parse()
 	if c.smoke {

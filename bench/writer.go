@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"slices"
+	"strings"
 	"time"
 
 	_ "modernc.org/sqlite"
@@ -82,14 +83,40 @@ func writerLatency(c config, src, out string, res []*caseResult, bases [][2]stri
 	if c.writerIdle > 0 {
 		phase = c.writerIdle
 	}
-	builds := append([][2]string{{"sqlite-backup", c.bin}}, bases...)
+	// What runs beside the writer: our build (then each -base build)
+	// with default flags, ours with each -writer-args set, and the C
+	// pipeline the issue compares with.
+	type phaseRun struct {
+		label string
+		argv  [][]string // run one after the other
+	}
+	ours := func(bin string, extra ...string) [][]string {
+		return [][]string{append([]string{bin, "--source", src, "--backup", out}, extra...)}
+	}
+	builds := []phaseRun{{"sqlite-backup", ours(c.bin)}}
+	for _, b := range bases {
+		builds = append(builds, phaseRun{b[0], ours(b[1])})
+	}
+	if c.writerArgs != "" {
+		for _, a := range strings.Split(c.writerArgs, ",") {
+			builds = append(builds, phaseRun{"sqlite-backup " + a, ours(c.bin, strings.Fields(a)...)})
+		}
+	}
+	if c.writerC {
+		// Not the C CLI's .backup: it copies 100 pages per step, restarts
+		// after every commit of the writer, and never finishes.
+		builds = append(builds, phaseRun{"C VACUUM INTO + integrity_check", [][]string{
+			{"sqlite3", src, "VACUUM INTO '" + out + "'"},
+			{"sqlite3", out, "PRAGMA integrity_check"},
+		}})
+	}
 	rounds := min(max(c.rounds, 1), 3)
 	if c.writerRounds > 0 {
 		rounds = c.writerRounds
 	}
 	wr := &writerResult{}
 	for _, b := range builds {
-		wr.labels = append(wr.labels, b[0])
+		wr.labels = append(wr.labels, b.label)
 		wr.during = append(wr.during, &writerStats{})
 		wr.backups = append(wr.backups, nil)
 	}
@@ -112,9 +139,14 @@ func writerLatency(c config, src, out string, res []*caseResult, bases [][2]stri
 			go func() { errc <- writer(src, c.interval, stop, wr.during[i]) }()
 			time.Sleep(200 * time.Millisecond)
 			t0 := time.Now()
-			cmd := exec.Command(b[1], "--source", src, "--backup", out)
-			cmd.Stderr = os.Stderr
-			berr := cmd.Run()
+			var berr error
+			for _, argv := range b.argv {
+				cmd := exec.Command(argv[0], argv[1:]...)
+				cmd.Stderr = os.Stderr
+				if berr = cmd.Run(); berr != nil {
+					break
+				}
+			}
 			d := time.Since(t0)
 			wr.backups[i] = append(wr.backups[i], d)
 			time.Sleep(time.Second)
@@ -127,7 +159,7 @@ func writerLatency(c config, src, out string, res []*caseResult, bases [][2]stri
 			if werr != nil {
 				return nil, fmt.Errorf("writer: %w", werr)
 			}
-			logf("writer round %d during %s (%s): %d commits", round, b[0], d.Round(time.Millisecond), len(wr.during[i].lat))
+			logf("writer round %d during %s (%s): %d commits", round, b.label, d.Round(time.Millisecond), len(wr.during[i].lat))
 		}
 	}
 	return wr, nil

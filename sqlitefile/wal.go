@@ -125,6 +125,9 @@ func WALFrames(wal io.ReaderAt, idx WALIndex) (map[uint32]int64, error) {
 	if (magic&1 == 1) != idx.BigEndian {
 		return nil, errors.New("wal checksum byte order differs from the wal-index")
 	}
+	if v := be.Uint32(hdr[4:8]); v != 3007000 {
+		return nil, fmt.Errorf("wal format version %d, want 3007000", v)
+	}
 	if ps := int(be.Uint32(hdr[8:12])); ps != idx.PageSize {
 		return nil, fmt.Errorf("wal page size %d, wal-index says %d", ps, idx.PageSize)
 	}
