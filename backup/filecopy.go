@@ -147,6 +147,17 @@ func beginSnapshot(ctx context.Context, conn *sql.Conn, files *sourceFiles) (pla
 			return nil, "", err
 		}
 		plan, why, retry, err := planCopy(ctx, conn, files, before, bshm, berr)
+		switch {
+		case err != nil:
+		case retry:
+			countPlan("retry: " + why)
+		case plan == nil:
+			countPlan("backup API: " + why)
+		case plan.frames != nil:
+			countPlan("WAL frames over the file")
+		default:
+			countPlan("the file alone")
+		}
 		if err != nil || !retry || attempt == attempts {
 			if retry {
 				why = "the WAL changed while the snapshot was taken, " + why
@@ -234,6 +245,19 @@ func planCopy(ctx context.Context, conn *sql.Conn, files *sourceFiles, before sq
 // noFileCopy makes every backup use the backup API; the tests of that
 // path set it.
 var noFileCopy = false
+
+// planned counts how snapshots were planned, for tests to report which
+// paths a scenario took.
+var planned = struct {
+	sync.Mutex
+	m map[string]int
+}{m: map[string]int{}}
+
+func countPlan(what string) {
+	planned.Lock()
+	planned.m[what]++
+	planned.Unlock()
+}
 
 // chunkBytes is the size of one read and one write of the file copy.
 const chunkBytes = 1 << 20
@@ -486,12 +510,17 @@ func spotCheck(ctx context.Context, conn *sql.Conn, plan *filePlan, tmp string) 
 	}
 	pending := pendingBytePage(plan.pageSize)
 	mine := make([]byte, plan.pageSize)
+	stmt, err := conn.PrepareContext(ctx, "SELECT data FROM sqlite_dbpage WHERE pgno = ?")
+	if err != nil {
+		return err
+	}
+	defer stmt.Close()
 	for p := range pick {
 		if p == pending || p < 1 || p > plan.pages {
 			continue
 		}
 		var theirs []byte
-		if err := conn.QueryRowContext(ctx, "SELECT data FROM sqlite_dbpage WHERE pgno = ?", p).Scan(&theirs); err != nil {
+		if err := stmt.QueryRowContext(ctx, p).Scan(&theirs); err != nil {
 			return fmt.Errorf("read page %d through SQLite: %w", p, err)
 		}
 		if _, err := f.ReadAt(mine, (p-1)*int64(plan.pageSize)); err != nil {

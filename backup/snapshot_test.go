@@ -112,3 +112,71 @@ insert into big(id, pad) select value, randomblob(3000) from generate_series(1, 
 	}
 	t.Logf("copy holds rows 1..%d in %d steps; the writer had committed %d by the end", n, steps, total)
 }
+
+// TestSnapshotUnderCheckpointChurn runs backups back to back while a
+// writer in another process commits with a checkpoint after every commit
+// (wal_autocheckpoint=1), and each commit is a new sqlite3 process, so the
+// WAL is checkpointed, restarted, and its -wal and -shm deleted and
+// created anew all the time: every path of the file copy's snapshot
+// reasoning (read-mark 0, read marks, retries, a replaced -shm) is hit.
+// Each backup must hold exactly rows 1..N of w and big's stamps up to N.
+func TestSnapshotUnderCheckpointChurn(t *testing.T) {
+	dir := t.TempDir()
+	src := filepath.Join(dir, "app.db")
+	cli(t, src, `pragma journal_mode=wal;
+create table w(id integer primary key);
+create table big(id integer primary key, stamp integer not null default 0, pad blob);
+insert into big(id, pad) select value, randomblob(3000) from generate_series(1, 3000);`)
+	script := `i=1; while :; do
+  sqlite3 -cmd ".timeout 5000" -cmd "pragma wal_autocheckpoint=1" "$1" "begin immediate; insert into w(id) values($i); update big set stamp=$i, pad=randomblob(3000) where id = ($i * 7919) % 3000 + 1; commit;" >/dev/null || exit 1
+  i=$((i+1)); done`
+	writer := exec.Command("bash", "-c", script, "writer", src)
+	writer.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	writer.Stderr = os.Stderr
+	if err := writer.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() {
+		syscall.Kill(-writer.Process.Pid, syscall.SIGKILL)
+		writer.Wait()
+	}()
+
+	copiers := map[string]int{}
+	planned.Lock()
+	clear(planned.m)
+	planned.Unlock()
+	last := 0
+	for i := range 12 {
+		out := filepath.Join(dir, "copy"+strconv.Itoa(i)+".db")
+		res, err := Run(context.Background(), Options{
+			Source: src, Path: out, BusyTimeout: 5 * time.Second,
+			Progress: func(done, total int) { time.Sleep(5 * time.Millisecond) },
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		copiers[string(res.Copier)+" "+res.FileCopySkipped]++
+		f := strings.Split(cli(t, out, "select count(*), coalesce(max(id), 0), coalesce(min(id), 1) from w"), "|")
+		n, _ := strconv.Atoi(f[0])
+		if f[0] != f[1] || f[2] != "1" {
+			t.Fatalf("backup %d: w has count %s, max %s, min %s: not a prefix 1..N", i, f[0], f[1], f[2])
+		}
+		if got := cli(t, out, "select coalesce(max(stamp), 0) from big"); got != f[1] {
+			t.Fatalf("backup %d: big's newest stamp is %s, w's newest row %s: two points in time", i, got, f[1])
+		}
+		if n < last {
+			t.Fatalf("backup %d holds %d rows, the one before %d", i, n, last)
+		}
+		last = n
+		os.Remove(out)
+	}
+	if last < 12 {
+		t.Fatalf("the writer committed only %d transactions: the test proves little", last)
+	}
+	planned.Lock()
+	t.Logf("12 backups, last with %d rows; copied by %v; snapshots planned: %v", last, copiers, planned.m)
+	planned.Unlock()
+	if copiers[string(CopierFile)+" "] == 0 {
+		t.Fatalf("no backup used the file copy: %v", copiers)
+	}
+}
