@@ -111,21 +111,28 @@ func parseFileURI(rest string, resolve func(string) string) (string, error) {
 // the string rather than through url.Parse, which fails on a bad escape
 // anywhere in the URL and would then leave the password in the message.
 func redact(s string) string {
-	i := strings.Index(s, "://")
-	if i < 0 {
-		return s
+	// Every "://" may start an authority: an odd value such as
+	// "x://://user:pw@host" must not show pw either.
+	var b strings.Builder
+	for {
+		i := strings.Index(s, "://")
+		if i < 0 {
+			b.WriteString(s)
+			return b.String()
+		}
+		b.WriteString(s[:i+3])
+		s = s[i+3:]
+		auth := s
+		if j := strings.IndexAny(auth, "/?#"); j >= 0 {
+			auth = auth[:j]
+		}
+		at := strings.LastIndexByte(auth, '@')
+		if at < 0 {
+			continue
+		}
+		if c := strings.IndexByte(auth[:at], ':'); c >= 0 {
+			b.WriteString(s[:c+1] + "xxxxx")
+			s = s[at:]
+		}
 	}
-	auth := s[i+3:]
-	if j := strings.IndexAny(auth, "/?#"); j >= 0 {
-		auth = auth[:j]
-	}
-	at := strings.LastIndexByte(auth, '@')
-	if at < 0 {
-		return s
-	}
-	c := strings.IndexByte(auth[:at], ':')
-	if c < 0 {
-		return s
-	}
-	return s[:i+3+c+1] + "xxxxx" + s[i+3+at:]
 }
