@@ -242,9 +242,9 @@ func planCopy(ctx context.Context, conn *sql.Conn, files *sourceFiles, before sq
 	return plan, "", false, nil
 }
 
-// noFileCopy makes every backup use the backup API; the tests of that
-// path set it.
-var noFileCopy = false
+// noFileCopy makes every backup use the backup API, and noKernelCopy the
+// file copy read and write itself; the tests of those paths set them.
+var noFileCopy, noKernelCopy = false, false
 
 // planned counts how snapshots were planned, for tests to report which
 // paths a scenario took.
@@ -264,10 +264,11 @@ const chunkBytes = 1 << 20
 
 // copyFile writes the planned snapshot to the empty file tmp. Page 1 is
 // marked rollback-journal (format bytes 1, as journal_mode=DELETE leaves
-// them), so the copy is one self-contained file as it is written. One
-// goroutine reads while this one writes; a third hashes the file behind
-// the writer and may go on while the caller fsyncs: SHA-256 runs at about
-// the speed of the copy itself, so in line it would double its time.
+// them), so the copy is one self-contained file as it is written. A
+// goroutine hashes the file behind the writer and may go on while the
+// caller fsyncs: SHA-256 runs at about the speed of the copy itself, so
+// in line it would double its time. The kernel copies where it can
+// (copyInKernel); else one goroutine reads while this one writes.
 func copyFile(ctx context.Context, files *sourceFiles, plan *filePlan, tmp string, progress func(done, total int)) (_ *followHash, err error) {
 	out, err := os.OpenFile(tmp, os.O_WRONLY, 0)
 	if err != nil {
@@ -283,6 +284,21 @@ func copyFile(ctx context.Context, files *sourceFiles, plan *filePlan, tmp strin
 			hash.Stop()
 		}
 	}()
+
+	if !noKernelCopy {
+		handled, err := copyInKernel(ctx, files, plan, out, hash, progress)
+		if err != nil {
+			return nil, err
+		}
+		if handled {
+			countPlan("copied in the kernel")
+			if err := out.Close(); err != nil {
+				return nil, fileWriteError(err, filepath.Dir(tmp))
+			}
+			hash.close()
+			return hash, nil
+		}
+	}
 
 	ps := int64(plan.pageSize)
 	per := max(int64(chunkBytes)/ps, 1)
@@ -446,7 +462,6 @@ func readPages(files *sourceFiles, plan *filePlan, first int64, buf []byte) erro
 	if err != nil && err != io.EOF {
 		return fmt.Errorf("read source %q: %w", files.path, err)
 	}
-	pending := pendingBytePage(plan.pageSize)
 	for i := int64(0); i < int64(len(buf))/ps; i++ {
 		page := buf[i*ps : (i+1)*ps]
 		if off, ok := plan.frames[uint32(first+i)]; ok {
@@ -454,13 +469,22 @@ func readPages(files *sourceFiles, plan *filePlan, first int64, buf []byte) erro
 				return fmt.Errorf("read source %q-wal: %w", files.path, err)
 			}
 		} else if (i+1)*ps > int64(n) {
-			if first+i != pending {
-				return &errPlan{fmt.Sprintf("page %d is in neither the database file nor the WAL", first+i)}
+			if err := plan.beyondFile(first + i); err != nil {
+				return err
 			}
-			// Never written by SQLite, so possibly beyond the file's
-			// end while the database grows in the WAL: SQLite reads zeros.
 			clear(page)
 		}
+	}
+	return nil
+}
+
+// beyondFile judges page p, which is not in the WAL and which the
+// database file does not reach: only the pending-byte page may be (never
+// written by SQLite, so beyond the file's end while the database grows in
+// the WAL; SQLite reads it as zeros).
+func (plan *filePlan) beyondFile(p int64) error {
+	if p != pendingBytePage(plan.pageSize) {
+		return &errPlan{fmt.Sprintf("page %d is in neither the database file nor the WAL", p)}
 	}
 	return nil
 }

@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"testing"
 	"time"
 
@@ -46,42 +47,59 @@ func TestFileCopy(t *testing.T) {
 		{"WAL, shrunk by VACUUM in the WAL", testdb.Options{WAL: true, Rows: 3000}, []string{
 			"PRAGMA wal_autocheckpoint=0", "DELETE FROM t WHERE id > 100", "VACUUM"}},
 	}
-	for _, st := range states {
-		t.Run(st.name, func(t *testing.T) {
-			dir := t.TempDir()
-			src := filepath.Join(dir, "app.db")
-			testdb.Create(t, src, st.opts)
-			if st.app != nil {
-				app := testdb.Open(t, src, testdb.Options{WAL: st.opts.WAL})
-				defer app.Close()
-				for _, s := range st.app {
-					if _, err := app.Exec(s); err != nil {
-						t.Fatalf("%s: %v", s, err)
+	defer func(v bool) { noKernelCopy = v }(noKernelCopy)
+	for _, kernel := range []bool{true, false} {
+		noKernelCopy = !kernel
+		for _, st := range states {
+			name := st.name
+			if !kernel {
+				name += ", read and write"
+			}
+			t.Run(name, func(t *testing.T) {
+				dir := t.TempDir()
+				src := filepath.Join(dir, "app.db")
+				testdb.Create(t, src, st.opts)
+				if st.app != nil {
+					app := testdb.Open(t, src, testdb.Options{WAL: st.opts.WAL})
+					defer app.Close()
+					for _, s := range st.app {
+						if _, err := app.Exec(s); err != nil {
+							t.Fatalf("%s: %v", s, err)
+						}
 					}
 				}
-			}
-			out := filepath.Join(dir, "copy.db")
-			res, err := Run(context.Background(), Options{Source: src, Path: out, BusyTimeout: 5 * time.Second})
-			if err != nil {
-				t.Fatal(err)
-			}
-			if res.Copier != CopierFile || res.FileCopySkipped != "" {
-				t.Fatalf("copier %q (skipped: %s), want the file copy", res.Copier, res.FileCopySkipped)
-			}
-			if sum, err := manifest.FileSHA256(out); err != nil || sum != res.SHA256 {
-				t.Fatalf("file hash %s (%v), recorded %s", sum, err, res.SHA256)
-			}
-			samePages(t, src, out)
-			if got := cli(t, out, "pragma integrity_check"); got != "ok" {
-				t.Fatalf("integrity_check: %s", got)
-			}
-			if got := cli(t, out, "pragma journal_mode"); got != "delete" {
-				t.Fatalf("journal_mode %q", got)
-			}
-			if got, want := testdb.Count(t, out, "t"), testdb.Count(t, src, "t"); got != want {
-				t.Fatalf("copy has %d rows, source %d", got, want)
-			}
-		})
+				out := filepath.Join(dir, "copy.db")
+				planned.Lock()
+				inKernel := planned.m["copied in the kernel"]
+				planned.Unlock()
+				res, err := Run(context.Background(), Options{Source: src, Path: out, BusyTimeout: 5 * time.Second})
+				if err != nil {
+					t.Fatal(err)
+				}
+				if res.Copier != CopierFile || res.FileCopySkipped != "" {
+					t.Fatalf("copier %q (skipped: %s), want the file copy", res.Copier, res.FileCopySkipped)
+				}
+				planned.Lock()
+				byKernel := planned.m["copied in the kernel"] > inKernel
+				planned.Unlock()
+				if byKernel != (kernel && runtime.GOOS == "linux") {
+					t.Fatalf("copied in the kernel: %v", byKernel)
+				}
+				if sum, err := manifest.FileSHA256(out); err != nil || sum != res.SHA256 {
+					t.Fatalf("file hash %s (%v), recorded %s", sum, err, res.SHA256)
+				}
+				samePages(t, src, out)
+				if got := cli(t, out, "pragma integrity_check"); got != "ok" {
+					t.Fatalf("integrity_check: %s", got)
+				}
+				if got := cli(t, out, "pragma journal_mode"); got != "delete" {
+					t.Fatalf("journal_mode %q", got)
+				}
+				if got, want := testdb.Count(t, out, "t"), testdb.Count(t, src, "t"); got != want {
+					t.Fatalf("copy has %d rows, source %d", got, want)
+				}
+			})
+		}
 	}
 }
 
