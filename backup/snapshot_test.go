@@ -35,29 +35,8 @@ func TestSnapshotUnderWriter(t *testing.T) {
 	}
 	dir := t.TempDir()
 	src := filepath.Join(dir, "app.db")
-	cli(t, src, `pragma journal_mode=wal;
-create table w(id integer primary key);
-create table big(id integer primary key, stamp integer not null default 0, pad blob);
-insert into big(id, pad) select value, randomblob(3000) from generate_series(1, 6000);`)
-	// About 6000 pages with 3000-byte rows: several steps of stepPages.
-
-	script := `i=1; while :; do
-  sqlite3 -cmd ".timeout 5000" "$1" "begin immediate; insert into w(id) values($i); update big set stamp=$i, pad=randomblob(3000) where id = ($i * 7919) % 6000 + 1; commit;" || exit 1
-  i=$((i+1)); done`
-	writer := exec.Command("bash", "-c", script, "writer", src)
-	writer.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	writer.Stderr = os.Stderr
-	if err := writer.Start(); err != nil {
-		t.Fatal(err)
-	}
-	stopped := false
-	stop := func() {
-		if !stopped {
-			stopped = true
-			syscall.Kill(-writer.Process.Pid, syscall.SIGKILL)
-			writer.Wait()
-		}
-	}
+	// About 6000 pages with 3000-byte rows: many chunks of the copy.
+	stop := startStamper(t, src, 6000, "")
 	defer stop()
 	deadline := time.Now().Add(30 * time.Second)
 	for cli(t, src, "select count(*) from w") == "0" {
@@ -123,23 +102,7 @@ insert into big(id, pad) select value, randomblob(3000) from generate_series(1, 
 func TestSnapshotUnderCheckpointChurn(t *testing.T) {
 	dir := t.TempDir()
 	src := filepath.Join(dir, "app.db")
-	cli(t, src, `pragma journal_mode=wal;
-create table w(id integer primary key);
-create table big(id integer primary key, stamp integer not null default 0, pad blob);
-insert into big(id, pad) select value, randomblob(3000) from generate_series(1, 3000);`)
-	script := `i=1; while :; do
-  sqlite3 -cmd ".timeout 5000" -cmd "pragma wal_autocheckpoint=1" "$1" "begin immediate; insert into w(id) values($i); update big set stamp=$i, pad=randomblob(3000) where id = ($i * 7919) % 3000 + 1; commit;" >/dev/null || exit 1
-  i=$((i+1)); done`
-	writer := exec.Command("bash", "-c", script, "writer", src)
-	writer.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	writer.Stderr = os.Stderr
-	if err := writer.Start(); err != nil {
-		t.Fatal(err)
-	}
-	defer func() {
-		syscall.Kill(-writer.Process.Pid, syscall.SIGKILL)
-		writer.Wait()
-	}()
+	defer startStamper(t, src, 3000, "pragma wal_autocheckpoint=1")()
 
 	copiers := map[string]int{}
 	planned.Lock()
@@ -178,5 +141,38 @@ insert into big(id, pad) select value, randomblob(3000) from generate_series(1, 
 	planned.Unlock()
 	if copiers[string(CopierFile)+" "] == 0 {
 		t.Fatalf("no backup used the file copy: %v", copiers)
+	}
+}
+
+// startStamper creates a WAL database with tables w and big (rows of
+// 3000 bytes) at src and starts a writer in other processes (one C CLI
+// per transaction, running pragmas first): transaction i inserts row i
+// into w and stamps one row of big with i. stop kills it; it may be
+// called more than once.
+func startStamper(t *testing.T, src string, bigRows int, pragmas string) (stop func()) {
+	t.Helper()
+	if _, err := exec.LookPath("sqlite3"); err != nil {
+		t.Fatal("needs the sqlite3 CLI: scripts/install-deps.sh installs it")
+	}
+	cli(t, src, `pragma journal_mode=wal;
+create table w(id integer primary key);
+create table big(id integer primary key, stamp integer not null default 0, pad blob);
+insert into big(id, pad) select value, randomblob(3000) from generate_series(1, `+strconv.Itoa(bigRows)+`);`)
+	script := `i=1; while :; do
+  sqlite3 -cmd ".timeout 5000" -cmd "$3" "$1" "begin immediate; insert into w(id) values($i); update big set stamp=$i, pad=randomblob(3000) where id = ($i * 7919) % $2 + 1; commit;" >/dev/null || exit 1
+  i=$((i+1)); done`
+	writer := exec.Command("bash", "-c", script, "writer", src, strconv.Itoa(bigRows), pragmas+";")
+	writer.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	writer.Stderr = os.Stderr
+	if err := writer.Start(); err != nil {
+		t.Fatal(err)
+	}
+	stopped := false
+	return func() {
+		if !stopped {
+			stopped = true
+			syscall.Kill(-writer.Process.Pid, syscall.SIGKILL)
+			writer.Wait()
+		}
 	}
 }
