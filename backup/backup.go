@@ -190,6 +190,9 @@ func Run(ctx context.Context, opts Options) (res *Result, err error) {
 		}
 	}
 	if err := fsx.SyncFile(tmp); err != nil {
+		if noSpace(err) { // delayed allocation: the disk filled at the fsync
+			return nil, fileWriteError(err, dst.dir)
+		}
 		return nil, fmt.Errorf("fsync backup %q: %w", tmp, err)
 	}
 	sum := ""
@@ -378,7 +381,7 @@ func onlineBackup(ctx context.Context, conn *sql.Conn, files *sourceFiles, src, 
 			conn.ExecContext(context.Background(), "ROLLBACK")
 		}
 	}()
-	hook := func() error {
+	hook := func(ctx context.Context) error {
 		if opts.Snapshot == nil {
 			return nil
 		}
@@ -395,15 +398,22 @@ func onlineBackup(ctx context.Context, conn *sql.Conn, files *sourceFiles, src, 
 		// The hook reads through SQLite while the copy reads the files:
 		// they share nothing but the snapshot, and there are two cores.
 		hookErr := make(chan error, 1)
-		go func() { hookErr <- hook() }()
-		hash, err := copyFile(ctx, files, plan, tmp, opts.Progress)
+		hctx, hcancel := context.WithCancel(ctx)
+		defer hcancel()
+		go func() { hookErr <- hook(hctx) }()
+		hash, err := copyFile(ctx, files, plan, tmp, opts.Progress, opts.Compress == compress.None)
+		var ep *errPlan
+		if err != nil && !errors.As(err, &ep) {
+			// The copy failed for good (a full disk): do not wait for a
+			// long --deep hash of the source before saying so.
+			hcancel()
+			<-hookErr
+			return copied{}, err
+		}
 		if herr := <-hookErr; herr != nil {
-			if hash != nil {
-				hash.Stop()
-			}
+			hash.Stop()
 			return copied{}, herr
 		}
-		var ep *errPlan
 		if err == nil {
 			err = fault.Guard(func() error { return spotCheck(ctx, conn, plan, tmp) })
 			if errors.Is(err, fault.ErrFault) {
@@ -431,7 +441,7 @@ func onlineBackup(ctx context.Context, conn *sql.Conn, files *sourceFiles, src, 
 		default:
 			return copied{}, err
 		}
-	} else if err := hook(); err != nil {
+	} else if err := hook(ctx); err != nil {
 		return copied{}, err
 	}
 	pages, err := apiCopy(ctx, conn, src, tmp, opts)

@@ -242,9 +242,10 @@ func planCopy(ctx context.Context, conn *sql.Conn, files *sourceFiles, before sq
 	return plan, "", false, nil
 }
 
-// noFileCopy makes every backup use the backup API, and noKernelCopy the
-// file copy read and write itself; the tests of those paths set them.
-var noFileCopy, noKernelCopy = false, false
+// noFileCopy makes every backup use the backup API, noKernelCopy the
+// file copy read and write itself, and failSpotCheck the spot check
+// fail; the tests of those paths set them.
+var noFileCopy, noKernelCopy, failSpotCheck = false, false, false
 
 // planned counts how snapshots were planned, for tests to report which
 // paths a scenario took.
@@ -269,15 +270,17 @@ const chunkBytes = 1 << 20
 // caller fsyncs: SHA-256 runs at about the speed of the copy itself, so
 // in line it would double its time. The kernel copies where it can
 // (copyInKernel); else one goroutine reads while this one writes.
-func copyFile(ctx context.Context, files *sourceFiles, plan *filePlan, tmp string, progress func(done, total int)) (_ *followHash, err error) {
+func copyFile(ctx context.Context, files *sourceFiles, plan *filePlan, tmp string, progress func(done, total int), hashIt bool) (_ *followHash, err error) {
 	out, err := os.OpenFile(tmp, os.O_WRONLY, 0)
 	if err != nil {
 		return nil, fmt.Errorf("open backup %q: %w", tmp, err)
 	}
 	defer out.Close()
-	hash, err := newFollowHash(tmp)
-	if err != nil {
-		return nil, err
+	var hash *followHash // nil: nobody needs the hash (a compressed backup)
+	if hashIt {
+		if hash, err = newFollowHash(tmp); err != nil {
+			return nil, err
+		}
 	}
 	defer func() {
 		if err != nil {
@@ -332,7 +335,7 @@ func copyFile(ctx context.Context, files *sourceFiles, plan *filePlan, tmp strin
 			}
 			if first == 1 {
 				if err := markRollback(buf); err != nil {
-					cancel(err)
+					cancel(&errPlan{"page 1: " + err.Error()})
 					return
 				}
 			}
@@ -420,8 +423,12 @@ func (h *followHash) run() {
 	}
 }
 
-// written tells the hash that n more bytes follow in the file.
+// written tells the hash that n more bytes follow in the file. The
+// methods of a nil followHash do nothing.
 func (h *followHash) written(n int64) {
+	if h == nil {
+		return
+	}
 	select {
 	case h.grow <- n:
 	case <-h.done: // it failed; Wait says why
@@ -430,7 +437,7 @@ func (h *followHash) written(n int64) {
 
 // close says the file is complete.
 func (h *followHash) close() {
-	if !h.closed {
+	if h != nil && !h.closed {
 		h.closed = true
 		close(h.grow)
 	}
@@ -438,12 +445,18 @@ func (h *followHash) close() {
 
 // Wait returns the hex SHA-256 of the whole file.
 func (h *followHash) Wait() (string, error) {
+	if h == nil {
+		return "", nil
+	}
 	<-h.done
 	return h.sum, h.err
 }
 
 // Stop abandons the hash and waits until it no longer reads the file.
 func (h *followHash) Stop() {
+	if h == nil {
+		return
+	}
 	h.once.Do(func() { close(h.stop) })
 	<-h.done
 }
@@ -466,7 +479,7 @@ func readPages(files *sourceFiles, plan *filePlan, first int64, buf []byte) erro
 		page := buf[i*ps : (i+1)*ps]
 		if off, ok := plan.frames[uint32(first+i)]; ok {
 			if _, err := files.wal.ReadAt(page, off); err != nil {
-				return fmt.Errorf("read source %q-wal: %w", files.path, err)
+				return fmt.Errorf("read source %q: %w", files.path+"-wal", err)
 			}
 		} else if (i+1)*ps > int64(n) {
 			if err := plan.beyondFile(first + i); err != nil {
@@ -517,6 +530,9 @@ func markRollback(page1 []byte) error {
 // and pages spread over the file. It guards the file copy's reasoning,
 // not the disk; integrity_check still reads the whole copy.
 func spotCheck(ctx context.Context, conn *sql.Conn, plan *filePlan, tmp string) error {
+	if failSpotCheck {
+		return errors.New("made to fail by a test")
+	}
 	f, err := os.Open(tmp)
 	if err != nil {
 		return err

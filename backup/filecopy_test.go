@@ -5,10 +5,13 @@ import (
 	"context"
 	"database/sql"
 	"errors"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -183,6 +186,9 @@ func TestFileCopyFallback(t *testing.T) {
 // of a rollback-journal source is held inside its snapshot, a writer in
 // another process must still be kept out.
 func TestFileCopyKeepsLocks(t *testing.T) {
+	if _, err := exec.LookPath("sqlite3"); err != nil {
+		t.Fatal("needs the sqlite3 CLI: scripts/install-deps.sh installs it")
+	}
 	dir := t.TempDir()
 	src := filepath.Join(dir, "app.db")
 	testdb.Create(t, src, testdb.Options{Rows: 3000})
@@ -238,5 +244,120 @@ func TestReadPagesBeyondTheFile(t *testing.T) {
 	}
 	if err := readPages(files, plan, 1, buf); err != nil || buf[0] != 7 {
 		t.Fatalf("page 1: err %v", err)
+	}
+}
+
+// TestFileCopyFallsBackMidCopy: when the spot check finds the copy
+// unlike SQLite's view, the copy is thrown away and the backup API copies
+// the same snapshot; no hash of the discarded copy is reported.
+func TestFileCopyFallsBackMidCopy(t *testing.T) {
+	defer func(v bool) { failSpotCheck = v }(failSpotCheck)
+	failSpotCheck = true
+	dir := t.TempDir()
+	src := filepath.Join(dir, "app.db")
+	testdb.Create(t, src, testdb.Options{WAL: true, Rows: 2000})
+	app := testdb.Open(t, src, testdb.Options{WAL: true})
+	defer app.Close()
+	if _, err := app.Exec("PRAGMA wal_autocheckpoint=0; INSERT INTO t(v) SELECT randomblob(300) FROM t"); err != nil {
+		t.Fatal(err)
+	}
+	out := filepath.Join(dir, "copy.db")
+	res, err := Run(context.Background(), Options{Source: src, Path: out})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Copier != CopierAPI || !strings.HasPrefix(res.FileCopySkipped, "spot check: ") || res.SHA256 != "" {
+		t.Fatalf("copier %q, skipped %q, sha256 %q: want the backup API after the spot check, and no hash", res.Copier, res.FileCopySkipped, res.SHA256)
+	}
+	// The backup API's page 1 has its own change counter: compare content.
+	if got, want := testdb.Count(t, out, "t"), testdb.Count(t, src, "t"); got != want || got <= 4000 {
+		t.Fatalf("copy has %d rows, source %d, want the same, over 4000", got, want)
+	}
+	if got := cli(t, out, "pragma integrity_check; pragma journal_mode"); got != "ok\ndelete" {
+		t.Fatalf("copy: %q", got)
+	}
+}
+
+// TestSpotCheckCatches: a copy with one byte wrong in a page the spot
+// check always reads (the last) is reported; the right copy is not.
+func TestSpotCheckCatches(t *testing.T) {
+	dir := t.TempDir()
+	src := filepath.Join(dir, "app.db")
+	testdb.Create(t, src, testdb.Options{Rows: 3000})
+	data, err := os.ReadFile(src)
+	if err != nil {
+		t.Fatal(err)
+	}
+	uri, _ := sqlitefile.URI(src, map[string][]string{"mode": {"ro"}})
+	db, err := sql.Open("sqlite", uri)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	conn, err := db.Conn(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	var n int
+	if err := conn.QueryRowContext(context.Background(), "BEGIN; SELECT count(*) FROM sqlite_schema").Scan(&n); err != nil {
+		t.Fatal(err)
+	}
+	const ps = 4096
+	plan := &filePlan{pageSize: ps, pages: int64(len(data) / ps)}
+	good := filepath.Join(dir, "good.db")
+	if err := os.WriteFile(good, data, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := spotCheck(context.Background(), conn, plan, good); err != nil {
+		t.Fatalf("a true copy: %v", err)
+	}
+	data[len(data)-100] ^= 1
+	bad := filepath.Join(dir, "bad.db")
+	if err := os.WriteFile(bad, data, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := spotCheck(context.Background(), conn, plan, bad); err == nil || !strings.Contains(err.Error(), fmt.Sprintf("page %d", plan.pages)) {
+		t.Fatalf("a copy with the last page changed: err %v", err)
+	}
+}
+
+// TestFileCopyWriteFails: a destination that refuses more bytes (here
+// the process's file size limit, which is per process and so set for
+// this test alone) ends either copy path with the operator's message,
+// promptly and with nothing left behind.
+func TestFileCopyWriteFails(t *testing.T) {
+	dir := t.TempDir()
+	src := filepath.Join(dir, "app.db")
+	testdb.Create(t, src, testdb.Options{Rows: 8000, BlobSize: 1000}) // ~9 MB
+	defer func(v bool) { noKernelCopy = v }(noKernelCopy)
+	for _, kernel := range []bool{true, false} {
+		noKernelCopy = !kernel
+		out := filepath.Join(dir, fmt.Sprintf("out-%v", kernel))
+		if err := os.Mkdir(out, 0o700); err != nil {
+			t.Fatal(err)
+		}
+		var old syscall.Rlimit
+		if err := syscall.Getrlimit(syscall.RLIMIT_FSIZE, &old); err != nil {
+			t.Fatal(err)
+		}
+		lim := old
+		lim.Cur = 2 << 20
+		if err := syscall.Setrlimit(syscall.RLIMIT_FSIZE, &lim); err != nil {
+			t.Fatal(err)
+		}
+		_, err := Run(context.Background(), Options{Source: src, Dir: out, Verify: VerifyNone})
+		syscall.Setrlimit(syscall.RLIMIT_FSIZE, &old)
+		if err == nil {
+			t.Fatalf("kernel copy %v: a backup past the file size limit succeeded", kernel)
+		}
+		for _, want := range []string{`write backup in "` + out + `"`, "partial copy was removed", "ulimit -f"} {
+			if !strings.Contains(err.Error(), want) {
+				t.Errorf("kernel copy %v: error lacks %q: %v", kernel, want, err)
+			}
+		}
+		if got := names(t, out); len(got) != 0 {
+			t.Errorf("kernel copy %v: left %v", kernel, got)
+		}
 	}
 }

@@ -55,10 +55,11 @@ func copyInKernel(ctx context.Context, files *sourceFiles, plan *filePlan, out *
 				if first == 1 && sent == 0 && (errors.Is(err, syscall.EINVAL) || errors.Is(err, syscall.ENOSYS) || errors.Is(err, syscall.EOPNOTSUPP)) {
 					return false, nil
 				}
-				if errors.Is(err, syscall.ENOSPC) || errors.Is(err, syscall.EFBIG) || errors.Is(err, syscall.EDQUOT) {
+				if noSpace(err) {
 					return true, fileWriteError(err, dir)
 				}
-				return true, fmt.Errorf("copy source %q: %w", files.path, err)
+				// Either side may have failed: name both.
+				return true, fmt.Errorf("copy source %q into backup %q: %w", files.path, out.Name(), err)
 			}
 			if c == 0 {
 				break // the database file ends here
@@ -86,7 +87,7 @@ func copyInKernel(ctx context.Context, files *sourceFiles, plan *filePlan, out *
 		for ; i < len(overlay) && overlay[i] < first+n; i++ {
 			p := overlay[i]
 			if _, err := files.wal.ReadAt(page, plan.frames[uint32(p)]); err != nil {
-				return true, fmt.Errorf("read source %q-wal: %w", files.path, err)
+				return true, fmt.Errorf("read source %q: %w", files.path+"-wal", err)
 			}
 			if _, err := out.WriteAt(page, (p-1)*ps); err != nil {
 				return true, fileWriteError(err, dir)
@@ -117,7 +118,7 @@ func markRollbackAt(out *os.File, ps int64) error {
 		return fmt.Errorf("read backup %q: %w", out.Name(), err)
 	}
 	if err := markRollback(page1); err != nil {
-		return err
+		return &errPlan{"page 1: " + err.Error()}
 	}
 	if _, err := out.WriteAt(page1[:sqlitefile.HeaderSize], 0); err != nil {
 		return fileWriteError(err, filepath.Dir(out.Name()))

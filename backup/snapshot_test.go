@@ -100,6 +100,14 @@ func TestSnapshotUnderWriter(t *testing.T) {
 // reasoning (read-mark 0, read marks, retries, a replaced -shm) is hit.
 // Each backup must hold exactly rows 1..N of w and big's stamps up to N.
 func TestSnapshotUnderCheckpointChurn(t *testing.T) {
+	defer func(v bool) { noKernelCopy = v }(noKernelCopy)
+	for _, kernel := range []bool{true, false} {
+		noKernelCopy = !kernel
+		t.Run(map[bool]string{true: "sendfile", false: "read and write"}[kernel], snapshotUnderChurn)
+	}
+}
+
+func snapshotUnderChurn(t *testing.T) {
 	dir := t.TempDir()
 	src := filepath.Join(dir, "app.db")
 	defer startStamper(t, src, 3000, "pragma wal_autocheckpoint=1")()

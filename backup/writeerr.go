@@ -54,6 +54,11 @@ func fileWriteError(err error, dir string) error {
 	return writeFailed(dir, what)
 }
 
+// noSpace reports the errors of a destination that is full.
+func noSpace(err error) bool {
+	return errors.Is(err, syscall.ENOSPC) || errors.Is(err, syscall.EDQUOT) || errors.Is(err, syscall.EFBIG)
+}
+
 func writeFailed(dir, what string) error {
 	if cause := writeCause(); cause != "" {
 		what += ": " + cause

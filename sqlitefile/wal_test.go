@@ -58,6 +58,20 @@ func TestWALFrames(t *testing.T) {
 		if len(frames) == 0 || len(frames) > int(idx.MaxFrame) {
 			t.Fatalf("page size %d: %d pages in %d frames", ps, len(frames), idx.MaxFrame)
 		}
+		// The newest image of each page among frames 1..MaxFrame wins.
+		want := map[uint32]int64{}
+		for i := int64(0); i < int64(idx.MaxFrame); i++ {
+			fo := int64(walHeaderSize) + i*int64(walFrameHeaderSize+ps)
+			want[binary.BigEndian.Uint32(wal[fo:])] = fo + walFrameHeaderSize
+		}
+		if len(want) != len(frames) {
+			t.Fatalf("page size %d: %d pages, want %d", ps, len(frames), len(want))
+		}
+		for pg, off := range want {
+			if frames[pg] != off {
+				t.Fatalf("page size %d: page %d at %d, want its newest image at %d", ps, pg, frames[pg], off)
+			}
+		}
 		for pg, off := range frames {
 			if pg < 1 || pg > idx.Pages || off+int64(ps) > end || (off-walHeaderSize)%int64(walFrameHeaderSize+ps) != walFrameHeaderSize {
 				t.Fatalf("page size %d: page %d at offset %d", ps, pg, off)
