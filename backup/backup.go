@@ -111,7 +111,8 @@ type Result struct {
 	Copier          Copier `json:"copier"`
 	FileCopySkipped string `json:"file_copy_skipped,omitempty"`
 	// SHA256 is the published file's hash when it is already known (the
-	// file copy hashes what it writes), else empty.
+	// file copy hashes what it writes, the compression's round-trip check
+	// what it reads), else empty.
 	SHA256 string `json:"-"`
 }
 
@@ -222,11 +223,13 @@ func Run(ctx context.Context, opts Options) (res *Result, err error) {
 
 	var uncompressed int64
 	if opts.Compress != compress.None {
-		sum = "" // of the uncompressed copy, not of what is published
-		ctmp, size, err := compressTemp(ctx, tmp, dst.dir, filepath.Base(src), opts.Compress)
+		// The round-trip check read the compressed file: its hash is
+		// the one to record.
+		ctmp, size, csum, err := compressTemp(ctx, tmp, dst.dir, filepath.Base(src), opts.Compress)
 		if err != nil {
 			return nil, err
 		}
+		sum = csum
 		removeTemp(tmp)
 		tmp, uncompressed = ctmp, size
 	}

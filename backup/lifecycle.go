@@ -14,11 +14,11 @@ import (
 // compressTemp streams the verified temp copy into a second temp file
 // (compressed, so far smaller), fsyncs it and proves it decompresses to
 // exactly the bytes that were verified. It returns the compressed temp
-// file and the uncompressed size.
-func compressTemp(ctx context.Context, tmp, dir, base string, kind compress.Kind) (string, int64, error) {
+// file, the uncompressed size and the compressed file's sha256.
+func compressTemp(ctx context.Context, tmp, dir, base string, kind compress.Kind) (string, int64, string, error) {
 	ctmp, err := createTemp(dir, base)
 	if err != nil {
-		return "", 0, err
+		return "", 0, "", err
 	}
 	ok := false
 	defer func() {
@@ -28,20 +28,20 @@ func compressTemp(ctx context.Context, tmp, dir, base string, kind compress.Kind
 	}()
 	want, err := compress.Compress(ctx, kind, tmp, ctmp)
 	if err != nil {
-		return "", 0, err
+		return "", 0, "", err
 	}
 	if err := fsx.SyncFile(ctmp); err != nil {
-		return "", 0, fmt.Errorf("fsync backup %q: %w", ctmp, err)
+		return "", 0, "", fmt.Errorf("fsync backup %q: %w", ctmp, err)
 	}
-	got, size, err := compress.Check(ctx, ctmp)
+	got, size, fileSum, err := compress.Check(ctx, ctmp)
 	if err != nil {
-		return "", 0, err
+		return "", 0, "", err
 	}
 	if got != want {
-		return "", 0, fmt.Errorf("compress backup %q: decompressed copy differs from the verified backup (sha256 %s, want %s)", ctmp, got, want)
+		return "", 0, "", fmt.Errorf("compress backup %q: decompressed copy differs from the verified backup (sha256 %s, want %s)", ctmp, got, want)
 	}
 	ok = true
-	return ctmp, size, nil
+	return ctmp, size, fileSum, nil
 }
 
 // snapshotOfCopy runs the Snapshot hook on the finished VACUUM INTO copy,

@@ -179,22 +179,30 @@ func reader(kind Kind, r io.Reader) (io.ReadCloser, error) {
 }
 
 // Check decompresses path as a stream and returns the sha256 and size of
-// what comes out, without writing anything. A corrupt stream is an error.
-func Check(ctx context.Context, path string) (sum string, size int64, err error) {
-	h := sha256.New()
-	size, err = decompress(ctx, path, h)
+// what comes out, without writing anything, and the sha256 of the
+// compressed file itself, read on the way (for its .sha256 sidecar). A
+// corrupt stream is an error.
+func Check(ctx context.Context, path string) (sum string, size int64, fileSum string, err error) {
+	h, fh := sha256.New(), sha256.New()
+	size, err = decompress(ctx, path, h, fh)
 	if err != nil {
-		return "", 0, err
+		return "", 0, "", err
 	}
-	return hex.EncodeToString(h.Sum(nil)), size, nil
+	return hex.EncodeToString(h.Sum(nil)), size, hex.EncodeToString(fh.Sum(nil)), nil
 }
 
-func decompress(ctx context.Context, path string, w io.Writer) (int64, error) {
-	f, err := os.Open(path)
+// decompress writes the content of path to w, and every byte of the file
+// as read to raw, if not nil.
+func decompress(ctx context.Context, path string, w, raw io.Writer) (int64, error) {
+	file, err := os.Open(path)
 	if err != nil {
 		return 0, fmt.Errorf("decompress %q: %w", path, fsx.PathErr(err))
 	}
-	defer f.Close()
+	defer file.Close()
+	var f io.Reader = file
+	if raw != nil {
+		f = io.TeeReader(file, raw)
+	}
 	kind := KindOf(path)
 	if kind == None {
 		return 0, fmt.Errorf("decompress %q: not a zstd or gzip file", path)
@@ -251,7 +259,7 @@ func DecompressTo(ctx context.Context, path, dir string) (tmpPath string, err er
 		}
 	}()
 	bw := bufio.NewWriterSize(f, 1<<20)
-	_, err = decompress(ctx, path, bw)
+	_, err = decompress(ctx, path, bw, nil)
 	if err == nil {
 		err = bw.Flush()
 	}

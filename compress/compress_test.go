@@ -6,6 +6,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
+	"fmt"
 	"math/rand/v2"
 	"os"
 	"path/filepath"
@@ -46,9 +47,13 @@ func roundTrip(t *testing.T, kind Kind) (dir, src, dst string) {
 	if sum != hex.EncodeToString(want[:]) {
 		t.Fatalf("Compress returned sha256 %s, want %x", sum, want)
 	}
-	got, size, err := Check(context.Background(), dst)
+	got, size, fileSum, err := Check(context.Background(), dst)
 	if err != nil || got != sum || size != int64(len(data)) {
 		t.Fatalf("Check = %s %d %v, want %s %d", got, size, err, sum, len(data))
+	}
+	// The compressed file's own hash, read on the way, is the whole file's.
+	if raw, err := os.ReadFile(dst); err != nil || fileSum != fmt.Sprintf("%x", sha256.Sum256(raw)) {
+		t.Fatalf("Check's file hash %s is not the compressed file's (%v)", fileSum, err)
 	}
 	return dir, src, dst
 }
@@ -105,7 +110,7 @@ func TestCorrupt(t *testing.T) {
 			if es, _ := os.ReadDir(tmpDir); len(es) != 0 {
 				t.Errorf("left %d files in the temp dir", len(es))
 			}
-			if _, _, err := Check(context.Background(), dst); !errors.As(err, &ce) {
+			if _, _, _, err := Check(context.Background(), dst); !errors.As(err, &ce) {
 				t.Errorf("Check = %v, want CorruptError", err)
 			}
 		})
