@@ -38,9 +38,11 @@ import (
 //
 // Which case applies, and the snapshot's mxFrame, come from the -shm
 // header read before and after the transaction began: if the two readings
-// are equal, nothing was committed, restarted or recovered in between, so
-// the transaction pinned exactly that state. The WAL frames are checked
-// against it (salts, checksum chain, commit frame). Anything unexpected
+// are equal (same file, same bytes, nBackfill not lower), nothing was
+// committed, restarted or recovered in between, so the transaction pinned
+// exactly that state. The WAL frames are checked against it (salts,
+// checksum chain, commit frame). A -shm this process cannot write is not
+// trusted: SQLite then reads without the shared index. Anything unexpected
 // falls back to the backup API inside the same read transaction.
 //
 // POSIX locks belong to the process and inode: closing any descriptor of
