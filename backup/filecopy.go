@@ -278,6 +278,9 @@ func copyFile(ctx context.Context, files *sourceFiles, plan *filePlan, tmp strin
 		return nil, fmt.Errorf("open backup %q: %w", tmp, err)
 	}
 	defer out.Close()
+	if err := preallocate(out, plan.pages*int64(plan.pageSize)); err != nil {
+		return nil, fileWriteError(err, filepath.Dir(tmp))
+	}
 	var hash *followHash // nil: nobody needs the hash (a compressed backup)
 	if hashIt {
 		if hash, err = newFollowHash(tmp); err != nil {

@@ -325,7 +325,8 @@ func TestSpotCheckCatches(t *testing.T) {
 // TestFileCopyWriteFails: a destination that refuses more bytes (here
 // the process's file size limit, which is per process and so set for
 // this test alone) ends either copy path with the operator's message,
-// promptly and with nothing left behind.
+// before any page is copied (the blocks are reserved first) and with
+// nothing left behind.
 func TestFileCopyWriteFails(t *testing.T) {
 	dir := t.TempDir()
 	src := filepath.Join(dir, "app.db")
@@ -346,8 +347,14 @@ func TestFileCopyWriteFails(t *testing.T) {
 		if err := syscall.Setrlimit(syscall.RLIMIT_FSIZE, &lim); err != nil {
 			t.Fatal(err)
 		}
-		_, err := Run(context.Background(), Options{Source: src, Dir: out, Verify: VerifyNone})
+		copied := 0
+		_, err := Run(context.Background(), Options{Source: src, Dir: out, Verify: VerifyNone,
+			Progress: func(done, total int) { copied = done }})
 		syscall.Setrlimit(syscall.RLIMIT_FSIZE, &old)
+		// The blocks are reserved first: nothing is copied in vain.
+		if runtime.GOOS == "linux" && copied != 0 {
+			t.Errorf("kernel copy %v: %d pages copied before the limit was found", kernel, copied)
+		}
 		if err == nil {
 			t.Fatalf("kernel copy %v: a backup past the file size limit succeeded", kernel)
 		}
