@@ -151,32 +151,47 @@ func samePages(t *testing.T, src, copy string) {
 	}
 }
 
-// TestFileCopyFallback: where the file copy cannot be used, the backup
-// API copies inside the same snapshot and the result says so.
+// TestFileCopyFallback: where the file copy cannot be used (switched
+// off), or its copy is found unlike SQLite's view by the spot check (the
+// copy is then thrown away), the backup API copies the same snapshot; the
+// result says so and reports no hash of a discarded copy.
 func TestFileCopyFallback(t *testing.T) {
-	defer func(v bool) { noFileCopy = v }(noFileCopy)
-	noFileCopy = true
-	dir := t.TempDir()
-	src := filepath.Join(dir, "app.db")
-	testdb.Create(t, src, testdb.Options{WAL: true, Rows: 2000})
-	app := testdb.Open(t, src, testdb.Options{WAL: true})
-	defer app.Close()
-	if _, err := app.Exec("PRAGMA wal_autocheckpoint=0; INSERT INTO t(v) SELECT randomblob(300) FROM t"); err != nil {
-		t.Fatal(err)
-	}
-	out := filepath.Join(dir, "copy.db")
-	res, err := Run(context.Background(), Options{Source: src, Path: out})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if res.Copier != CopierAPI || res.FileCopySkipped == "" || res.SHA256 != "" {
-		t.Fatalf("copier %q, skipped %q, sha256 %q: want the backup API, a reason and no hash", res.Copier, res.FileCopySkipped, res.SHA256)
-	}
-	if got, want := testdb.Count(t, out, "t"), testdb.Count(t, src, "t"); got != want || got <= 4000 {
-		t.Fatalf("copy has %d rows, source %d, want the same, over 4000", got, want)
-	}
-	if got := cli(t, out, "pragma integrity_check; pragma journal_mode"); got != "ok\ndelete" {
-		t.Fatalf("copy: %q", got)
+	for _, c := range []struct {
+		name   string
+		flag   *bool
+		reason string
+	}{
+		{"switched off", &noFileCopy, "the file copy is switched off"},
+		{"spot check fails", &failSpotCheck, "spot check: "},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			defer func(v bool) { *c.flag = v }(*c.flag)
+			*c.flag = true
+			dir := t.TempDir()
+			src := filepath.Join(dir, "app.db")
+			testdb.Create(t, src, testdb.Options{WAL: true, Rows: 2000})
+			app := testdb.Open(t, src, testdb.Options{WAL: true})
+			defer app.Close()
+			if _, err := app.Exec("PRAGMA wal_autocheckpoint=0; INSERT INTO t(v) SELECT randomblob(300) FROM t"); err != nil {
+				t.Fatal(err)
+			}
+			out := filepath.Join(dir, "copy.db")
+			res, err := Run(context.Background(), Options{Source: src, Path: out})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if res.Copier != CopierAPI || !strings.HasPrefix(res.FileCopySkipped, c.reason) || res.SHA256 != "" {
+				t.Fatalf("copier %q, skipped %q, sha256 %q: want the backup API, %q and no hash", res.Copier, res.FileCopySkipped, res.SHA256, c.reason)
+			}
+			// The backup API's page 1 has its own change counter: compare
+			// content, not pages.
+			if got, want := testdb.Count(t, out, "t"), testdb.Count(t, src, "t"); got != want || got <= 4000 {
+				t.Fatalf("copy has %d rows, source %d, want the same, over 4000", got, want)
+			}
+			if got := cli(t, out, "pragma integrity_check; pragma journal_mode"); got != "ok\ndelete" {
+				t.Fatalf("copy: %q", got)
+			}
+		})
 	}
 }
 
@@ -244,37 +259,6 @@ func TestReadPagesBeyondTheFile(t *testing.T) {
 	}
 	if err := readPages(files, plan, 1, buf); err != nil || buf[0] != 7 {
 		t.Fatalf("page 1: err %v", err)
-	}
-}
-
-// TestFileCopyFallsBackMidCopy: when the spot check finds the copy
-// unlike SQLite's view, the copy is thrown away and the backup API copies
-// the same snapshot; no hash of the discarded copy is reported.
-func TestFileCopyFallsBackMidCopy(t *testing.T) {
-	defer func(v bool) { failSpotCheck = v }(failSpotCheck)
-	failSpotCheck = true
-	dir := t.TempDir()
-	src := filepath.Join(dir, "app.db")
-	testdb.Create(t, src, testdb.Options{WAL: true, Rows: 2000})
-	app := testdb.Open(t, src, testdb.Options{WAL: true})
-	defer app.Close()
-	if _, err := app.Exec("PRAGMA wal_autocheckpoint=0; INSERT INTO t(v) SELECT randomblob(300) FROM t"); err != nil {
-		t.Fatal(err)
-	}
-	out := filepath.Join(dir, "copy.db")
-	res, err := Run(context.Background(), Options{Source: src, Path: out})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if res.Copier != CopierAPI || !strings.HasPrefix(res.FileCopySkipped, "spot check: ") || res.SHA256 != "" {
-		t.Fatalf("copier %q, skipped %q, sha256 %q: want the backup API after the spot check, and no hash", res.Copier, res.FileCopySkipped, res.SHA256)
-	}
-	// The backup API's page 1 has its own change counter: compare content.
-	if got, want := testdb.Count(t, out, "t"), testdb.Count(t, src, "t"); got != want || got <= 4000 {
-		t.Fatalf("copy has %d rows, source %d, want the same, over 4000", got, want)
-	}
-	if got := cli(t, out, "pragma integrity_check; pragma journal_mode"); got != "ok\ndelete" {
-		t.Fatalf("copy: %q", got)
 	}
 }
 
