@@ -11,6 +11,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"runtime"
 	"sync"
 
 	"sqlite-backup/sqlitefile"
@@ -403,6 +404,11 @@ func newFollowHash(path string) (*followHash, error) {
 func (h *followHash) run() {
 	defer close(h.done)
 	defer h.f.Close()
+	// Hashing is the one part of the copy that needs a core for all of
+	// it: on a thread of its own, at the lowest priority, so that the
+	// application never waits for it. The thread ends with the goroutine.
+	runtime.LockOSThread()
+	lowerThreadPriority()
 	sha := sha256.New()
 	buf := make([]byte, chunkBytes)
 	for {

@@ -140,3 +140,9 @@ func preallocate(f *os.File, size int64) error {
 	}
 	return nil
 }
+
+// lowerThreadPriority sets the calling OS thread (not the process) to
+// nice 19. Failure only leaves it at the process's priority.
+func lowerThreadPriority() {
+	unix.Setpriority(unix.PRIO_PROCESS, unix.Gettid(), 19)
+}

@@ -13,3 +13,5 @@ func copyInKernel(context.Context, *sourceFiles, *filePlan, *os.File, *followHas
 }
 
 func preallocate(*os.File, int64) error { return nil }
+
+func lowerThreadPriority() {}
