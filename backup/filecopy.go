@@ -12,6 +12,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"strings"
 	"sync"
 
 	"sqlite-backup/sqlitefile"
@@ -258,6 +259,11 @@ var planned = struct {
 }{m: map[string]int{}}
 
 func countPlan(what string) {
+	// Reasons may carry paths: keep the kinds only, so that a program
+	// running many backups does not grow the map without bound.
+	if i := strings.Index(what, ": open "); i >= 0 {
+		what = what[:i]
+	}
 	planned.Lock()
 	planned.m[what]++
 	planned.Unlock()
