@@ -75,12 +75,7 @@ func TestDiskFull(t *testing.T) {
 				t.Errorf("stderr lacks %q:\n%s", want, r.stderr)
 			}
 		}
-		if got := listDir(t, out); len(got) != 1 || got[0] != ".sqlite-backup.lock" {
-			t.Errorf("left in the backup dir: %v", got)
-		}
-		if fileSum(t, src) != sum {
-			t.Error("the source changed")
-		}
+		nothingLeft(t, out, src, sum)
 	})
 
 	for _, tg := range targets {
@@ -99,12 +94,7 @@ func TestDiskFull(t *testing.T) {
 						t.Errorf("stderr lacks %q:\n%s", want, r.stderr)
 					}
 				}
-				if got := listDir(t, out); len(got) != 1 || got[0] != ".sqlite-backup.lock" {
-					t.Errorf("left in the backup dir: %v", got)
-				}
-				if fileSum(t, src) != sum {
-					t.Error("the source changed")
-				}
+				nothingLeft(t, out, src, sum)
 			})
 		}
 	}
@@ -142,9 +132,7 @@ func TestLockedRollbackSource(t *testing.T) {
 					t.Errorf("stderr lacks %q:\n%s", want, r.stderr)
 				}
 			}
-			if got := listDir(t, out); len(got) > 1 || (len(got) == 1 && got[0] != ".sqlite-backup.lock") {
-				t.Errorf("left in the backup dir: %v", got)
-			}
+			nothingLeft(t, out, src, "")
 			hold.Process.Signal(syscall.SIGTERM)
 			if err := hold.Wait(); err != nil {
 				t.Fatalf("lock holder: %v", err)

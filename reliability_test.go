@@ -195,6 +195,18 @@ func (a tree) diff(b tree) []string {
 	return d
 }
 
+// nothingLeft fails unless a failed run left the backup dir holding at
+// most its lock file and the source as it was (sum "" skips that check).
+func nothingLeft(t testing.TB, out, src, sum string) {
+	t.Helper()
+	if got := listDir(t, out); len(got) > 1 || (len(got) == 1 && got[0] != ".sqlite-backup.lock") {
+		t.Errorf("left in the backup dir: %v", got)
+	}
+	if sum != "" && fileSum(t, src) != sum {
+		t.Error("the source changed")
+	}
+}
+
 // listDir names the entries of dir, sorted ("" if it does not exist).
 func listDir(t testing.TB, dir string) []string {
 	t.Helper()

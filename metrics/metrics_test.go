@@ -83,14 +83,10 @@ func TestRecordSuccessThenFailure(t *testing.T) {
 		t.Fatal(err)
 	}
 	checkFormat(t, path)
-	for name, want := range map[string]string{
+	wantValues(t, path, "/srv/app.db", "", map[string]string{
 		LastRunTimestamp: "1764201600", LastRunSuccess: "1", LastSuccessTimestamp: "1764201600",
 		LastDuration: "1.5", LastSize: "28672", LastVerifyOK: "1",
-	} {
-		if got := value(t, path, name, "/srv/app.db"); got != want {
-			t.Errorf("%s = %s, want %s", name, got, want)
-		}
-	}
+	})
 
 	// A failed run an hour later: the last success stays where it was.
 	t1 := t0.Add(time.Hour)
@@ -99,14 +95,10 @@ func TestRecordSuccessThenFailure(t *testing.T) {
 		t.Fatal(err)
 	}
 	checkFormat(t, path)
-	for name, want := range map[string]string{
+	wantValues(t, path, "/srv/app.db", "after a failure: ", map[string]string{
 		LastRunTimestamp: "1764205200", LastRunSuccess: "0", LastSuccessTimestamp: "1764201600",
 		LastDuration: "1.5", LastSize: "28672", LastVerifyOK: "1",
-	} {
-		if got := value(t, path, name, "/srv/app.db"); got != want {
-			t.Errorf("after a failure: %s = %s, want %s", name, got, want)
-		}
-	}
+	})
 
 	// A backup that failed verification flips the verify series.
 	vf := hint.Wrap(fmt.Errorf("backup failed: %w", &verify.FailedError{}), "x")
@@ -123,13 +115,9 @@ func TestRecordSuccessThenFailure(t *testing.T) {
 	if err := openAt(t, path, t2).RecordBackup("/srv/app.db", late, errors.New("prune: permission denied")); err != nil {
 		t.Fatal(err)
 	}
-	for name, want := range map[string]string{
+	wantValues(t, path, "/srv/app.db", "after a late failure: ", map[string]string{
 		LastRunSuccess: "0", LastSuccessTimestamp: "1764208800", LastSize: "4096", LastVerifyOK: "1",
-	} {
-		if got := value(t, path, name, "/srv/app.db"); got != want {
-			t.Errorf("after a late failure: %s = %s, want %s", name, got, want)
-		}
-	}
+	})
 	// So does a backup taken with --no-verify: it is not known good.
 	skipped := &backup.Result{Size: 1, Verify: "skipped"}
 	if err := openAt(t, path, t1).RecordBackup("/srv/app.db", skipped, nil); err != nil {
@@ -217,5 +205,16 @@ func TestNilFile(t *testing.T) {
 	var f *File
 	if err := f.RecordBackup("/a.db", nil, errors.New("x")); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// wantValues checks metrics of one database in the textfile at path;
+// when names the state in a failure message ("after a failure: ").
+func wantValues(t *testing.T, path, db, when string, want map[string]string) {
+	t.Helper()
+	for name, w := range want {
+		if got := value(t, path, name, db); got != w {
+			t.Errorf("%s%s = %s, want %s", when, name, got, w)
+		}
 	}
 }
