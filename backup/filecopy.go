@@ -280,7 +280,7 @@ const chunkBytes = 1 << 20
 // in line it would double its time. The kernel copies where it can
 // (copyInKernel); else one goroutine reads while this one writes.
 func copyFile(ctx context.Context, files *sourceFiles, plan *filePlan, tmp string, progress func(done, total int), hashIt bool) (_ *followHash, err error) {
-	out, err := os.OpenFile(tmp, os.O_WRONLY, 0)
+	out, err := os.OpenFile(tmp, os.O_RDWR, 0) // read back: page 1's patch
 	if err != nil {
 		return nil, fmt.Errorf("open backup %q: %w", tmp, err)
 	}

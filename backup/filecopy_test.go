@@ -195,11 +195,12 @@ func TestFileCopyFallback(t *testing.T) {
 	}
 }
 
-// TestFileCopyKeepsLocks: the descriptors the file copy opens on the
-// source must not be closed while SQLite holds its locks (closing any
-// descriptor drops a process's POSIX locks on that file). While a backup
-// of a rollback-journal source is held inside its snapshot, a writer in
-// another process must still be kept out.
+// TestFileCopyKeepsLocks: while the file copy reads a rollback-journal
+// source, a writer in another process must still be kept out. It fails
+// if the copy ran outside the read transaction, or if a descriptor of the
+// source were closed before or during the copy (closing any descriptor
+// drops the process's POSIX locks on the file); a close after the copy,
+// but before SQLite's connection, is beyond what it can see.
 func TestFileCopyKeepsLocks(t *testing.T) {
 	if _, err := exec.LookPath("sqlite3"); err != nil {
 		t.Fatal("needs the sqlite3 CLI: scripts/install-deps.sh installs it")

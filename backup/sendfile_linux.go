@@ -108,13 +108,8 @@ func copyInKernel(ctx context.Context, files *sourceFiles, plan *filePlan, out *
 
 // markRollbackAt applies markRollback to page 1 of the written copy.
 func markRollbackAt(out *os.File, ps int64) error {
-	f, err := os.Open(out.Name())
-	if err != nil {
-		return fmt.Errorf("read backup %q: %w", out.Name(), err)
-	}
-	defer f.Close()
 	page1 := make([]byte, ps)
-	if _, err := f.ReadAt(page1, 0); err != nil {
+	if _, err := out.ReadAt(page1, 0); err != nil {
 		return fmt.Errorf("read backup %q: %w", out.Name(), err)
 	}
 	if err := markRollback(page1); err != nil {
