@@ -156,6 +156,14 @@ func checkDB(ctx context.Context, path string, opts Options, deep func(*sql.DB) 
 	}
 	db.SetMaxOpenConns(1)
 
+	// The progress estimate counts the pages the check faults in, so a
+	// prefaulted map would read as done at once: progress (a TTY) keeps
+	// the faults.
+	if opts.Progress == nil {
+		if err := prefault(ctx, db, path); err != nil {
+			return res, fmt.Errorf("verify %q: %w", path, err)
+		}
+	}
 	stopProgress := watchProgress(opts.Progress, h.PageSize, res.Pages)
 	problems, err := Check(ctx, db, opts)
 	stopProgress(err == nil)

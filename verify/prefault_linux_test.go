@@ -1,0 +1,64 @@
+package verify
+
+import (
+	"context"
+	"database/sql"
+	"net/url"
+	"path/filepath"
+	"testing"
+
+	"golang.org/x/sys/unix"
+
+	"sqlite-backup/internal/testdb"
+	"sqlite-backup/sqlitefile"
+)
+
+// TestPrefaultFillsTheMap: after prefault, SQLite's map of the checked
+// file is resident in full before the check reads a page of it; reading
+// page 2 alone would have faulted in 64 KiB at most.
+func TestPrefaultFillsTheMap(t *testing.T) {
+	probe, err := unix.Mmap(-1, 0, 1<<16, unix.PROT_READ, unix.MAP_PRIVATE|unix.MAP_ANONYMOUS)
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = unix.Madvise(probe, unix.MADV_POPULATE_READ)
+	unix.Munmap(probe)
+	if err != nil {
+		t.Skipf("this kernel has no MADV_POPULATE_READ: %v", err)
+	}
+	path := filepath.Join(t.TempDir(), "big.db")
+	testdb.Create(t, path, testdb.Options{Rows: 4000, BlobSize: 1000}) // ~4.5 MB
+	uri, err := sqlitefile.URI(path, url.Values{"mode": {"ro"}, "immutable": {"1"}, "_pragma": {mmapPragma}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	db, err := sql.Open("sqlite", uri)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	db.SetMaxOpenConns(1)
+	if err := prefault(context.Background(), db, path); err != nil {
+		t.Fatal(err)
+	}
+	var st unix.Stat_t
+	if err := unix.Stat(path, &st); err != nil {
+		t.Fatal(err)
+	}
+	maps := mappingsOf(uint64(st.Dev), st.Ino)
+	if len(maps) != 1 {
+		t.Fatalf("%d mappings of the file, want SQLite's one", len(maps))
+	}
+	size := int64(maps[0].end - maps[0].start)
+	if size < int64(st.Size)/2 {
+		t.Fatalf("SQLite mapped %d bytes of a %d-byte file", size, st.Size)
+	}
+	if rss := testdb.Smaps(t, maps[0].start, "Rss"); rss < size*9/10 {
+		t.Fatalf("after prefault %d of the map's %d bytes are resident", rss, size)
+	}
+	// The check still runs on the same connection and map.
+	problems, err := Check(context.Background(), db, Options{Quick: true})
+	if err != nil || len(problems) != 0 {
+		t.Fatalf("quick_check after prefault: %v %v", problems, err)
+	}
+}
