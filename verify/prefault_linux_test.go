@@ -4,8 +4,10 @@ import (
 	"context"
 	"database/sql"
 	"net/url"
+	"os"
 	"path/filepath"
 	"testing"
+	"unsafe"
 
 	"golang.org/x/sys/unix"
 
@@ -38,7 +40,8 @@ func TestPrefaultFillsTheMap(t *testing.T) {
 	}
 	defer db.Close()
 	db.SetMaxOpenConns(1)
-	if err := prefault(context.Background(), db, path); err != nil {
+	stop, err := prefault(context.Background(), db, path)
+	if err != nil {
 		t.Fatal(err)
 	}
 	var st unix.Stat_t
@@ -58,7 +61,55 @@ func TestPrefaultFillsTheMap(t *testing.T) {
 	}
 	// The check still runs on the same connection and map.
 	problems, err := Check(context.Background(), db, Options{Quick: true})
+	stop()
 	if err != nil || len(problems) != 0 {
 		t.Fatalf("quick_check after prefault: %v %v", problems, err)
+	}
+}
+
+// touchPages reads a map that SQLite may change under it: a page past
+// the end of a truncated file (SIGBUS) or a range no longer mapped
+// (SIGSEGV) must end the touching, not the program; a closed quit stops
+// it.
+func TestTouchPagesSurvives(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "f")
+	const size = 1 << 20
+	if err := os.WriteFile(path, make([]byte, size), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	f, err := os.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	mapOf := func() (mapping, []byte) {
+		b, err := unix.Mmap(int(f.Fd()), 0, size, unix.PROT_READ, unix.MAP_SHARED)
+		if err != nil {
+			t.Fatal(err)
+		}
+		start := uintptr(unsafe.Pointer(&b[0]))
+		return mapping{start, start + size}, b
+	}
+
+	m, b := mapOf()
+	if !touchPages(m, make(chan struct{})) {
+		t.Fatal("touchPages of a whole mapped file did not get to the end")
+	}
+	quit := make(chan struct{})
+	close(quit)
+	if touchPages(m, quit) {
+		t.Fatal("touchPages went on after quit")
+	}
+	if err := os.Truncate(path, 0); err != nil {
+		t.Fatal(err)
+	}
+	if touchPages(m, make(chan struct{})) {
+		t.Fatal("touchPages of a truncated file got to the end")
+	}
+	if err := unix.Munmap(b); err != nil {
+		t.Fatal(err)
+	}
+	if touchPages(m, make(chan struct{})) {
+		t.Fatal("touchPages of an unmapped range got to the end")
 	}
 }

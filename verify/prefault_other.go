@@ -9,4 +9,6 @@ import (
 
 // prefault is a Linux optimization (see prefault_linux.go); elsewhere the
 // check takes its page faults as it goes.
-func prefault(ctx context.Context, db *sql.DB, path string) error { return nil }
+func prefault(ctx context.Context, db *sql.DB, path string) (stop func(), err error) {
+	return func() {}, nil
+}

@@ -159,14 +159,16 @@ func checkDB(ctx context.Context, path string, opts Options, deep func(*sql.DB) 
 	// The progress estimate counts the pages the check faults in, so a
 	// prefaulted map would read as done at once: progress (a TTY) keeps
 	// the faults.
+	stopPrefault := func() {}
 	if opts.Progress == nil {
-		if err := prefault(ctx, db, path); err != nil {
+		if stopPrefault, err = prefault(ctx, db, path); err != nil {
 			return res, fmt.Errorf("verify %q: %w", path, err)
 		}
 	}
 	stopProgress := watchProgress(opts.Progress, h.PageSize, res.Pages)
 	problems, err := Check(ctx, db, opts)
 	stopProgress(err == nil)
+	stopPrefault() // it reads SQLite's map: before the connection closes
 	if errors.Is(err, fault.ErrFault) {
 		// SQLite was interrupted inside a read: drop the handle unused.
 		return res, fmt.Errorf("verify %q: %w", path, err)
