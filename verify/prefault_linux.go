@@ -7,9 +7,12 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"path/filepath"
 	"runtime"
 	"strconv"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"unsafe"
 
 	"golang.org/x/sys/unix"
@@ -36,11 +39,18 @@ import (
 //     core to use, and it is not started.
 //
 // It changes nothing SQLite reads: the bytes come from the same page
-// cache either way. On a kernel without MADV_POPULATE_READ (before 5.14),
-// or if the mapping is not found, the check runs as it would without;
-// those errors are ignored. Only a memory fault of SQLite's own read is
-// returned (wrapping fault.ErrFault), and then the connection must be
-// dropped unused.
+// cache either way. The madvise may also read pages the check would not
+// (free-list pages, the rest of a file whose check stops early), never
+// more than the file. On a kernel without MADV_POPULATE_READ (before
+// 5.14), or if the mapping is not found, the check runs as it would
+// without; those errors are ignored. Only a memory fault of SQLite's own
+// read is returned (wrapping fault.ErrFault), and then the connection must
+// be dropped unused. stop may be called more than once.
+//
+// Call it only for a connection opened immutable: SQLite then maps the
+// file once and keeps that map until the connection closes. On a live
+// database it may drop and remake the map between transactions, and the
+// work would go to a stale range.
 func prefault(ctx context.Context, db *sql.DB, path string) (stop func(), err error) {
 	stop = func() {}
 	var st unix.Stat_t
@@ -63,14 +73,16 @@ func prefault(ctx context.Context, db *sql.DB, path string) (stop func(), err er
 	if err != nil {
 		return stop, nil
 	}
-	maps := mappingsOf(uint64(st.Dev), st.Ino)
+	maps := mappingsOf(uint64(st.Dev), st.Ino, path)
 	for _, m := range maps {
-		// The kernel reads nothing new into memory that the check would
-		// not read, and a range past the end of the file is an error
-		// (EFAULT), not a SIGBUS.
-		unix.Syscall(unix.SYS_MADVISE, m.start, m.end-m.start, unix.MADV_POPULATE_READ)
+		// In slices, so that a cancel (Ctrl-C on a file not yet in the
+		// page cache) waits for one slice, not the whole file. A range
+		// past the end of the file is an error (EFAULT), not a SIGBUS.
+		for p := m.start; p < m.end && ctx.Err() == nil; p += populateSlice {
+			unix.Syscall(unix.SYS_MADVISE, p, min(populateSlice, m.end-p), unix.MADV_POPULATE_READ)
+		}
 	}
-	if len(maps) == 0 || runtime.GOMAXPROCS(0) < 2 {
+	if len(maps) == 0 || runtime.GOMAXPROCS(0) < 2 || ctx.Err() != nil {
 		return stop, nil
 	}
 	quit, done := make(chan struct{}), make(chan struct{})
@@ -82,11 +94,17 @@ func prefault(ctx context.Context, db *sql.DB, path string) (stop func(), err er
 			}
 		}
 	}()
-	return func() { close(quit); <-done }, nil
+	var once sync.Once
+	return func() { once.Do(func() { close(quit); <-done }) }, nil
 }
 
-// touchSink keeps the compiler from dropping touchPages' reads.
-var touchSink byte
+// populateSlice is how much of the map one madvise fills in: 64 MiB, a
+// few milliseconds of work from the page cache.
+const populateSlice = 64 << 20
+
+// touchSink keeps the compiler from dropping touchPages' reads; atomic,
+// since two checks may touch at once.
+var touchSink atomic.Uint32
 
 // touchPages reads one byte of every page of m, until quit is closed. It
 // reads SQLite's map while SQLite may remap it (a database that grows),
@@ -108,7 +126,7 @@ func touchPages(m mapping, quit <-chan struct{}) bool {
 			// Not Go memory: an address in SQLite's mapping.
 			sum += *(*byte)(unsafe.Add(nil, p))
 		}
-		touchSink = sum
+		touchSink.Add(uint32(sum))
 		return nil
 	})
 	return err == nil
@@ -116,21 +134,32 @@ func touchPages(m mapping, quit <-chan struct{}) bool {
 
 type mapping struct{ start, end uintptr }
 
-// mappingsOf lists this process's mappings of the file with device dev
-// and inode ino, from /proc/self/maps.
-func mappingsOf(dev, ino uint64) []mapping {
+// mappingsOf lists this process's mappings of the file at path, with
+// device dev and inode ino, from /proc/self/maps. A line matches on the
+// inode and either the device or the path: on btrfs (and overlayfs before
+// Linux 6.6) stat reports another device number than the maps do.
+func mappingsOf(dev, ino uint64, path string) []mapping {
 	f, err := os.Open("/proc/self/maps")
 	if err != nil {
 		return nil
 	}
 	defer f.Close()
 	want := fmt.Sprintf("%02x:%02x", unix.Major(dev), unix.Minor(dev))
+	inode := strconv.FormatUint(ino, 10)
+	real := ""
+	if abs, err := filepath.Abs(path); err == nil {
+		real, _ = filepath.EvalSymlinks(abs)
+	}
 	var out []mapping
 	sc := bufio.NewScanner(f)
 	for sc.Scan() {
 		// start-end perms offset major:minor inode path
-		fields := strings.Fields(sc.Text())
-		if len(fields) < 5 || fields[3] != want || fields[4] != strconv.FormatUint(ino, 10) {
+		line := sc.Text()
+		fields := strings.Fields(line)
+		if len(fields) < 6 || fields[4] != inode {
+			continue
+		}
+		if fields[3] != want && (real == "" || !strings.HasSuffix(line, " "+real)) {
 			continue
 		}
 		lo, hi, ok := strings.Cut(fields[0], "-")

@@ -158,12 +158,15 @@ func checkDB(ctx context.Context, path string, opts Options, deep func(*sql.DB) 
 
 	// The progress estimate counts the pages the check faults in, so a
 	// prefaulted map would read as done at once: progress (a TTY) keeps
-	// the faults.
+	// the faults. Only an immutable connection keeps one map throughout.
 	stopPrefault := func() {}
-	if opts.Progress == nil {
+	if opts.Progress == nil && standalone {
 		if stopPrefault, err = prefault(ctx, db, path); err != nil {
 			return res, fmt.Errorf("verify %q: %w", path, err)
 		}
+		// Also on a panic out of Check; the connection is then never
+		// closed, so nothing unmaps under the toucher before this runs.
+		defer stopPrefault()
 	}
 	stopProgress := watchProgress(opts.Progress, h.PageSize, res.Pages)
 	problems, err := Check(ctx, db, opts)
