@@ -100,6 +100,9 @@ type Result struct {
 	Method   Method     `json:"method"`
 	Verify   string     `json:"verify"` // "ok" or "skipped"
 	Check    VerifyMode `json:"check"`
+	// CheckThreads is how many cores the check used: one while the
+	// application wrote to the source, else all it could use.
+	CheckThreads int `json:"check_threads,omitempty"`
 	// Compression is "none", "zstd" or "gzip"; Uncompressed the size of
 	// the database inside a compressed backup.
 	Compression  compress.Kind `json:"compression"`
@@ -169,6 +172,7 @@ func Run(ctx context.Context, opts Options) (res *Result, err error) {
 		}
 	}()
 
+	idle := sourceState(src)
 	cp, err := copySnapshot(ctx, src, tmp, opts)
 	if err != nil {
 		return nil, err
@@ -205,16 +209,23 @@ func Run(ctx context.Context, opts Options) (res *Result, err error) {
 		}
 	}
 
-	verdict := "skipped"
+	verdict, threads := "skipped", 0
 	if opts.Verify != VerifyNone {
-		// The check is one thread of SQLite work on the copy. Held to one
-		// P, the Go runtime keeps it on one core and leaves the other to
-		// the application: its commits' p99 during the check measured
-		// 1.9-2.8 ms against 4.2-5.3 ms with two (idle 1.0-2.9 ms), at
-		// the same check time (9.0-9.2 s against 9.1-9.3 s, 1 GB).
-		prev := runtime.GOMAXPROCS(1)
+		// While the application writes, the check keeps to one core and
+		// leaves it the other: held to one P, the Go runtime keeps the
+		// check's thread on one core, and the application's commits' p99
+		// during the check measured 1.9-2.8 ms against 4.2-5.3 ms with
+		// two (idle 1.0-2.9 ms). When the source did not change from
+		// before the copy to now, nobody is writing, and the full check
+		// runs on every core (verify's parallel check).
+		prev := 0
+		if sourceState(src) != idle {
+			prev = runtime.GOMAXPROCS(1)
+		}
 		vr, err := verify.File(ctx, tmp, verify.Options{Quick: opts.Verify == VerifyQuick, Progress: opts.VerifyProgress})
-		runtime.GOMAXPROCS(prev)
+		if prev != 0 {
+			runtime.GOMAXPROCS(prev)
+		}
 		if err != nil {
 			return nil, err
 		}
@@ -224,6 +235,7 @@ func Run(ctx context.Context, opts Options) (res *Result, err error) {
 				"the source itself may be damaged; check it with: sqlite-backup verify %q", src)
 		}
 		verdict = "ok"
+		threads = vr.Threads
 	}
 	if err := ctx.Err(); err != nil {
 		return nil, err
@@ -251,17 +263,19 @@ func Run(ctx context.Context, opts Options) (res *Result, err error) {
 		return nil, fmt.Errorf("stat backup %q: %w", final, err)
 	}
 	res = &Result{
-		Source:    src,
-		Path:      final,
-		Size:      fi.Size(),
-		Pages:     cp.pages,
-		PageSize:  pageSize,
-		Method:    opts.Method,
-		Verify:    verdict,
-		Check:     opts.Verify,
-		Duration:  time.Since(started),
-		Started:   started,
-		SourceWAL: srcHdr.WAL,
+		Source:   src,
+		Path:     final,
+		Size:     fi.Size(),
+		Pages:    cp.pages,
+		PageSize: pageSize,
+		Method:   opts.Method,
+		Verify:   verdict,
+		Check:    opts.Verify,
+		Duration: time.Since(started),
+
+		CheckThreads: threads,
+		Started:      started,
+		SourceWAL:    srcHdr.WAL,
 
 		Compression:     opts.Compress,
 		Uncompressed:    uncompressed,
@@ -568,4 +582,23 @@ func sourceError(ctx context.Context, src, op string, err error, timeout time.Du
 		}
 	}
 	return fmt.Errorf("%s %q: %w", op, src, err)
+}
+
+// fileState is what a commit to a database changes: the size and time of
+// the file and of its -wal.
+type fileState struct {
+	size, mtime, wal, walMtime int64 // bytes and Unix nanoseconds
+}
+
+// sourceState reads src's fileState. An empty or missing -wal count the
+// same: opening a WAL database that nobody has open creates an empty one.
+func sourceState(src string) fileState {
+	var s fileState
+	if fi, err := os.Stat(src); err == nil {
+		s.size, s.mtime = fi.Size(), fi.ModTime().UnixNano()
+	}
+	if fi, err := os.Stat(src + "-wal"); err == nil && fi.Size() > 0 {
+		s.wal, s.walMtime = fi.Size(), fi.ModTime().UnixNano()
+	}
+	return s
 }

@@ -3,9 +3,11 @@ package backup
 import (
 	"context"
 	"crypto/sha256"
+	"database/sql"
 	"errors"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"testing"
 	"time"
@@ -316,5 +318,39 @@ func TestStaleTempsRemovedUnderLock(t *testing.T) {
 	got := strings.Join(names(t, out), ",")
 	if want := "app.db.20261127_020000,sqlite-backup-tmp-app.db"; got != want {
 		t.Errorf("dir holds %s, want %s", got, want)
+	}
+}
+
+// TestCheckLeavesACoreToAWriter: the full check of the copy takes every
+// core when the source stood still, and one when the application
+// committed while the backup ran.
+func TestCheckLeavesACoreToAWriter(t *testing.T) {
+	if runtime.GOMAXPROCS(0) < 2 {
+		t.Skip("one core: the check always runs on one")
+	}
+	dir := t.TempDir()
+	src := filepath.Join(dir, "app.db")
+	app := testdb.Open(t, src, testdb.Options{WAL: true, Rows: 200})
+	defer app.Close()
+	if _, err := app.Exec("CREATE INDEX t_v ON t(v)"); err != nil {
+		t.Fatal(err)
+	}
+	out := filepath.Join(dir, "out")
+	idle, err := Run(context.Background(), Options{Source: src, Dir: out})
+	if err != nil {
+		t.Fatal(err)
+	}
+	busy, err := Run(context.Background(), Options{Source: src, Dir: out, Snapshot: func(ctx context.Context, _ *sql.Conn) error {
+		_, err := app.ExecContext(ctx, "INSERT INTO t(v) VALUES (randomblob(10))")
+		return err
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if idle.CheckThreads != 2 || busy.CheckThreads != 1 {
+		t.Fatalf("check threads: %d with the source idle (want 2), %d with a commit during the copy (want 1)", idle.CheckThreads, busy.CheckThreads)
+	}
+	if runtime.GOMAXPROCS(0) < 2 {
+		t.Fatal("GOMAXPROCS was not given back")
 	}
 }

@@ -12,6 +12,7 @@ import (
 	"fmt"
 	"net/url"
 	"os"
+	"runtime"
 	"strings"
 
 	"sqlite-backup/fault"
@@ -67,6 +68,9 @@ type Result struct {
 	// Decompressed is the kept decompressed copy (KeepDecompressed, and
 	// only when the file passed).
 	Decompressed string `json:"-"`
+	// Threads is how many connections the SQLite check ran on: more than
+	// one for a full check split by parallelPlan.
+	Threads int `json:"-"`
 }
 
 // Summary is the first problems on one line, for "FILE: FAILED: …".
@@ -159,8 +163,25 @@ func checkDB(ctx context.Context, path string, opts Options, deep func(*sql.DB) 
 	// The progress estimate counts the pages the check faults in, so a
 	// prefaulted map would read as done at once: progress (a TTY) keeps
 	// the faults. Only an immutable connection keeps one map throughout.
+	// A full check of a file that stands alone runs on every core where
+	// SQL can say the same as integrity_check (see parallelPlan); not
+	// with progress, whose estimate watches one connection's map.
+	var plan *parallelPlan
+	workers := runtime.GOMAXPROCS(0)
+	if !opts.Quick && standalone && opts.Progress == nil && workers >= 2 {
+		err := fault.Guard(func() (err error) {
+			plan, err = planParallel(ctx, db, opts.MaxProblems)
+			return err
+		})
+		if errors.Is(err, fault.ErrFault) {
+			return res, fmt.Errorf("verify %q: %w", path, err)
+		}
+		if err != nil {
+			plan = nil // SQLite's own check gives the verdict
+		}
+	}
 	stopPrefault := func() {}
-	if opts.Progress == nil && standalone {
+	if opts.Progress == nil && standalone && plan == nil {
 		if stopPrefault, err = prefault(ctx, db, path); err != nil {
 			return res, fmt.Errorf("verify %q: %w", path, err)
 		}
@@ -169,7 +190,14 @@ func checkDB(ctx context.Context, path string, opts Options, deep func(*sql.DB) 
 		defer stopPrefault()
 	}
 	stopProgress := watchProgress(opts.Progress, h.PageSize, res.Pages)
-	problems, err := Check(ctx, db, opts)
+	var problems []string
+	res.Threads = 1
+	if plan != nil {
+		res.Threads = min(workers, len(plan.queries))
+		problems, err = plan.run(ctx, db, workers, opts.MaxProblems)
+	} else {
+		problems, err = Check(ctx, db, opts)
+	}
 	stopProgress(err == nil)
 	stopPrefault() // it reads SQLite's map: before the connection closes
 	if errors.Is(err, fault.ErrFault) {
