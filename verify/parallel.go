@@ -40,6 +40,11 @@ import (
 // every row found in I and I holding as many entries as T has rows, I
 // holds exactly T's rows, as integrity_check concludes.
 //
+// The verdict is integrity_check's; the words are too, except that an
+// entry whose rowid is not at the end of its record is reported as a
+// missing row, and an extra entry under a UNIQUE index may add a
+// "non-unique entry" beside the "missing" one integrity_check reports.
+//
 // Eligible are databases whose tables are all ordinary rowid tables
 // without hidden or generated columns and whose indexes are all on plain
 // columns with BINARY collation and without a WHERE clause; each query's
@@ -47,7 +52,7 @@ import (
 // its key and rowid). Anything else, virtual tables included, gets
 // SQLite's own single integrity_check.
 type parallelPlan struct {
-	queries []string // quick_check last: it is the shortest
+	queries []string // quick_check first, then the indexes'
 }
 
 // planParallel returns nil when the database is not eligible.
@@ -69,7 +74,7 @@ func planParallel(ctx context.Context, db *sql.DB, max int) (*parallelPlan, erro
 	if err != nil {
 		return nil, err
 	}
-	p := &parallelPlan{}
+	p := &parallelPlan{queries: []string{fmt.Sprintf("PRAGMA quick_check(%d)", max)}}
 	for _, t := range tables {
 		switch t.typ {
 		case "view":
@@ -147,19 +152,26 @@ func planParallel(ctx context.Context, db *sql.DB, max int) (*parallelPlan, erro
 				return nil, nil
 			}
 			q, uq := indexQueries(t.name, ix.name, rowid, keys, ix.unique != 0, max)
-			if !planIs(ctx, db, q, []string{"SCAN r"}, "SCAN r", "SEARCH x USING COVERING INDEX "+ix.name+" (") {
+			// The search must use every column and the rowid: a term left
+			// to a filter would compare under the column's affinity, not
+			// as the index record compares.
+			var terms []string
+			for _, k := range keys {
+				terms = append(terms, k+"=?")
+			}
+			search := "SEARCH x USING COVERING INDEX " + ix.name + " (" + strings.Join(append(terms, "rowid=?"), " AND ") + ")"
+			if !planIs(ctx, db, q, []string{"SCAN r"}, "SCAN r", search) {
 				return nil, nil
 			}
 			p.queries = append(p.queries, q)
 			if uq != "" {
-				if !planIs(ctx, db, uq, []string{"SCAN grp", "SCAN rep"}, "USING COVERING INDEX "+ix.name) {
+				if !planIs(ctx, db, uq, []string{"SCAN grp", "SCAN rep"}, " USING COVERING INDEX "+ix.name) {
 					return nil, nil
 				}
 				p.queries = append(p.queries, uq)
 			}
 		}
 	}
-	p.queries = append(p.queries, fmt.Sprintf("PRAGMA quick_check(%d)", max))
 	return p, nil
 }
 
@@ -187,9 +199,10 @@ func indexQueries(tbl, idx, rowid string, keys []string, unique bool, max int) (
 	return missing, dup
 }
 
-// planIs reports whether EXPLAIN QUERY PLAN of q has a line containing
-// each of want, and no line that reads a table other than through a
-// covering index, except the scans named in plain.
+// planIs reports whether EXPLAIN QUERY PLAN of q has, for each of want,
+// a line that is want, ends with it or goes on with its terms " (…",
+// and no line that reads a table
+// other than through a covering index, except the scans named in plain.
 func planIs(ctx context.Context, db *sql.DB, q string, plain []string, want ...string) bool {
 	var lines []string
 	err := queryRows(ctx, db, "EXPLAIN QUERY PLAN "+q, func(r *sql.Rows) error {
@@ -207,7 +220,7 @@ func planIs(ctx context.Context, db *sql.DB, q string, plain []string, want ...s
 	for _, w := range want {
 		found := false
 		for _, l := range lines {
-			found = found || strings.Contains(l, w)
+			found = found || l == w || strings.HasSuffix(l, w) || strings.Contains(l, w+" (")
 		}
 		if !found {
 			return false
@@ -224,8 +237,10 @@ func planIs(ctx context.Context, db *sql.DB, q string, plain []string, want ...s
 
 // run runs the plan's queries on up to workers connections of db and
 // returns the problems they list, at most max: quick_check's first, as
-// integrity_check lists them. The first error stops the others and is
-// listed last.
+// integrity_check lists them, then the indexes', then any query's error
+// (SQLite refusing to read on is itself a problem). An error does not stop
+// the other queries, so quick_check's own words are never lost; a memory
+// fault does, and is returned.
 func (p *parallelPlan) run(ctx context.Context, db *sql.DB, workers, max int) ([]string, error) {
 	inner, cancel := context.WithCancel(ctx)
 	defer cancel()
@@ -233,11 +248,7 @@ func (p *parallelPlan) run(ctx context.Context, db *sql.DB, workers, max int) ([
 	defer db.SetMaxOpenConns(1)
 
 	results := make([][]string, len(p.queries))
-	var (
-		mu       sync.Mutex
-		firstErr error
-		faulted  error
-	)
+	errs := make([]error, len(p.queries))
 	next := make(chan int)
 	var wg sync.WaitGroup
 	for range min(workers, len(p.queries)) {
@@ -245,80 +256,91 @@ func (p *parallelPlan) run(ctx context.Context, db *sql.DB, workers, max int) ([
 		go func() {
 			defer wg.Done()
 			for i := range next {
-				rows, err := problemRows(inner, db, p.queries[i])
-				mu.Lock()
-				results[i] = rows
-				switch {
-				case errors.Is(err, fault.ErrFault):
-					faulted = err
-				case err != nil && firstErr == nil && inner.Err() == nil:
-					firstErr = err
-				}
-				mu.Unlock()
-				if err != nil {
+				results[i], errs[i] = problemRows(inner, db, p.queries[i])
+				if errors.Is(errs[i], fault.ErrFault) {
 					cancel()
 				}
 			}
 		}()
 	}
-	for i := range p.queries {
+	// quick_check (queries[0]) goes last: it is the shortest, and the
+	// other core takes it after the first index query.
+	for k := range p.queries {
 		select {
-		case next <- i:
+		case next <- (k + 1) % len(p.queries):
 		case <-inner.Done():
 		}
 	}
 	close(next)
 	wg.Wait()
-	switch {
-	case faulted != nil: // its connection must not be reused: first
-		return nil, faulted
-	case ctx.Err() != nil:
-		return nil, ctx.Err()
+	for _, err := range errs {
+		if errors.Is(err, fault.ErrFault) { // its connection must not be reused
+			return nil, err
+		}
 	}
-	last := len(p.queries) - 1
-	problems := slices.Clone(results[last])
-	for _, r := range results[:last] {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	var problems []string
+	for _, r := range results {
 		problems = append(problems, r...)
 	}
-	if firstErr != nil {
-		// SQLite refusing to read on is itself a problem (a damaged
-		// b-tree under an index query); what the others found stays.
-		problems = append(problems, firstErr.Error())
+	for _, err := range errs {
+		if err != nil && !slices.Contains(problems, err.Error()) {
+			problems = append(problems, err.Error())
+		}
 	}
 	return problems[:min(len(problems), max)], nil
 }
 
 // problemRows runs q on a connection of its own and returns its rows
-// other than "ok", under fault.Guard (the reads may go through mmap).
+// other than "ok".
 func problemRows(ctx context.Context, db *sql.DB, q string) ([]string, error) {
 	var out []string
-	err := fault.Guard(func() error {
-		return queryRows(ctx, db, q, func(r *sql.Rows) error {
-			var s string
-			if err := r.Scan(&s); err != nil {
-				return err
-			}
-			if s != "ok" {
-				out = append(out, s)
-			}
-			return nil
-		})
+	err := queryRows(ctx, db, q, func(r *sql.Rows) error {
+		var s string
+		if err := r.Scan(&s); err != nil {
+			return err
+		}
+		if s != "ok" {
+			out = append(out, s)
+		}
+		return nil
 	})
 	return out, err
 }
 
+// queryRows runs q and calls each for every row. Reads may go through
+// mmap: a fault there is returned (wrapping fault.ErrFault) and the rows
+// are then left alone, never closed, as Check does, so that nothing
+// touches the interrupted connection again.
 func queryRows(ctx context.Context, db *sql.DB, q string, each func(*sql.Rows) error, args ...any) error {
-	rows, err := db.QueryContext(ctx, q, args...)
+	var rows *sql.Rows
+	err := fault.Guard(func() (err error) {
+		rows, err = db.QueryContext(ctx, q, args...)
+		return err
+	})
 	if err != nil {
 		return err
 	}
-	defer rows.Close()
-	for rows.Next() {
+	for {
+		var more bool
+		if err := fault.Guard(func() error { more = rows.Next(); return nil }); err != nil {
+			return err
+		}
+		if !more {
+			break
+		}
 		if err := each(rows); err != nil {
+			rows.Close()
 			return err
 		}
 	}
-	return rows.Err()
+	if err := rows.Err(); err != nil {
+		rows.Close()
+		return err
+	}
+	return rows.Close()
 }
 
 func ident(s string) string   { return `"` + strings.ReplaceAll(s, `"`, `""`) + `"` }

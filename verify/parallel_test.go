@@ -180,7 +180,7 @@ func TestFileParallel(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if res.OK || res.Check != "integrity_check" || len(res.Problems) != 10 ||
+	if res.OK || res.Check != "integrity_check" || res.Threads != 2 || len(res.Problems) != 10 ||
 		!strings.HasSuffix(res.Problems[0], " missing from index t_a") {
 		t.Fatalf("damaged index: %+v", res)
 	}
