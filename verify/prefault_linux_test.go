@@ -2,8 +2,6 @@ package verify
 
 import (
 	"context"
-	"database/sql"
-	"net/url"
 	"os"
 	"path/filepath"
 	"testing"
@@ -12,7 +10,6 @@ import (
 	"golang.org/x/sys/unix"
 
 	"sqlite-backup/internal/testdb"
-	"sqlite-backup/sqlitefile"
 )
 
 // TestPrefaultFillsTheMap: after prefault, SQLite's map of the checked
@@ -30,16 +27,7 @@ func TestPrefaultFillsTheMap(t *testing.T) {
 	}
 	path := filepath.Join(t.TempDir(), "big.db")
 	testdb.Create(t, path, testdb.Options{Rows: 4000, BlobSize: 1000}) // ~4.5 MB
-	uri, err := sqlitefile.URI(path, url.Values{"mode": {"ro"}, "immutable": {"1"}, "_pragma": {mmapPragma}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	db, err := sql.Open("sqlite", uri)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer db.Close()
-	db.SetMaxOpenConns(1)
+	db := openImmutable(t, path)
 	stop, err := prefault(context.Background(), db, path)
 	if err != nil {
 		t.Fatal(err)
