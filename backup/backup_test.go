@@ -330,7 +330,8 @@ func TestCheckLeavesACoreToAWriter(t *testing.T) {
 	}
 	dir := t.TempDir()
 	src := filepath.Join(dir, "app.db")
-	app := testdb.Open(t, src, testdb.Options{WAL: true, Rows: 200})
+	// Above verify's size for a parallel check (64 MiB).
+	app := testdb.Open(t, src, testdb.Options{WAL: true, Rows: 17000, BlobSize: 4096})
 	defer app.Close()
 	if _, err := app.Exec("CREATE INDEX t_v ON t(v)"); err != nil {
 		t.Fatal(err)

@@ -51,15 +51,32 @@ import (
 // plan is confirmed (the table scanned, the index searched covering, by
 // its key and rowid). Anything else, virtual tables included, gets
 // SQLite's own single integrity_check.
+// The plan pays off where the index lookups dominate: in files of some
+// size, with a schema small enough to plan quickly. Planning costs a few
+// queries per table and index (0.8 s for a 37 MB file of 3,000 tables
+// with two indexes each, whose whole check takes 0.07 s), so a smaller
+// file, or one with more indexes, gets SQLite's own check at once.
+var (
+	parallelMinSize    int64 = 64 << 20
+	parallelMaxIndexes       = 100
+)
+
 type parallelPlan struct {
 	queries []string // quick_check first, then the indexes'
 }
 
 // planParallel returns nil when the database is not eligible.
 func planParallel(ctx context.Context, db *sql.DB, max int) (*parallelPlan, error) {
+	var indexes int
+	err := queryRows(ctx, db, "SELECT count(*) FROM sqlite_schema WHERE type = 'index'", func(r *sql.Rows) error {
+		return r.Scan(&indexes)
+	})
+	if err != nil || indexes > parallelMaxIndexes {
+		return nil, err
+	}
 	type table struct{ name, typ string }
 	var tables []table
-	err := queryRows(ctx, db, "SELECT name, type, wr FROM pragma_table_list WHERE schema = 'main'", func(r *sql.Rows) error {
+	err = queryRows(ctx, db, "SELECT name, type, wr FROM pragma_table_list WHERE schema = 'main'", func(r *sql.Rows) error {
 		var t table
 		var wr int
 		if err := r.Scan(&t.name, &t.typ, &wr); err != nil {

@@ -3,6 +3,7 @@ package verify
 import (
 	"context"
 	"database/sql"
+	"fmt"
 	"net/url"
 	"path/filepath"
 	"runtime"
@@ -206,16 +207,24 @@ func TestParallelNotPlanned(t *testing.T) {
 		})
 	}
 	// And the plain case is planned: the refusals above are not a
-	// planner that refuses everything.
+	// planner that refuses everything; with more indexes than
+	// parallelMaxIndexes it is not.
 	path := makeDB(t, dir, "plain.db", "CREATE TABLE t(a, b)", "CREATE INDEX i ON t(a)", "CREATE UNIQUE INDEX j ON t(b, a)")
-	plan, err := planParallel(context.Background(), openImmutable(t, path), 10)
+	db := openImmutable(t, path)
+	plan, err := planParallel(context.Background(), db, 10)
 	if err != nil || plan == nil || len(plan.queries) != 4 {
 		t.Fatalf("plain schema: plan %v, err %v; want 2 index queries, 1 unique, quick_check", plan, err)
 	}
+	defer func(was int) { parallelMaxIndexes = was }(parallelMaxIndexes)
+	parallelMaxIndexes = 1
+	if plan, err := planParallel(context.Background(), db, 10); err != nil || plan != nil {
+		t.Fatalf("2 indexes over a limit of 1: plan %v, err %v", plan, err)
+	}
 }
 
-// TestFileParallel: File takes the parallel path on two cores and
-// gives the verdict of integrity_check, with its words.
+// TestFileParallel: File takes the parallel path on two cores for a
+// file of parallelMinSize or more, and gives the verdict of
+// integrity_check, with its words; a smaller file gets SQLite's own.
 func TestFileParallel(t *testing.T) {
 	if runtime.GOMAXPROCS(0) < 2 {
 		t.Skip("one core: File runs SQLite's own check")
@@ -224,12 +233,22 @@ func TestFileParallel(t *testing.T) {
 	path := makeDB(t, dir, "bad.db",
 		"CREATE TABLE t(id INTEGER PRIMARY KEY, a, b BLOB, c TEXT)", fill, "CREATE INDEX t_a ON t(a)",
 		"UPDATE sqlite_schema SET sql = 'CREATE INDEX t_a ON t(c)' WHERE name = 't_a'")
-	res, err := File(context.Background(), path, Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if res.OK || res.Check != "integrity_check" || res.Threads != 2 || len(res.Problems) != 10 ||
-		!strings.HasSuffix(res.Problems[0], " missing from index t_a") {
-		t.Fatalf("damaged index: %+v", res)
+	for _, min := range []int64{parallelMinSize, 0} {
+		t.Run(fmt.Sprintf("min size %d", min), func(t *testing.T) {
+			defer func(was int64) { parallelMinSize = was }(parallelMinSize)
+			parallelMinSize = min
+			threads := 2
+			if min > 0 { // the file is a few hundred KB
+				threads = 1
+			}
+			res, err := File(context.Background(), path, Options{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if res.OK || res.Check != "integrity_check" || res.Threads != threads || len(res.Problems) != 10 ||
+				!strings.HasSuffix(res.Problems[0], " missing from index t_a") {
+				t.Fatalf("damaged index: %+v, want %d threads", res, threads)
+			}
+		})
 	}
 }

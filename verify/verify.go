@@ -168,7 +168,7 @@ func checkDB(ctx context.Context, path string, opts Options, deep func(*sql.DB) 
 	// with progress, whose estimate watches one connection's map.
 	var plan *parallelPlan
 	workers := runtime.GOMAXPROCS(0)
-	if !opts.Quick && standalone && opts.Progress == nil && workers >= 2 {
+	if !opts.Quick && standalone && opts.Progress == nil && workers >= 2 && res.Size >= parallelMinSize {
 		err := fault.Guard(func() (err error) {
 			plan, err = planParallel(ctx, db, opts.MaxProblems)
 			return err
