@@ -263,20 +263,19 @@ func Run(ctx context.Context, opts Options) (res *Result, err error) {
 		return nil, fmt.Errorf("stat backup %q: %w", final, err)
 	}
 	res = &Result{
-		Source:   src,
-		Path:     final,
-		Size:     fi.Size(),
-		Pages:    cp.pages,
-		PageSize: pageSize,
-		Method:   opts.Method,
-		Verify:   verdict,
-		Check:    opts.Verify,
-		Duration: time.Since(started),
+		Source:    src,
+		Path:      final,
+		Size:      fi.Size(),
+		Pages:     cp.pages,
+		PageSize:  pageSize,
+		Method:    opts.Method,
+		Verify:    verdict,
+		Check:     opts.Verify,
+		Duration:  time.Since(started),
+		Started:   started,
+		SourceWAL: srcHdr.WAL,
 
-		CheckThreads: threads,
-		Started:      started,
-		SourceWAL:    srcHdr.WAL,
-
+		CheckThreads:    threads,
 		Compression:     opts.Compress,
 		Uncompressed:    uncompressed,
 		Copier:          cp.how,

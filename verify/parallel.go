@@ -65,7 +65,9 @@ type parallelPlan struct {
 	queries []string // quick_check first, then the indexes'
 }
 
-// planParallel returns nil when the database is not eligible.
+// planParallel returns nil when the database is not eligible. Its reads
+// are guarded (queryRows): a memory fault is an error wrapping
+// fault.ErrFault, and the connection must then be dropped.
 func planParallel(ctx context.Context, db *sql.DB, max int) (*parallelPlan, error) {
 	var indexes int
 	err := queryRows(ctx, db, "SELECT count(*) FROM sqlite_schema WHERE type = 'index'", func(r *sql.Rows) error {

@@ -160,19 +160,13 @@ func checkDB(ctx context.Context, path string, opts Options, deep func(*sql.DB) 
 	}
 	db.SetMaxOpenConns(1)
 
-	// The progress estimate counts the pages the check faults in, so a
-	// prefaulted map would read as done at once: progress (a TTY) keeps
-	// the faults. Only an immutable connection keeps one map throughout.
 	// A full check of a file that stands alone runs on every core where
 	// SQL can say the same as integrity_check (see parallelPlan); not
 	// with progress, whose estimate watches one connection's map.
 	var plan *parallelPlan
 	workers := runtime.GOMAXPROCS(0)
 	if !opts.Quick && standalone && opts.Progress == nil && workers >= 2 && res.Size >= parallelMinSize {
-		err := fault.Guard(func() (err error) {
-			plan, err = planParallel(ctx, db, opts.MaxProblems)
-			return err
-		})
+		plan, err = planParallel(ctx, db, opts.MaxProblems)
 		if errors.Is(err, fault.ErrFault) {
 			return res, fmt.Errorf("verify %q: %w", path, err)
 		}
@@ -180,6 +174,10 @@ func checkDB(ctx context.Context, path string, opts Options, deep func(*sql.DB) 
 			plan = nil // SQLite's own check gives the verdict
 		}
 	}
+
+	// The progress estimate counts the pages the check faults in, so a
+	// prefaulted map would read as done at once: progress (a TTY) keeps
+	// the faults. Only an immutable connection keeps one map throughout.
 	stopPrefault := func() {}
 	if opts.Progress == nil && standalone && plan == nil {
 		if stopPrefault, err = prefault(ctx, db, path); err != nil {
