@@ -51,7 +51,10 @@ func openImmutable(t *testing.T, path string) *sql.DB {
 	return db
 }
 
-const fill = `WITH RECURSIVE s(value) AS (SELECT 1 UNION ALL SELECT value + 1 FROM s WHERE value < 400) INSERT INTO t(a, b, c) SELECT
+// series is the rows 1..400 as s(value), for INSERT … SELECT … FROM s.
+const series = "WITH RECURSIVE s(value) AS (SELECT 1 UNION ALL SELECT value + 1 FROM s WHERE value < 400) "
+
+const fill = series + `INSERT INTO t(a, b, c) SELECT
 	CASE WHEN value % 7 = 0 THEN NULL WHEN value % 5 = 0 THEN value * 1.0 WHEN value % 3 = 0 THEN 'x' || (value % 40) ELSE value % 50 END,
 	CASE WHEN value % 11 = 0 THEN NULL ELSE x'00ff' || randomblob(3) END,
 	'c' || value
@@ -81,32 +84,32 @@ func TestParallelAgreesWithIntegrityCheck(t *testing.T) {
 		{"sound", schema, true, false},
 		{"sound, odd names", []string{
 			`CREATE TABLE "we""ird t"("rowid" TEXT, "sp ace" INTEGER, unique("sp ace", "rowid"))`,
-			`WITH RECURSIVE s(value) AS (SELECT 1 UNION ALL SELECT value + 1 FROM s WHERE value < 400) INSERT INTO "we""ird t" SELECT 'r' || value, value % 9 FROM s WHERE value <= 300`,
+			series + `INSERT INTO "we""ird t" SELECT 'r' || value, value % 9 FROM s WHERE value <= 300`,
 			`CREATE INDEX "i'x" ON "we""ird t"("sp ace")`,
 			"CREATE TABLE empty(x)", "CREATE INDEX empty_x ON empty(x)",
 		}, true, false},
 		{"sound, unique index with NULLs", []string{
-			"CREATE TABLE u(a, b)", "WITH RECURSIVE s(value) AS (SELECT 1 UNION ALL SELECT value + 1 FROM s WHERE value < 400) INSERT INTO u SELECT NULL, value % 3 FROM s WHERE value <= 50",
+			"CREATE TABLE u(a, b)", series + "INSERT INTO u SELECT NULL, value % 3 FROM s WHERE value <= 50",
 			"CREATE UNIQUE INDEX u_ab ON u(a, b)",
 		}, true, false},
 		{"index on other columns than it says", append(slices.Clone(schema),
 			"UPDATE sqlite_schema SET sql = 'CREATE INDEX t_a ON t(c)' WHERE name = 't_a'"), false, false},
 		{"index of another table", append(slices.Clone(schema),
-			"CREATE TABLE v(a)", "WITH RECURSIVE s(value) AS (SELECT 1 UNION ALL SELECT value + 1 FROM s WHERE value < 400) INSERT INTO v SELECT value % 50 FROM s WHERE value <= 100", "CREATE INDEX v_a ON v(a)",
+			"CREATE TABLE v(a)", series+"INSERT INTO v SELECT value % 50 FROM s WHERE value <= 100", "CREATE INDEX v_a ON v(a)",
 			"UPDATE sqlite_schema SET rootpage = (SELECT rootpage FROM sqlite_schema WHERE name = 'v_a') WHERE name = 't_a'"), false, false},
 		{"duplicates in a unique index", append(slices.Clone(schema),
 			"UPDATE sqlite_schema SET sql = 'CREATE UNIQUE INDEX t_a ON t(a)' WHERE name = 't_a'"), false, false},
 		{"index records with more fields than the index has", []string{
-			"CREATE TABLE t(a, b, c)", "WITH RECURSIVE s(value) AS (SELECT 1 UNION ALL SELECT value + 1 FROM s WHERE value < 50) INSERT INTO t SELECT value, value, value + 1 FROM s",
+			"CREATE TABLE t(a, b, c)", series + "INSERT INTO t SELECT value, value, value + 1 FROM s WHERE value <= 50",
 			"CREATE INDEX i ON t(a, b, c)",
 			// Sound to integrity_check too: the key and the rowid (the
 			// last field) still match each row.
 			"UPDATE sqlite_schema SET sql = 'CREATE INDEX i ON t(a)' WHERE name = 'i'",
 		}, true, false},
 		{"index records whose last field is not the rowid", []string{
-			"CREATE TABLE t(a)", "WITH RECURSIVE s(value) AS (SELECT 1 UNION ALL SELECT value + 1 FROM s WHERE value < 50) INSERT INTO t SELECT value FROM s",
+			"CREATE TABLE t(a)", series + "INSERT INTO t SELECT value FROM s WHERE value <= 50",
 			"CREATE INDEX i ON t(a)",
-			"CREATE TABLE u(id INTEGER PRIMARY KEY, a, b)", "WITH RECURSIVE s(value) AS (SELECT 1 UNION ALL SELECT value + 1 FROM s WHERE value < 50) INSERT INTO u SELECT value + 1000, value, value FROM s",
+			"CREATE TABLE u(id INTEGER PRIMARY KEY, a, b)", series + "INSERT INTO u SELECT value + 1000, value, value FROM s WHERE value <= 50",
 			"CREATE INDEX j ON u(a, b)",
 			// i and j swap b-trees: i's entries are (a, b, rowid of u),
 			// whose key prefix matches t's rows but whose last field is
@@ -116,7 +119,7 @@ func TestParallelAgreesWithIntegrityCheck(t *testing.T) {
 			"UPDATE sqlite_schema SET sql = 'CREATE INDEX j ON u(a)' WHERE name = 'j'",
 		}, false, true},
 		{"values that differ in type", []string{
-			"CREATE TABLE w(id INTEGER PRIMARY KEY, n)", "WITH RECURSIVE s(value) AS (SELECT 1 UNION ALL SELECT value + 1 FROM s WHERE value < 400) INSERT INTO w(n) SELECT value FROM s WHERE value <= 100",
+			"CREATE TABLE w(id INTEGER PRIMARY KEY, n)", series + "INSERT INTO w(n) SELECT value FROM s WHERE value <= 100",
 			"CREATE INDEX w_n ON w(n)", "CREATE INDEX w_s ON w(CAST(n AS TEXT))",
 			// w_n now holds the text of each number, not the number.
 			"UPDATE sqlite_schema SET rootpage = (SELECT rootpage FROM sqlite_schema WHERE name = 'w_s') WHERE name = 'w_n'",

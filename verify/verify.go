@@ -234,38 +234,8 @@ func Check(ctx context.Context, db *sql.DB, opts Options) ([]string, error) {
 		pragma = "quick_check"
 	}
 	// Reads may go through mmap (see mmapPragma): a fault there is an
-	// error, and the rows are then left alone (see fault.Guard).
-	var rows *sql.Rows
-	err := fault.Guard(func() (err error) {
-		rows, err = db.QueryContext(ctx, fmt.Sprintf("PRAGMA %s(%d)", pragma, opts.MaxProblems))
-		return err
-	})
-	if err != nil {
-		return nil, err
-	}
-	var problems []string
-	for {
-		var more bool
-		if err := fault.Guard(func() error { more = rows.Next(); return nil }); err != nil {
-			return nil, err
-		}
-		if !more {
-			break
-		}
-		var s string
-		if err := rows.Scan(&s); err != nil {
-			rows.Close()
-			return nil, err
-		}
-		if s != "ok" {
-			problems = append(problems, s)
-		}
-	}
-	if err := rows.Err(); err != nil {
-		rows.Close()
-		return nil, err
-	}
-	return problems, rows.Close()
+	// error, and the rows are then left alone (see queryRows).
+	return problemRows(ctx, db, fmt.Sprintf("PRAGMA %s(%d)", pragma, opts.MaxProblems))
 }
 
 func exists(p string) bool {
