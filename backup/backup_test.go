@@ -261,6 +261,8 @@ func TestBackupCanceledMidCopy(t *testing.T) {
 	src := filepath.Join(dir, "app.db")
 	// More pages than one step, so cancellation lands between steps.
 	testdb.Create(t, src, testdb.Options{WAL: true, Rows: 3 * stepPages, BlobSize: 3000})
+	defer func(n int) { sendChunkBytes = n }(sendChunkBytes)
+	sendChunkBytes = chunkBytes // several rounds of the kernel copy too
 	out := filepath.Join(dir, "out")
 	ctx, cancel := context.WithCancel(context.Background())
 	steps := 0

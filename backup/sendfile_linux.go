@@ -25,7 +25,7 @@ import (
 // cannot send between these files; the caller then reads and writes.
 func copyInKernel(ctx context.Context, files *sourceFiles, plan *filePlan, out *os.File, hash *followHash, progress func(done, total int)) (handled bool, err error) {
 	ps := int64(plan.pageSize)
-	per := max(int64(chunkBytes)/ps, 1)
+	per := max(int64(sendChunkBytes)/ps, 1)
 	overlay := make([]int64, 0, len(plan.frames))
 	for p := range plan.frames {
 		overlay = append(overlay, int64(p))

@@ -47,6 +47,8 @@ func TestSnapshotUnderWriter(t *testing.T) {
 	}
 
 	out := filepath.Join(dir, "copy.db")
+	defer func(n int) { sendChunkBytes = n }(sendChunkBytes)
+	sendChunkBytes = chunkBytes // many rounds of the kernel copy too
 	steps := 0
 	res, err := Run(context.Background(), Options{
 		Source: src, Path: out, BusyTimeout: 5 * time.Second,
@@ -101,6 +103,8 @@ func TestSnapshotUnderWriter(t *testing.T) {
 // Each backup must hold exactly rows 1..N of w and big's stamps up to N.
 func TestSnapshotUnderCheckpointChurn(t *testing.T) {
 	defer func(v bool) { noKernelCopy = v }(noKernelCopy)
+	defer func(n int) { sendChunkBytes = n }(sendChunkBytes)
+	sendChunkBytes = chunkBytes // many rounds, as the read-and-write copy has
 	for _, kernel := range []bool{true, false} {
 		noKernelCopy = !kernel
 		t.Run(map[bool]string{true: "sendfile", false: "read and write"}[kernel], snapshotUnderChurn)
