@@ -31,6 +31,7 @@ import (
 type config struct {
 	sizeMB   int
 	rounds   int
+	seed     uint64
 	dir      string
 	db       string
 	bin      string
@@ -50,6 +51,7 @@ func main() {
 	var c config
 	flag.IntVar(&c.sizeMB, "size", 1024, "size of the generated database in MB")
 	flag.IntVar(&c.rounds, "n", 5, "timed rounds (after one untimed warm-up round)")
+	flag.Uint64Var(&c.seed, "seed", 1, "shuffle the cases' order in every timed round with this seed (0: the same order every round)")
 	flag.StringVar(&c.dir, "dir", "", "work directory (default: a new temp dir, removed at the end)")
 	flag.StringVar(&c.db, "db", "", "use this WAL database instead of a temporary one (kept; generated there first if missing)")
 	flag.StringVar(&c.bin, "bin", "", "sqlite-backup binary (default: built from this module with CGO_ENABLED=0)")
@@ -147,11 +149,11 @@ func run(c config, out io.Writer) error {
 	}
 	var res []*caseResult
 	if len(cases) > 0 {
-		if res, err = runRounds(cases, c.rounds, logf); err != nil {
+		if res, err = runRounds(cases, c.rounds, c.seed, logf); err != nil {
 			return err
 		}
 	}
-	fmt.Fprintf(out, "\n### %s database (%d bytes), median of %d interleaved rounds, page cache warm\n\n", humanMB(fi.Size()), fi.Size(), c.rounds)
+	fmt.Fprintf(out, "\n### %s database (%d bytes), median of %d interleaved rounds (order: %s), page cache warm\n\n", humanMB(fi.Size()), fi.Size(), c.rounds, orderName(c.seed))
 	fmt.Fprintf(out, "%s, %d CPUs, %s; %s\n\n", runtime.GOOS+"/"+runtime.GOARCH, runtime.NumCPU(), sqlite3Version(), binVersion(c.bin))
 	if len(res) > 0 {
 		printTable(out, cases, res)
@@ -276,4 +278,11 @@ UPDATE t SET k = k + 1 WHERE id %% 1000 = 0;
 		return fmt.Errorf("generate %s: %v: %s", path, err, out)
 	}
 	return nil
+}
+
+func orderName(seed uint64) string {
+	if seed == 0 {
+		return "the same every round"
+	}
+	return fmt.Sprintf("shuffled every round, -seed %d", seed)
 }
