@@ -3,7 +3,9 @@ package backup
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
 	"database/sql"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"os"
@@ -351,5 +353,107 @@ func TestFileCopyWriteFails(t *testing.T) {
 		if got := names(t, out); len(got) != 0 {
 			t.Errorf("kernel copy %v: left %v", kernel, got)
 		}
+	}
+}
+
+// TestFileCopyRounds copies a planned snapshot of a little more than one
+// default round (64 MiB plus 303 pages, so no round size divides it),
+// with WAL images on page 1, on both sides of the first round boundary
+// and on six pages past the database file's end, at the default round
+// size and at a three-page one. The copy must equal the planned image
+// byte for byte, page 1 marked rollback-journal, and the follower hash
+// must be the copy's SHA-256.
+func TestFileCopyRounds(t *testing.T) {
+	const ps = 4096
+	filePages := int64(sendChunkBytes/ps + 303)
+	data := make([]byte, filePages*ps)
+	for i := range data {
+		data[i] = byte(i*7 + i/ps)
+	}
+	copy(data, sqlitefile.Magic)
+	data[16], data[17] = ps>>8, ps&0xff
+	data[18], data[19] = 2, 2 // WAL
+
+	dir := t.TempDir()
+	db, wal := filepath.Join(dir, "app.db"), filepath.Join(dir, "app.db-wal")
+	want := make([]byte, (filePages+6)*ps)
+	copy(want, data)
+	var walData []byte
+	frames := map[uint32]int64{}
+	boundary := int64(sendChunkBytes / ps)
+	for _, p := range []int64{1, 2, boundary - 1, boundary, boundary + 1, boundary + 2, filePages,
+		filePages + 1, filePages + 2, filePages + 3, filePages + 4, filePages + 5, filePages + 6} {
+		img := bytes.Repeat([]byte{byte(p), byte(p >> 8), 0xa5}, ps/3+1)[:ps]
+		if p == 1 {
+			copy(img, data[:100]) // the header, as a WAL image of page 1 has it
+		}
+		frames[uint32(p)] = int64(len(walData))
+		walData = append(walData, img...)
+		copy(want[(p-1)*ps:], img)
+	}
+	want[18], want[19] = 1, 1
+	if err := os.WriteFile(db, data, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(wal, walData, 0o600); err != nil {
+		t.Fatal(err)
+	}
+
+	for _, round := range []int{sendChunkBytes, 3 * ps} {
+		t.Run(fmt.Sprintf("round %d", round), func(t *testing.T) {
+			defer func(n int) { sendChunkBytes = n }(sendChunkBytes)
+			sendChunkBytes = round
+			planned.Lock()
+			clear(planned.m)
+			planned.Unlock()
+			fdb, err := os.Open(db)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer fdb.Close()
+			fwal, err := os.Open(wal)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer fwal.Close()
+			files := &sourceFiles{path: db, db: fdb, wal: fwal}
+			plan := &filePlan{pageSize: ps, pages: filePages + 6, frames: frames}
+			out := filepath.Join(t.TempDir(), "copy.db")
+			if err := os.WriteFile(out, nil, 0o600); err != nil {
+				t.Fatal(err)
+			}
+			calls := 0
+			h, err := copyFile(context.Background(), files, plan, out, func(done, total int) { calls++ }, true)
+			if err != nil {
+				t.Fatal(err)
+			}
+			sum, err := h.Wait()
+			if err != nil {
+				t.Fatal(err)
+			}
+			got, err := os.ReadFile(out)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !bytes.Equal(got, want) {
+				i := 0
+				for i < min(len(got), len(want)) && got[i] == want[i] {
+					i++
+				}
+				t.Fatalf("copy differs from the planned image from byte %d (page %d); sizes %d and %d", i, i/ps+1, len(got), len(want))
+			}
+			if h := sha256.Sum256(got); hex.EncodeToString(h[:]) != sum {
+				t.Errorf("follower hash %s, file's SHA-256 %x", sum, h)
+			}
+			if wantCalls := (int(plan.pages)*ps + round - 1) / round; calls != wantCalls && runtime.GOOS == "linux" {
+				t.Errorf("%d progress calls, want one per round: %d", calls, wantCalls)
+			}
+			planned.Lock()
+			kernel := planned.m["copied in the kernel"]
+			planned.Unlock()
+			if runtime.GOOS == "linux" && kernel != 1 {
+				t.Errorf("plans %v: this test is of the kernel copy", planned.m)
+			}
+		})
 	}
 }

@@ -47,8 +47,9 @@ func TestParseStatus(t *testing.T) {
 }
 
 // TestDisturbedRoundsRerun fakes the kernel's count of memory handed back
-// to the host with a file that one case's command bumps, and checks that
-// exactly those rounds are set aside and made up by extra rounds.
+// to the host with a file that the cases' commands bump, and checks that
+// exactly the runs during which, or right after which, it grew are set
+// aside and made up in extra rounds.
 func TestDisturbedRoundsRerun(t *testing.T) {
 	dir := t.TempDir()
 	counter := filepath.Join(dir, "reported_kib")
@@ -66,15 +67,6 @@ case " $2 " in *" $n "*) echo $(( $(cat "$3") + 40960 )) > "$3";; esac`
 	bump := func(name, runs string) benchCase {
 		return benchCase{name: name, steps: []step{{argv: []string{"sh", "-c", host, "sh", filepath.Join(dir, name), runs, counter}}}}
 	}
-	cases := []benchCase{
-		bump("quiet", ""),
-		bump("twice", "2 3"), // the first two timed rounds
-		bump("always", "1 2 3 4 5 6 7 8 9 10"),
-	}
-	res, err := runRounds(cases, 2, 0, t.Logf)
-	if err != nil {
-		t.Fatal(err)
-	}
 	runs := func(name string) string {
 		b, err := os.ReadFile(filepath.Join(dir, name))
 		if err != nil {
@@ -82,36 +74,58 @@ case " $2 " in *" $n "*) echo $(( $(cat "$3") + 40960 )) > "$3";; esac`
 		}
 		return strings.TrimSpace(string(b))
 	}
-	for i, want := range []struct {
+	type want struct {
 		runs              string
 		counted, setAside int
-	}{
-		{"3", 2, 0}, // warm-up and 2 rounds
-		{"5", 2, 2}, // 2 set aside, made up in rounds 3 and 4
-		{"7", 6, 6}, // never undisturbed: 3×2 rounds, then its medians take them all
-	} {
-		r := res[i]
-		if got := runs(r.c.name); got != want.runs {
-			t.Errorf("%s ran %s times, want %s", r.c.name, got, want.runs)
-		}
-		if len(r.counted()) != want.counted || len(r.disturbed) != want.setAside {
-			t.Errorf("%s: %d counted, %d set aside; want %d, %d", r.c.name, len(r.counted()), len(r.disturbed), want.counted, want.setAside)
-		}
 	}
-	for _, s := range res[0].samples {
-		if s.handedBack != 0 {
-			t.Errorf("quiet: %d bytes handed back, want 0", s.handedBack)
+	check := func(res []*caseResult, wants []want) {
+		t.Helper()
+		for i, w := range wants {
+			r := res[i]
+			if got := runs(r.c.name); got != w.runs {
+				t.Errorf("%s ran %s times, want %s", r.c.name, got, w.runs)
+			}
+			if len(r.counted()) != w.counted || len(r.disturbed) != w.setAside {
+				t.Errorf("%s: %d counted, %d set aside; want %d, %d", r.c.name, len(r.counted()), len(r.disturbed), w.counted, w.setAside)
+			}
 		}
 	}
 
-	// Without the kernel's count nothing is set aside.
-	reportedKiB = filepath.Join(dir, "absent")
-	res, err = runRounds(cases[1:2], 2, 0, t.Logf)
+	// In the fixed order twice, after, quiet: twice hands memory back in
+	// the first two timed rounds, which disturbs after, the run that
+	// follows it, too; quiet follows after and is left alone.
+	res, err := runRounds([]benchCase{bump("twice", "2 3"), bump("after", ""), bump("quiet", "")}, 2, 0, t.Logf)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(res[0].samples) != 2 || len(res[0].disturbed) != 0 || res[0].samples[0].handedBack != -1 {
-		t.Errorf("without a count: %d counted, %d set aside, handedBack %d", len(res[0].samples), len(res[0].disturbed), res[0].samples[0].handedBack)
+	check(res, []want{
+		{"5", 2, 2}, // warm-up, 2 rounds set aside, made up in rounds 3 and 4
+		{"5", 2, 2},
+		{"3", 2, 0}, // warm-up and 2 rounds
+	})
+	for _, s := range res[1].disturbed {
+		if s.handedBack != 0 || s.handedBefore != 40<<20 {
+			t.Errorf("after: handed back %d during, %d before; want 0 and %d", s.handedBack, s.handedBefore, 40<<20)
+		}
+	}
+
+	// Never undisturbed: 3×2 rounds, then its medians take them all.
+	res, err = runRounds([]benchCase{bump("always", "1 2 3 4 5 6 7 8 9 10")}, 2, 0, t.Logf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	check(res, []want{{"7", 6, 6}})
+
+	// Without the kernel's count nothing is set aside, though the
+	// command still bumps the file.
+	reportedKiB = filepath.Join(dir, "absent")
+	res, err = runRounds([]benchCase{bump("every", "1 2 3 4 5 6")}, 2, 0, t.Logf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	check(res, []want{{"3", 2, 0}})
+	if h := res[0].samples[0].handedBack; h != -1 {
+		t.Errorf("without a count: handedBack %d, want -1", h)
 	}
 }
 
@@ -146,5 +160,26 @@ func TestShuffledRounds(t *testing.T) {
 	}
 	if len(orders) < 3 {
 		t.Errorf("only %d different orders in 7 rounds: %v", len(orders), runs)
+	}
+}
+
+// TestFixedOrder checks that -seed 0 runs the cases in the given order
+// every round.
+func TestFixedOrder(t *testing.T) {
+	dir := t.TempDir()
+	log := filepath.Join(dir, "order")
+	var cases []benchCase
+	for _, name := range []string{"a", "b", "c"} {
+		cases = append(cases, benchCase{name: name, steps: []step{{argv: []string{"sh", "-c", `echo "$1" >> "$2"`, "sh", name, log}}}})
+	}
+	if _, err := runRounds(cases, 3, 0, t.Logf); err != nil {
+		t.Fatal(err)
+	}
+	b, err := os.ReadFile(log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := strings.Join(strings.Fields(string(b)), ""); got != "abcabcabcabc" {
+		t.Errorf("order %q, want abc four times (warm-up and 3 rounds)", got)
 	}
 }

@@ -76,6 +76,9 @@ func main() {
 
 func run(c config, out io.Writer) error {
 	logf := func(format string, a ...any) { fmt.Fprintf(os.Stderr, "bench: "+format+"\n", a...) }
+	if c.rounds < 1 {
+		return fmt.Errorf("-n %d: at least one timed round is needed", c.rounds)
+	}
 	if err := ensureSQLite3(logf); err != nil {
 		return err
 	}
@@ -153,7 +156,7 @@ func run(c config, out io.Writer) error {
 			return err
 		}
 	}
-	fmt.Fprintf(out, "\n### %s database (%d bytes), median of %d interleaved rounds (order: %s), page cache warm\n\n", humanMB(fi.Size()), fi.Size(), c.rounds, orderName(c.seed))
+	fmt.Fprintf(out, "\n### %s database (%d bytes), median of %d undisturbed runs per case, interleaved (order: %s), page cache warm\n\n", humanMB(fi.Size()), fi.Size(), c.rounds, orderName(c.seed))
 	fmt.Fprintf(out, "%s, %d CPUs, %s; %s\n\n", runtime.GOOS+"/"+runtime.GOARCH, runtime.NumCPU(), sqlite3Version(), binVersion(c.bin))
 	if len(res) > 0 {
 		printTable(out, cases, res)

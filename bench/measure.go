@@ -36,20 +36,21 @@ type sample struct {
 	anon  int64 // peak RssAnon, bytes
 	hwm   int64 // peak VmHWM (or rusage maxrss), bytes
 	// handedBack is how much free memory this virtual machine reported
-	// to its host while the case ran (-1: the kernel does not say).
-	handedBack int64
+	// to its host while the case ran (-1: the kernel does not say), and
+	// handedBefore how much during the run before it.
+	handedBack, handedBefore int64
 }
 
 type caseResult struct {
 	c       benchCase
-	samples []sample // rounds the host left alone: the medians
-	// disturbed are rounds during which the virtual machine handed
-	// memory back to its host (see reportedKiB); they are rerun.
+	samples []sample // runs the host left alone: the medians
+	// disturbed are runs during which, or just before which, the virtual
+	// machine handed memory back to its host (see reportedKiB).
 	disturbed []sample
 }
 
 // counted are the samples the medians are taken over: the undisturbed
-// ones, or every one if no round was undisturbed.
+// ones, or every one if no run was undisturbed.
 func (r *caseResult) counted() []sample {
 	if len(r.samples) > 0 {
 		return r.samples
@@ -61,7 +62,7 @@ func (r *caseResult) median() time.Duration {
 	return medianOf(r.counted(), func(s sample) time.Duration { return s.total })
 }
 
-// medianAll is the median of every round, disturbed or not.
+// medianAll is the median of every run, disturbed or not.
 func (r *caseResult) medianAll() time.Duration {
 	return medianOf(append(slices.Clone(r.samples), r.disturbed...), func(s sample) time.Duration { return s.total })
 }
@@ -118,7 +119,7 @@ func benchCases(bin, src, ref, out string) []benchCase {
 	// .sha256 and .json: every sqlite-backup backup writes them next to the
 	// file (an explicit --backup FILE is never pruned, so no --keep needed).
 	sidecars := []string{out, out + "-wal", out + "-shm", out + "-journal", out + ".sha256", out + ".json"}
-	// Each ratio's two cases side by side (the order with -seed 0).
+	// Each target's two cases side by side (the order with -seed 0).
 	return []benchCase{
 		{name: caseCp, clean: sidecars, steps: []step{{label: "cp", argv: []string{"cp", src, out}}}},
 		{name: caseCpSync, clean: sidecars, steps: []step{
@@ -170,16 +171,18 @@ func filterCases(all []benchCase, names []string) []benchCase {
 // every case alike. With a seed other than 0 each timed round runs the
 // cases in a new random order, so that no case always follows the same
 // one: on these virtual machines a case's place in the round decided
-// whether the host took memory back while it ran (see reportedKiB). A
-// round during which that happened is set aside and the case runs again
-// in an extra round (the cases still short), up to twice rounds extra
-// rounds.
+// whether the host took memory back while it ran (see reportedKiB). A run
+// during which that happened, or during the run just before it (the
+// memory handed back then costs whoever touches it next), is set aside,
+// and the case runs again in an extra round of the cases still short of
+// rounds undisturbed runs; at most twice rounds extra rounds.
 func runRounds(cases []benchCase, rounds int, seed uint64, logf func(string, ...any)) ([]*caseResult, error) {
 	res := make([]*caseResult, len(cases))
 	for i, c := range cases {
 		res[i] = &caseResult{c: c}
 	}
 	rng := rand.New(rand.NewPCG(seed, seed))
+	var prev int64 // handed back during the run before
 	for round := 0; round <= 3*rounds; round++ {
 		order := slices.Clone(res)
 		if round > 0 && seed != 0 {
@@ -195,12 +198,13 @@ func runRounds(cases []benchCase, rounds int, seed uint64, logf func(string, ...
 			if err != nil {
 				return nil, fmt.Errorf("%s: %w", r.c.name, err)
 			}
+			s.handedBefore, prev = prev, s.handedBack
 			if round == 0 {
 				logf("warm-up %-42s %s", r.c.name, s.total.Round(time.Millisecond))
 				continue
 			}
-			if s.handedBack > disturbedBytes {
-				logf("round %d %-42s %s (disturbed: %d MB handed back to the host; run again)", round, r.c.name, s.total.Round(time.Millisecond), s.handedBack>>20)
+			if s.disturbed() {
+				logf("round %d %-42s %s (disturbed: %d MB handed back to the host during it, %d MB during the run before; run again)", round, r.c.name, s.total.Round(time.Millisecond), max(s.handedBack, 0)>>20, max(s.handedBefore, 0)>>20)
 				r.disturbed = append(r.disturbed, s)
 				continue
 			}
@@ -217,6 +221,12 @@ func runRounds(cases []benchCase, rounds int, seed uint64, logf func(string, ...
 		}
 	}
 	return res, nil
+}
+
+// disturbed says whether the host took memory back during the run or
+// the run before it.
+func (s sample) disturbed() bool {
+	return s.handedBack > disturbedBytes || s.handedBefore > disturbedBytes
 }
 
 func runCase(c benchCase) (sample, error) {
@@ -341,8 +351,8 @@ func parseStatus(r io.Reader) (anon, hwm int64, ok bool) {
 // the order of the cases, not the program, decides who pays.
 var reportedKiB = "/sys/module/page_reporting/parameters/reported_kib"
 
-// disturbedBytes is how much handed-back memory sets a round aside: the
-// few MB reported in most rounds slow nothing measurable.
+// disturbedBytes is how much handed-back memory sets a run aside: the
+// few MB reported in most runs slow nothing measurable.
 const disturbedBytes = 32 << 20
 
 func reportedBytes() (int64, bool) {

@@ -28,7 +28,7 @@ func printTable(w io.Writer, cases []benchCase, res []*caseResult) {
 		setAside := "–"
 		if n := len(r.disturbed); n > 0 {
 			aside = true
-			setAside = fmt.Sprintf("%d (all rounds: %s)", n, secs(r.medianAll()))
+			setAside = fmt.Sprintf("%d (all runs: %s)", n, secs(r.medianAll()))
 		}
 		fmt.Fprintf(w, "| %s | %s | %s | %s | %s | %s | %s |\n", r.c.name, secs(r.median()), secs(lo), secs(hi), setAside, mb(r.peakAnon()), mb(r.peakHWM()))
 		if len(r.c.steps) > 1 {
@@ -38,7 +38,7 @@ func printTable(w io.Writer, cases []benchCase, res []*caseResult) {
 		}
 	}
 	if aside {
-		fmt.Fprintf(w, "\nSet aside: rounds during which this virtual machine handed more than %d MB of free memory back to its host; each was run again in an extra round.\n", disturbedBytes>>20)
+		fmt.Fprintf(w, "\nSet aside: runs during which, or during the run just before which, this virtual machine handed more than %d MB of free memory back to its host; each was made up in an extra round. Medians, min and max are of the runs not set aside.\n", disturbedBytes>>20)
 	}
 	fmt.Fprintln(w)
 }
@@ -71,7 +71,7 @@ func printRatios(w io.Writer, res []*caseResult, labels []string) {
 			ratios = append(ratios, ratio{n, l + ": " + n, 0})
 		}
 	}
-	fmt.Fprintln(w, "| ratio of medians | value | all rounds | target |")
+	fmt.Fprintln(w, "| ratio of medians | value | all runs | target |")
 	fmt.Fprintln(w, "| --- | ---: | ---: | --- |")
 	for _, q := range ratios {
 		a, b := find(res, q.ours), find(res, q.ref)
