@@ -132,20 +132,7 @@ case " $2 " in *" $n "*) echo $(( $(cat "$3") + 40960 )) > "$3";; esac`
 // TestShuffledRounds checks that with a seed every timed round runs
 // every case once, and not always in the same order.
 func TestShuffledRounds(t *testing.T) {
-	dir := t.TempDir()
-	log := filepath.Join(dir, "order")
-	var cases []benchCase
-	for _, name := range []string{"a", "b", "c", "d"} {
-		cases = append(cases, benchCase{name: name, steps: []step{{argv: []string{"sh", "-c", `echo "$1" >> "$2"`, "sh", name, log}}}})
-	}
-	if _, err := runRounds(cases, 6, 7, t.Logf); err != nil {
-		t.Fatal(err)
-	}
-	b, err := os.ReadFile(log)
-	if err != nil {
-		t.Fatal(err)
-	}
-	runs := strings.Fields(string(b))
+	runs := runOrder(t, []string{"a", "b", "c", "d"}, 6, 7)
 	if len(runs) != 4*7 {
 		t.Fatalf("%d runs, want 28 (warm-up and 6 rounds of 4): %v", len(runs), runs)
 	}
@@ -166,20 +153,26 @@ func TestShuffledRounds(t *testing.T) {
 // TestFixedOrder checks that -seed 0 runs the cases in the given order
 // every round.
 func TestFixedOrder(t *testing.T) {
-	dir := t.TempDir()
-	log := filepath.Join(dir, "order")
+	if got := strings.Join(runOrder(t, []string{"a", "b", "c"}, 3, 0), ""); got != "abcabcabcabc" {
+		t.Errorf("order %q, want abc four times (warm-up and 3 rounds)", got)
+	}
+}
+
+// runOrder runs cases that only log their names, and returns the log:
+// the order in which runRounds ran them.
+func runOrder(t *testing.T, names []string, rounds int, seed uint64) []string {
+	t.Helper()
+	log := filepath.Join(t.TempDir(), "order")
 	var cases []benchCase
-	for _, name := range []string{"a", "b", "c"} {
+	for _, name := range names {
 		cases = append(cases, benchCase{name: name, steps: []step{{argv: []string{"sh", "-c", `echo "$1" >> "$2"`, "sh", name, log}}}})
 	}
-	if _, err := runRounds(cases, 3, 0, t.Logf); err != nil {
+	if _, err := runRounds(cases, rounds, seed, t.Logf); err != nil {
 		t.Fatal(err)
 	}
 	b, err := os.ReadFile(log)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got := strings.Join(strings.Fields(string(b)), ""); got != "abcabcabcabc" {
-		t.Errorf("order %q, want abc four times (warm-up and 3 rounds)", got)
-	}
+	return strings.Fields(string(b))
 }
