@@ -62,9 +62,12 @@ func (r *caseResult) median() time.Duration {
 	return medianOf(r.counted(), func(s sample) time.Duration { return s.total })
 }
 
+// all are every run, disturbed or not.
+func (r *caseResult) all() []sample { return append(slices.Clone(r.samples), r.disturbed...) }
+
 // medianAll is the median of every run, disturbed or not.
 func (r *caseResult) medianAll() time.Duration {
-	return medianOf(append(slices.Clone(r.samples), r.disturbed...), func(s sample) time.Duration { return s.total })
+	return medianOf(r.all(), func(s sample) time.Duration { return s.total })
 }
 
 func (r *caseResult) stepMedian(i int) time.Duration {
@@ -72,14 +75,14 @@ func (r *caseResult) stepMedian(i int) time.Duration {
 }
 
 func (r *caseResult) peakAnon() (n int64) {
-	for _, s := range append(slices.Clone(r.samples), r.disturbed...) {
+	for _, s := range r.all() {
 		n = max(n, s.anon)
 	}
 	return n
 }
 
 func (r *caseResult) peakHWM() (n int64) {
-	for _, s := range append(slices.Clone(r.samples), r.disturbed...) {
+	for _, s := range r.all() {
 		n = max(n, s.hwm)
 	}
 	return n

@@ -78,11 +78,12 @@ func printRatios(w io.Writer, res []*caseResult, labels []string) {
 		if a == nil || b == nil || b.median() == 0 {
 			continue
 		}
-		// Like with like: if either side never had an undisturbed
-		// round, both sides' medians are taken over all rounds.
+		// Like with like: if either side never had an undisturbed run,
+		// both sides' medians are taken over all runs.
+		all := a.medianAll().Seconds() / b.medianAll().Seconds()
 		v := a.median().Seconds() / b.median().Seconds()
 		if len(a.samples) == 0 || len(b.samples) == 0 {
-			v = a.medianAll().Seconds() / b.medianAll().Seconds()
+			v = all
 		}
 		t := ""
 		if q.target > 0 {
@@ -92,7 +93,6 @@ func printRatios(w io.Writer, res []*caseResult, labels []string) {
 			}
 			t = fmt.Sprintf("≤ %.2f: %s", q.target, verdict)
 		}
-		all := a.medianAll().Seconds() / b.medianAll().Seconds()
 		fmt.Fprintf(w, "| %s / %s | %.2f | %.2f | %s |\n", q.ours, q.ref, v, all, t)
 	}
 	var peak int64
