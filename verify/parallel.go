@@ -331,8 +331,8 @@ func problemRows(ctx context.Context, db *sql.DB, q string) ([]string, error) {
 
 // queryRows runs q and calls each for every row. Reads may go through
 // mmap: a fault there is returned (wrapping fault.ErrFault) and the rows
-// are then left alone, never closed, as Check does, so that nothing
-// touches the interrupted connection again.
+// are then left alone, never closed, so that nothing touches the
+// interrupted connection again.
 func queryRows(ctx context.Context, db *sql.DB, q string, each func(*sql.Rows) error, args ...any) error {
 	var rows *sql.Rows
 	err := fault.Guard(func() (err error) {
