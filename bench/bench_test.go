@@ -176,3 +176,47 @@ func runOrder(t *testing.T, names []string, rounds int, seed uint64) []string {
 	}
 	return strings.Fields(string(b))
 }
+
+// TestPhaseOrder: over as many writer rounds as there are builds, each
+// build's phase comes first once, and every round runs every build once.
+func TestPhaseOrder(t *testing.T) {
+	for n := 1; n <= 4; n++ {
+		first := map[int]int{}
+		for round := 1; round <= n; round++ {
+			order := phaseOrder(round, n)
+			seen := map[int]bool{}
+			for _, i := range order {
+				if i < 0 || i >= n || seen[i] {
+					t.Fatalf("n=%d round %d: order %v", n, round, order)
+				}
+				seen[i] = true
+			}
+			if len(order) != n {
+				t.Fatalf("n=%d round %d: order %v", n, round, order)
+			}
+			first[order[0]]++
+		}
+		for i := range n {
+			if first[i] != 1 {
+				t.Errorf("n=%d: build %d came first in %d of %d rounds", n, i, first[i], n)
+			}
+		}
+	}
+}
+
+// TestWriterStats: p99 and the count over a bound, on known latencies.
+func TestWriterStats(t *testing.T) {
+	var s writerStats
+	for i := 1; i <= 200; i++ {
+		s.lat = append(s.lat, time.Duration(201-i)*100*time.Microsecond) // 20 ms down to 0.1 ms
+	}
+	if got, want := s.pct(0.99), 19800*time.Microsecond; got != want {
+		t.Errorf("p99 %v, want %v", got, want)
+	}
+	if got := s.over(4 * time.Millisecond); got != 160 {
+		t.Errorf("over 4 ms: %d, want 160", got)
+	}
+	if got := s.over(20 * time.Millisecond); got != 0 {
+		t.Errorf("over 20 ms: %d, want 0", got)
+	}
+}
