@@ -15,7 +15,7 @@ import (
 // checks the report's shape, never a time.
 func TestSmoke(t *testing.T) {
 	var out bytes.Buffer
-	c := config{sizeMB: 4, rounds: 1, dir: t.TempDir(), writer: true, interval: 5 * time.Millisecond, smoke: true}
+	c := config{sizeMB: 4, rounds: 1, dir: t.TempDir(), writer: true, interval: 5 * time.Millisecond, smoke: true, writerTrace: time.Nanosecond}
 	if err := run(c, &out); err != nil {
 		t.Fatal(err)
 	}
@@ -28,6 +28,8 @@ func TestSmoke(t *testing.T) {
 		caseOurs + " / " + caseCBackupIC,
 		"| idle |",
 		"| during sqlite-backup |",
+		"| 1 | idle | 0.",
+		"| 1 | during sqlite-backup | ",
 	} {
 		if !strings.Contains(s, want) {
 			t.Errorf("report lacks %q:\n%s", want, s)
@@ -218,5 +220,36 @@ func TestWriterStats(t *testing.T) {
 	}
 	if got := s.over(20 * time.Millisecond); got != 0 {
 		t.Errorf("over 20 ms: %d, want 0", got)
+	}
+}
+
+// TestTrace: with a bound, a phase's commits over it are listed from the
+// phase's first commit on, at their start from t0; without one, nothing.
+func TestTrace(t *testing.T) {
+	t0 := time.Date(2026, 11, 29, 12, 0, 0, 0, time.UTC)
+	s := &writerStats{}
+	add := func(at, lat time.Duration) {
+		s.at = append(s.at, t0.Add(at))
+		s.lat = append(s.lat, lat)
+	}
+	add(-time.Second, 9*time.Millisecond) // an earlier round's commit
+	add(250*time.Millisecond, 5*time.Millisecond)
+	add(260*time.Millisecond, time.Millisecond)
+	add(800*time.Millisecond, 450*time.Millisecond)
+
+	wr := &writerResult{traceOver: 4 * time.Millisecond}
+	wr.trace(2, "during sqlite-backup", s, 1, t0)
+	wr.trace(3, "idle", s, len(s.lat), t0)
+	want := []traceRow{
+		{2, "during sqlite-backup", "0.25 s: 5.0 ms, 0.80 s: 450.0 ms"},
+		{3, "idle", "none"},
+	}
+	if !slices.Equal(wr.traces, want) {
+		t.Errorf("traces %+v, want %+v", wr.traces, want)
+	}
+	off := &writerResult{}
+	off.trace(1, "idle", s, 0, t0)
+	if len(off.traces) != 0 {
+		t.Errorf("traced without a bound: %+v", off.traces)
 	}
 }

@@ -45,6 +45,7 @@ type config struct {
 	writerRounds int
 	writerC      bool
 	writerArgs   string
+	writerTrace  time.Duration
 }
 
 func main() {
@@ -63,6 +64,7 @@ func main() {
 	flag.IntVar(&c.writerRounds, "writer-rounds", 0, "writer rounds (default: -n, at most 3)")
 	flag.BoolVar(&c.writerC, "writer-c", true, "also measure the writer during a C pipeline (sqlite3 VACUUM INTO, then integrity_check; .backup never finishes under a writer)")
 	flag.StringVar(&c.writerArgs, "writer-args", "", "comma-separated flag sets: also measure the writer during our backup with each (e.g. \"--quick,--no-verify\")")
+	flag.DurationVar(&c.writerTrace, "writer-trace", 0, "list every commit slower than this during the writer phases, with when it began (0: off; e.g. 4ms)")
 	flag.BoolVar(&c.smoke, "smoke", false, "tiny database, one round: checks that the benchmark works")
 	flag.Parse()
 	if c.smoke {

@@ -16,6 +16,7 @@ import (
 // writerStats are the commit latencies of one phase.
 type writerStats struct {
 	lat    []time.Duration
+	at     []time.Time // when each commit began
 	failed int
 	errs   []string
 }
@@ -42,10 +43,12 @@ func (s *writerStats) over(d time.Duration) int {
 }
 
 type writerResult struct {
-	idle    writerStats
-	during  []*writerStats // one per build: ours first, then -base builds
-	labels  []string
-	backups [][]time.Duration
+	idle      writerStats
+	during    []*writerStats // one per build: ours first, then -base builds
+	labels    []string
+	backups   [][]time.Duration
+	traceOver time.Duration
+	traces    []traceRow
 }
 
 // writer commits one small row per transaction to src (as an application
@@ -78,6 +81,7 @@ func writer(src string, interval time.Duration, stop <-chan struct{}, st *writer
 			continue
 		}
 		st.lat = append(st.lat, d)
+		st.at = append(st.at, t0)
 	}
 }
 
@@ -126,7 +130,7 @@ func writerLatency(c config, src, out string, res []*caseResult, bases [][2]stri
 	if c.writerRounds > 0 {
 		rounds = c.writerRounds
 	}
-	wr := &writerResult{}
+	wr := &writerResult{traceOver: c.writerTrace}
 	for _, b := range builds {
 		wr.labels = append(wr.labels, b.label)
 		wr.during = append(wr.during, &writerStats{})
@@ -134,6 +138,7 @@ func writerLatency(c config, src, out string, res []*caseResult, bases [][2]stri
 	}
 	for round := 1; round <= rounds; round++ {
 		// Idle.
+		idleFrom, idleStart := len(wr.idle.lat), time.Now()
 		stop := make(chan struct{})
 		errc := make(chan error, 1)
 		go func() { errc <- writer(src, c.interval, stop, &wr.idle) }()
@@ -143,11 +148,13 @@ func writerLatency(c config, src, out string, res []*caseResult, bases [][2]stri
 			return nil, fmt.Errorf("writer: %w", err)
 		}
 		logf("writer round %d idle: %d commits", round, len(wr.idle.lat))
+		wr.trace(round, "idle", &wr.idle, idleFrom, idleStart)
 
 		for _, i := range phaseOrder(round, len(builds)) {
 			b := builds[i]
 			// During a backup.
 			removeDB(out)
+			from := len(wr.during[i].lat)
 			stop = make(chan struct{})
 			go func() { errc <- writer(src, c.interval, stop, wr.during[i]) }()
 			time.Sleep(200 * time.Millisecond)
@@ -173,6 +180,7 @@ func writerLatency(c config, src, out string, res []*caseResult, bases [][2]stri
 				return nil, fmt.Errorf("writer: %w", werr)
 			}
 			logf("writer round %d during %s (%s): %d commits", round, b.label, d.Round(time.Millisecond), len(wr.during[i].lat))
+			wr.trace(round, "during "+b.label, wr.during[i], from, t0)
 		}
 	}
 	return wr, nil
@@ -192,6 +200,32 @@ func phaseOrder(round, n int) []int {
 		order[k] = (round - 1 + k) % n
 	}
 	return order
+}
+
+// traceRow lists one phase's commits over -writer-trace.
+type traceRow struct {
+	round          int
+	phase, commits string
+}
+
+// trace records, with -writer-trace, the commits of s from index from on
+// that took longer than the bound, each at its start in seconds from t0
+// (the backup's start; an idle phase's own start).
+func (wr *writerResult) trace(round int, phase string, s *writerStats, from int, t0 time.Time) {
+	if wr.traceOver <= 0 {
+		return
+	}
+	var list []string
+	for k := from; k < len(s.lat); k++ {
+		if s.lat[k] > wr.traceOver {
+			list = append(list, fmt.Sprintf("%.2f s: %s", s.at[k].Sub(t0).Seconds(), ms(s.lat[k])))
+		}
+	}
+	commits := "none"
+	if len(list) > 0 {
+		commits = strings.Join(list, ", ")
+	}
+	wr.traces = append(wr.traces, traceRow{round, phase, commits})
 }
 
 func ms(d time.Duration) string { return fmt.Sprintf("%.1f ms", float64(d)/1e6) }
@@ -216,6 +250,14 @@ func printWriter(w io.Writer, wr *writerResult) {
 				verdict = "NOT met"
 			}
 			fmt.Fprintf(w, "\n%s: p99 during / p99 idle = %.2f (target ≤ 2 with 0 failed commits: %s)\n", l, v, verdict)
+		}
+	}
+	if len(wr.traces) > 0 {
+		fmt.Fprintf(w, "\nCommits over %s, each at its start in seconds from the start of the backup (of the phase, for idle), with its latency:\n\n", wr.traceOver)
+		fmt.Fprintln(w, "| round | phase | commits |")
+		fmt.Fprintln(w, "| ---: | --- | --- |")
+		for _, r := range wr.traces {
+			fmt.Fprintf(w, "| %d | %s | %s |\n", r.round, r.phase, r.commits)
 		}
 	}
 	errs := wr.idle.errs
