@@ -4,18 +4,23 @@ import (
 	"bytes"
 	"os"
 	"path/filepath"
+	"regexp"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
 )
 
-// TestSmoke runs the whole benchmark on a 4 MB database, one round, so CI
-// proves the program still works without paying for the real thing. It
-// checks the report's shape, never a time.
+// TestSmoke runs the whole benchmark on a 4 MB database, one round (two
+// writer rounds of two builds, every commit traced), so CI proves the
+// program still works without paying for the real thing. It checks the
+// report's shape, never a time: the second writer round starts with the
+// second build, and each phase's trace lists exactly the commits its
+// table row counts, none before the writer's 0.2 s lead-in.
 func TestSmoke(t *testing.T) {
 	var out bytes.Buffer
-	c := config{sizeMB: 4, rounds: 1, dir: t.TempDir(), writer: true, interval: 5 * time.Millisecond, smoke: true, writerTrace: time.Nanosecond}
+	c := config{sizeMB: 4, rounds: 1, dir: t.TempDir(), writer: true, interval: 5 * time.Millisecond, smoke: true, writerRounds: 2, writerArgs: "--quick", writerTrace: time.Nanosecond}
 	if err := run(c, &out); err != nil {
 		t.Fatal(err)
 	}
@@ -28,8 +33,7 @@ func TestSmoke(t *testing.T) {
 		caseOurs + " / " + caseCBackupIC,
 		"| idle |",
 		"| during sqlite-backup |",
-		"| 1 | idle | 0.",
-		"| 1 | during sqlite-backup | ",
+		"| during sqlite-backup --quick |",
 	} {
 		if !strings.Contains(s, want) {
 			t.Errorf("report lacks %q:\n%s", want, s)
@@ -37,6 +41,30 @@ func TestSmoke(t *testing.T) {
 	}
 	if strings.Contains(s, "writer error") {
 		t.Errorf("writer failed commits:\n%s", s)
+	}
+
+	first, second := strings.Index(s, "| 2 | during sqlite-backup --quick |"), strings.Index(s, "| 2 | during sqlite-backup |")
+	if first < 0 || second < 0 || first > second {
+		t.Errorf("round 2 did not start with the second build:\n%s", s)
+	}
+	listed := map[string]int{}
+	for _, m := range regexp.MustCompile(`(?m)^\| \d \| ([^|]+) \| (.*) \|$`).FindAllStringSubmatch(s, -1) {
+		for _, e := range strings.Split(m[2], ", ") {
+			at, err := strconv.ParseFloat(strings.Fields(e)[0], 64)
+			if err != nil || at < -0.25 {
+				t.Errorf("%s: commit %q", m[1], e)
+			}
+			listed[m[1]]++
+		}
+	}
+	phases := regexp.MustCompile(`(?m)^\| (idle|during [^|]+) \| (\d+) \|`).FindAllStringSubmatch(s, -1)
+	if len(phases) != 3 {
+		t.Errorf("%d writer phases in the table, want 3:\n%s", len(phases), s)
+	}
+	for _, m := range phases {
+		if n, _ := strconv.Atoi(m[2]); listed[m[1]] != n {
+			t.Errorf("%s: %d commits listed, %d counted", m[1], listed[m[1]], n)
+		}
 	}
 }
 

@@ -61,10 +61,10 @@ func main() {
 	flag.BoolVar(&c.writer, "writer", true, "measure a concurrent writer's commit latency")
 	flag.DurationVar(&c.interval, "writer-interval", 10*time.Millisecond, "pause between the writer's commits")
 	flag.DurationVar(&c.writerIdle, "writer-phase", 0, "length of each idle writer phase (default: our backup's median, at least 3s)")
-	flag.IntVar(&c.writerRounds, "writer-rounds", 0, "writer rounds (default: -n, at most 3)")
+	flag.IntVar(&c.writerRounds, "writer-rounds", 0, "writer rounds (default: -n, at most 3, rounded up to a multiple of the builds so that each comes first as often)")
 	flag.BoolVar(&c.writerC, "writer-c", true, "also measure the writer during a C pipeline (sqlite3 VACUUM INTO, then integrity_check; .backup never finishes under a writer)")
 	flag.StringVar(&c.writerArgs, "writer-args", "", "comma-separated flag sets: also measure the writer during our backup with each (e.g. \"--quick,--no-verify\")")
-	flag.DurationVar(&c.writerTrace, "writer-trace", 0, "list every commit slower than this during the writer phases, with when it began (0: off; e.g. 4ms)")
+	flag.DurationVar(&c.writerTrace, "writer-trace", 0, "list every commit slower than this during the writer phases, with when it began (0: off; e.g. 4ms; the table always counts those over 4ms)")
 	flag.BoolVar(&c.smoke, "smoke", false, "tiny database, one round: checks that the benchmark works")
 	flag.Parse()
 	if c.smoke {

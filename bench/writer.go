@@ -31,6 +31,9 @@ func (s *writerStats) pct(p float64) time.Duration {
 	return d[max(0, min(i, len(d)-1))]
 }
 
+// slowCommit is the latency over which the writer table counts a commit.
+const slowCommit = 4 * time.Millisecond
+
 // over counts the commits slower than d.
 func (s *writerStats) over(d time.Duration) int {
 	n := 0
@@ -44,7 +47,7 @@ func (s *writerStats) over(d time.Duration) int {
 
 type writerResult struct {
 	idle      writerStats
-	during    []*writerStats // one per build: ours first, then -base builds
+	during    []*writerStats // one per build, indexed as labels
 	labels    []string
 	backups   [][]time.Duration
 	traceOver time.Duration
@@ -86,11 +89,11 @@ func writer(src string, interval time.Duration, stop <-chan struct{}, st *writer
 }
 
 // writerLatency alternates idle phases (writer alone) with phases where
-// a sqlite-backup build copies and verifies src while the writer runs
-// (ours, then each -base build), each lasting until one second after the
-// backup ends so the writer's first commits after the copy (which
-// checkpoint the WAL that grew meanwhile) count. The builds take turns
-// at coming first (phaseOrder).
+// one of the builds (ours, each -base build, ours with each -writer-args
+// set, the C pipeline) copies and verifies src while the writer runs, each
+// lasting until one second after the backup ends so the writer's first
+// commits after the copy (which checkpoint the WAL that grew meanwhile)
+// count. The builds take turns at coming first (phaseOrder).
 func writerLatency(c config, src, out string, res []*caseResult, bases [][2]string, logf func(string, ...any)) (*writerResult, error) {
 	phase := 3 * time.Second
 	if r := find(res, caseOurs); r != nil && r.median() > phase {
@@ -126,7 +129,10 @@ func writerLatency(c config, src, out string, res []*caseResult, bases [][2]stri
 			{"sqlite3", out, "PRAGMA integrity_check"},
 		}})
 	}
+	// By default a multiple of the builds' count, so that each comes first
+	// (phaseOrder) equally often.
 	rounds := min(max(c.rounds, 1), 3)
+	rounds = (rounds + len(builds) - 1) / len(builds) * len(builds)
 	if c.writerRounds > 0 {
 		rounds = c.writerRounds
 	}
@@ -210,7 +216,8 @@ type traceRow struct {
 
 // trace records, with -writer-trace, the commits of s from index from on
 // that took longer than the bound, each at its start in seconds from t0
-// (the backup's start; an idle phase's own start).
+// (the backup's start; an idle phase's own start). The writer starts 0.2 s
+// before a backup, so a backup phase's first commits are negative.
 func (wr *writerResult) trace(round int, phase string, s *writerStats, from int, t0 time.Time) {
 	if wr.traceOver <= 0 {
 		return
@@ -235,7 +242,7 @@ func printWriter(w io.Writer, wr *writerResult) {
 	fmt.Fprintln(w, "| writer phase | commits | failed | p50 | p99 | max | over 4 ms |")
 	fmt.Fprintln(w, "| --- | ---: | ---: | ---: | ---: | ---: | ---: |")
 	row := func(name string, s *writerStats) {
-		slow := s.over(4 * time.Millisecond)
+		slow := s.over(slowCommit)
 		fmt.Fprintf(w, "| %s | %d | %d | %s | %s | %s | %d (%.2f %%) |\n", name, len(s.lat), s.failed, ms(s.pct(0.5)), ms(s.pct(0.99)), ms(s.pct(1)), slow, 100*float64(slow)/float64(max(len(s.lat), 1)))
 	}
 	row("idle", &wr.idle)
@@ -253,7 +260,7 @@ func printWriter(w io.Writer, wr *writerResult) {
 		}
 	}
 	if len(wr.traces) > 0 {
-		fmt.Fprintf(w, "\nCommits over %s, each at its start in seconds from the start of the backup (of the phase, for idle), with its latency:\n\n", wr.traceOver)
+		fmt.Fprintf(w, "\nCommits over %s, each at its start in seconds from the start of the backup (of the phase, for idle; negative: in the 0.2 s before the backup), with its latency:\n\n", wr.traceOver)
 		fmt.Fprintln(w, "| round | phase | commits |")
 		fmt.Fprintln(w, "| ---: | --- | --- |")
 		for _, r := range wr.traces {
