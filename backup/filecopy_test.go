@@ -407,17 +407,11 @@ func TestFileCopyRounds(t *testing.T) {
 			planned.Lock()
 			clear(planned.m)
 			planned.Unlock()
-			fdb, err := os.Open(db)
-			if err != nil {
-				t.Fatal(err)
+			files := openSourceFiles(db)
+			defer files.Close()
+			if _, err := files.openWAL(); files.db == nil || err != nil {
+				t.Fatalf("open the source files: %v", err)
 			}
-			defer fdb.Close()
-			fwal, err := os.Open(wal)
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer fwal.Close()
-			files := &sourceFiles{path: db, db: fdb, wal: fwal}
 			plan := &filePlan{pageSize: ps, pages: filePages + 6, frames: frames}
 			out := filepath.Join(t.TempDir(), "copy.db")
 			if err := os.WriteFile(out, nil, 0o600); err != nil {
