@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"database/sql"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -10,6 +11,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"sqlite-backup/internal/testdb"
 )
 
 // TestSmoke runs the whole benchmark on a 4 MB database, one round (two
@@ -279,5 +282,53 @@ func TestTrace(t *testing.T) {
 	off.trace(1, "idle", s, 0, t0)
 	if len(off.traces) != 0 {
 		t.Errorf("traced without a bound: %+v", off.traces)
+	}
+}
+
+// TestWriterKeepsItsConnection: by default the writer's phases share one
+// connection, so the WAL outlives each phase as it does beside a running
+// application; with reopen each phase closes its own, the last, and the
+// WAL is checkpointed and removed.
+func TestWriterKeepsItsConnection(t *testing.T) {
+	src := filepath.Join(t.TempDir(), "src.db")
+	testdb.Create(t, src, testdb.Options{WAL: true, Rows: 10})
+	walExists := func() bool {
+		_, err := os.Stat(src + "-wal")
+		return err == nil
+	}
+	phase := func(db *sql.DB, reopen bool) {
+		t.Helper()
+		stop := make(chan struct{})
+		st := &writerStats{}
+		done := make(chan error)
+		go func() { done <- writer(db, src, reopen, time.Millisecond, stop, st) }()
+		time.Sleep(50 * time.Millisecond)
+		close(stop)
+		if err := <-done; err != nil {
+			t.Fatal(err)
+		}
+		if st.failed != 0 {
+			t.Fatalf("%d failed commits: %v", st.failed, st.errs)
+		}
+	}
+	db, err := openWriter(src)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := 1; i <= 2; i++ {
+		phase(db, false)
+		if !walExists() {
+			t.Fatalf("after shared phase %d: no -wal, so the writer's connection was closed", i)
+		}
+	}
+	if err := db.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if walExists() {
+		t.Fatal("-wal left after the last connection closed")
+	}
+	phase(nil, true)
+	if walExists() {
+		t.Fatal("after a phase with reopen: -wal left, so the phase's connection stayed open")
 	}
 }

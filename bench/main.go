@@ -46,6 +46,7 @@ type config struct {
 	writerC      bool
 	writerArgs   string
 	writerTrace  time.Duration
+	writerReopen bool
 }
 
 func main() {
@@ -64,6 +65,7 @@ func main() {
 	flag.IntVar(&c.writerRounds, "writer-rounds", 0, "writer rounds (default: -n, at most 3, rounded up to a multiple of the builds so that each comes first as often)")
 	flag.BoolVar(&c.writerC, "writer-c", true, "also measure the writer during a C pipeline (sqlite3 VACUUM INTO, then integrity_check; .backup never finishes under a writer)")
 	flag.StringVar(&c.writerArgs, "writer-args", "", "comma-separated flag sets: also measure the writer during our backup with each (e.g. \"--quick,--no-verify\")")
+	flag.BoolVar(&c.writerReopen, "writer-reopen", false, "open the writer's connection anew for each phase (the WAL is then checkpointed and removed between phases) instead of once for the run")
 	flag.DurationVar(&c.writerTrace, "writer-trace", 0, "list every commit slower than this during the writer phases, with when it began (0: off; e.g. 4ms; the table always counts those over 4ms)")
 	flag.BoolVar(&c.smoke, "smoke", false, "tiny database, one round: checks that the benchmark works")
 	flag.Parse()

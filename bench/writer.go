@@ -54,18 +54,31 @@ type writerResult struct {
 	traces    []traceRow
 }
 
-// writer commits one small row per transaction to src (as an application
-// would: WAL, default synchronous=FULL, busy_timeout 5s) every interval
-// until stop is closed, and records each commit's latency.
-func writer(src string, interval time.Duration, stop <-chan struct{}, st *writerStats) error {
+// openWriter opens the writer's connection to src (as an application
+// would: WAL, default synchronous=FULL, busy_timeout 5s).
+func openWriter(src string) (*sql.DB, error) {
 	db, err := sql.Open("sqlite", "file:"+src+"?_pragma=busy_timeout(5000)")
 	if err != nil {
-		return err
+		return nil, err
 	}
-	defer db.Close()
 	db.SetMaxOpenConns(1)
 	if _, err := db.Exec("CREATE TABLE IF NOT EXISTS bench_w(id INTEGER PRIMARY KEY, v BLOB)"); err != nil {
-		return err
+		db.Close()
+		return nil, err
+	}
+	return db, nil
+}
+
+// writer commits one small row per transaction through db every interval
+// until stop is closed, and records each commit's latency. With reopen
+// it opens its own connection to src for the phase and closes it after.
+func writer(db *sql.DB, src string, reopen bool, interval time.Duration, stop <-chan struct{}, st *writerStats) error {
+	if reopen {
+		var err error
+		if db, err = openWriter(src); err != nil {
+			return err
+		}
+		defer db.Close()
 	}
 	for {
 		select {
@@ -142,12 +155,25 @@ func writerLatency(c config, src, out string, res []*caseResult, bases [][2]stri
 		wr.during = append(wr.during, &writerStats{})
 		wr.backups = append(wr.backups, nil)
 	}
+	// One connection for the whole run, as an application keeps its
+	// pool open: the WAL then lives on between phases as it does beside
+	// a running application. (Closing the last connection checkpoints
+	// the WAL and deletes it, so with -writer-reopen, as before
+	// 2026-11-29's fourth session, each phase starts with a new one.)
+	var db *sql.DB
+	if !c.writerReopen {
+		var err error
+		if db, err = openWriter(src); err != nil {
+			return nil, fmt.Errorf("writer: %w", err)
+		}
+		defer db.Close()
+	}
 	for round := 1; round <= rounds; round++ {
 		// Idle.
 		idleFrom, idleStart := len(wr.idle.lat), time.Now()
 		stop := make(chan struct{})
 		errc := make(chan error, 1)
-		go func() { errc <- writer(src, c.interval, stop, &wr.idle) }()
+		go func() { errc <- writer(db, src, c.writerReopen, c.interval, stop, &wr.idle) }()
 		time.Sleep(phase + time.Second)
 		close(stop)
 		if err := <-errc; err != nil {
@@ -162,7 +188,7 @@ func writerLatency(c config, src, out string, res []*caseResult, bases [][2]stri
 			removeDB(out)
 			from := len(wr.during[i].lat)
 			stop = make(chan struct{})
-			go func() { errc <- writer(src, c.interval, stop, wr.during[i]) }()
+			go func() { errc <- writer(db, src, c.writerReopen, c.interval, stop, wr.during[i]) }()
 			time.Sleep(200 * time.Millisecond)
 			t0 := time.Now()
 			var berr error
