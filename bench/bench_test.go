@@ -210,28 +210,45 @@ func runOrder(t *testing.T, names []string, rounds int, seed uint64) []string {
 	return strings.Fields(string(b))
 }
 
-// TestPhaseOrder: over as many writer rounds as there are builds, each
-// build's phase comes first once, and every round runs every build once.
+// TestPhaseOrder: over a cycle of writer rounds, every round runs each
+// build once, each build comes first equally often, and each follows each
+// other build equally often.
 func TestPhaseOrder(t *testing.T) {
-	for n := 1; n <= 4; n++ {
+	for n := 1; n <= 6; n++ {
+		cycle := phaseCycle(n)
+		if cycle%n != 0 || (n > 1 && cycle < n) {
+			t.Fatalf("n=%d: cycle %d", n, cycle)
+		}
 		first := map[int]int{}
-		for round := 1; round <= n; round++ {
+		follows := map[[2]int]int{}
+		for round := 1; round <= cycle; round++ {
 			order := phaseOrder(round, n)
+			if len(order) != n {
+				t.Fatalf("n=%d round %d: order %v", n, round, order)
+			}
 			seen := map[int]bool{}
-			for _, i := range order {
+			for k, i := range order {
 				if i < 0 || i >= n || seen[i] {
 					t.Fatalf("n=%d round %d: order %v", n, round, order)
 				}
 				seen[i] = true
-			}
-			if len(order) != n {
-				t.Fatalf("n=%d round %d: order %v", n, round, order)
+				if k > 0 {
+					follows[[2]int{order[k-1], i}]++
+				}
 			}
 			first[order[0]]++
+			if next := phaseOrder(round+cycle, n); !slices.Equal(next, order) {
+				t.Fatalf("n=%d: round %d is %v, round %d %v", n, round, order, round+cycle, next)
+			}
 		}
 		for i := range n {
-			if first[i] != 1 {
-				t.Errorf("n=%d: build %d came first in %d of %d rounds", n, i, first[i], n)
+			if first[i] != cycle/n {
+				t.Errorf("n=%d: build %d came first in %d of %d rounds, want %d", n, i, first[i], cycle, cycle/n)
+			}
+			for j := range n {
+				if i != j && follows[[2]int{i, j}] != cycle/n {
+					t.Errorf("n=%d: build %d came right after build %d in %d of %d rounds, want %d", n, j, i, follows[[2]int{i, j}], cycle, cycle/n)
+				}
 			}
 		}
 	}

@@ -106,7 +106,8 @@ func writer(db *sql.DB, src string, reopen bool, interval time.Duration, stop <-
 // set, the C pipeline) copies and verifies src while the writer runs, each
 // lasting until one second after the backup ends so the writer's first
 // commits after the copy (which checkpoint the WAL that grew meanwhile)
-// count. The builds take turns at coming first (phaseOrder).
+// count. The builds take turns at coming first and at following each
+// other (phaseOrder).
 func writerLatency(c config, src, out string, res []*caseResult, bases [][2]string, logf func(string, ...any)) (*writerResult, error) {
 	phase := 3 * time.Second
 	if r := find(res, caseOurs); r != nil && r.median() > phase {
@@ -142,10 +143,11 @@ func writerLatency(c config, src, out string, res []*caseResult, bases [][2]stri
 			{"sqlite3", out, "PRAGMA integrity_check"},
 		}})
 	}
-	// By default a multiple of the builds' count, so that each comes first
-	// (phaseOrder) equally often.
+	// By default a multiple of phaseCycle, so that each build comes first
+	// and follows each other one equally often.
 	rounds := min(max(c.rounds, 1), 3)
-	rounds = (rounds + len(builds) - 1) / len(builds) * len(builds)
+	cycle := phaseCycle(len(builds))
+	rounds = (rounds + cycle - 1) / cycle * cycle
 	if c.writerRounds > 0 {
 		rounds = c.writerRounds
 	}
@@ -219,19 +221,50 @@ func writerLatency(c config, src, out string, res []*caseResult, bases [][2]stri
 }
 
 // phaseOrder is the order of the builds' phases in writer round round
-// (1-based): each round starts one build later, so that no build always
-// holds the same place. The place matters on a VM that hands free memory
-// back to its host (see reportedKiB): the build right after the idle
-// phase writes its copy into memory the host took back meanwhile, the
-// others into memory the phase before them has just freed. In a fixed
-// order our build always came right after the idle phase, and the C
-// pipeline never.
+// (1-based). The place matters on a VM that hands free memory back to its
+// host (see reportedKiB), and so does the phase before: the build right
+// after the idle phase writes its copy into memory the host took back
+// meanwhile, the others into memory the phase before them has just freed,
+// and how much depends on that phase. With three builds (2026-11-29) a
+// copy took 0.6-0.75 s right after one of our backups and 1.1-1.7 s after
+// the idle phase or the C pipeline. So the rounds follow a Williams
+// design: over phaseCycle(n) rounds each build comes first (after the idle
+// phase) equally often and follows each other build equally often. (Before,
+// each round started one build later, which balanced only the first
+// place: with three builds, the one after ours always followed ours.)
 func phaseOrder(round, n int) []int {
+	if n <= 1 {
+		return make([]int, n)
+	}
+	// First row 0, 1, n-1, 2, n-2, ...; the others add r to each.
+	base := make([]int, n)
+	for k, lo, hi := 1, 1, n-1; k < n; k++ {
+		if k%2 == 1 {
+			base[k], lo = lo, lo+1
+		} else {
+			base[k], hi = hi, hi-1
+		}
+	}
+	r := (round - 1) % phaseCycle(n)
+	rev := r >= n // odd n: the second half is the first reversed
+	r %= n
 	order := make([]int, n)
 	for k := range order {
-		order[k] = (round - 1 + k) % n
+		order[k] = (base[k] + r) % n
+	}
+	if rev {
+		slices.Reverse(order)
 	}
 	return order
+}
+
+// phaseCycle is the number of rounds after which phaseOrder has balanced
+// both places and predecessors: n for an even count of builds, 2n for odd.
+func phaseCycle(n int) int {
+	if n <= 1 || n%2 == 0 {
+		return max(n, 1)
+	}
+	return 2 * n
 }
 
 // traceRow lists one phase's commits over -writer-trace.
