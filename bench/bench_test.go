@@ -37,6 +37,7 @@ func TestSmoke(t *testing.T) {
 		"| idle |",
 		"| during sqlite-backup |",
 		"| during sqlite-backup --quick |",
+		"synchronous=FULL, one connection for the run), 2 rounds",
 	} {
 		if !strings.Contains(s, want) {
 			t.Errorf("report lacks %q:\n%s", want, s)
@@ -304,8 +305,8 @@ func TestTrace(t *testing.T) {
 
 // TestWriterKeepsItsConnection: by default the writer's phases share one
 // connection, so the WAL outlives each phase as it does beside a running
-// application; with reopen each phase closes its own, the last, and the
-// WAL is checkpointed and removed.
+// application; without it (-writer-reopen) each phase opens and closes
+// its own, the last, and the WAL is checkpointed and removed.
 func TestWriterKeepsItsConnection(t *testing.T) {
 	src := filepath.Join(t.TempDir(), "src.db")
 	testdb.Create(t, src, testdb.Options{WAL: true, Rows: 10})
@@ -313,12 +314,12 @@ func TestWriterKeepsItsConnection(t *testing.T) {
 		_, err := os.Stat(src + "-wal")
 		return err == nil
 	}
-	phase := func(db *sql.DB, reopen bool) {
+	phase := func(db *sql.DB) {
 		t.Helper()
 		stop := make(chan struct{})
 		st := &writerStats{}
 		done := make(chan error)
-		go func() { done <- writer(db, src, reopen, time.Millisecond, stop, st) }()
+		go func() { done <- writer(db, src, time.Millisecond, stop, st) }()
 		time.Sleep(50 * time.Millisecond)
 		close(stop)
 		if err := <-done; err != nil {
@@ -333,7 +334,7 @@ func TestWriterKeepsItsConnection(t *testing.T) {
 		t.Fatal(err)
 	}
 	for i := 1; i <= 2; i++ {
-		phase(db, false)
+		phase(db)
 		if !walExists() {
 			t.Fatalf("after shared phase %d: no -wal, so the writer's connection was closed", i)
 		}
@@ -344,7 +345,7 @@ func TestWriterKeepsItsConnection(t *testing.T) {
 	if walExists() {
 		t.Fatal("-wal left after the last connection closed")
 	}
-	phase(nil, true)
+	phase(nil)
 	if walExists() {
 		t.Fatal("after a phase with reopen: -wal left, so the phase's connection stayed open")
 	}

@@ -62,7 +62,7 @@ func main() {
 	flag.BoolVar(&c.writer, "writer", true, "measure a concurrent writer's commit latency")
 	flag.DurationVar(&c.interval, "writer-interval", 10*time.Millisecond, "pause between the writer's commits")
 	flag.DurationVar(&c.writerIdle, "writer-phase", 0, "length of each idle writer phase (default: our backup's median, at least 3s)")
-	flag.IntVar(&c.writerRounds, "writer-rounds", 0, "writer rounds (default: -n, at most 3, rounded up to a multiple of the builds, twice that for an odd count, so that each comes first and follows each other as often)")
+	flag.IntVar(&c.writerRounds, "writer-rounds", 0, "writer rounds (default: -n, at most 3, rounded up to a multiple of the builds, twice that for an odd count above one, so that each comes first and follows each other as often)")
 	flag.BoolVar(&c.writerC, "writer-c", true, "also measure the writer during a C pipeline (sqlite3 VACUUM INTO, then integrity_check; .backup never finishes under a writer)")
 	flag.StringVar(&c.writerArgs, "writer-args", "", "comma-separated flag sets: also measure the writer during our backup with each (e.g. \"--quick,--no-verify\")")
 	flag.BoolVar(&c.writerReopen, "writer-reopen", false, "open the writer's connection anew for each phase (the WAL is then checkpointed and removed between phases) instead of once for the run")

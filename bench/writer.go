@@ -50,6 +50,7 @@ type writerResult struct {
 	during    []*writerStats // one per build, indexed as labels
 	labels    []string
 	backups   [][]time.Duration
+	reopen    bool // -writer-reopen
 	traceOver time.Duration
 	traces    []traceRow
 }
@@ -70,10 +71,10 @@ func openWriter(src string) (*sql.DB, error) {
 }
 
 // writer commits one small row per transaction through db every interval
-// until stop is closed, and records each commit's latency. With reopen
+// until stop is closed, and records each commit's latency. With db nil
 // it opens its own connection to src for the phase and closes it after.
-func writer(db *sql.DB, src string, reopen bool, interval time.Duration, stop <-chan struct{}, st *writerStats) error {
-	if reopen {
+func writer(db *sql.DB, src string, interval time.Duration, stop <-chan struct{}, st *writerStats) error {
+	if db == nil {
 		var err error
 		if db, err = openWriter(src); err != nil {
 			return err
@@ -150,8 +151,11 @@ func writerLatency(c config, src, out string, res []*caseResult, bases [][2]stri
 	rounds = (rounds + cycle - 1) / cycle * cycle
 	if c.writerRounds > 0 {
 		rounds = c.writerRounds
+		if rounds%cycle != 0 {
+			logf("writer rounds %d: not a multiple of %d, so the builds' order is not balanced", rounds, cycle)
+		}
 	}
-	wr := &writerResult{traceOver: c.writerTrace}
+	wr := &writerResult{traceOver: c.writerTrace, reopen: c.writerReopen}
 	for _, b := range builds {
 		wr.labels = append(wr.labels, b.label)
 		wr.during = append(wr.during, &writerStats{})
@@ -175,7 +179,7 @@ func writerLatency(c config, src, out string, res []*caseResult, bases [][2]stri
 		idleFrom, idleStart := len(wr.idle.lat), time.Now()
 		stop := make(chan struct{})
 		errc := make(chan error, 1)
-		go func() { errc <- writer(db, src, c.writerReopen, c.interval, stop, &wr.idle) }()
+		go func() { errc <- writer(db, src, c.interval, stop, &wr.idle) }()
 		time.Sleep(phase + time.Second)
 		close(stop)
 		if err := <-errc; err != nil {
@@ -190,7 +194,7 @@ func writerLatency(c config, src, out string, res []*caseResult, bases [][2]stri
 			removeDB(out)
 			from := len(wr.during[i].lat)
 			stop = make(chan struct{})
-			go func() { errc <- writer(db, src, c.writerReopen, c.interval, stop, wr.during[i]) }()
+			go func() { errc <- writer(db, src, c.interval, stop, wr.during[i]) }()
 			time.Sleep(200 * time.Millisecond)
 			t0 := time.Now()
 			var berr error
@@ -259,7 +263,8 @@ func phaseOrder(round, n int) []int {
 }
 
 // phaseCycle is the number of rounds after which phaseOrder has balanced
-// both places and predecessors: n for an even count of builds, 2n for odd.
+// both places and predecessors: n for an even count of builds, 2n for an
+// odd count above one.
 func phaseCycle(n int) int {
 	if n <= 1 || n%2 == 0 {
 		return max(n, 1)
@@ -297,7 +302,11 @@ func (wr *writerResult) trace(round int, phase string, s *writerStats, from int,
 func ms(d time.Duration) string { return fmt.Sprintf("%.1f ms", float64(d)/1e6) }
 
 func printWriter(w io.Writer, wr *writerResult) {
-	fmt.Fprintf(w, "Writer: one INSERT per transaction every few ms on the source (WAL, synchronous=FULL), %d rounds; backup under the writer took %s.\n\n", len(wr.backups[0]), durList(wr.backups[0]))
+	conn := "one connection for the run"
+	if wr.reopen {
+		conn = "a connection per phase"
+	}
+	fmt.Fprintf(w, "Writer: one INSERT per transaction every few ms on the source (WAL, synchronous=FULL, %s), %d rounds; backup under the writer took %s.\n\n", conn, len(wr.backups[0]), durList(wr.backups[0]))
 	fmt.Fprintln(w, "| writer phase | commits | failed | p50 | p99 | max | over 4 ms |")
 	fmt.Fprintln(w, "| --- | ---: | ---: | ---: | ---: | ---: | ---: |")
 	row := func(name string, s *writerStats) {
