@@ -229,13 +229,14 @@ func writerLatency(c config, src, out string, res []*caseResult, bases [][2]stri
 // host (see reportedKiB), and so does the phase before: the build right
 // after the idle phase writes its copy into memory the host took back
 // meanwhile, the others into memory the phase before them has just freed,
-// and how much depends on that phase. With three builds (2026-11-29) a
-// copy took 0.6-0.75 s right after one of our backups and 1.1-1.7 s after
-// the idle phase or the C pipeline. So the rounds follow a Williams
-// design: over phaseCycle(n) rounds each build comes first (after the idle
-// phase) equally often and follows each other build equally often. (Before,
-// each round started one build later, which balanced only the first
-// place: with three builds, the one after ours always followed ours.)
+// and how much depends on that phase. With three builds (2026-11-29) the
+// fsync's commit came 0.6-0.9 s into a backup right after one of ours and
+// 0.85-3.2 s in after the idle phase or the C pipeline. So the rounds
+// follow a Williams design: over phaseCycle(n) rounds each build comes
+// first (after the idle phase) equally often and follows each other build
+// equally often. (Before, each round started one build later, which
+// balanced only the first place: with three builds, the one after ours
+// followed ours in two rounds of three.)
 func phaseOrder(round, n int) []int {
 	if n <= 1 {
 		return make([]int, n)
