@@ -314,13 +314,34 @@ func TestWriterKeepsItsConnection(t *testing.T) {
 		_, err := os.Stat(src + "-wal")
 		return err == nil
 	}
+	// rows counts the writer's rows through a connection of its own,
+	// closed before it returns; 0 before the writer made its table.
+	rows := func() int {
+		t.Helper()
+		r, err := sql.Open("sqlite", "file:"+src)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer r.Close()
+		n := 0
+		r.QueryRow("SELECT count(*) FROM bench_w").Scan(&n)
+		return n
+	}
+	// phase runs the writer until it has committed a row, so that a
+	// writer that never opened its connection cannot pass.
 	phase := func(db *sql.DB) {
 		t.Helper()
+		before := rows()
 		stop := make(chan struct{})
 		st := &writerStats{}
 		done := make(chan error)
 		go func() { done <- writer(db, src, time.Millisecond, stop, st) }()
-		time.Sleep(50 * time.Millisecond)
+		for deadline := time.Now().Add(10 * time.Second); rows() == before; time.Sleep(5 * time.Millisecond) {
+			if time.Now().After(deadline) {
+				close(stop)
+				t.Fatalf("the writer committed nothing in 10 s: %v", <-done)
+			}
+		}
 		close(stop)
 		if err := <-done; err != nil {
 			t.Fatal(err)
