@@ -371,3 +371,23 @@ func TestWriterKeepsItsConnection(t *testing.T) {
 		t.Fatal("after a phase with reopen: -wal left, so the phase's connection stayed open")
 	}
 }
+
+// TestRunBesideOwnSession: a build's command beside the writer leads a
+// session of its own (its session id is its own pid), so the kernel does
+// not schedule it as one group with the benchmark's writer. The shell
+// reads its session id from /proc (field 6 of stat); it fails the run
+// where the two differ.
+func TestRunBesideOwnSession(t *testing.T) {
+	if _, err := os.Stat("/proc/self/stat"); err != nil {
+		t.Skip("no /proc")
+	}
+	own := `read -r _ _ _ _ _ sid _ < /proc/$$/stat; [ "$sid" = "$$" ]`
+	if err := runBeside([]string{"sh", "-c", own}); err != nil {
+		t.Fatalf("command beside the writer is not in a session of its own: %v", err)
+	}
+	// The same test on this process, which does not lead a session (go
+	// test's child), so that the shell's test is known to tell the two apart.
+	if err := runBeside([]string{"sh", "-c", `read -r _ _ _ _ _ sid _ < /proc/` + strconv.Itoa(os.Getpid()) + `/stat; [ "$sid" = "` + strconv.Itoa(os.Getpid()) + `" ]`}); err == nil {
+		t.Fatal("the session test passed for the test process too; it cannot tell")
+	}
+}

@@ -8,6 +8,7 @@ import (
 	"os/exec"
 	"slices"
 	"strings"
+	"syscall"
 	"time"
 
 	_ "modernc.org/sqlite"
@@ -100,6 +101,21 @@ func writer(db *sql.DB, src string, interval time.Duration, stop <-chan struct{}
 		st.lat = append(st.lat, d)
 		st.at = append(st.at, t0)
 	}
+}
+
+// runBeside runs one command of a build beside the writer, in a session
+// of its own, as cron or a systemd timer starts a backup apart from the
+// application. The kernel groups a session's threads for scheduling
+// (autogroup), and whether a waking thread may take a core at once from
+// a running one can depend on the two sharing a group: with the backup
+// in the writer's session, the idle class for our check looked like a
+// gain here, and with the backup apart it was a loss (see
+// docs/PERFORMANCE.md, "Writer latency during a backup").
+func runBeside(argv []string) error {
+	cmd := exec.Command(argv[0], argv[1:]...)
+	cmd.Stderr = os.Stderr
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
+	return cmd.Run()
 }
 
 // writerLatency alternates idle phases (writer alone) with phases where
@@ -199,9 +215,7 @@ func writerLatency(c config, src, out string, res []*caseResult, bases [][2]stri
 			t0 := time.Now()
 			var berr error
 			for _, argv := range b.argv {
-				cmd := exec.Command(argv[0], argv[1:]...)
-				cmd.Stderr = os.Stderr
-				if berr = cmd.Run(); berr != nil {
+				if berr = runBeside(argv); berr != nil {
 					break
 				}
 			}
