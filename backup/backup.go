@@ -425,7 +425,11 @@ func onlineBackup(ctx context.Context, conn *sql.Conn, files *sourceFiles, src, 
 		hctx, hcancel := context.WithCancel(ctx)
 		defer hcancel()
 		go func() { hookErr <- hook(hctx) }()
-		hash, err := copyFile(ctx, files, plan, tmp, opts.Progress, opts.Compress == compress.None)
+		// The source's files as the copy begins: the hash follows the
+		// copy until the application changes them (followHash).
+		still := sourceState(src)
+		moved := func() bool { return sourceState(src) != still }
+		hash, err := copyFile(ctx, files, plan, tmp, opts.Progress, opts.Compress == compress.None, moved)
 		var ep *errPlan
 		if err != nil && !errors.As(err, &ep) {
 			// The copy failed for good (a full disk): do not wait for a

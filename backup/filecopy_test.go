@@ -418,7 +418,7 @@ func TestFileCopyRounds(t *testing.T) {
 				t.Fatal(err)
 			}
 			calls := 0
-			h, err := copyFile(context.Background(), files, plan, out, func(done, total int) { calls++ }, true)
+			h, err := copyFile(context.Background(), files, plan, out, func(done, total int) { calls++ }, true, nil)
 			if err != nil {
 				t.Fatal(err)
 			}
