@@ -204,7 +204,7 @@ func Run(ctx context.Context, opts Options) (res *Result, err error) {
 	sum := ""
 	if cp.hash != nil {
 		// Hashed while the fsync waited on the disk.
-		if sum, err = cp.hash.Wait(); err != nil {
+		if sum, err = cp.hash.Wait(ctx); err != nil {
 			return nil, err
 		}
 	}

@@ -422,7 +422,7 @@ func TestFileCopyRounds(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			sum, err := h.Wait()
+			sum, err := h.Wait(context.Background())
 			if err != nil {
 				t.Fatal(err)
 			}

@@ -110,7 +110,7 @@ func TestFollowHashWaitsWhileTheSourceMoves(t *testing.T) {
 				waitHashed(t, h, 5*mib)
 			}
 			h.close()
-			sum, err := h.Wait()
+			sum, err := h.Wait(context.Background())
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -144,7 +144,7 @@ func TestFollowHashStopsWhileWaiting(t *testing.T) {
 	case <-time.After(10 * time.Second):
 		t.Fatal("Stop did not return within 10 s")
 	}
-	if _, err := h.Wait(); !errors.Is(err, context.Canceled) {
+	if _, err := h.Wait(context.Background()); !errors.Is(err, context.Canceled) {
 		t.Fatalf("Wait after Stop: %v, want context.Canceled", err)
 	}
 }
@@ -193,5 +193,45 @@ func TestBackupHashesAfterTheCopyUnderAWriter(t *testing.T) {
 		if want := map[bool]int{false: 0, true: 1}[write]; after != want {
 			t.Fatalf("a commit during the copy: %v; hashed after the copy %d times, want %d", write, after, want)
 		}
+	}
+}
+
+// TestFollowHashCanceledAfterTheCopy: under a writer the whole file may be
+// ahead of the hash once the copy ends; a cancel then stops it within a
+// round (hashRound) instead of waiting for the rest.
+func TestFollowHashCanceledAfterTheCopy(t *testing.T) {
+	const size = 64 << 20 // four rounds
+	path := filepath.Join(t.TempDir(), "copy")
+	if err := os.WriteFile(path, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	appendRandom(t, path, size)
+	h, err := newFollowHash(path, func() bool { return true })
+	if err != nil {
+		t.Fatal(err)
+	}
+	h.written(size)
+	h.close()
+	// Cancel once the hash is under way.
+	deadline := time.Now().Add(10 * time.Second)
+	for h.hashed.Load() == 0 {
+		if time.Now().After(deadline) {
+			t.Fatal("the hash did not start within 10 s")
+		}
+		time.Sleep(100 * time.Microsecond)
+	}
+	at := h.hashed.Load()
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	if _, err := h.Wait(ctx); !errors.Is(err, context.Canceled) {
+		t.Fatalf("Wait with its context canceled: %v, want context.Canceled", err)
+	}
+	select {
+	case <-h.done:
+	default:
+		t.Fatal("Wait returned before the hash stopped reading the file")
+	}
+	if n := h.hashed.Load(); n > at+hashRound || n == size {
+		t.Fatalf("hashed %d of %d bytes, %d at the cancel: want at most one round (%d) more", n, size, at, hashRound)
 	}
 }

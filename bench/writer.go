@@ -110,7 +110,9 @@ func writer(db *sql.DB, src string, interval time.Duration, stop <-chan struct{}
 // a running one can depend on the two sharing a group: with the backup
 // in the writer's session, the idle class for our check looked like a
 // gain here, and with the backup apart it was a loss (see
-// docs/PERFORMANCE.md, "Writer latency during a backup").
+// docs/PERFORMANCE.md, "Writer latency during a backup"). Out of the
+// terminal's process group, the command does not get a Ctrl-C meant for
+// the benchmark: it finishes its backup on its own.
 func runBeside(argv []string) error {
 	cmd := exec.Command(argv[0], argv[1:]...)
 	cmd.Stderr = os.Stderr
