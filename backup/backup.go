@@ -172,8 +172,12 @@ func Run(ctx context.Context, opts Options) (res *Result, err error) {
 		}
 	}()
 
-	idle := sourceState(src)
-	cp, err := copySnapshot(ctx, src, tmp, opts)
+	// moved says whether the application has written to the source
+	// since the copy began: the hash then waits for the end of the copy
+	// (followHash), and the check keeps to one core (below).
+	before := sourceState(src)
+	moved := func() bool { return sourceState(src) != before }
+	cp, err := copySnapshot(ctx, src, tmp, opts, moved)
 	if err != nil {
 		return nil, err
 	}
@@ -219,7 +223,7 @@ func Run(ctx context.Context, opts Options) (res *Result, err error) {
 		// before the copy to now, nobody is writing, and the full check
 		// runs on every core (verify's parallel check).
 		prev := 0
-		if sourceState(src) != idle {
+		if moved() {
 			prev = runtime.GOMAXPROCS(1)
 		}
 		vr, err := verify.File(ctx, tmp, verify.Options{Quick: opts.Verify == VerifyQuick, Progress: opts.VerifyProgress})
@@ -292,7 +296,7 @@ func Run(ctx context.Context, opts Options) (res *Result, err error) {
 
 // copySnapshot copies one consistent snapshot of src into the empty file
 // tmp and says how.
-func copySnapshot(ctx context.Context, src, tmp string, opts Options) (_ copied, err error) {
+func copySnapshot(ctx context.Context, src, tmp string, opts Options, moved func() bool) (_ copied, err error) {
 	// Opened before SQLite opens the source and closed after it closed
 	// it (defers run last-in first-out): see sourceFiles.
 	var files *sourceFiles
@@ -358,7 +362,7 @@ func copySnapshot(ctx context.Context, src, tmp string, opts Options) (_ copied,
 		}
 		return copied{pages: int(h.Pages), pageSize: h.PageSize, how: CopierVacuum}, nil
 	case MethodBackup:
-		return onlineBackup(ctx, conn, files, src, tmp, opts)
+		return onlineBackup(ctx, conn, files, src, tmp, opts, moved)
 	default:
 		return copied{}, fmt.Errorf("unknown backup method %q", opts.Method)
 	}
@@ -390,7 +394,7 @@ const (
 	CopierVacuum Copier = "vacuum_into"
 )
 
-func onlineBackup(ctx context.Context, conn *sql.Conn, files *sourceFiles, src, tmp string, opts Options) (_ copied, err error) {
+func onlineBackup(ctx context.Context, conn *sql.Conn, files *sourceFiles, src, tmp string, opts Options, moved func() bool) (_ copied, err error) {
 	// One read transaction pins the snapshot for the whole copy. Without
 	// it every backup API step takes a fresh read lock and a write by
 	// another process restarts the copy from page 1, so under a steady
@@ -425,10 +429,6 @@ func onlineBackup(ctx context.Context, conn *sql.Conn, files *sourceFiles, src, 
 		hctx, hcancel := context.WithCancel(ctx)
 		defer hcancel()
 		go func() { hookErr <- hook(hctx) }()
-		// The source's files as the copy begins: the hash follows the
-		// copy until the application changes them (followHash).
-		still := sourceState(src)
-		moved := func() bool { return sourceState(src) != still }
 		hash, err := copyFile(ctx, files, plan, tmp, opts.Progress, opts.Compress == compress.None, moved)
 		var ep *errPlan
 		if err != nil && !errors.As(err, &ep) {

@@ -423,10 +423,7 @@ type followHash struct {
 	err    error
 	closed bool
 	once   sync.Once
-	// after is set once the hash waits for the end of the copy; tests
-	// read it after Wait, and watch hashed (bytes hashed so far).
-	after  bool
-	hashed atomic.Int64
+	hashed atomic.Int64 // bytes hashed so far, for tests to watch
 }
 
 func newFollowHash(path string, moved func() bool) (*followHash, error) {
@@ -455,10 +452,11 @@ func (h *followHash) run() {
 	buf := make([]byte, chunkBytes)
 	var behind int64 // written and not yet hashed
 	copied := false  // the copy is complete
+	after := false   // the source moved: wait for the end of the copy
 	for {
 		// Wait for more while there is nothing to hash, or while the
 		// hash waits for the end of the copy.
-		if !copied && (behind == 0 || h.after) {
+		if !copied && (behind == 0 || after) {
 			select {
 			case n, ok := <-h.grow:
 				if ok {
@@ -477,7 +475,7 @@ func (h *followHash) run() {
 			return
 		}
 		if !copied && h.moved != nil && h.moved() {
-			h.after = true
+			after = true
 			countPlan("hashed after the copy")
 			continue
 		}

@@ -6,7 +6,6 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
-	"maps"
 	"os"
 	"path/filepath"
 	"sync/atomic"
@@ -54,61 +53,68 @@ func waitHashed(t *testing.T, h *followHash, want int64) {
 	}
 }
 
+// hashedAfter is how many hashes so far waited for the end of a copy.
+func hashedAfter() int {
+	planned.Lock()
+	defer planned.Unlock()
+	return planned.m["hashed after the copy"]
+}
+
 // TestFollowHashWaitsWhileTheSourceMoves: the hash reads right behind the
 // copy while the source stands still, and from the first time it finds
 // the source moved it reads nothing more until the copy is complete. Its
 // sum is the file's either way.
 func TestFollowHashWaitsWhileTheSourceMoves(t *testing.T) {
 	const mib = 1 << 20
-	// held waits a while and returns how much h hashed meanwhile: the
-	// hash must not go on while it waits for the end of the copy.
-	held := func(h *followHash) int64 {
-		time.Sleep(200 * time.Millisecond)
-		return h.hashed.Load()
-	}
 	for _, tc := range []struct {
-		name  string
-		moved func(step *atomic.Int32) func() bool
-		after bool
+		name string
+		// moved is the source's watch, given whether the test has
+		// written the second part yet; nil: none.
+		moved func(second *atomic.Bool) func() bool
+		// The bytes hashed before close once each part is written:
+		// all of them while the hash follows, none more once it waits.
+		first, second int64
 	}{
-		{"no source to watch", func(*atomic.Int32) func() bool { return nil }, false},
-		{"source still", func(*atomic.Int32) func() bool { return func() bool { return false } }, false},
-		{"source moved from the start", func(*atomic.Int32) func() bool { return func() bool { return true } }, true},
-		{"source moved after the first round", func(step *atomic.Int32) func() bool {
-			return func() bool { return step.Load() > 0 }
-		}, true},
+		{"no source to watch", func(*atomic.Bool) func() bool { return nil }, 3 * mib, 5 * mib},
+		{"source still", func(*atomic.Bool) func() bool { return func() bool { return false } }, 3 * mib, 5 * mib},
+		{"source moved from the start", func(*atomic.Bool) func() bool { return func() bool { return true } }, 0, 0},
+		{"source moved after the first part", func(second *atomic.Bool) func() bool {
+			return second.Load
+		}, 3 * mib, 3 * mib},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			path := filepath.Join(t.TempDir(), "copy")
 			if err := os.WriteFile(path, nil, 0o600); err != nil {
 				t.Fatal(err)
 			}
-			var step atomic.Int32
-			h, err := newFollowHash(path, tc.moved(&step))
+			var second atomic.Bool
+			afterBefore := hashedAfter()
+			h, err := newFollowHash(path, tc.moved(&second))
 			if err != nil {
 				t.Fatal(err)
 			}
 			defer h.Stop()
+			// hashedBy checks what h hashed of the parts written so far:
+			// all of it (it follows), or want and nothing more over a
+			// while (it waits for the end of the copy).
+			hashedBy := func(want, written int64) {
+				t.Helper()
+				if want == written {
+					waitHashed(t, h, want)
+					return
+				}
+				time.Sleep(200 * time.Millisecond)
+				if n := h.hashed.Load(); n != want {
+					t.Fatalf("hashed %d of %d bytes while the copy went on, want %d", n, written, want)
+				}
+			}
 			appendRandom(t, path, 3*mib)
 			h.written(3 * mib)
-			if tc.name == "source moved from the start" {
-				if n := held(h); n != 0 {
-					t.Fatalf("hashed %d bytes while the copy went on under a writer, want 0", n)
-				}
-			} else {
-				waitHashed(t, h, 3*mib) // right behind the copy
-			}
-			step.Store(1)
+			hashedBy(tc.first, 3*mib)
+			second.Store(true)
 			appendRandom(t, path, 2*mib)
 			h.written(2 * mib)
-			switch tc.name {
-			case "source moved after the first round":
-				if n := held(h); n != 3*mib {
-					t.Fatalf("hashed %d bytes once the source moved, want the %d before", n, 3*mib)
-				}
-			case "no source to watch", "source still":
-				waitHashed(t, h, 5*mib)
-			}
+			hashedBy(tc.second, 5*mib)
 			h.close()
 			sum, err := h.Wait(context.Background())
 			if err != nil {
@@ -117,8 +123,12 @@ func TestFollowHashWaitsWhileTheSourceMoves(t *testing.T) {
 			if want := fileSum(t, path); sum != want {
 				t.Fatalf("sum %s, file's %s", sum, want)
 			}
-			if h.after != tc.after {
-				t.Fatalf("hashed after the copy: %v, want %v", h.after, tc.after)
+			wantAfter := 0
+			if tc.second < 5*mib {
+				wantAfter = 1
+			}
+			if n := hashedAfter() - afterBefore; n != wantAfter {
+				t.Fatalf("hashed after the copy %d times, want %d", n, wantAfter)
 			}
 		})
 	}
@@ -160,9 +170,7 @@ func TestBackupHashesAfterTheCopyUnderAWriter(t *testing.T) {
 		src := filepath.Join(dir, "app.db")
 		app := testdb.Open(t, src, testdb.Options{WAL: true, Rows: 2000})
 		defer app.Close()
-		planned.Lock()
-		before := maps.Clone(planned.m)
-		planned.Unlock()
+		before := hashedAfter()
 		committed := false
 		opts := Options{Source: src, Path: filepath.Join(dir, "copy.db"), Progress: func(done, total int) {
 			if write && !committed {
@@ -187,9 +195,7 @@ func TestBackupHashesAfterTheCopyUnderAWriter(t *testing.T) {
 		if sum, err := manifest.FileSHA256(opts.Path); err != nil || sum != res.SHA256 {
 			t.Fatalf("file hash %s (%v), recorded %s", sum, err, res.SHA256)
 		}
-		planned.Lock()
-		after := planned.m["hashed after the copy"] - before["hashed after the copy"]
-		planned.Unlock()
+		after := hashedAfter() - before
 		if want := map[bool]int{false: 0, true: 1}[write]; after != want {
 			t.Fatalf("a commit during the copy: %v; hashed after the copy %d times, want %d", write, after, want)
 		}
