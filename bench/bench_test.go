@@ -40,6 +40,7 @@ func TestSmoke(t *testing.T) {
 		"| during sqlite-backup |",
 		"| during sqlite-backup --quick |",
 		"synchronous=FULL, one connection for the run), 2 rounds",
+		"| over 4ms | kernel memory threads |",
 	} {
 		if !strings.Contains(s, want) {
 			t.Errorf("report lacks %q:\n%s", want, s)
@@ -394,5 +395,76 @@ func TestRunBesideOwnSession(t *testing.T) {
 	}
 	if err := runBeside([]string{"sh", "-c", `read -r _ _ _ _ _ sid _ < /proc/` + strconv.Itoa(os.Getpid()) + `/stat; [ "$sid" = "` + strconv.Itoa(os.Getpid()) + `" ]`}); err == nil {
 		t.Fatal("the session test passed for the test process too; it cannot tell")
+	}
+}
+
+// TestKthreadCPU: the memory threads' time is the sum of the first
+// schedstat field over the processes whose name starts with a prefix;
+// other processes, and entries that are not processes, are left out;
+// without a match there is no reading.
+func TestKthreadCPU(t *testing.T) {
+	proc := t.TempDir()
+	for _, p := range []struct{ pid, comm, schedstat string }{
+		{"78", "kdamond.0\n", "5000000 120000 31\n"},
+		{"91", "kswapd0\n", "1500000 0 4\n"},
+		{"4242", "bash\n", "900000000 0 77\n"},
+		{"self", "kdamond.9\n", "7000000 0 1\n"}, // not a pid
+		{"95", "kcompactd0\n", "garbage\n"},
+	} {
+		dir := filepath.Join(proc, p.pid)
+		if err := os.Mkdir(dir, 0o755); err != nil {
+			t.Fatal(err)
+		}
+		os.WriteFile(filepath.Join(dir, "comm"), []byte(p.comm), 0o644)
+		os.WriteFile(filepath.Join(dir, "schedstat"), []byte(p.schedstat), 0o644)
+	}
+	got, ok := kthreadCPU(proc, memThreads)
+	if !ok || got != 6500*time.Microsecond {
+		t.Errorf("memory threads: %v %v, want 6.5ms true", got, ok)
+	}
+	if got, ok := kthreadCPU(proc, []string{"kthreadd"}); ok || got != 0 {
+		t.Errorf("no match: %v %v, want 0 false", got, ok)
+	}
+
+	var s writerStats
+	s.kthreadCPU, s.kthreadWall = 25*time.Millisecond, 10*time.Second
+	if got := s.kthreadRate(); got != "2.5 ms/s" {
+		t.Errorf("rate %q, want 2.5 ms/s", got)
+	}
+	s.kthreadLost = true
+	if got := s.kthreadRate(); got != "–" {
+		t.Errorf("rate after a lost reading %q, want –", got)
+	}
+}
+
+// TestKthreadCPUReal reads the real kernel's schedstat: over this
+// process's own threads (/proc/self/task, all named as the process), the
+// time on a CPU grows by what getrusage says the process used meanwhile.
+func TestKthreadCPUReal(t *testing.T) {
+	comm, err := os.ReadFile("/proc/self/comm")
+	if err != nil {
+		t.Skip("no /proc:", err)
+	}
+	name := []string{strings.TrimSpace(string(comm))}
+	before, ok := kthreadCPU("/proc/self/task", name)
+	if !ok {
+		t.Skip("no schedstat for this process")
+	}
+	used := func() time.Duration {
+		var ru unix.Rusage
+		if err := unix.Getrusage(unix.RUSAGE_SELF, &ru); err != nil {
+			t.Fatal(err)
+		}
+		return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+	}
+	x, start := uint64(1), used()
+	for used()-start < 40*time.Millisecond {
+		for k := 0; k < 10000; k++ {
+			x = x*6364136223846793005 + 1442695040888963407
+		}
+	}
+	after, _ := kthreadCPU("/proc/self/task", name)
+	if got := after - before; got < 20*time.Millisecond {
+		t.Errorf("%q: %v on a CPU in schedstat while getrusage counted %v (%d)", name[0], got, used()-start, x%2)
 	}
 }

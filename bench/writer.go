@@ -20,6 +20,19 @@ type writerStats struct {
 	at     []time.Time // when each commit began
 	failed int
 	errs   []string
+	// The kernel's memory threads' CPU time over the phases, and the
+	// phases' length (memThreads); kthreadLost where a reading failed.
+	kthreadCPU, kthreadWall time.Duration
+	kthreadLost             bool
+}
+
+// kthreadRate is the memory threads' CPU time per second of the phases,
+// or "–" where it could not be read.
+func (s *writerStats) kthreadRate() string {
+	if s.kthreadLost || s.kthreadWall <= 0 {
+		return "–"
+	}
+	return fmt.Sprintf("%.1f ms/s", float64(s.kthreadCPU)/1e6/s.kthreadWall.Seconds())
 }
 
 func (s *writerStats) pct(p float64) time.Duration {
@@ -197,10 +210,13 @@ func writerLatency(c config, src, out string, res []*caseResult, bases [][2]stri
 		idleFrom, idleStart := len(wr.idle.lat), time.Now()
 		stop := make(chan struct{})
 		errc := make(chan error, 1)
+		kt := startKthreads()
 		go func() { errc <- writer(db, src, c.interval, stop, &wr.idle) }()
 		time.Sleep(phase + time.Second)
 		close(stop)
-		if err := <-errc; err != nil {
+		err := <-errc
+		kt.stop(&wr.idle)
+		if err != nil {
 			return nil, fmt.Errorf("writer: %w", err)
 		}
 		logf("writer round %d idle: %d commits", round, len(wr.idle.lat))
@@ -212,6 +228,7 @@ func writerLatency(c config, src, out string, res []*caseResult, bases [][2]stri
 			removeDB(out)
 			from := len(wr.during[i].lat)
 			stop = make(chan struct{})
+			kt := startKthreads()
 			go func() { errc <- writer(db, src, c.interval, stop, wr.during[i]) }()
 			time.Sleep(200 * time.Millisecond)
 			t0 := time.Now()
@@ -226,6 +243,7 @@ func writerLatency(c config, src, out string, res []*caseResult, bases [][2]stri
 			time.Sleep(time.Second)
 			close(stop)
 			werr := <-errc
+			kt.stop(wr.during[i])
 			removeDB(out)
 			if berr != nil {
 				return nil, fmt.Errorf("backup under writer: %w", berr)
@@ -324,11 +342,11 @@ func printWriter(w io.Writer, wr *writerResult) {
 		conn = "a connection per phase"
 	}
 	fmt.Fprintf(w, "Writer: one INSERT per transaction every few ms on the source (WAL, synchronous=FULL, %s), %d rounds; backup under the writer took %s.\n\n", conn, len(wr.backups[0]), durList(wr.backups[0]))
-	fmt.Fprintf(w, "| writer phase | commits | failed | p50 | p99 | max | over %s |\n", slowCommit)
-	fmt.Fprintln(w, "| --- | ---: | ---: | ---: | ---: | ---: | ---: |")
+	fmt.Fprintf(w, "| writer phase | commits | failed | p50 | p99 | max | over %s | kernel memory threads |\n", slowCommit)
+	fmt.Fprintln(w, "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
 	row := func(name string, s *writerStats) {
 		slow := s.over(slowCommit)
-		fmt.Fprintf(w, "| %s | %d | %d | %s | %s | %s | %d (%.2f %%) |\n", name, len(s.lat), s.failed, ms(s.pct(0.5)), ms(s.pct(0.99)), ms(s.pct(1)), slow, 100*float64(slow)/float64(max(len(s.lat), 1)))
+		fmt.Fprintf(w, "| %s | %d | %d | %s | %s | %s | %d (%.2f %%) | %s |\n", name, len(s.lat), s.failed, ms(s.pct(0.5)), ms(s.pct(0.99)), ms(s.pct(1)), slow, 100*float64(slow)/float64(max(len(s.lat), 1)), s.kthreadRate())
 	}
 	row("idle", &wr.idle)
 	for i, l := range wr.labels {
