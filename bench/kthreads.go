@@ -9,26 +9,25 @@ import (
 )
 
 // memThreads are the kernel threads that do memory management on their
-// own: DAMON's monitor and reclaim (kdamond), page reclaim (kswapd) and
-// compaction (kcompactd). On the machines this benchmark was written on
-// (virtual machines whose kernel runs DAMON reclaim), kdamond's CPU time
-// rose from about 2 ms a second to 8-20 ms a second while SQLite read a
-// database through mmap, ours or the C CLI's with mmap_size set, and a
-// writer's commit that woke on kdamond's core waited for it: that kernel
-// is not preemptible. The writer table reports their time per phase, so
-// a run shows how much of what the writer met came from them.
+// own: DAMON (kdamond), page reclaim (kswapd) and compaction (kcompactd).
+// On a kernel that is not preemptible, a commit that wakes on the core
+// one of them holds waits until it yields; the writer table reports their
+// time per phase so that a run shows how busy they were (on the machines
+// of docs/PERFORMANCE.md, kdamond worked several times harder while SQLite
+// read a database through mmap).
 var memThreads = []string{"kdamond", "kswapd", "kcompactd"}
 
-// kthreadCPU sums the time on a CPU (the first field of schedstat, in ns)
-// of every process under proc (a /proc) whose name starts with one of
-// prefixes. ok is false where none is found or the kernel keeps no
-// schedstat: the table then says so instead of showing 0.
-func kthreadCPU(proc string, prefixes []string) (_ time.Duration, ok bool) {
+// kthreadTimes reads, for every process under proc (a /proc, or a
+// /proc/PID/task) whose name starts with one of prefixes, its time on a
+// CPU: the first field of schedstat, in ns. ok is false where none is
+// found, or where all read 0 (a kernel that keeps no schedstat prints
+// zeros): the table then says so instead of showing 0.
+func kthreadTimes(proc string, prefixes []string) (_ map[string]time.Duration, ok bool) {
 	ents, err := os.ReadDir(proc)
 	if err != nil {
-		return 0, false
+		return nil, false
 	}
-	var sum time.Duration
+	times := map[string]time.Duration{}
 	for _, e := range ents {
 		if _, err := strconv.Atoi(e.Name()); err != nil {
 			continue
@@ -49,10 +48,12 @@ func kthreadCPU(proc string, prefixes []string) (_ time.Duration, ok bool) {
 		if err != nil {
 			continue
 		}
-		sum += time.Duration(ns)
-		ok = true
+		times[e.Name()] = time.Duration(ns)
+		if ns > 0 {
+			ok = true
+		}
 	}
-	return sum, ok
+	return times, ok
 }
 
 func hasAnyPrefix(s string, prefixes []string) bool {
@@ -64,25 +65,44 @@ func hasAnyPrefix(s string, prefixes []string) bool {
 	return false
 }
 
-// kthreadMeter adds the memory threads' CPU time over a phase to a
-// writerStats.
+// kthreadMeter measures the memory threads over one phase.
 type kthreadMeter struct {
-	at  time.Time
-	cpu time.Duration
-	ok  bool
+	proc  string
+	at    time.Time
+	times map[string]time.Duration
+	ok    bool
 }
 
-func startKthreads() kthreadMeter {
-	cpu, ok := kthreadCPU("/proc", memThreads)
-	return kthreadMeter{time.Now(), cpu, ok}
+func startKthreads(proc string) kthreadMeter {
+	times, ok := kthreadTimes(proc, memThreads)
+	return kthreadMeter{proc, time.Now(), times, ok}
 }
 
+// stop adds the threads' time since start, and the phase's length, to s.
+// A thread that ended meanwhile took its time with it, so the phase is
+// then left out (counted in kthreadLost); one that began meanwhile is
+// counted from 0.
 func (m kthreadMeter) stop(s *writerStats) {
-	cpu, ok := kthreadCPU("/proc", memThreads)
-	if !m.ok || !ok || cpu < m.cpu { // a thread gone: not comparable
-		s.kthreadLost = true
+	wall := time.Since(m.at)
+	now, ok := kthreadTimes(m.proc, memThreads)
+	if !m.ok || !ok {
+		s.kthreadLost++
 		return
 	}
-	s.kthreadCPU += cpu - m.cpu
-	s.kthreadWall += time.Since(m.at)
+	var sum time.Duration
+	for pid, t0 := range m.times {
+		t1, alive := now[pid]
+		if !alive || t1 < t0 { // gone, or its pid taken by another
+			s.kthreadLost++
+			return
+		}
+		sum += t1 - t0
+	}
+	for pid, t1 := range now {
+		if _, old := m.times[pid]; !old {
+			sum += t1
+		}
+	}
+	s.kthreadCPU += sum
+	s.kthreadWall += wall
 }

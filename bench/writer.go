@@ -20,19 +20,25 @@ type writerStats struct {
 	at     []time.Time // when each commit began
 	failed int
 	errs   []string
-	// The kernel's memory threads' CPU time over the phases, and the
-	// phases' length (memThreads); kthreadLost where a reading failed.
+	// The kernel's memory threads' time on a CPU over the phases where
+	// it could be read, those phases' length, and how many could not be
+	// (see kthreadMeter).
 	kthreadCPU, kthreadWall time.Duration
-	kthreadLost             bool
+	kthreadLost             int
 }
 
-// kthreadRate is the memory threads' CPU time per second of the phases,
-// or "–" where it could not be read.
+// kthreadRate is the memory threads' time on a CPU per second of the
+// phases where it was read, with how many were left out, or "–" where
+// none was.
 func (s *writerStats) kthreadRate() string {
-	if s.kthreadLost || s.kthreadWall <= 0 {
+	if s.kthreadWall <= 0 {
 		return "–"
 	}
-	return fmt.Sprintf("%.1f ms/s", float64(s.kthreadCPU)/1e6/s.kthreadWall.Seconds())
+	r := fmt.Sprintf("%.1f ms/s", float64(s.kthreadCPU)/1e6/s.kthreadWall.Seconds())
+	if s.kthreadLost > 0 {
+		r += fmt.Sprintf(" (%d phases left out)", s.kthreadLost)
+	}
+	return r
 }
 
 func (s *writerStats) pct(p float64) time.Duration {
@@ -210,7 +216,7 @@ func writerLatency(c config, src, out string, res []*caseResult, bases [][2]stri
 		idleFrom, idleStart := len(wr.idle.lat), time.Now()
 		stop := make(chan struct{})
 		errc := make(chan error, 1)
-		kt := startKthreads()
+		kt := startKthreads("/proc")
 		go func() { errc <- writer(db, src, c.interval, stop, &wr.idle) }()
 		time.Sleep(phase + time.Second)
 		close(stop)
@@ -228,7 +234,7 @@ func writerLatency(c config, src, out string, res []*caseResult, bases [][2]stri
 			removeDB(out)
 			from := len(wr.during[i].lat)
 			stop = make(chan struct{})
-			kt := startKthreads()
+			kt = startKthreads("/proc")
 			go func() { errc <- writer(db, src, c.interval, stop, wr.during[i]) }()
 			time.Sleep(200 * time.Millisecond)
 			t0 := time.Now()
