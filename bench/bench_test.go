@@ -498,6 +498,10 @@ func TestKthreadMeter(t *testing.T) {
 	if got := r.kthreadRate(); got != "2.5 ms/s" {
 		t.Errorf("rate %q, want 2.5 ms/s", got)
 	}
+	r.kthreadLost = 1
+	if got := r.kthreadRate(); got != "2.5 ms/s (1 phase left out)" {
+		t.Errorf("rate %q, want it with 1 phase left out", got)
+	}
 	r.kthreadLost = 2
 	if got := r.kthreadRate(); got != "2.5 ms/s (2 phases left out)" {
 		t.Errorf("rate %q, want it with 2 phases left out", got)

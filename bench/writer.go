@@ -35,7 +35,10 @@ func (s *writerStats) kthreadRate() string {
 		return "–"
 	}
 	r := fmt.Sprintf("%.1f ms/s", float64(s.kthreadCPU)/1e6/s.kthreadWall.Seconds())
-	if s.kthreadLost > 0 {
+	switch {
+	case s.kthreadLost == 1:
+		r += " (1 phase left out)"
+	case s.kthreadLost > 1:
 		r += fmt.Sprintf(" (%d phases left out)", s.kthreadLost)
 	}
 	return r
