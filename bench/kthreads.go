@@ -3,6 +3,7 @@ package main
 import (
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -20,8 +21,8 @@ var memThreads = []string{"kdamond", "kswapd", "kcompactd"}
 // kthreadTimes reads, for every process under proc (a /proc, or a
 // /proc/PID/task) whose name starts with one of prefixes, its time on a
 // CPU: the first field of schedstat, in ns. ok is false where none is
-// found, or where all read 0 (a kernel that keeps no schedstat prints
-// zeros): the table then says so instead of showing 0.
+// found. A thread that never ran reads 0, as does every thread on a
+// kernel that keeps no schedstat: schedstatKept tells the two apart.
 func kthreadTimes(proc string, prefixes []string) (_ map[string]time.Duration, ok bool) {
 	ents, err := os.ReadDir(proc)
 	if err != nil {
@@ -33,39 +34,42 @@ func kthreadTimes(proc string, prefixes []string) (_ map[string]time.Duration, o
 			continue
 		}
 		comm, err := os.ReadFile(filepath.Join(proc, e.Name(), "comm"))
-		if err != nil || !hasAnyPrefix(strings.TrimSpace(string(comm)), prefixes) {
+		name := strings.TrimSpace(string(comm))
+		if err != nil || !slices.ContainsFunc(prefixes, func(p string) bool { return strings.HasPrefix(name, p) }) {
 			continue
 		}
-		st, err := os.ReadFile(filepath.Join(proc, e.Name(), "schedstat"))
-		if err != nil {
-			continue
-		}
-		f := strings.Fields(string(st))
-		if len(f) == 0 {
-			continue
-		}
-		ns, err := strconv.ParseInt(f[0], 10, 64)
-		if err != nil {
-			continue
-		}
-		times[e.Name()] = time.Duration(ns)
-		if ns > 0 {
-			ok = true
+		if ns, ok := schedstatTime(filepath.Join(proc, e.Name(), "schedstat")); ok {
+			times[e.Name()] = ns
 		}
 	}
-	return times, ok
+	return times, len(times) > 0
 }
 
-func hasAnyPrefix(s string, prefixes []string) bool {
-	for _, p := range prefixes {
-		if strings.HasPrefix(s, p) {
-			return true
-		}
+// schedstatTime reads the time on a CPU from a schedstat file.
+func schedstatTime(path string) (time.Duration, bool) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return 0, false
 	}
-	return false
+	f := strings.Fields(string(b))
+	if len(f) == 0 {
+		return 0, false
+	}
+	ns, err := strconv.ParseInt(f[0], 10, 64)
+	return time.Duration(ns), err == nil
 }
 
-// kthreadMeter measures the memory threads over one phase.
+// schedstatKept says whether the kernel counts time in schedstat: the
+// reading process itself (path: /proc/self/schedstat) has run, so a 0
+// there means it does not (before Linux 5.14, with delay accounting off).
+// The table then shows "–" instead of 0.
+func schedstatKept(path string) bool {
+	ns, ok := schedstatTime(path)
+	return ok && ns > 0
+}
+
+// kthreadMeter measures the memory threads over one phase. Its proc is
+// "" (no reading) where the kernel keeps no schedstat.
 type kthreadMeter struct {
 	proc  string
 	at    time.Time

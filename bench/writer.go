@@ -214,12 +214,16 @@ func writerLatency(c config, src, out string, res []*caseResult, bases [][2]stri
 		}
 		defer db.Close()
 	}
+	proc := "/proc" // the kernel's memory threads (kthreadMeter)
+	if !schedstatKept("/proc/self/schedstat") {
+		proc = ""
+	}
 	for round := 1; round <= rounds; round++ {
 		// Idle.
 		idleFrom, idleStart := len(wr.idle.lat), time.Now()
 		stop := make(chan struct{})
 		errc := make(chan error, 1)
-		kt := startKthreads("/proc")
+		kt := startKthreads(proc)
 		go func() { errc <- writer(db, src, c.interval, stop, &wr.idle) }()
 		time.Sleep(phase + time.Second)
 		close(stop)
@@ -237,7 +241,7 @@ func writerLatency(c config, src, out string, res []*caseResult, bases [][2]stri
 			removeDB(out)
 			from := len(wr.during[i].lat)
 			stop = make(chan struct{})
-			kt = startKthreads("/proc")
+			kt = startKthreads(proc)
 			go func() { errc <- writer(db, src, c.interval, stop, wr.during[i]) }()
 			time.Sleep(200 * time.Millisecond)
 			t0 := time.Now()
