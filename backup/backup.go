@@ -219,17 +219,19 @@ func Run(ctx context.Context, opts Options) (res *Result, err error) {
 		// leaves it the other: held to one P, the Go runtime keeps the
 		// check's thread on one core, and the application's commits' p99
 		// during the check measured 1.9-2.8 ms against 4.2-5.3 ms with
-		// two (idle 1.0-2.9 ms). When the source did not change from
-		// before the copy to now, nobody is writing, and the full check
-		// runs on every core (verify's parallel check).
-		prev := 0
-		if moved() {
-			prev = runtime.GOMAXPROCS(1)
-		}
-		vr, err := verify.File(ctx, tmp, verify.Options{Quick: opts.Verify == VerifyQuick, Progress: opts.VerifyProgress})
-		if prev != 0 {
-			runtime.GOMAXPROCS(prev)
-		}
+		// two (idle 1.0-2.9 ms); and every thread of the process stays on
+		// that core (oneCore), or the runtime's others, sysmon among
+		// them, still take the other core from the application. When the
+		// source did not change from before the copy to now, nobody is
+		// writing, and the full check runs on every core (verify's
+		// parallel check).
+		vr, err := func() (verify.Result, error) {
+			if moved() {
+				defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(1))
+				defer oneCore()() // the CPUs given back first, then the Ps
+			}
+			return verify.File(ctx, tmp, verify.Options{Quick: opts.Verify == VerifyQuick, Progress: opts.VerifyProgress})
+		}()
 		if err != nil {
 			return nil, err
 		}
