@@ -16,7 +16,7 @@ import (
 // runs) still ran on the other core, and there the application's commits
 // met waits of 8-20 ms that C's single-threaded check did not cause (see
 // docs/PERFORMANCE.md, "Writer latency during a backup", seventh
-// session). With the whole process on one core those waits went away.
+// session). With the whole process on one core they became rare.
 //
 // Best effort: a thread that ends meanwhile, or an affinity the kernel
 // refuses (seccomp), is left as it is. Not for two backups at once in
@@ -35,7 +35,7 @@ func oneCore() (restore func()) {
 
 // setAll lets every thread of this process run on the CPUs m only. A
 // thread started meanwhile takes the mask of the thread that started it,
-// set or not yet: list again until none is new.
+// set or not yet: list again (up to four times) until none is new.
 func setAll(m *unix.CPUSet) {
 	done := map[int]bool{}
 	for range 4 {
