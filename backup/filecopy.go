@@ -290,9 +290,10 @@ var sendChunkBytes = 64 << 20
 // caller fsyncs: SHA-256 runs at about the speed of the copy itself, so
 // in line it would double its time. Once moved (if not nil) reports that
 // the application wrote to the source, the hash waits for the end of the
-// copy instead (see followHash). The kernel copies where it can
+// copy instead, and then for wait (if not nil) to close (see followHash).
+// The kernel copies where it can
 // (copyInKernel); else one goroutine reads while this one writes.
-func copyFile(ctx context.Context, files *sourceFiles, plan *filePlan, tmp string, progress func(done, total int), hashIt bool, moved func() bool) (_ *followHash, err error) {
+func copyFile(ctx context.Context, files *sourceFiles, plan *filePlan, tmp string, progress func(done, total int), hashIt bool, moved func() bool, wait <-chan struct{}) (_ *followHash, err error) {
 	out, err := os.OpenFile(tmp, os.O_RDWR, 0) // read back: page 1's patch
 	if err != nil {
 		return nil, fmt.Errorf("open backup %q: %w", tmp, err)
@@ -303,7 +304,7 @@ func copyFile(ctx context.Context, files *sourceFiles, plan *filePlan, tmp strin
 	}
 	var hash *followHash // nil: nobody needs the hash (a compressed backup)
 	if hashIt {
-		if hash, err = newFollowHash(tmp, moved); err != nil {
+		if hash, err = newFollowHash(tmp, moved, wait); err != nil {
 			return nil, err
 		}
 	}
@@ -408,15 +409,17 @@ func copyFile(ctx context.Context, files *sourceFiles, plan *filePlan, tmp strin
 // fsync's in 6 backups, against 15 with this (a probe that always hashed
 // after the copy: 46 against 6; docs/PERFORMANCE.md, "Writer latency
 // during a backup"). So once moved says that the source changed since
-// the copy began, the hash waits for the copy to end and then runs while
+// the copy began, the hash waits for the copy to end (and for wait: the
+// snapshot's row counts, run after the copy too) and then runs while
 // the caller fsyncs, leaving the application a core during the kernel's
 // copy (the read-and-write copy, where the kernel cannot, has a reader
 // and a writer of its own). Where nobody writes, nobody waits, and it
 // follows as before.
 type followHash struct {
 	f      *os.File
-	moved  func() bool // nil: never
-	grow   chan int64  // lengths written, in order
+	moved  func() bool     // nil: never
+	wait   <-chan struct{} // when hashing after the copy, first wait for this
+	grow   chan int64      // lengths written, in order
 	stop   chan struct{}
 	done   chan struct{}
 	sum    string
@@ -426,12 +429,12 @@ type followHash struct {
 	hashed atomic.Int64 // bytes hashed so far, for tests to watch
 }
 
-func newFollowHash(path string, moved func() bool) (*followHash, error) {
+func newFollowHash(path string, moved func() bool, wait <-chan struct{}) (*followHash, error) {
 	f, err := os.Open(path)
 	if err != nil {
 		return nil, fmt.Errorf("open backup %q: %w", path, err)
 	}
-	h := &followHash{f: f, moved: moved, grow: make(chan int64, 1<<16), stop: make(chan struct{}), done: make(chan struct{})}
+	h := &followHash{f: f, moved: moved, wait: wait, grow: make(chan int64, 1<<16), stop: make(chan struct{}), done: make(chan struct{})}
 	go h.run()
 	return h, nil
 }
@@ -473,6 +476,19 @@ func (h *followHash) run() {
 		if behind == 0 { // copied and all hashed
 			h.sum = hex.EncodeToString(sha.Sum(nil))
 			return
+		}
+		if after && h.wait != nil {
+			// Copied: the caller's other reader may still be at work
+			// (the snapshot's row counts, run after the copy under a
+			// writer): one thread at a time, so wait for it.
+			countPlan("hash waited for the snapshot's hook")
+			select {
+			case <-h.wait:
+				h.wait = nil
+			case <-h.stop:
+				h.err = context.Canceled
+				return
+			}
 		}
 		if !copied && h.moved != nil && h.moved() {
 			after = true

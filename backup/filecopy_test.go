@@ -178,21 +178,46 @@ func TestFileCopyFallback(t *testing.T) {
 			if _, err := app.Exec("PRAGMA wal_autocheckpoint=0; INSERT INTO t(v) SELECT randomblob(300) FROM t"); err != nil {
 				t.Fatal(err)
 			}
-			out := filepath.Join(dir, "copy.db")
-			res, err := Run(context.Background(), Options{Source: src, Path: out})
-			if err != nil {
-				t.Fatal(err)
-			}
-			if res.Copier != CopierAPI || !strings.HasPrefix(res.FileCopySkipped, c.reason) || res.SHA256 != "" {
-				t.Fatalf("copier %q, skipped %q, sha256 %q: want the backup API, %q and no hash", res.Copier, res.FileCopySkipped, res.SHA256, c.reason)
-			}
-			// The backup API's page 1 has its own change counter: compare
-			// content, not pages.
-			if got, want := testdb.Count(t, out, "t"), testdb.Count(t, src, "t"); got != want || got <= 4000 {
-				t.Fatalf("copy has %d rows, source %d, want the same, over 4000", got, want)
-			}
-			if got := cli(t, out, "pragma integrity_check; pragma journal_mode"); got != "ok\ndelete" {
-				t.Fatalf("copy: %q", got)
+			// With and without a commit during the copy, which sends the
+			// snapshot's hook after it: either way the hook runs once, in
+			// the snapshot the backup API then copies.
+			for _, write := range []bool{false, true} {
+				out := filepath.Join(dir, fmt.Sprintf("copy-%v.db", write))
+				want := testdb.Count(t, src, "t")
+				hooks, counted, committed := 0, 0, false
+				res, err := Run(context.Background(), Options{Source: src, Path: out,
+					Progress: func(done, total int) {
+						if write && !committed {
+							committed = true
+							if _, err := app.Exec("INSERT INTO t(v) VALUES (randomblob(100))"); err != nil {
+								t.Error(err)
+							}
+						}
+					},
+					Snapshot: func(ctx context.Context, conn *sql.Conn) error {
+						hooks++
+						return conn.QueryRowContext(ctx, "SELECT count(*) FROM t").Scan(&counted)
+					}})
+				if err != nil {
+					t.Fatal(err)
+				}
+				if res.Copier != CopierAPI || !strings.HasPrefix(res.FileCopySkipped, c.reason) || res.SHA256 != "" {
+					t.Fatalf("copier %q, skipped %q, sha256 %q: want the backup API, %q and no hash", res.Copier, res.FileCopySkipped, res.SHA256, c.reason)
+				}
+				if write && !committed {
+					t.Fatal("the copy reported no progress, so nothing was written during it")
+				}
+				// The backup API's page 1 has its own change counter:
+				// compare content, not pages.
+				if got := testdb.Count(t, out, "t"); got != want || got <= 4000 {
+					t.Fatalf("write %v: copy has %d rows, want the snapshot's %d, over 4000", write, got, want)
+				}
+				if hooks != 1 || counted != want {
+					t.Fatalf("write %v: the snapshot's hook ran %d times and counted %d rows, want once and %d", write, hooks, counted, want)
+				}
+				if got := cli(t, out, "pragma integrity_check; pragma journal_mode"); got != "ok\ndelete" {
+					t.Fatalf("copy: %q", got)
+				}
 			}
 		})
 	}
@@ -418,7 +443,7 @@ func TestFileCopyRounds(t *testing.T) {
 				t.Fatal(err)
 			}
 			calls := 0
-			h, err := copyFile(context.Background(), files, plan, out, func(done, total int) { calls++ }, true, nil)
+			h, err := copyFile(context.Background(), files, plan, out, func(done, total int) { calls++ }, true, nil, nil)
 			if err != nil {
 				t.Fatal(err)
 			}

@@ -4,10 +4,12 @@ import (
 	"context"
 	"crypto/rand"
 	"crypto/sha256"
+	"database/sql"
 	"encoding/hex"
 	"errors"
 	"os"
 	"path/filepath"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -89,7 +91,7 @@ func TestFollowHashWaitsWhileTheSourceMoves(t *testing.T) {
 			}
 			var second atomic.Bool
 			afterBefore := hashedAfter()
-			h, err := newFollowHash(path, tc.moved(&second))
+			h, err := newFollowHash(path, tc.moved(&second), nil)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -141,7 +143,7 @@ func TestFollowHashStopsWhileWaiting(t *testing.T) {
 	if err := os.WriteFile(path, nil, 0o600); err != nil {
 		t.Fatal(err)
 	}
-	h, err := newFollowHash(path, func() bool { return true })
+	h, err := newFollowHash(path, func() bool { return true }, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -212,7 +214,7 @@ func TestFollowHashCanceledAfterTheCopy(t *testing.T) {
 		t.Fatal(err)
 	}
 	appendRandom(t, path, size)
-	h, err := newFollowHash(path, func() bool { return true })
+	h, err := newFollowHash(path, func() bool { return true }, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -239,5 +241,141 @@ func TestFollowHashCanceledAfterTheCopy(t *testing.T) {
 	}
 	if n := h.hashed.Load(); n > at+hashRound || n == size {
 		t.Fatalf("hashed %d of %d bytes, %d at the cancel: want at most one round (%d) more", n, size, at, hashRound)
+	}
+}
+
+// countedAfter is how many snapshot hooks so far waited for the end of a
+// copy.
+func countedAfter() int {
+	planned.Lock()
+	defer planned.Unlock()
+	return planned.m["counted after the copy"]
+}
+
+// hashWaitedForHook is how many hashes so far waited for the snapshot's
+// hook after the copy.
+func hashWaitedForHook() int {
+	planned.Lock()
+	defer planned.Unlock()
+	return planned.m["hash waited for the snapshot's hook"]
+}
+
+// TestBackupCountsAfterTheCopyUnderAWriter: the snapshot's hook (the row
+// counts) runs beside the file copy where nobody writes, and after it,
+// still inside the snapshot, when the application commits during the
+// copy's first round.
+func TestBackupCountsAfterTheCopyUnderAWriter(t *testing.T) {
+	defer func(n int) { sendChunkBytes = n }(sendChunkBytes)
+	sendChunkBytes = 4096 // many rounds
+	for _, write := range []bool{false, true} {
+		dir := t.TempDir()
+		src := filepath.Join(dir, "app.db")
+		app := testdb.Open(t, src, testdb.Options{WAL: true, Rows: 2000})
+		defer app.Close()
+		before, waited := countedAfter(), hashWaitedForHook()
+		var mu sync.Mutex
+		last, total, calls := 0, 0, 0
+		hookStarted := make(chan struct{})
+		rows := -1
+		opts := Options{Source: src, Path: filepath.Join(dir, "copy.db"),
+			Progress: func(done, all int) {
+				mu.Lock()
+				last, total = done, all
+				calls++
+				n := calls
+				mu.Unlock()
+				switch {
+				case n == 1 && write:
+					// After the first round, on the copy's goroutine:
+					// the hook decides after this returns.
+					if _, err := app.Exec("INSERT INTO t(v) VALUES (randomblob(100))"); err != nil {
+						t.Error(err)
+					}
+				case n == 2 && !write:
+					// The copy goes on only once the hook has begun
+					// beside it.
+					select {
+					case <-hookStarted:
+					case <-time.After(10 * time.Second):
+						t.Error("no writer, and the hook did not start beside the copy")
+					}
+				}
+			},
+			Snapshot: func(ctx context.Context, conn *sql.Conn) error {
+				mu.Lock()
+				at, of := last, total
+				mu.Unlock()
+				if write && at != of {
+					t.Errorf("under a writer the hook began at page %d of %d, want after the copy", at, of)
+				}
+				if !write && at == of {
+					t.Errorf("no writer, and the hook began after the copy (page %d of %d)", at, of)
+				}
+				close(hookStarted)
+				// Inside the snapshot: the row committed during the copy
+				// is not counted.
+				return conn.QueryRowContext(ctx, "SELECT count(*) FROM t").Scan(&rows)
+			}}
+		res, err := Run(context.Background(), opts)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if res.Copier != CopierFile {
+			t.Fatalf("copier %q (skipped: %s), want the file copy", res.Copier, res.FileCopySkipped)
+		}
+		if calls < 3 {
+			t.Fatalf("%d rounds of the copy, want several", calls)
+		}
+		if rows != 2000 {
+			t.Errorf("write %v: the hook counted %d rows, want the snapshot's 2000", write, rows)
+		}
+		if got := testdb.Count(t, opts.Path, "t"); got != 2000 {
+			t.Errorf("write %v: the copy has %d rows, want 2000", write, got)
+		}
+		if sum, err := manifest.FileSHA256(opts.Path); err != nil || sum != res.SHA256 {
+			t.Fatalf("file hash %s (%v), recorded %s", sum, err, res.SHA256)
+		}
+		want := map[bool]int{false: 0, true: 1}[write]
+		if got := countedAfter() - before; got != want {
+			t.Errorf("a commit during the copy: %v; counted after the copy %d times, want %d", write, got, want)
+		}
+		// The hash after the copy waits for the counts (a hash that does
+		// is TestFollowHashWaitsForTheOtherReader).
+		if got := hashWaitedForHook() - waited; got != want {
+			t.Errorf("a commit during the copy: %v; the hash waited for the hook %d times, want %d", write, got, want)
+		}
+	}
+}
+
+// TestFollowHashWaitsForTheOtherReader: a hash that waits for the end of
+// the copy also waits for wait to close before it reads a byte; one that
+// follows the copy (the source stands still) does not wait for it.
+func TestFollowHashWaitsForTheOtherReader(t *testing.T) {
+	for _, moved := range []bool{true, false} {
+		path := filepath.Join(t.TempDir(), "copy")
+		if err := os.WriteFile(path, nil, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		const size = 1 << 20
+		wait := make(chan struct{})
+		h, err := newFollowHash(path, func() bool { return moved }, wait)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer h.Stop()
+		appendRandom(t, path, size)
+		h.written(size)
+		h.close()
+		if moved {
+			time.Sleep(100 * time.Millisecond) // time enough to hash 1 MiB many times over
+			if n := h.hashed.Load(); n != 0 {
+				t.Fatalf("hashed %d bytes while the other reader was at work", n)
+			}
+			close(wait)
+		}
+		waitHashed(t, h, size) // the source stood still: wait stays open
+		if sum, err := h.Wait(context.Background()); err != nil || sum != fileSum(t, path) {
+			t.Fatalf("moved %v: hash %s (%v), want the file's", moved, sum, err)
+		}
 	}
 }

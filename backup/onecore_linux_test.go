@@ -98,8 +98,9 @@ func TestOneCore(t *testing.T) {
 	allBack(t, "after restore")
 }
 
-// backupUnderWriter backs up a small WAL database with a commit during
-// the copy, so that the check runs as under a writing application.
+// backupUnderWriter backs up a small WAL database with a commit from the
+// snapshot's hook (beside or after the copy, inside the snapshot), so
+// that the check runs as under a writing application.
 func backupUnderWriter(t *testing.T, ctx context.Context, progress func(done, total int64, finished bool)) (*Result, error) {
 	dir := t.TempDir()
 	src := filepath.Join(dir, "app.db")
