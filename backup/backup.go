@@ -430,7 +430,7 @@ func onlineBackup(ctx context.Context, conn *sql.Conn, files *sourceFiles, src, 
 		// they share nothing but the snapshot. Beside the copy it keeps a
 		// second core busy, as the hash did (see followHash): the row
 		// counts of a 1.2 GB database whose largest table has no index
-		// took 0.16-0.38 s, about as long as the copy, and beside a
+		// took 163-382 ms, half the copy's 0.3-0.4 s or more, and beside a
 		// writer committing every 10 ms, 15 commits over 4 ms came in the
 		// phase before the fsync in 10 backups, against 6 without the
 		// counts (with this: 6 against 9 in 6 backups of the benchmark).
