@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"strings"
 	"time"
 
 	"github.com/alecthomas/kong"
@@ -63,6 +64,7 @@ func (c *BackupCmd) Run(ctx context.Context, kctx *kong.Context, g *Globals) err
 	}
 	var failed int
 	var firstErr error
+	var done []string // published so far, for an interruption's message
 	for _, src := range srcs {
 		bo := backup.Options{
 			Source:      src.Path,
@@ -94,6 +96,9 @@ func (c *BackupCmd) Run(ctx context.Context, kctx *kong.Context, g *Globals) err
 		if rep != nil {
 			published = rep.Result
 		}
+		if published != nil {
+			done = append(done, published.Path)
+		}
 		err = errors.Join(err, mf.RecordBackup(src.Path, published, err))
 		if rep != nil {
 			if perr := printBackup(g.stdout, g.stderr(), rep, g.JSON); err == nil {
@@ -102,6 +107,9 @@ func (c *BackupCmd) Run(ctx context.Context, kctx *kong.Context, g *Globals) err
 		}
 		if err == nil {
 			continue
+		}
+		if ctx.Err() != nil && len(done) > 0 {
+			return &doneBefore{err: err, done: "published before it: " + strings.Join(done, ", ")}
 		}
 		if len(srcs) == 1 || ctx.Err() != nil {
 			return err

@@ -58,6 +58,13 @@ func (c *RestoreCmd) Run(ctx context.Context, kctx *kong.Context, g *Globals) er
 	if res != nil && res.SafetyCopy != "" && err != nil && !g.JSON {
 		fmt.Fprintf(g.stdout, "safety copy: %s (integrity_check %s)\n", res.SafetyCopy, res.SafetyCheck)
 	}
+	if err != nil && res != nil && res.Replaced {
+		done := fmt.Sprintf("%s already holds the restored backup, not yet checked (check it: sqlite-backup verify %q)", res.Target, res.Target)
+		if res.SafetyCopy != "" {
+			done += "; the database before is saved as " + res.SafetyCopy
+		}
+		err = &doneBefore{err: err, done: done}
+	}
 	if err != nil {
 		return err
 	}

@@ -133,7 +133,12 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return exitOK
 	}
 	if sig := signalled(); sig != 0 {
-		fmt.Fprintf(stderr, "sqlite-backup: interrupted by %v; stopped, temp files removed, nothing published or replaced\n", sig)
+		what := "nothing published or replaced"
+		var d *doneBefore
+		if errors.As(err, &d) {
+			what = d.done
+		}
+		fmt.Fprintf(stderr, "sqlite-backup: interrupted by %v; stopped, temp files removed; %s\n", sig, what)
 		if sig == syscall.SIGINT {
 			return exitSIGINT
 		}
@@ -160,6 +165,17 @@ func printError(w io.Writer, err error) {
 		fmt.Fprintf(w, "%shint: %s\n", journal.Prefix(w, journal.Notice), h)
 	}
 }
+
+// doneBefore is an error that came after the command had already
+// changed something that stays changed (a backup published, a database
+// replaced): an interruption's message must say so, not that nothing was.
+type doneBefore struct {
+	err  error
+	done string
+}
+
+func (e *doneBefore) Error() string { return e.err.Error() }
+func (e *doneBefore) Unwrap() error { return e.err }
 
 // usageError is a mistake in how the tool was called (exit 2).
 type usageError struct{ err error }

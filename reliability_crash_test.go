@@ -273,3 +273,100 @@ func TestInterruptWhileWaiting(t *testing.T) {
 		wait(t, []string{"--source", src, "--backup-dir", out, "--lock-timeout", "10m"}, syscall.SIGTERM, 143, out)
 	})
 }
+
+// TestInterruptAfterPublish: an interruption after something stayed
+// done must not be reported as "nothing published or replaced": SIGINT
+// while the restored database is checked (it is already in place), and
+// while the second of two sources is copied (the first is published).
+func TestInterruptAfterPublish(t *testing.T) {
+	big := sharedBigDB(t)
+	interrupt := func(t *testing.T, cmd *exec.Cmd, ready func() bool) (int, string) {
+		t.Helper()
+		var se strings.Builder
+		cmd.Stderr = &se
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		deadline := time.Now().Add(time.Minute)
+		for !ready() {
+			if time.Now().After(deadline) {
+				cmd.Process.Kill()
+				cmd.Wait()
+				t.Fatalf("the moment to interrupt never came; stderr:\n%s", se.String())
+			}
+			time.Sleep(time.Millisecond)
+		}
+		cmd.Process.Signal(syscall.SIGINT)
+		cmd.Wait()
+		return cmd.ProcessState.ExitCode(), se.String()
+	}
+	inode := func(p string) uint64 {
+		var st syscall.Stat_t
+		if syscall.Stat(p, &st) != nil {
+			return 0
+		}
+		return st.Ino
+	}
+
+	t.Run("restore, during the check of the replaced database", func(t *testing.T) {
+		// The check of the 24 MB database takes a moment; the signal
+		// may still come after it: try again a few times.
+		for attempt := 1; ; attempt++ {
+			dir := t.TempDir()
+			target := filepath.Join(dir, "app.db")
+			cli3(t, target, "CREATE TABLE old(x); INSERT INTO old VALUES(42);")
+			before := inode(target)
+			cmd := command(t, runOpts{}, "sqlite-backup", "restore", big, "--to", target, "--force")
+			code, stderr := interrupt(t, cmd, func() bool { i := inode(target); return i != 0 && i != before })
+			if code == 0 && attempt < 5 {
+				continue
+			}
+			if code != 130 {
+				t.Fatalf("exit %d, want 130; stderr:\n%s", code, stderr)
+			}
+			if strings.Contains(stderr, "nothing published or replaced") {
+				t.Errorf("says nothing was replaced, but %s is the restored file:\n%s", target, stderr)
+			}
+			if !strings.Contains(stderr, target+" already holds the restored backup, not yet checked") {
+				t.Errorf("does not say the target was replaced:\n%s", stderr)
+			}
+			safety := ""
+			for _, n := range listDir(t, dir) {
+				if strings.HasPrefix(n, "app.db.pre-restore.") {
+					safety = filepath.Join(dir, n)
+				}
+			}
+			if safety == "" || !strings.Contains(stderr, "the database before is saved as "+safety) {
+				t.Errorf("does not name the safety copy %q (dir: %v):\n%s", safety, listDir(t, dir), stderr)
+			} else if got := strings.TrimSpace(cli3(t, safety, "SELECT x FROM old")); got != "42" {
+				t.Errorf("safety copy holds %q, want the old row 42", got)
+			}
+			return
+		}
+	})
+
+	t.Run("backup, second source after the first was published", func(t *testing.T) {
+		dir := t.TempDir()
+		small := filepath.Join(dir, "small.db")
+		cli3(t, small, "CREATE TABLE t(x); INSERT INTO t VALUES(1);")
+		out := filepath.Join(dir, "out")
+		cmd := command(t, runOpts{}, "sqlite-backup", "--source", small, "--source", big, "--backup-dir", out)
+		code, stderr := interrupt(t, cmd, func() bool {
+			ts := tempsIn(t, out)
+			return len(backupsIn(t, out)) == 1 && len(ts) > 0
+		})
+		if code != 130 {
+			t.Fatalf("exit %d, want 130; stderr:\n%s", code, stderr)
+		}
+		bs := backupsIn(t, out)
+		if len(bs) != 1 || !strings.HasPrefix(filepath.Base(bs[0]), "small.db.") {
+			t.Fatalf("backups left: %v, want the small database's only", bs)
+		}
+		if strings.Contains(stderr, "nothing published or replaced") || !strings.Contains(stderr, "published before it: "+bs[0]) {
+			t.Errorf("does not say %s was published:\n%s", bs[0], stderr)
+		}
+		if ts := tempsIn(t, out); len(ts) > 0 {
+			t.Errorf("temp files left: %v", ts)
+		}
+	})
+}

@@ -125,6 +125,7 @@ func offline(ctx context.Context, plain string, owned bool, target string, tgt t
 	if err := os.Rename(tmp, target); err != nil {
 		return fmt.Errorf("rename restored file to %q: %w", target, fsx.PathErr(err))
 	}
+	res.Replaced = true
 	if err := fsx.SyncDir(dir); err != nil {
 		return fmt.Errorf("fsync directory %q: %w", dir, fsx.PathErr(err))
 	}

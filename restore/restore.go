@@ -68,6 +68,9 @@ type Result struct {
 	Pages         int64    `json:"pages"`
 
 	Duration time.Duration `json:"-"`
+	// Replaced: the target holds the backup's content (set before the
+	// final check, so an error after it says the old database is gone).
+	Replaced bool `json:"-"`
 }
 
 // ErrTargetExists is wrapped by the error Run returns when the target
@@ -196,6 +199,7 @@ func Run(ctx context.Context, opts Options) (*Result, error) {
 	if err != nil {
 		return res, withSafetyHint(err, res)
 	}
+	res.Replaced = true
 
 	// 5. Check what is now in place.
 	if err := checkRestored(ctx, target, res, opts); err != nil {
