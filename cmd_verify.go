@@ -29,7 +29,7 @@ func (c *VerifyCmd) Run(ctx context.Context, g *Globals) error {
 	var firstErr error
 	for _, f := range c.Files {
 		_, vp, clearProgress := ttyProgress(g.stderr(), f)
-		res, err := verify.File(ctx, f, verify.Options{Quick: c.Quick, Deep: c.Deep, TempDir: c.TempDir, Progress: vp})
+		res, err := verify.File(ctx, f, verify.Options{Quick: c.Quick, Deep: c.Deep, TempDir: c.TempDir, BusyTimeout: g.BusyTimeout, Progress: vp})
 		clearProgress()
 		if err != nil {
 			if ctx.Err() != nil {

@@ -2,7 +2,9 @@
 // looks at the file's bytes first (empty, truncated, not SQLite at all),
 // then asks SQLite's own integrity_check or quick_check. It opens files
 // read-only and, where the file stands alone, immutable, so checking a
-// backup never writes a byte or creates a -wal/-shm beside it.
+// backup never writes a byte or creates a -wal/-shm beside it; a file
+// that changes during such a check gets no verdict, and another
+// process's lock is an error, not a verdict.
 package verify
 
 import (
@@ -13,12 +15,16 @@ import (
 	"net/url"
 	"os"
 	"runtime"
+	"strconv"
 	"strings"
+	"time"
 
 	"sqlite-backup/fault"
+	"sqlite-backup/hint"
 	"sqlite-backup/sqlitefile"
 
-	_ "modernc.org/sqlite" // registers the "sqlite" driver
+	"modernc.org/sqlite" // also registers the "sqlite" driver
+	sqlite3 "modernc.org/sqlite/lib"
 	"sqlite-backup/fsx"
 )
 
@@ -40,6 +46,10 @@ type Options struct {
 	// Deep recomputes row counts and the content hash and compares them
 	// with the backup's manifest (<file>.json).
 	Deep bool
+	// BusyTimeout is how long the check of a database in use (one with a
+	// journal or a -shm beside it, read through SQLite's locks) waits
+	// for another process's lock; 0 fails at once.
+	BusyTimeout time.Duration
 	// Progress, if set, is called a few times a second with an estimate
 	// of the pages read so far (File only), and with finished set once
 	// the check is over. integrity_check reads every page early and then
@@ -141,6 +151,9 @@ func checkDB(ctx context.Context, path string, opts Options, deep func(*sql.DB) 
 	// open) is opened immutable, so nothing is created beside it.
 	if !sqlitefile.HasJournal(path) {
 		if err := sqlitefile.CheckSize(h, res.Size); err != nil {
+			if changedSince(path, fi) {
+				return res, changedError(path)
+			}
 			return fail("%v", err)
 		}
 	}
@@ -149,6 +162,8 @@ func checkDB(ctx context.Context, path string, opts Options, deep func(*sql.DB) 
 	params := url.Values{"mode": {"ro"}, "_pragma": {mmapPragma}}
 	if standalone {
 		params.Set("immutable", "1")
+	} else {
+		params.Add("_pragma", "busy_timeout("+strconv.FormatInt(opts.BusyTimeout.Milliseconds(), 10)+")")
 	}
 	uri, err := sqlitefile.URI(path, params)
 	if err != nil {
@@ -198,6 +213,13 @@ func checkDB(ctx context.Context, path string, opts Options, deep func(*sql.DB) 
 	}
 	stopProgress(err == nil)
 	stopPrefault() // it reads SQLite's map: before the connection closes
+	if standalone && changedSince(path, fi) {
+		if errors.Is(err, fault.ErrFault) {
+			return res, changedError(path) // the handle is dropped unused
+		}
+		db.Close()
+		return res, changedError(path)
+	}
 	if errors.Is(err, fault.ErrFault) {
 		// SQLite was interrupted inside a read: drop the handle unused.
 		return res, fmt.Errorf("verify %q: %w", path, err)
@@ -207,6 +229,11 @@ func checkDB(ctx context.Context, path string, opts Options, deep func(*sql.DB) 
 		if ctx.Err() != nil {
 			return res, ctx.Err()
 		}
+		if locked(err) {
+			// Another process's lock is not a verdict on the file.
+			return res, hint.Wrap(fmt.Errorf("verify %q: %w", path, err),
+				"another process holds a lock on it; wait longer (sqlite-backup verify --busy-timeout 2m %q) or check a backup of it (sqlite-backup --source %q --backup /tmp/check.db)", path, path)
+		}
 		// SQLite refusing to read the file is itself the verdict.
 		return fail("%v", err)
 	}
@@ -214,6 +241,9 @@ func checkDB(ctx context.Context, path string, opts Options, deep func(*sql.DB) 
 	res.OK = len(problems) == 0
 	if res.OK && deep != nil {
 		problems, err := deep(db)
+		if standalone && changedSince(path, fi) {
+			return res, changedError(path)
+		}
 		if err != nil {
 			return res, err
 		}
@@ -221,6 +251,37 @@ func checkDB(ctx context.Context, path string, opts Options, deep func(*sql.DB) 
 		res.OK = len(problems) == 0
 	}
 	return res, nil
+}
+
+// changedSince says whether path is no longer the file fi described: a
+// file that stood alone (no journal, no -shm) is read without SQLite's
+// locks, so an application that writes it in rollback-journal mode, or
+// opens it in WAL mode and checkpoints, changes pages under the check,
+// which then read them at different moments and may report damage that
+// is not there (or miss some that is).
+func changedSince(path string, fi os.FileInfo) bool {
+	now, err := os.Stat(path)
+	return err != nil || !os.SameFile(fi, now) || now.Size() != fi.Size() || !now.ModTime().Equal(fi.ModTime()) ||
+		sqlitefile.HasJournal(path) || exists(path+"-shm")
+}
+
+// locked says whether err is SQLite's busy or locked: another
+// connection's lock, not a fault of the file.
+func locked(err error) bool {
+	var se *sqlite.Error
+	if !errors.As(err, &se) {
+		return false
+	}
+	c := se.Code() & 0xff
+	return c == sqlite3.SQLITE_BUSY || c == sqlite3.SQLITE_LOCKED
+}
+
+// changedError is the answer for a file that changed during its check:
+// no verdict either way. A backup is the way to check a live database:
+// it copies one consistent snapshot and checks that.
+func changedError(path string) error {
+	return hint.Wrap(fmt.Errorf("verify %q: the file changed while it was checked (something is writing to it), so there is no verdict", path),
+		"to check a database in use, back it up and the copy is checked: sqlite-backup --source %q --backup /tmp/check.db", path)
 }
 
 // Check runs integrity_check or quick_check on an open database and
