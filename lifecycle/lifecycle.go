@@ -305,6 +305,10 @@ func Prune(ctx context.Context, opts PruneOptions) (*PruneReport, error) {
 	return prune(ctx, dir, src, opts.Policy, opts.DryRun, opts.Loc, "")
 }
 
+// NewestWritten is the reason the standalone prune gives for keeping the
+// backup with the newest modification time.
+const NewestWritten = "newest by modification time"
+
 // prune applies p; newest, if set, is the backup just made, kept
 // whatever its name sorts like.
 func prune(ctx context.Context, dir, src string, p retention.Policy, dryRun bool, loc *time.Location, newest string) (*PruneReport, error) {
@@ -325,6 +329,22 @@ func prune(ctx context.Context, dir, src string, p retention.Policy, dryRun bool
 			continue
 		}
 		mine = append(mine, b)
+	}
+	if newest == "" {
+		// Standalone prune: Plan keeps the newest by name, but a name's
+		// local time has no UTC offset (DST fall-back, runs under another
+		// TZ), so also keep the last one written. mine is newest by name
+		// first and ties stay with it: only a different file gets the
+		// extra reason. (After a backup, "just made" is the last written.)
+		w := 0
+		for i := range mine {
+			if mine[i].ModTime.After(mine[w].ModTime) {
+				w = i
+			}
+		}
+		if _, ok := protect[mine[w].Path]; w > 0 && !ok {
+			protect[mine[w].Path] = NewestWritten
+		}
 	}
 	// A backup that tripped the shrink guard and the last one before it
 	// (the last known good state) outlive every rule until a person

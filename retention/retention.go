@@ -39,6 +39,10 @@ type Backup struct {
 	Seq         int       `json:"seq"`         // 1, or N of a -N same-second suffix
 	Compression string    `json:"compression"` // "none", "zstd" or "gzip"
 	Size        int64     `json:"size"`
+	// ModTime is the backup file's own mtime (not a sidecar's). The name's
+	// local time has no UTC offset, so it can misorder backups across a
+	// DST fall-back or a TZ change; the mtime tells which was written last.
+	ModTime time.Time `json:"-"`
 }
 
 // nameRE splits a backup name: db, timestamp, optional -N, optional
@@ -98,7 +102,7 @@ func Find(dir, db string, loc *time.Location) ([]Backup, error) {
 		if err != nil {
 			continue // removed meanwhile
 		}
-		out = append(out, Backup{Path: filepath.Join(dir, name), Name: name, DB: d, Time: t, Seq: seq, Compression: comp, Size: fi.Size()})
+		out = append(out, Backup{Path: filepath.Join(dir, name), Name: name, DB: d, Time: t, Seq: seq, Compression: comp, Size: fi.Size(), ModTime: fi.ModTime()})
 	}
 	SortNewestFirst(out)
 	return out, nil
