@@ -28,10 +28,12 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 
 	"github.com/klauspost/compress/zstd"
 
 	"sqlite-backup/fsx"
+	"sqlite-backup/hint"
 )
 
 // Kind is a compression format.
@@ -207,23 +209,103 @@ func decompress(ctx context.Context, path string, w, raw io.Writer) (int64, erro
 	if kind == None {
 		return 0, fmt.Errorf("decompress %q: not a zstd or gzip file", path)
 	}
-	r, err := reader(kind, bufio.NewReaderSize(f, 1<<20))
+	return decode(ctx, kind, path, f, w)
+}
+
+// decode streams the compressed file path, read from in to its end, into
+// w. A stream that does not decompress is a *CorruptError; an error
+// reading in is an I/O error naming path; an error writing w is a
+// *writeError for the caller to name its file.
+func decode(ctx context.Context, kind Kind, path string, in io.Reader, w io.Writer) (int64, error) {
+	br := bufio.NewReaderSize(fileReader{in}, 1<<20)
+	// An empty file is no stream at all, though zstd would decode it to
+	// nothing.
+	if _, err := br.Peek(1); err != nil {
+		if err == io.EOF {
+			return 0, &CorruptError{Path: path, Err: errors.New("empty file (0 bytes)")}
+		}
+		return 0, streamError(ctx, path, err)
+	}
+	r, err := reader(kind, br)
 	if err != nil {
+		if kind == Gzip {
+			// gzip reads its header here (zstd at the first Read): a
+			// damaged one is corruption like the rest of the stream.
+			return 0, streamError(ctx, path, err)
+		}
 		return 0, fmt.Errorf("decompress %q: %w", path, err)
 	}
 	defer r.Close()
-	n, err := io.Copy(w, ctxReader{ctx, r})
+	n, err := io.Copy(outWriter{w}, ctxReader{ctx, r})
 	if err != nil {
-		if ctx.Err() != nil {
-			return n, ctx.Err()
-		}
-		return n, &CorruptError{Path: path, Err: err}
+		return n, streamError(ctx, path, err)
 	}
-	// Trailing garbage after a complete stream is damage too.
-	if extra, _ := io.Copy(io.Discard, f); extra > 0 && kind == Gzip {
+	// Trailing garbage after a complete stream is damage too. The decoder
+	// read the file through br, so what it left is what br still buffers
+	// plus the rest of the file; reading it also feeds raw the whole file.
+	extra, err := io.Copy(io.Discard, br)
+	if err != nil {
+		return n, streamError(ctx, path, err)
+	}
+	if extra > 0 {
 		return n, &CorruptError{Path: path, Err: fmt.Errorf("%d bytes of trailing data", extra)}
 	}
 	return n, nil
+}
+
+// readError marks an error of reading the compressed file (EIO, a
+// directory), which says nothing of its content: not a failed
+// verification. The decoders pass such errors up unchanged.
+type readError struct{ err error }
+
+func (e *readError) Error() string { return e.err.Error() }
+func (e *readError) Unwrap() error { return e.err }
+
+type fileReader struct{ r io.Reader }
+
+func (f fileReader) Read(p []byte) (int, error) {
+	n, err := f.r.Read(p)
+	if err != nil && err != io.EOF {
+		err = &readError{err}
+	}
+	return n, err
+}
+
+// writeError marks an error of writing the decompressed output (a full
+// temp disk): the backup may well be sound, so it is never corruption.
+type writeError struct{ err error }
+
+func (e *writeError) Error() string { return "write decompressed copy: " + e.err.Error() }
+func (e *writeError) Unwrap() error { return e.err }
+
+// outWriter tags w's errors. It has no ReadFrom on purpose: io.Copy would
+// otherwise hand the stream to w's ReadFrom, which returns read and write
+// errors alike.
+type outWriter struct{ w io.Writer }
+
+func (o outWriter) Write(p []byte) (int, error) {
+	n, err := o.w.Write(p)
+	if err != nil {
+		err = &writeError{err}
+	}
+	return n, err
+}
+
+// streamError classifies an error of decode: only what the decoder
+// itself reports is corruption.
+func streamError(ctx context.Context, path string, err error) error {
+	if ctx.Err() != nil {
+		return ctx.Err()
+	}
+	var we *writeError
+	if errors.As(err, &we) {
+		return we
+	}
+	var re *readError
+	if errors.As(err, &re) {
+		return fmt.Errorf("read %q: %w", path, fsx.PathErr(re.err))
+	}
+	return &CorruptError{Path: path, Err: err}
 }
 
 // CorruptError reports a compressed file that does not decompress: a
@@ -242,8 +324,10 @@ func (e *CorruptError) Unwrap() error { return e.Err }
 // 0600 temp file in dir (os.TempDir() when dir is "") named
 // .sqlite-backup-tmp-<base>-<random>, and returns its path. The caller
 // removes it. On error nothing is left behind. A stream that does not
-// decompress is a *CorruptError.
+// decompress is a *CorruptError; failing to write the temp file (a full
+// disk) is not.
 func DecompressTo(ctx context.Context, path, dir string) (tmpPath string, err error) {
+	fullHint := fullHintFor(dir)
 	if dir == "" {
 		dir = os.TempDir()
 	}
@@ -258,20 +342,41 @@ func DecompressTo(ctx context.Context, path, dir string) (tmpPath string, err er
 			os.Remove(tmp)
 		}
 	}()
-	bw := bufio.NewWriterSize(f, 1<<20)
-	_, err = decompress(ctx, path, bw, nil)
-	if err == nil {
-		err = bw.Flush()
-	}
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err != nil {
-		var ce *CorruptError
-		if errors.As(err, &ce) || ctx.Err() != nil {
-			return "", err
-		}
-		return "", fmt.Errorf("decompress %q into %q: %w", path, dir, fsx.PathErr(err))
+	if err := writeDecompressed(ctx, path, f, fullHint); err != nil {
+		return "", err
 	}
 	return tmp, nil
+}
+
+// fullHintFor is the hint for a full disk under DecompressTo's temp file
+// in dir; os.TempDir() comes from TMPDIR, which the operator can move.
+func fullHintFor(dir string) string {
+	if dir == "" {
+		return "free space in " + os.TempDir() + ", or decompress on a larger disk: --temp-dir DIR or TMPDIR=DIR"
+	}
+	return "free space in " + dir
+}
+
+// writeDecompressed streams the content of path into out and closes it.
+// Every error of writing out, flush and close included, names out and
+// gets fullHint when the disk is full.
+func writeDecompressed(ctx context.Context, path string, out *os.File, fullHint string) error {
+	bw := bufio.NewWriterSize(out, 1<<20)
+	_, err := decompress(ctx, path, bw, nil)
+	if err == nil {
+		if ferr := bw.Flush(); ferr != nil {
+			err = &writeError{ferr}
+		}
+	}
+	if cerr := out.Close(); cerr != nil && err == nil {
+		err = &writeError{cerr}
+	}
+	var we *writeError
+	if errors.As(err, &we) {
+		err = fmt.Errorf("decompress %q: write decompressed copy %q: %w", path, out.Name(), fsx.PathErr(we.err))
+		if errors.Is(err, syscall.ENOSPC) || errors.Is(err, syscall.EDQUOT) {
+			err = hint.Wrap(err, "%s", fullHint)
+		}
+	}
+	return err
 }
