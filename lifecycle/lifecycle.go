@@ -330,7 +330,7 @@ func prune(ctx context.Context, dir, src string, p retention.Policy, dryRun bool
 		}
 		mine = append(mine, b)
 	}
-	if newest == "" {
+	if newest == "" && len(mine) > 0 {
 		// Standalone prune: Plan keeps the newest by name, but a name's
 		// local time has no UTC offset (DST fall-back, runs under another
 		// TZ), so also keep the last one written. mine is newest by name
@@ -342,7 +342,7 @@ func prune(ctx context.Context, dir, src string, p retention.Policy, dryRun bool
 				w = i
 			}
 		}
-		if _, ok := protect[mine[w].Path]; w > 0 && !ok {
+		if _, ok := protect[mine[w].Path]; !ok && w > 0 {
 			protect[mine[w].Path] = NewestWritten
 		}
 	}

@@ -140,6 +140,12 @@ func TestPruneKeepsNewestWritten(t *testing.T) {
 			kept:    map[string]string{"app.db.20251102_015000": "newest"},
 			removed: []string{"app.db.20251102_003000"},
 		},
+		{
+			// Prune before the first backup (from cron, or a second
+			// --source): nothing to keep, nothing to look at.
+			name:   "no backups of this database",
+			policy: retention.Policy{Last: 1},
+		},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
