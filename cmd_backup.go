@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"strings"
 	"time"
 
 	"github.com/alecthomas/kong"
@@ -108,10 +107,10 @@ func (c *BackupCmd) Run(ctx context.Context, kctx *kong.Context, g *Globals) err
 		if err == nil {
 			continue
 		}
-		if ctx.Err() != nil && len(done) > 0 {
-			return &doneBefore{err: err, done: "published before it: " + strings.Join(done, ", ")}
+		if ctx.Err() != nil {
+			return doneWith(err, "published before it", done)
 		}
-		if len(srcs) == 1 || ctx.Err() != nil {
+		if len(srcs) == 1 {
 			return err
 		}
 		// Each database on its own: report, go on with the others.
@@ -122,7 +121,9 @@ func (c *BackupCmd) Run(ctx context.Context, kctx *kong.Context, g *Globals) err
 		printError(g.stderr(), err)
 	}
 	if failed > 0 {
-		return &severalFailed{what: "databases", failed: failed, total: len(srcs), first: firstErr}
+		// An interruption may have come after the last publish (its
+		// prune is then skipped): the message must still name it.
+		return doneWith(&severalFailed{what: "databases", failed: failed, total: len(srcs), first: firstErr}, "published before it", done)
 	}
 	return nil
 }

@@ -28,6 +28,7 @@ func (c *PruneCmd) Run(ctx context.Context, kctx *kong.Context, g *Globals) erro
 	}
 	var reps []*lifecycle.PruneReport
 	var firstErr error
+	var removed []string // by this run, for an interruption's message
 	failed := 0
 	for _, src := range srcs {
 		rep, err := lifecycle.Prune(ctx, lifecycle.PruneOptions{
@@ -37,9 +38,14 @@ func (c *PruneCmd) Run(ctx context.Context, kctx *kong.Context, g *Globals) erro
 			DryRun:      c.DryRun,
 			LockTimeout: c.LockTimeout,
 		})
+		if rep != nil {
+			for _, r := range rep.Removed {
+				removed = append(removed, r.Path)
+			}
+		}
 		if err != nil {
 			if ctx.Err() != nil {
-				return err
+				return doneWith(err, "removed before it", removed)
 			}
 			failed++
 			if len(srcs) > 1 {

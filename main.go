@@ -177,6 +177,20 @@ type doneBefore struct {
 func (e *doneBefore) Error() string { return e.err.Error() }
 func (e *doneBefore) Unwrap() error { return e.err }
 
+// doneWith wraps err to say what was done to paths ("published before
+// it: a, b"), if anything was.
+func doneWith(err error, what string, paths []string) error {
+	if len(paths) == 0 {
+		return err
+	}
+	const shown = 5
+	list := strings.Join(paths[:min(len(paths), shown)], ", ")
+	if len(paths) > shown {
+		list += fmt.Sprintf(" and %d more", len(paths)-shown)
+	}
+	return &doneBefore{err: err, done: what + ": " + list}
+}
+
 // usageError is a mistake in how the tool was called (exit 2).
 type usageError struct{ err error }
 

@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"errors"
 	"fmt"
 	"math/rand/v2"
 	"os"
@@ -148,4 +149,34 @@ func cmdFlipByte(ts *testscript.TestScript, neg bool, args []string) {
 	b[0] ^= 0xff
 	_, err = f.WriteAt(b, off)
 	ts.Check(err)
+}
+
+// doneWith names what was done before an error, shortened past five,
+// and leaves the error as it is when nothing was.
+func TestDoneWith(t *testing.T) {
+	base := errors.New("context canceled")
+	paths := func(n int) []string {
+		var p []string
+		for i := range n {
+			p = append(p, fmt.Sprintf("/b/app.db.%d", i))
+		}
+		return p
+	}
+	for _, c := range []struct {
+		n    int
+		want string
+	}{
+		{0, ""},
+		{2, "published before it: /b/app.db.0, /b/app.db.1"},
+		{7, "published before it: /b/app.db.0, /b/app.db.1, /b/app.db.2, /b/app.db.3, /b/app.db.4 and 2 more"},
+	} {
+		err := doneWith(base, "published before it", paths(c.n))
+		var d *doneBefore
+		switch {
+		case c.want == "" && (err != base || errors.As(err, &d)):
+			t.Errorf("%d paths: %v wrapped, want it as it was", c.n, err)
+		case c.want != "" && (!errors.As(err, &d) || d.done != c.want || !errors.Is(err, base)):
+			t.Errorf("%d paths: got %#v, want done %q wrapping the error", c.n, err, c.want)
+		}
+	}
 }
