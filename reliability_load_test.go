@@ -412,6 +412,45 @@ func TestVerifyLockedDatabase(t *testing.T) {
 		h.Process.Signal(syscall.SIGTERM)
 		h.Wait()
 	})
+	t.Run("hot journal of a killed writer", func(t *testing.T) {
+		// A transaction larger than its cache spills pages into the file
+		// after syncing the journal: killed there, the file is half
+		// written and only the journal's rollback makes it whole.
+		hot := filepath.Join(t.TempDir(), "hot.db")
+		cli3(t, hot, "PRAGMA journal_mode=DELETE; CREATE TABLE t(x); WITH RECURSIVE c(i) AS (SELECT 1 UNION ALL SELECT i+1 FROM c LIMIT 20000) INSERT INTO t SELECT randomblob(500) FROM c;")
+		w := exec.Command("sqlite3", "-batch", hot)
+		w.Stdin = strings.NewReader("PRAGMA cache_size=5;\nBEGIN;\nUPDATE t SET x=randomblob(500);\n.system sleep 60\n")
+		if err := w.Start(); err != nil {
+			t.Fatal(err)
+		}
+		deadline := time.Now().Add(time.Minute)
+		for {
+			b, _ := os.ReadFile(hot + "-journal")
+			if len(b) > 4096 && b[0] == 0xd9 { // synced: the magic is written
+				break
+			}
+			if time.Now().After(deadline) {
+				w.Process.Kill()
+				w.Wait()
+				t.Fatal("the writer never synced its journal")
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+		time.Sleep(200 * time.Millisecond) // into the spill
+		w.Process.Kill()
+		w.Wait()
+		r := runBin(t, runOpts{dir: dir}, "verify", hot)
+		if r.code != 1 || strings.Contains(r.stdout, "FAILED") || !strings.Contains(r.stderr, "must be rolled back") || !strings.Contains(r.stderr, "hint: ") {
+			t.Fatalf("exit %d, want 1 saying the journal must be rolled back, with a hint:\n%s%s", r.code, r.stdout, r.stderr)
+		}
+		if _, err := os.Stat(hot + "-journal"); err != nil {
+			t.Errorf("verify touched the journal: %v", err)
+		}
+		cli3(t, hot, "SELECT count(*) FROM t") // the rollback an application's open does
+		if r := runBin(t, runOpts{dir: dir}, "verify", hot); r.code != 0 {
+			t.Fatalf("after the rollback: exit %d\n%s%s", r.code, r.stdout, r.stderr)
+		}
+	})
 	t.Run("let go within the wait", func(t *testing.T) {
 		hold(t, "1s")
 		r := runBin(t, runOpts{dir: dir}, "verify", "--busy-timeout", "1m", db)

@@ -34,6 +34,8 @@ type Header struct {
 	PagesValid  bool
 	UserVersion uint32
 	AppID       uint32
+	// ChangeCounter goes up with every commit in rollback-journal mode.
+	ChangeCounter uint32
 }
 
 // ErrNotSQLite reports a file without the SQLite header.
@@ -60,6 +62,7 @@ func ParseHeader(b []byte) (Header, error) {
 	h.PagesValid = h.Pages > 0 && binary.BigEndian.Uint32(b[24:28]) == binary.BigEndian.Uint32(b[92:96])
 	h.UserVersion = binary.BigEndian.Uint32(b[60:64])
 	h.AppID = binary.BigEndian.Uint32(b[68:72])
+	h.ChangeCounter = binary.BigEndian.Uint32(b[24:28])
 	return h, nil
 }
 

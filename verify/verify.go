@@ -151,7 +151,7 @@ func checkDB(ctx context.Context, path string, opts Options, deep func(*sql.DB) 
 	// open) is opened immutable, so nothing is created beside it.
 	if !sqlitefile.HasJournal(path) {
 		if err := sqlitefile.CheckSize(h, res.Size); err != nil {
-			if changedSince(path, fi) {
+			if changedSince(path, fi, h) {
 				return res, changedError(path)
 			}
 			return fail("%v", err)
@@ -213,7 +213,7 @@ func checkDB(ctx context.Context, path string, opts Options, deep func(*sql.DB) 
 	}
 	stopProgress(err == nil)
 	stopPrefault() // it reads SQLite's map: before the connection closes
-	if standalone && changedSince(path, fi) {
+	if standalone && changedSince(path, fi, h) {
 		if errors.Is(err, fault.ErrFault) {
 			return res, changedError(path) // the handle is dropped unused
 		}
@@ -232,7 +232,12 @@ func checkDB(ctx context.Context, path string, opts Options, deep func(*sql.DB) 
 		if locked(err) {
 			// Another process's lock is not a verdict on the file.
 			return res, hint.Wrap(fmt.Errorf("verify %q: %w", path, err),
-				"another process holds a lock on it; wait longer (sqlite-backup verify --busy-timeout 2m %q) or check a backup of it (sqlite-backup --source %q --backup /tmp/check.db)", path, path)
+				"another process holds a lock on it; wait longer (sqlite-backup verify --busy-timeout 2m %q) or check a backup of it (sqlite-backup --source %q --backup-dir /tmp)", path, path)
+		}
+		if readonlyRollback(err) {
+			// Judging it needs the rollback, a write verify never makes.
+			return res, hint.Wrap(fmt.Errorf("verify %q: %w: a writer stopped in mid-transaction and its journal must be rolled back before the file can be judged", path, err),
+				"let the application open the database (that rolls it back), then: sqlite-backup verify %q", path)
 		}
 		// SQLite refusing to read the file is itself the verdict.
 		return fail("%v", err)
@@ -241,7 +246,7 @@ func checkDB(ctx context.Context, path string, opts Options, deep func(*sql.DB) 
 	res.OK = len(problems) == 0
 	if res.OK && deep != nil {
 		problems, err := deep(db)
-		if standalone && changedSince(path, fi) {
+		if standalone && changedSince(path, fi, h) {
 			return res, changedError(path)
 		}
 		if err != nil {
@@ -253,16 +258,26 @@ func checkDB(ctx context.Context, path string, opts Options, deep func(*sql.DB) 
 	return res, nil
 }
 
-// changedSince says whether path is no longer the file fi described: a
-// file that stood alone (no journal, no -shm) is read without SQLite's
-// locks, so an application that writes it in rollback-journal mode, or
-// opens it in WAL mode and checkpoints, changes pages under the check,
-// which then read them at different moments and may report damage that
-// is not there (or miss some that is).
-func changedSince(path string, fi os.FileInfo) bool {
+// changedSince says whether path is no longer the file fi and header h
+// described: a file that stood alone (no journal, no -shm) is read
+// without SQLite's locks, so an application that writes it in
+// rollback-journal mode, or opens it in WAL mode and checkpoints, changes
+// pages under the check, which then read them at different moments and
+// may report damage that is not there (or miss some that is). The change
+// counter catches a commit that the mtime's coarse clock would not.
+func changedSince(path string, fi os.FileInfo, h sqlitefile.Header) bool {
 	now, err := os.Stat(path)
-	return err != nil || !os.SameFile(fi, now) || now.Size() != fi.Size() || !now.ModTime().Equal(fi.ModTime()) ||
-		sqlitefile.HasJournal(path) || exists(path+"-shm")
+	if err != nil || !os.SameFile(fi, now) || now.Size() != fi.Size() || !now.ModTime().Equal(fi.ModTime()) ||
+		sqlitefile.HasJournal(path) || exists(path+"-shm") {
+		return true
+	}
+	f, err := os.Open(path)
+	if err != nil {
+		return true
+	}
+	defer f.Close()
+	h2, err := sqlitefile.ReadHeader(f)
+	return err != nil || h2.ChangeCounter != h.ChangeCounter
 }
 
 // locked says whether err is SQLite's busy or locked: another
@@ -276,12 +291,19 @@ func locked(err error) bool {
 	return c == sqlite3.SQLITE_BUSY || c == sqlite3.SQLITE_LOCKED
 }
 
+// readonlyRollback says whether err is a read-only connection finding a
+// hot journal that it may not roll back.
+func readonlyRollback(err error) bool {
+	var se *sqlite.Error
+	return errors.As(err, &se) && se.Code() == sqlite3.SQLITE_READONLY_ROLLBACK
+}
+
 // changedError is the answer for a file that changed during its check:
 // no verdict either way. A backup is the way to check a live database:
 // it copies one consistent snapshot and checks that.
 func changedError(path string) error {
 	return hint.Wrap(fmt.Errorf("verify %q: the file changed while it was checked (something is writing to it), so there is no verdict", path),
-		"to check a database in use, back it up and the copy is checked: sqlite-backup --source %q --backup /tmp/check.db", path)
+		"to check a database in use, back it up and the copy is checked: sqlite-backup --source %q --backup-dir /tmp", path)
 }
 
 // Check runs integrity_check or quick_check on an open database and

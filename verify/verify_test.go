@@ -9,6 +9,7 @@ import (
 	"testing"
 
 	"sqlite-backup/internal/testdb"
+	"sqlite-backup/sqlitefile"
 )
 
 func TestFile(t *testing.T) {
@@ -101,4 +102,63 @@ func snapshot(t *testing.T, dir string) string {
 		fmt.Fprintf(&b, "%s:%d:%s ", e.Name(), fi.Size(), fi.ModTime())
 	}
 	return b.String()
+}
+
+// changedSince sees a change that keeps the size and the mtime: a commit
+// within one tick of the coarse clock still moves the change counter.
+func TestChangedSince(t *testing.T) {
+	dir := t.TempDir()
+	p := filepath.Join(dir, "app.db")
+	testdb.Create(t, p, testdb.Options{Rows: 50, BlobSize: 100})
+	look := func() (os.FileInfo, sqlitefile.Header) {
+		fi, err := os.Stat(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		f, err := os.Open(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer f.Close()
+		h, err := sqlitefile.ReadHeader(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return fi, h
+	}
+	fi, h := look()
+	if changedSince(p, fi, h) {
+		t.Fatal("an untouched file counts as changed")
+	}
+	// Bump the counter in place, then put the mtime back.
+	f, err := os.OpenFile(p, os.O_RDWR, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var b [4]byte
+	if _, err := f.ReadAt(b[:], 24); err != nil {
+		t.Fatal(err)
+	}
+	b[3]++
+	if _, err := f.WriteAt(b[:], 24); err != nil {
+		t.Fatal(err)
+	}
+	f.Close()
+	if err := os.Chtimes(p, fi.ModTime(), fi.ModTime()); err != nil {
+		t.Fatal(err)
+	}
+	if now, _ := os.Stat(p); now.Size() != fi.Size() || !now.ModTime().Equal(fi.ModTime()) {
+		t.Fatal("test setup: size or mtime moved")
+	}
+	if !changedSince(p, fi, h) {
+		t.Error("a commit with the same size and mtime was not seen")
+	}
+	// A -shm appearing (an application opened it in WAL mode) is a change too.
+	fi, h = look()
+	if err := os.WriteFile(p+"-shm", nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if !changedSince(p, fi, h) {
+		t.Error("a -shm that appeared was not seen")
+	}
 }
