@@ -108,7 +108,7 @@ func (c *BackupCmd) Run(ctx context.Context, kctx *kong.Context, g *Globals) err
 			continue
 		}
 		if ctx.Err() != nil {
-			return doneWith(err, "published before it", done)
+			return doneWith(err, "already published", done)
 		}
 		if len(srcs) == 1 {
 			return err
@@ -123,7 +123,7 @@ func (c *BackupCmd) Run(ctx context.Context, kctx *kong.Context, g *Globals) err
 	if failed > 0 {
 		// An interruption may have come after the last publish (its
 		// prune is then skipped): the message must still name it.
-		return doneWith(&severalFailed{what: "databases", failed: failed, total: len(srcs), first: firstErr}, "published before it", done)
+		return doneWith(&severalFailed{what: "databases", failed: failed, total: len(srcs), first: firstErr}, "already published", done)
 	}
 	return nil
 }

@@ -39,13 +39,20 @@ func (c *PruneCmd) Run(ctx context.Context, kctx *kong.Context, g *Globals) erro
 			LockTimeout: c.LockTimeout,
 		})
 		if rep != nil {
+			// The backups themselves, not their sidecars.
+			planned := map[string]bool{}
+			for _, d := range rep.Remove {
+				planned[d.Backup.Path] = true
+			}
 			for _, r := range rep.Removed {
-				removed = append(removed, r.Path)
+				if planned[r.Path] {
+					removed = append(removed, r.Path)
+				}
 			}
 		}
 		if err != nil {
 			if ctx.Err() != nil {
-				return doneWith(err, "removed before it", removed)
+				return doneWith(err, "already removed", removed)
 			}
 			failed++
 			if len(srcs) > 1 {
@@ -66,8 +73,13 @@ func (c *PruneCmd) Run(ctx context.Context, kctx *kong.Context, g *Globals) erro
 			return err
 		}
 	}
+	// An interruption may have come after the last removal: the message
+	// must still name what went.
 	if firstErr != nil && len(srcs) > 1 {
-		return &severalFailed{what: "databases", failed: failed, total: len(srcs), first: firstErr}
+		return doneWith(&severalFailed{what: "databases", failed: failed, total: len(srcs), first: firstErr}, "already removed", removed)
 	}
-	return firstErr
+	if firstErr != nil {
+		return doneWith(firstErr, "already removed", removed)
+	}
+	return nil
 }

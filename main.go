@@ -138,7 +138,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 		if errors.As(err, &d) {
 			what = d.done
 		}
-		fmt.Fprintf(stderr, "sqlite-backup: interrupted by %v; stopped, temp files removed; %s\n", sig, what)
+		fmt.Fprintf(stderr, "sqlite-backup: interrupted by %s; stopped, temp files removed; %s\n", signalName(sig), what)
 		if sig == syscall.SIGINT {
 			return exitSIGINT
 		}
@@ -177,8 +177,19 @@ type doneBefore struct {
 func (e *doneBefore) Error() string { return e.err.Error() }
 func (e *doneBefore) Unwrap() error { return e.err }
 
-// doneWith wraps err to say what was done to paths ("published before
-// it: a, b"), if anything was.
+// signalName is what an operator sends: SIGINT, not "interrupt".
+func signalName(sig syscall.Signal) string {
+	switch sig {
+	case syscall.SIGINT:
+		return "SIGINT"
+	case syscall.SIGTERM:
+		return "SIGTERM"
+	}
+	return sig.String()
+}
+
+// doneWith wraps err to say what was done to paths ("already
+// published: a, b"), if anything was.
 func doneWith(err error, what string, paths []string) error {
 	if len(paths) == 0 {
 		return err

@@ -167,10 +167,10 @@ func TestDoneWith(t *testing.T) {
 		want string
 	}{
 		{0, ""},
-		{2, "published before it: /b/app.db.0, /b/app.db.1"},
-		{7, "published before it: /b/app.db.0, /b/app.db.1, /b/app.db.2, /b/app.db.3, /b/app.db.4 and 2 more"},
+		{2, "already published: /b/app.db.0, /b/app.db.1"},
+		{7, "already published: /b/app.db.0, /b/app.db.1, /b/app.db.2, /b/app.db.3, /b/app.db.4 and 2 more"},
 	} {
-		err := doneWith(base, "published before it", paths(c.n))
+		err := doneWith(base, "already published", paths(c.n))
 		var d *doneBefore
 		switch {
 		case c.want == "" && (err != base || errors.As(err, &d)):

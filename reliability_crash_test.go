@@ -362,7 +362,7 @@ func TestInterruptAfterPublish(t *testing.T) {
 		if len(bs) != 1 || !strings.HasPrefix(filepath.Base(bs[0]), "small.db.") {
 			t.Fatalf("backups left: %v, want the small database's only", bs)
 		}
-		if strings.Contains(stderr, "nothing published or replaced") || !strings.Contains(stderr, "published before it: "+bs[0]) {
+		if strings.Contains(stderr, "nothing published or replaced") || !strings.Contains(stderr, "already published: "+bs[0]) {
 			t.Errorf("does not say %s was published:\n%s", bs[0], stderr)
 		}
 		if ts := tempsIn(t, out); len(ts) > 0 {
