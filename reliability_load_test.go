@@ -6,6 +6,7 @@ import (
 	"database/sql"
 	"encoding/json"
 	"fmt"
+	"io"
 	"net/url"
 	"os"
 	"os/exec"
@@ -419,14 +420,30 @@ func TestVerifyLockedDatabase(t *testing.T) {
 		hot := filepath.Join(t.TempDir(), "hot.db")
 		cli3(t, hot, "PRAGMA journal_mode=DELETE; CREATE TABLE t(x); WITH RECURSIVE c(i) AS (SELECT 1 UNION ALL SELECT i+1 FROM c LIMIT 20000) INSERT INTO t SELECT randomblob(500) FROM c;")
 		w := exec.Command("sqlite3", "-batch", hot)
-		w.Stdin = strings.NewReader("PRAGMA cache_size=5;\nBEGIN;\nUPDATE t SET x=randomblob(500);\n.system sleep 60\n")
+		in, err := w.StdinPipe() // left open: the transaction waits for more
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer in.Close()
 		if err := w.Start(); err != nil {
 			t.Fatal(err)
 		}
+		if _, err := io.WriteString(in, "PRAGMA cache_size=5;\nBEGIN;\nUPDATE t SET x=randomblob(500);\n"); err != nil {
+			t.Fatal(err)
+		}
+		magic := func() bool { // written once the journal is synced
+			f, err := os.Open(hot + "-journal")
+			if err != nil {
+				return false
+			}
+			defer f.Close()
+			var b [1]byte
+			_, err = f.ReadAt(b[:], 0)
+			return err == nil && b[0] == 0xd9
+		}
 		deadline := time.Now().Add(time.Minute)
 		for {
-			b, _ := os.ReadFile(hot + "-journal")
-			if len(b) > 4096 && b[0] == 0xd9 { // synced: the magic is written
+			if magic() {
 				break
 			}
 			if time.Now().After(deadline) {
@@ -440,7 +457,7 @@ func TestVerifyLockedDatabase(t *testing.T) {
 		w.Process.Kill()
 		w.Wait()
 		r := runBin(t, runOpts{dir: dir}, "verify", hot)
-		if r.code != 1 || strings.Contains(r.stdout, "FAILED") || !strings.Contains(r.stderr, "must be rolled back") || !strings.Contains(r.stderr, "hint: ") {
+		if r.code != 1 || strings.Contains(r.stdout, "FAILED") || !strings.Contains(r.stderr, "must be rolled back") || !strings.Contains(r.stderr, "hint: do not delete the journal") {
 			t.Fatalf("exit %d, want 1 saying the journal must be rolled back, with a hint:\n%s%s", r.code, r.stdout, r.stderr)
 		}
 		if _, err := os.Stat(hot + "-journal"); err != nil {

@@ -14,6 +14,7 @@ import (
 	"fmt"
 	"net/url"
 	"os"
+	"path/filepath"
 	"runtime"
 	"strconv"
 	"strings"
@@ -232,12 +233,16 @@ func checkDB(ctx context.Context, path string, opts Options, deep func(*sql.DB) 
 		if locked(err) {
 			// Another process's lock is not a verdict on the file.
 			return res, hint.Wrap(fmt.Errorf("verify %q: %w", path, err),
-				"another process holds a lock on it; wait longer (sqlite-backup verify --busy-timeout 2m %q) or check a backup of it (sqlite-backup --source %q --backup-dir /tmp)", path, path)
+				"another process holds a lock on it; wait longer (sqlite-backup verify --busy-timeout 2m %q) or check a backup of it (sqlite-backup --source %q --backup-dir /tmp --keep 1)", path, path)
 		}
-		if readonlyRollback(err) {
-			// Judging it needs the rollback, a write verify never makes.
-			return res, hint.Wrap(fmt.Errorf("verify %q: %w: a writer stopped in mid-transaction and its journal must be rolled back before the file can be judged", path, err),
-				"let the application open the database (that rolls it back), then: sqlite-backup verify %q", path)
+		if code, ok := readonlyCode(err); ok {
+			// Reading it needs a write that verify never makes: no verdict.
+			if code == sqlite3.SQLITE_READONLY_ROLLBACK {
+				return res, hint.Wrap(fmt.Errorf("verify %q: a writer stopped in mid-transaction; its journal %q must be rolled back before the file can be judged (SQLite: %w)", path, path+"-journal", err),
+					"do not delete the journal: it holds what the file needs. Let the application open the database (that rolls it back), then: sqlite-backup verify %q", path)
+			}
+			return res, hint.Wrap(fmt.Errorf("verify %q: reading it needs a write beside it that a read-only check does not make (SQLite: %w)", path, err),
+				"run verify as a user who may write in %q, or check a backup of it: sqlite-backup --source %q --backup-dir /tmp --keep 1", filepath.Dir(path), path)
 		}
 		// SQLite refusing to read the file is itself the verdict.
 		return fail("%v", err)
@@ -291,11 +296,15 @@ func locked(err error) bool {
 	return c == sqlite3.SQLITE_BUSY || c == sqlite3.SQLITE_LOCKED
 }
 
-// readonlyRollback says whether err is a read-only connection finding a
-// hot journal that it may not roll back.
-func readonlyRollback(err error) bool {
+// readonlyCode returns SQLite's extended code when err is a read-only
+// connection refused a write it needs to read (a hot journal to roll
+// back, a -shm to create or recover): never a verdict on the file.
+func readonlyCode(err error) (int, bool) {
 	var se *sqlite.Error
-	return errors.As(err, &se) && se.Code() == sqlite3.SQLITE_READONLY_ROLLBACK
+	if errors.As(err, &se) && se.Code()&0xff == sqlite3.SQLITE_READONLY {
+		return se.Code(), true
+	}
+	return 0, false
 }
 
 // changedError is the answer for a file that changed during its check:
@@ -303,7 +312,7 @@ func readonlyRollback(err error) bool {
 // it copies one consistent snapshot and checks that.
 func changedError(path string) error {
 	return hint.Wrap(fmt.Errorf("verify %q: the file changed while it was checked (something is writing to it), so there is no verdict", path),
-		"to check a database in use, back it up and the copy is checked: sqlite-backup --source %q --backup-dir /tmp", path)
+		"to check a database in use, back it up and the copy is checked: sqlite-backup --source %q --backup-dir /tmp --keep 1", path)
 }
 
 // Check runs integrity_check or quick_check on an open database and
