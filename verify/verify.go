@@ -232,8 +232,8 @@ func checkDB(ctx context.Context, path string, opts Options, deep func(*sql.DB) 
 		}
 		if locked(err) {
 			// Another process's lock is not a verdict on the file.
-			return res, hint.Wrap(fmt.Errorf("verify %q: %w", path, err),
-				"another process holds a lock on it; wait longer (sqlite-backup verify --busy-timeout 2m %q) or check a backup of it (sqlite-backup --source %q --backup-dir /tmp --keep 1)", path, path)
+			return res, hint.Wrap(fmt.Errorf("verify %q: database is locked: another process held a lock longer than the busy timeout (%s)", path, opts.BusyTimeout),
+				"wait longer: sqlite-backup verify --busy-timeout 2m %q; or check a backup of it: sqlite-backup --source %q --backup-dir /tmp --keep 1", path, path)
 		}
 		if code, ok := readonlyCode(err); ok {
 			// Reading it needs a write that verify never makes: no verdict.
