@@ -215,10 +215,9 @@ func checkDB(ctx context.Context, path string, opts Options, deep func(*sql.DB) 
 	stopProgress(err == nil)
 	stopPrefault() // it reads SQLite's map: before the connection closes
 	if standalone && changedSince(path, fi, h) {
-		if errors.Is(err, fault.ErrFault) {
-			return res, changedError(path) // the handle is dropped unused
+		if !errors.Is(err, fault.ErrFault) { // after a fault: dropped unused
+			db.Close()
 		}
-		db.Close()
 		return res, changedError(path)
 	}
 	if errors.Is(err, fault.ErrFault) {
@@ -230,19 +229,18 @@ func checkDB(ctx context.Context, path string, opts Options, deep func(*sql.DB) 
 		if ctx.Err() != nil {
 			return res, ctx.Err()
 		}
-		if locked(err) {
-			// Another process's lock is not a verdict on the file.
+		// Another process's lock, or a write that a read-only check never
+		// makes (a hot journal to roll back, a -shm to create): no verdict.
+		switch code := sqliteCode(err); {
+		case code&0xff == sqlite3.SQLITE_BUSY, code&0xff == sqlite3.SQLITE_LOCKED:
 			return res, hint.Wrap(fmt.Errorf("verify %q: database is locked: another process held a lock longer than the busy timeout (%s)", path, opts.BusyTimeout),
-				"wait longer: sqlite-backup verify --busy-timeout 2m %q; or check a backup of it: sqlite-backup --source %q --backup-dir /tmp --keep 1", path, path)
-		}
-		if code, ok := readonlyCode(err); ok {
-			// Reading it needs a write that verify never makes: no verdict.
-			if code == sqlite3.SQLITE_READONLY_ROLLBACK {
-				return res, hint.Wrap(fmt.Errorf("verify %q: a writer stopped in mid-transaction; its journal %q must be rolled back before the file can be judged (SQLite: %w)", path, path+"-journal", err),
-					"do not delete the journal: it holds what the file needs. Let the application open the database (that rolls it back), then: sqlite-backup verify %q", path)
-			}
+				"wait longer: sqlite-backup verify --busy-timeout 2m %q; or check a backup of it: %s", path, backupExample(path))
+		case code == sqlite3.SQLITE_READONLY_ROLLBACK:
+			return res, hint.Wrap(fmt.Errorf("verify %q: a writer stopped in mid-transaction; its journal %q must be rolled back before the file can be judged (SQLite: %w)", path, path+"-journal", err),
+				"do not delete the journal: it holds what the file needs. Let the application open the database (that rolls it back), then: sqlite-backup verify %q", path)
+		case code&0xff == sqlite3.SQLITE_READONLY:
 			return res, hint.Wrap(fmt.Errorf("verify %q: reading it needs a write beside it that a read-only check does not make (SQLite: %w)", path, err),
-				"run verify as a user who may write in %q, or check a backup of it: sqlite-backup --source %q --backup-dir /tmp --keep 1", filepath.Dir(path), path)
+				"run verify as a user who may write in %q, or check a backup of it: %s", filepath.Dir(path), backupExample(path))
 		}
 		// SQLite refusing to read the file is itself the verdict.
 		return fail("%v", err)
@@ -285,34 +283,26 @@ func changedSince(path string, fi os.FileInfo, h sqlitefile.Header) bool {
 	return err != nil || h2.ChangeCounter != h.ChangeCounter
 }
 
-// locked says whether err is SQLite's busy or locked: another
-// connection's lock, not a fault of the file.
-func locked(err error) bool {
+// sqliteCode is SQLite's extended result code in err, or 0.
+func sqliteCode(err error) int {
 	var se *sqlite.Error
-	if !errors.As(err, &se) {
-		return false
+	if errors.As(err, &se) {
+		return se.Code()
 	}
-	c := se.Code() & 0xff
-	return c == sqlite3.SQLITE_BUSY || c == sqlite3.SQLITE_LOCKED
+	return 0
 }
 
-// readonlyCode returns SQLite's extended code when err is a read-only
-// connection refused a write it needs to read (a hot journal to roll
-// back, a -shm to create or recover): never a verdict on the file.
-func readonlyCode(err error) (int, bool) {
-	var se *sqlite.Error
-	if errors.As(err, &se) && se.Code()&0xff == sqlite3.SQLITE_READONLY {
-		return se.Code(), true
-	}
-	return 0, false
+// backupExample is the command that checks a database in use the safe
+// way: a backup copies one consistent snapshot and checks that.
+func backupExample(path string) string {
+	return fmt.Sprintf("sqlite-backup --source %q --backup-dir /tmp --keep 1", path)
 }
 
 // changedError is the answer for a file that changed during its check:
-// no verdict either way. A backup is the way to check a live database:
-// it copies one consistent snapshot and checks that.
+// no verdict either way.
 func changedError(path string) error {
 	return hint.Wrap(fmt.Errorf("verify %q: the file changed while it was checked (something is writing to it), so there is no verdict", path),
-		"to check a database in use, back it up and the copy is checked: sqlite-backup --source %q --backup-dir /tmp --keep 1", path)
+		"to check a database in use, back it up and the copy is checked: %s", backupExample(path))
 }
 
 // Check runs integrity_check or quick_check on an open database and
