@@ -6,15 +6,18 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"strings"
 	"time"
 
 	"github.com/alecthomas/kong"
 
 	"sqlite-backup/backup"
-	"sqlite-backup/compress"
 	"sqlite-backup/config"
-	"sqlite-backup/lifecycle"
-	"sqlite-backup/metrics"
+	"sqlite-backup/internal/format/compress"
+	"sqlite-backup/internal/format/manifest"
+	"sqlite-backup/internal/output/metrics"
+	"sqlite-backup/internal/retention"
+	"sqlite-backup/internal/snapshot"
 )
 
 // BackupCmd takes one verified backup.
@@ -65,25 +68,25 @@ func (c *BackupCmd) Run(ctx context.Context, kctx *kong.Context, g *Globals) err
 	var firstErr error
 	var done []string // published so far, for an interruption's message
 	for _, src := range srcs {
-		bo := backup.Options{
+		bo := snapshot.Options{
 			Source:      src.Path,
 			Dir:         g.BackupDir,
 			Path:        c.Backup,
-			Method:      backup.Method(c.Method),
-			Verify:      backup.VerifyFull,
+			Method:      snapshot.Method(c.Method),
+			Verify:      snapshot.VerifyFull,
 			BusyTimeout: g.BusyTimeout,
 			LockTimeout: c.LockTimeout,
 			Compress:    compress.Kind(c.Compress),
 		}
 		switch {
 		case c.NoVerify:
-			bo.Verify = backup.VerifyNone
+			bo.Verify = snapshot.VerifyNone
 		case c.Quick:
-			bo.Verify = backup.VerifyQuick
+			bo.Verify = snapshot.VerifyQuick
 		}
 		var clearProgress func()
 		bo.Progress, bo.VerifyProgress, clearProgress = ttyProgress(g.stderr(), src.Path)
-		rep, err := lifecycle.Run(ctx, lifecycle.Options{
+		rep, err := backup.Run(ctx, backup.Options{
 			Backup:      bo,
 			Policy:      pol,
 			Deep:        c.Deep,
@@ -91,7 +94,7 @@ func (c *BackupCmd) Run(ctx context.Context, kctx *kong.Context, g *Globals) err
 			ToolVersion: buildInfo().Version,
 		})
 		clearProgress()
-		var published *backup.Result // set once the backup is in place
+		var published *snapshot.Result // set once the backup is in place
 		if rep != nil {
 			published = rep.Result
 		}
@@ -128,14 +131,14 @@ func (c *BackupCmd) Run(ctx context.Context, kctx *kong.Context, g *Globals) err
 	return nil
 }
 
-func printBackup(w, errw io.Writer, rep *lifecycle.Report, asJSON bool) error {
+func printBackup(w, errw io.Writer, rep *backup.Report, asJSON bool) error {
 	r := rep.Result
 	warnShrink(errw, rep)
 	if asJSON {
 		return json.NewEncoder(w).Encode(struct {
-			*backup.Result
+			*snapshot.Result
 			DurationMS int64 `json:"duration_ms"`
-			lifecycleFields
+			runFields
 		}{r, r.Duration.Milliseconds(), fieldsOf(rep)})
 	}
 	verdict := string(r.Check) + " ok"
@@ -143,7 +146,7 @@ func printBackup(w, errw io.Writer, rep *lifecycle.Report, asJSON bool) error {
 		verdict = "NOT VERIFIED (--no-verify)"
 	}
 	_, err := fmt.Fprintf(w, "%s: %s, %d bytes, %d pages, %s\n", r.Path, verdict, r.Size, r.Pages, r.Duration.Round(time.Millisecond))
-	printLifecycle(w, errw, rep)
+	printPruned(w, errw, rep)
 	return err
 }
 
@@ -160,4 +163,59 @@ func findSource(kctx *kong.Context, g *Globals) (config.Source, error) {
 		return config.Source{}, usagef("sqlite-backup --source /srv/app/data/app.db", "%d databases given (--source %s); this command works on one", len(srcs), srcs[0].Path)
 	}
 	return srcs[0], nil
+}
+
+// runFields (sidecars, shrink guard, pruning) are appended to the backup's JSON object.
+type runFields struct {
+	SHA256   string              `json:"sha256,omitempty"`
+	Manifest string              `json:"manifest,omitempty"`
+	Rows     int64               `json:"rows"`
+	Content  string              `json:"content_sha256,omitempty"`
+	Shrink   []manifest.Shrink   `json:"shrink_warnings,omitempty"`
+	Compared string              `json:"compared_with,omitempty"`
+	Removed  []retention.Removed `json:"removed"`
+	Skipped  string              `json:"prune_skipped,omitempty"`
+	// ContentError says why row counts are missing from the manifest.
+	ContentError string `json:"content_error,omitempty"`
+}
+
+func fieldsOf(r *backup.Report) runFields {
+	f := runFields{r.SHA256, r.Manifest, r.Rows, r.Content, r.Shrink, r.Compared, []retention.Removed{}, r.Skipped, r.ContentError}
+	if r.Prune != nil {
+		f.Removed = r.Prune.Removed
+	}
+	return f
+}
+
+// warnShrink is loud on purpose: a database that lost most of its rows
+// is the one case where the newest backup may be the worst one.
+func warnShrink(w io.Writer, r *backup.Report) {
+	if r.ContentError != "" {
+		fmt.Fprintf(w, "sqlite-backup: warning: %s: %s\n", r.Source, r.ContentError)
+	}
+	if len(r.Shrink) == 0 {
+		return
+	}
+	fmt.Fprintf(w, "sqlite-backup: WARNING: %s shrank sharply since %s:\n", r.Source, r.Compared)
+	for _, s := range r.Shrink {
+		fmt.Fprintf(w, "  table %s: %d -> %d rows (-%.0f%%)\n", s.Table, s.Before, s.After, s.Percent)
+	}
+	fmt.Fprintf(w, "sqlite-backup: WARNING: older backups were NOT pruned; check the application before the next runs (--shrink-guard 0 turns this off)\n")
+}
+
+// printPruned adds what pruning did to the backup's line.
+func printPruned(w, errw io.Writer, r *backup.Report) {
+	switch {
+	case r.Skipped == backup.SkipUnverified:
+		fmt.Fprintf(errw, "sqlite-backup: note: older backups not pruned: the new backup was not verified\n")
+	case r.Skipped == backup.SkipInterrupted:
+		fmt.Fprintf(errw, "sqlite-backup: note: pruning interrupted; the backup above is complete, the next run prunes the rest\n")
+	case r.Prune != nil:
+		// Cron output stays short: the backups removed, not each sidecar.
+		for _, rm := range r.Prune.Removed {
+			if !strings.HasSuffix(rm.Path, manifest.SHA256Suffix) && !strings.HasSuffix(rm.Path, manifest.JSONSuffix) {
+				fmt.Fprintf(w, "removed %s\n", rm.Path)
+			}
+		}
+	}
 }

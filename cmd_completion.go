@@ -3,7 +3,7 @@ package main
 import (
 	"github.com/alecthomas/kong"
 
-	"sqlite-backup/completion"
+	"sqlite-backup/internal/host/completion"
 )
 
 // CompletionCmd prints a shell completion script generated from the

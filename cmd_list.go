@@ -11,8 +11,8 @@ import (
 
 	"github.com/alecthomas/kong"
 
+	"sqlite-backup/backup"
 	"sqlite-backup/config"
-	"sqlite-backup/lifecycle"
 )
 
 // ListCmd shows the backups in the backup directory with what their
@@ -38,7 +38,7 @@ func (c *ListCmd) Run(ctx context.Context, kctx *kong.Context, g *Globals) error
 			dbs = append(dbs, filepath.Base(s.Path))
 		}
 	}
-	es, err := lifecycle.List(ctx, lifecycle.ListOptions{Dir: g.BackupDir, DBs: dbs, Verify: c.Verify, Quick: c.Quick, Deep: c.Deep, TempDir: c.TempDir})
+	es, err := backup.List(ctx, backup.ListOptions{Dir: g.BackupDir, DBs: dbs, Verify: c.Verify, Quick: c.Quick, Deep: c.Deep, TempDir: c.TempDir})
 	if err != nil {
 		return err
 	}

@@ -3,11 +3,15 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"fmt"
+	"io"
+	"strings"
 	"time"
 
 	"github.com/alecthomas/kong"
 
-	"sqlite-backup/lifecycle"
+	"sqlite-backup/backup"
+	"sqlite-backup/internal/retention"
 )
 
 // PruneCmd applies the retention rules without taking a backup.
@@ -26,12 +30,12 @@ func (c *PruneCmd) Run(ctx context.Context, kctx *kong.Context, g *Globals) erro
 	if err != nil {
 		return err
 	}
-	var reps []*lifecycle.PruneReport
+	var reps []*backup.PruneReport
 	var firstErr error
 	var removed []string // by this run, for an interruption's message
 	failed := 0
 	for _, src := range srcs {
-		rep, err := lifecycle.Prune(ctx, lifecycle.PruneOptions{
+		rep, err := backup.Prune(ctx, backup.PruneOptions{
 			Dir:         g.BackupDir,
 			Source:      src.Path,
 			Policy:      pol,
@@ -82,4 +86,43 @@ func (c *PruneCmd) Run(ctx context.Context, kctx *kong.Context, g *Globals) erro
 		return doneWith(firstErr, "already removed", removed)
 	}
 	return nil
+}
+
+// RetentionFlags are shared by backup and prune.
+type RetentionFlags struct {
+	Keep        int `default:"10" placeholder:"N" help:"Keep the N newest backups of the database (default ${default}; 0 with no other --keep-* keeps all)."`
+	KeepDaily   int `placeholder:"D" help:"Also keep the newest backup of each of the last D days that have one."`
+	KeepWeekly  int `placeholder:"W" help:"Also keep the newest backup of each of the last W weeks that have one."`
+	KeepMonthly int `placeholder:"M" help:"Also keep the newest backup of each of the last M months that have one."`
+}
+
+func (r RetentionFlags) policy() (retention.Policy, error) {
+	for _, f := range []struct {
+		name string
+		n    int
+	}{{"keep", r.Keep}, {"keep-daily", r.KeepDaily}, {"keep-weekly", r.KeepWeekly}, {"keep-monthly", r.KeepMonthly}} {
+		if f.n < 0 {
+			return retention.Policy{}, usagef("sqlite-backup --source app.db --keep 10 --keep-daily 7", "--%s %d: give a count of 0 or more", f.name, f.n)
+		}
+	}
+	return retention.Policy{Last: r.Keep, Daily: r.KeepDaily, Weekly: r.KeepWeekly, Monthly: r.KeepMonthly}, nil
+}
+
+func printPrune(w io.Writer, p *backup.PruneReport) {
+	verb := "removed"
+	if p.DryRun {
+		verb = "would remove"
+		for _, d := range p.Remove {
+			fmt.Fprintf(w, "%s %s\n", verb, d.Path)
+		}
+	} else {
+		for _, r := range p.Removed {
+			fmt.Fprintf(w, "%s %s\n", verb, r.Path)
+		}
+	}
+	n := len(p.Remove)
+	fmt.Fprintf(w, "prune: %s: kept %d, %s %d\n", p.Policy, len(p.Kept), verb, n)
+	if len(p.Foreign) > 0 {
+		fmt.Fprintf(w, "prune: left alone %d backups of another database with the same file name: %s\n", len(p.Foreign), strings.Join(p.Foreign, ", "))
+	}
 }

@@ -9,8 +9,8 @@ import (
 	"github.com/alecthomas/kong"
 
 	"sqlite-backup/config"
-	"sqlite-backup/metrics"
-	"sqlite-backup/systemd"
+	"sqlite-backup/internal/host/systemd"
+	"sqlite-backup/internal/output/metrics"
 )
 
 // SystemdCmd prints a service + timer pair for a scheduled backup. It

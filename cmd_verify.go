@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"strings"
 
 	"sqlite-backup/verify"
 )
@@ -77,4 +78,22 @@ type verifyFailed struct{ failed, total int }
 
 func (e *verifyFailed) Error() string {
 	return fmt.Sprintf("%d of %d files failed verification", e.failed, e.total)
+}
+
+// okDetails says what else a passing verify checked, when anything.
+func okDetails(r verify.Result) string {
+	var d []string
+	if r.SHA256 != "" {
+		d = append(d, "sha256 "+r.SHA256)
+	}
+	if r.Compression != "" {
+		d = append(d, r.Compression)
+	}
+	if r.Content != "" {
+		d = append(d, "content "+r.Content)
+	}
+	if len(d) == 0 {
+		return ""
+	}
+	return " (" + strings.Join(d, ", ") + ")"
 }

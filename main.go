@@ -18,8 +18,8 @@ import (
 	"github.com/alecthomas/kong"
 
 	"sqlite-backup/config"
-	"sqlite-backup/hint"
-	"sqlite-backup/journal"
+	"sqlite-backup/internal/output/hint"
+	"sqlite-backup/internal/output/journal"
 	"sqlite-backup/verify"
 )
 
@@ -278,4 +278,11 @@ func loadConfig(path string) (*config.File, error) {
 	}
 	defer f.Close()
 	return config.ParseFile(path, f)
+}
+
+func (g *Globals) stderr() io.Writer {
+	if g.stderrW != nil {
+		return g.stderrW
+	}
+	return os.Stderr
 }

@@ -5,8 +5,8 @@ import (
 	"io"
 	"os"
 
-	"sqlite-backup/progress"
-	"sqlite-backup/sqlitefile"
+	"sqlite-backup/internal/format/sqlitefile"
+	"sqlite-backup/internal/output/progress"
 )
 
 // ttyProgress returns callbacks that keep one status line on stderr for

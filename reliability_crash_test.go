@@ -11,7 +11,7 @@ import (
 	"testing"
 	"time"
 
-	"sqlite-backup/lock"
+	"sqlite-backup/internal/sys/lock"
 )
 
 // TestCrashSIGKILL is scenario 2: a backup run is killed with SIGKILL at

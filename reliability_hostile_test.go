@@ -354,13 +354,13 @@ func TestHostileInputs(t *testing.T) {
 			if tc.setup != nil {
 				tc.setup(c)
 			}
-			before := snapshot(t, c.dir)
+			before := treeOf(t, c.dir)
 			args := make([]string, len(tc.args))
 			for j, a := range tc.args {
 				args[j] = strings.ReplaceAll(a, "{D}", c.dir)
 			}
 			r := runCmd(t, command(t, o, bin, args...))
-			after := snapshot(t, c.dir)
+			after := treeOf(t, c.dir)
 			if r.code != tc.code {
 				t.Errorf("exit %d, want %d\nstdout: %s\nstderr: %s", r.code, tc.code, r.stdout, r.stderr)
 			}

@@ -18,7 +18,7 @@ import (
 	"testing"
 	"time"
 
-	"sqlite-backup/sqlitefile"
+	"sqlite-backup/internal/format/sqlitefile"
 )
 
 const (

@@ -144,7 +144,7 @@ func fileSum(t testing.TB, p string) string {
 // type, permissions and content hash (symlinks: their target).
 type tree map[string]string
 
-func snapshot(t testing.TB, root string) tree {
+func treeOf(t testing.TB, root string) tree {
 	t.Helper()
 	s := tree{}
 	err := filepath.WalkDir(root, func(p string, d fs.DirEntry, err error) error {

@@ -9,7 +9,7 @@ import (
 	"github.com/alecthomas/kong"
 
 	"sqlite-backup/config"
-	"sqlite-backup/hint"
+	"sqlite-backup/internal/output/hint"
 )
 
 // findSources resolves every database given: each --source value (or

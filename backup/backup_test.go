@@ -2,358 +2,215 @@ package backup
 
 import (
 	"context"
-	"crypto/sha256"
 	"database/sql"
 	"errors"
 	"os"
 	"path/filepath"
-	"runtime"
-	"strings"
+	"slices"
+	"sync"
 	"testing"
 	"time"
 
-	"sqlite-backup/hint"
-	"sqlite-backup/internal/testdb"
-	"sqlite-backup/lock"
-	"sqlite-backup/sqlitefile"
-	"sqlite-backup/verify"
+	"sqlite-backup/internal/format/manifest"
+	"sqlite-backup/internal/retention"
+	"sqlite-backup/internal/snapshot"
+	"sqlite-backup/internal/sys/lock"
+
+	_ "modernc.org/sqlite"
 )
 
-func sum(t *testing.T, p string) [32]byte {
+func makeDB(t testing.TB, path string, rows int) {
 	t.Helper()
-	b, err := os.ReadFile(p)
+	db, err := sql.Open("sqlite", path)
 	if err != nil {
 		t.Fatal(err)
 	}
-	return sha256.Sum256(b)
+	defer db.Close()
+	if _, err := db.Exec("CREATE TABLE t(id INTEGER PRIMARY KEY, v TEXT)"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := db.Exec("WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i+1 FROM n WHERE i < ?) INSERT INTO t(v) SELECT hex(randomblob(20)) FROM n", rows); err != nil {
+		t.Fatal(err)
+	}
 }
 
-// names lists dir, leaving out the lock file every run keeps there.
-func names(t *testing.T, dir string) []string {
+func backupNames(t *testing.T, dir string) []string {
 	t.Helper()
-	entries, err := os.ReadDir(dir)
-	if err != nil && !errors.Is(err, os.ErrNotExist) {
+	bs, err := retention.Find(dir, "", time.Local)
+	if err != nil {
 		t.Fatal(err)
 	}
 	var out []string
-	for _, e := range entries {
-		if e.Name() != lock.Name {
-			out = append(out, e.Name())
-		}
+	for _, b := range bs {
+		out = append(out, b.Name)
 	}
+	slices.Sort(out)
 	return out
 }
 
-func fixedClock() func() time.Time {
-	at := time.Date(2026, 11, 27, 2, 0, 0, 0, time.Local)
-	return func() time.Time { return at }
-}
-
-func TestBackupOfLiveWAL(t *testing.T) {
+// 45 daily runs through the whole lifecycle with an injected clock end
+// with exactly the backups the rules name (worked out by hand).
+func TestDailyRunsInjectedClock(t *testing.T) {
 	dir := t.TempDir()
-	src := filepath.Join(dir, "app.db")
-	// The "application" keeps its connection open with frames in the WAL
-	// that are not checkpointed: the backup must include them and must not
-	// checkpoint them.
-	app := testdb.Open(t, src, testdb.Options{WAL: true, Rows: 100})
-	defer app.Close()
-	if _, err := app.Exec("PRAGMA wal_autocheckpoint=0"); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := app.Exec("INSERT INTO t(v) SELECT v FROM t"); err != nil {
-		t.Fatal(err)
-	}
-	dbSum, walSum := sum(t, src), sum(t, src+"-wal")
-
-	out := filepath.Join(dir, "out")
-	res, err := Run(context.Background(), Options{Source: src, Dir: out, Now: fixedClock(), BusyTimeout: time.Second})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if want := filepath.Join(out, "app.db.20261127_020000"); res.Path != want {
-		t.Errorf("path %s, want %s", res.Path, want)
-	}
-	if !res.SourceWAL || res.Verify != "ok" || res.Pages == 0 || res.PageSize != 4096 {
-		t.Errorf("result %+v", res)
-	}
-	if n := testdb.Count(t, res.Path, "t"); n != 200 {
-		t.Errorf("backup holds %d rows, want 200 (the WAL frames too)", n)
-	}
-	if sum(t, src) != dbSum || sum(t, src+"-wal") != walSum {
-		t.Error("the source or its -wal changed")
-	}
-	// One self-contained rollback-journal file, private, nothing beside it.
-	f, err := os.Open(res.Path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	h, err := sqlitefile.ReadHeader(f)
-	f.Close()
-	if err != nil || h.WAL {
-		t.Errorf("backup header: %+v, %v; want rollback journal", h, err)
-	}
-	fi, err := os.Stat(res.Path)
-	if err != nil || fi.Mode().Perm() != 0o600 {
-		t.Errorf("backup mode %v, %v", fi.Mode(), err)
-	}
-	if di, err := os.Stat(out); err != nil || di.Mode().Perm() != 0o700 {
-		t.Errorf("created dir mode %v, %v", di.Mode(), err)
-	}
-	if got := names(t, out); len(got) != 1 {
-		t.Errorf("backup dir holds %q, want only the backup", got)
-	}
-
-	// Same second again: a new name, the first backup untouched.
-	first := sum(t, res.Path)
-	res2, err := Run(context.Background(), Options{Source: src, Dir: out, Now: fixedClock()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if res2.Path != res.Path+"-2" || sum(t, res.Path) != first {
-		t.Errorf("second backup %s; first changed: %v", res2.Path, sum(t, res.Path) != first)
-	}
-}
-
-func TestBackupMethods(t *testing.T) {
-	for _, m := range []Method{MethodBackup, MethodVacuum} {
-		for _, wal := range []bool{false, true} {
-			t.Run(string(m)+map[bool]string{true: "-wal", false: "-rollback"}[wal], func(t *testing.T) {
-				dir := t.TempDir()
-				src := filepath.Join(dir, "app.db")
-				testdb.Create(t, src, testdb.Options{WAL: wal, Rows: 300, BlobSize: 5000}) // overflow pages
-				before := sum(t, src)
-				dst := filepath.Join(dir, "copy.db")
-				res, err := Run(context.Background(), Options{Source: src, Path: dst, Method: m, Verify: VerifyQuick})
-				if err != nil {
-					t.Fatal(err)
-				}
-				if res.Path != dst || res.Check != VerifyQuick || res.Pages == 0 {
-					t.Errorf("result %+v", res)
-				}
-				if n := testdb.Count(t, dst, "t"); n != 300 {
-					t.Errorf("%d rows, want 300", n)
-				}
-				if sum(t, src) != before {
-					t.Error("source changed")
-				}
-				if v, err := verify.File(context.Background(), dst, verify.Options{}); err != nil || !v.OK {
-					t.Errorf("verify: %+v %v", v, err)
-				}
-			})
-		}
-	}
-}
-
-func TestBackupRefuses(t *testing.T) {
-	dir := t.TempDir()
-	src := filepath.Join(dir, "app.db")
-	testdb.Create(t, src, testdb.Options{Rows: 10})
-	exists := filepath.Join(dir, "exists.db")
-	if err := os.WriteFile(exists, []byte("keep me"), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(filepath.Join(dir, "empty.db"), nil, 0o600); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(filepath.Join(dir, "text.db"), []byte(strings.Repeat("hello ", 100)), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(src+"-wal", nil, 0o600); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(filepath.Join(dir, "file"), nil, 0o600); err != nil {
-		t.Fatal(err)
-	}
-	tests := []struct {
-		name string
-		opts Options
-		want string
-	}{
-		{"no source", Options{Dir: dir}, "no source database given"},
-		{"missing source", Options{Source: filepath.Join(dir, "missing.db"), Dir: dir}, `open source "` + filepath.Join(dir, "missing.db") + `": no such file`},
-		{"directory source", Options{Source: dir, Dir: dir}, "not a regular file"},
-		{"empty source", Options{Source: filepath.Join(dir, "empty.db"), Dir: dir}, "empty file (0 bytes)"},
-		{"text source", Options{Source: filepath.Join(dir, "text.db"), Dir: dir}, "not a SQLite database"},
-		{"wal as source", Options{Source: src + "-wal", Dir: dir}, "is SQLite's -wal file, not a database"},
-		{"existing target", Options{Source: src, Path: exists}, "file exists; refusing to overwrite it"},
-		{"target is source", Options{Source: src, Path: src}, "that is the source database itself"},
-		{"target is source wal", Options{Source: src, Path: src + "-wal"}, "that is the source database-wal itself"},
-		{"dir is a file", Options{Source: src, Dir: filepath.Join(dir, "file")}, "not a directory"},
-		{"target dir missing", Options{Source: src, Path: filepath.Join(dir, "nope", "x.db")}, "no such file or directory"},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			before := names(t, dir)
-			_, err := Run(context.Background(), tt.opts)
-			if err == nil || !strings.Contains(err.Error(), tt.want) {
-				t.Fatalf("error %v, want %q", err, tt.want)
-			}
-			if after := names(t, dir); strings.Join(after, ",") != strings.Join(before, ",") {
-				t.Errorf("directory changed: %q -> %q", before, after)
-			}
+	src := filepath.Join(t.TempDir(), "app.db")
+	makeDB(t, src, 50)
+	day := time.Date(2025, 3, 1, 2, 0, 0, 0, time.Local)
+	for i := range 45 {
+		now := day.AddDate(0, 0, i)
+		_, err := Run(context.Background(), Options{
+			Backup: snapshot.Options{Source: src, Dir: dir, Now: func() time.Time { return now }},
+			Policy: retention.Policy{Last: 2, Weekly: 3},
 		})
+		if err != nil {
+			t.Fatalf("day %d: %v", i, err)
+		}
 	}
-	if b, _ := os.ReadFile(exists); string(b) != "keep me" {
-		t.Error("existing file was changed")
+	// Last day: Monday 14 April 2025. Last 2: 14 and 13 April. Weekly 3:
+	// ISO week 16 (14 Apr), week 15 (Sunday 13 Apr), week 14 (Sunday 6 Apr).
+	want := []string{"app.db.20250406_020000", "app.db.20250413_020000", "app.db.20250414_020000"}
+	if got := backupNames(t, dir); !slices.Equal(got, want) {
+		t.Errorf("kept %q, want %q", got, want)
 	}
-}
-
-func TestBackupLockedRollbackSource(t *testing.T) {
-	dir := t.TempDir()
-	src := filepath.Join(dir, "app.db")
-	app := testdb.Open(t, src, testdb.Options{Rows: 10})
-	defer app.Close()
-	tx, err := app.Begin()
+	// list: newest first, with the manifest's row count; --verify checks
+	// each (sha256 and integrity_check).
+	es, err := List(context.Background(), ListOptions{Dir: dir, Verify: true})
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer tx.Rollback()
-	// An exclusive lock in rollback mode keeps readers out until commit.
-	if _, err := tx.Exec("PRAGMA locking_mode=NORMAL"); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := tx.Exec("DELETE FROM t WHERE id = 1"); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := tx.Exec("PRAGMA cache_size=0"); err != nil { // spill: forces the EXCLUSIVE lock
-		t.Fatal(err)
-	}
-	if _, err := tx.Exec("INSERT INTO t(v) SELECT randomblob(100000) FROM t"); err != nil {
-		t.Fatal(err)
-	}
-	out := filepath.Join(dir, "out")
-	_, err = Run(context.Background(), Options{Source: src, Dir: out, BusyTimeout: 200 * time.Millisecond})
-	if err == nil || !strings.Contains(err.Error(), "database is locked") || !strings.Contains(hint.Of(err), "--busy-timeout") {
-		t.Fatalf("error %v (hint %q), want database is locked with a --busy-timeout hint", err, hint.Of(err))
-	}
-	if got := names(t, out); len(got) != 0 {
-		t.Errorf("left behind: %q", got)
-	}
-}
-
-func TestBackupCorruptSourceFailsVerification(t *testing.T) {
-	dir := t.TempDir()
-	src := filepath.Join(dir, "app.db")
-	testdb.Create(t, src, testdb.Options{Rows: 400, BlobSize: 300})
-	fi, _ := os.Stat(src)
-	testdb.Corrupt(t, src, int(fi.Size()/4096/2), 4096)
-	out := filepath.Join(dir, "out")
-	_, err := Run(context.Background(), Options{Source: src, Dir: out})
-	var vf *verify.FailedError
-	if !errors.As(err, &vf) {
-		t.Fatalf("error %v, want a verification failure", err)
-	}
-	if !strings.Contains(hint.Of(err), "sqlite-backup verify") {
-		t.Errorf("hint %q does not suggest verifying the source", hint.Of(err))
-	}
-	if got := names(t, out); len(got) != 0 {
-		t.Errorf("a failed backup left %q", got)
-	}
-	// --no-verify publishes it, and says it did not check.
-	res, err := Run(context.Background(), Options{Source: src, Dir: out, Verify: VerifyNone})
-	if err != nil || res.Verify != "skipped" {
-		t.Fatalf("no-verify: %+v %v", res, err)
-	}
-}
-
-func TestBackupCanceledMidCopy(t *testing.T) {
-	dir := t.TempDir()
-	src := filepath.Join(dir, "app.db")
-	// More pages than one step, so cancellation lands between steps.
-	testdb.Create(t, src, testdb.Options{WAL: true, Rows: 3 * stepPages, BlobSize: 3000})
-	defer func(n int) { sendChunkBytes = n }(sendChunkBytes)
-	sendChunkBytes = chunkBytes // several rounds of the kernel copy too
-	out := filepath.Join(dir, "out")
-	ctx, cancel := context.WithCancel(context.Background())
-	steps := 0
-	_, err := Run(ctx, Options{Source: src, Dir: out, Progress: func(done, total int) {
-		steps++
-		if done < total {
-			cancel()
+	var listed []string
+	for _, e := range es {
+		listed = append(listed, e.Name)
+		if e.Rows == nil || *e.Rows != 50 || e.SHA256 != "ok" || e.Verify == nil || !e.Verify.OK || e.VerifiedAt == nil {
+			t.Errorf("list entry %+v", e)
 		}
-	}})
-	if !errors.Is(err, context.Canceled) {
-		t.Fatalf("error %v, want context.Canceled", err)
 	}
-	if steps == 0 {
-		t.Fatal("progress was never reported")
+	if !slices.Equal(listed, []string{want[2], want[1], want[0]}) {
+		t.Errorf("list order %q", listed)
 	}
-	if got := names(t, out); len(got) != 0 {
-		t.Errorf("canceled run left %q", got)
+	// Sidecars went with their backups.
+	entries, _ := os.ReadDir(dir)
+	if len(entries) != 3*3+1 { // backups, .sha256, .json, lock file
+		var n []string
+		for _, e := range entries {
+			n = append(n, e.Name())
+		}
+		t.Errorf("dir holds %q", n)
 	}
 }
 
-func TestStaleTempsRemovedUnderLock(t *testing.T) {
+// Two runs at the same instant on the same directory: the second waits
+// for the lock, both publish distinct, verified backups whose sidecars
+// describe their own file.
+func TestConcurrentRunsDoNotCollide(t *testing.T) {
 	dir := t.TempDir()
-	src := filepath.Join(dir, "app.db")
-	testdb.Create(t, src, testdb.Options{Rows: 10})
-	out := filepath.Join(dir, "out")
-	if err := os.Mkdir(out, 0o700); err != nil {
+	src := filepath.Join(t.TempDir(), "app.db")
+	makeDB(t, src, 2000)
+	now := time.Date(2025, 5, 5, 5, 5, 5, 0, time.Local)
+	var wg sync.WaitGroup
+	reps := make([]*Report, 4)
+	errs := make([]error, 4)
+	for i := range reps {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			reps[i], errs[i] = Run(context.Background(), Options{
+				Backup: snapshot.Options{Source: src, Dir: dir, LockTimeout: time.Minute, Now: func() time.Time { return now }},
+				Policy: retention.Policy{Last: 10},
+			})
+		}()
+	}
+	wg.Wait()
+	seen := map[string]bool{}
+	for i, r := range reps {
+		if errs[i] != nil {
+			t.Fatalf("run %d: %v", i, errs[i])
+		}
+		if seen[r.Path] {
+			t.Fatalf("two runs published %s", r.Path)
+		}
+		seen[r.Path] = true
+		sum, err := manifest.FileSHA256(r.Path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		want, err := manifest.ReadSHA256(r.Path)
+		if err != nil || want != sum {
+			t.Errorf("%s: sidecar %q (%v), file %s", r.Path, want, err, sum)
+		}
+		m, err := manifest.Read(r.Path)
+		if err != nil || m.Backup != filepath.Base(r.Path) || m.SHA256 != sum {
+			t.Errorf("%s: manifest %+v (%v)", r.Path, m, err)
+		}
+	}
+	want := []string{"app.db.20250505_050505", "app.db.20250505_050505-2", "app.db.20250505_050505-3", "app.db.20250505_050505-4"}
+	if got := backupNames(t, dir); !slices.Equal(got, want) {
+		t.Errorf("got %q, want %q", got, want)
+	}
+}
+
+// While another run holds the directory, backup and prune fail at once
+// (lock timeout 0) and touch nothing.
+func TestLockedDirectory(t *testing.T) {
+	dir := t.TempDir()
+	src := filepath.Join(t.TempDir(), "app.db")
+	makeDB(t, src, 10)
+	if _, err := Run(context.Background(), Options{Backup: snapshot.Options{Source: src, Dir: dir}}); err != nil {
 		t.Fatal(err)
 	}
-	stale := filepath.Join(out, TempPrefix+"app.db-0123456789ab")
-	lookalike := filepath.Join(out, "sqlite-backup-tmp-app.db")
-	for _, p := range []string{stale, stale + "-journal", lookalike} {
-		if err := os.WriteFile(p, []byte("x"), 0o600); err != nil {
+	before := backupNames(t, dir)
+	lk, err := lock.Acquire(context.Background(), dir, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer lk.Release()
+	if _, err := Run(context.Background(), Options{Backup: snapshot.Options{Source: src, Dir: dir}}); !errors.Is(err, lock.ErrBusy) {
+		t.Errorf("backup while locked: %v, want ErrBusy", err)
+	}
+	if _, err := Prune(context.Background(), PruneOptions{Dir: dir, Source: src, Policy: retention.Policy{Last: 1}}); !errors.Is(err, lock.ErrBusy) {
+		t.Errorf("prune while locked: %v, want ErrBusy", err)
+	}
+	if got := backupNames(t, dir); !slices.Equal(got, before) {
+		t.Errorf("backups changed while locked: %q -> %q", before, got)
+	}
+}
+
+// Backups with the same file name whose manifest names another database
+// are never pruned.
+func TestPruneLeavesOtherDatabases(t *testing.T) {
+	dir := t.TempDir()
+	a := filepath.Join(t.TempDir(), "app.db")
+	b := filepath.Join(t.TempDir(), "app.db")
+	makeDB(t, a, 10)
+	makeDB(t, b, 10)
+	t0 := time.Date(2025, 1, 1, 0, 0, 0, 0, time.Local)
+	for i, src := range []string{b, b, a, a, a} {
+		now := t0.Add(time.Duration(i) * time.Hour)
+		if _, err := Run(context.Background(), Options{Backup: snapshot.Options{Source: src, Dir: dir, Now: func() time.Time { return now }}}); err != nil {
 			t.Fatal(err)
 		}
 	}
-
-	// While another run holds the lock, nothing is touched and the error
-	// names the holder.
-	held, err := lock.Acquire(context.Background(), out, 0)
+	rep, err := Prune(context.Background(), PruneOptions{Dir: dir, Source: a, Policy: retention.Policy{Last: 1}})
 	if err != nil {
 		t.Fatal(err)
 	}
-	_, err = Run(context.Background(), Options{Source: src, Dir: out})
-	if !errors.Is(err, lock.ErrBusy) || !strings.Contains(err.Error(), "(pid ") {
-		t.Fatalf("error %v, want lock busy naming the pid", err)
+	if len(rep.Foreign) != 2 || len(rep.Remove) != 2 || len(rep.Kept) != 1 {
+		t.Errorf("foreign %d, remove %d, kept %d; want 2, 2, 1", len(rep.Foreign), len(rep.Remove), len(rep.Kept))
 	}
-	if _, err := os.Stat(stale); err != nil {
-		t.Fatal("stale temp removed while another run held the lock")
-	}
-	held.Release()
-
-	if _, err := Run(context.Background(), Options{Source: src, Dir: out, Now: fixedClock()}); err != nil {
-		t.Fatal(err)
-	}
-	got := strings.Join(names(t, out), ",")
-	if want := "app.db.20261127_020000,sqlite-backup-tmp-app.db"; got != want {
-		t.Errorf("dir holds %s, want %s", got, want)
+	want := []string{"app.db.20250101_000000", "app.db.20250101_010000", "app.db.20250101_040000"}
+	if got := backupNames(t, dir); !slices.Equal(got, want) {
+		t.Errorf("got %q, want %q", got, want)
 	}
 }
 
-// TestCheckLeavesACoreToAWriter: the full check of the copy takes every
-// core when the source stood still, and one when the application
-// committed while the backup ran.
-func TestCheckLeavesACoreToAWriter(t *testing.T) {
-	if runtime.GOMAXPROCS(0) < 2 {
-		t.Skip("one core: the check always runs on one")
+func TestShrunk(t *testing.T) {
+	before := &manifest.Content{Tables: []manifest.Table{{Name: "a", Rows: 100}, {Name: "b", Rows: 100}, {Name: "c", Rows: 10}, {Name: "gone", Rows: 3}, {Name: "empty", Rows: 0}}}
+	after := &manifest.Content{Tables: []manifest.Table{{Name: "a", Rows: 50}, {Name: "b", Rows: 49}, {Name: "c", Rows: 100}, {Name: "empty", Rows: 0}}}
+	got := Shrunk(before, after, 50)
+	var names []string
+	for _, s := range got {
+		names = append(names, s.Table)
 	}
-	dir := t.TempDir()
-	src := filepath.Join(dir, "app.db")
-	// Above verify's size for a parallel check (64 MiB).
-	app := testdb.Open(t, src, testdb.Options{WAL: true, Rows: 17000, BlobSize: 4096})
-	defer app.Close()
-	if _, err := app.Exec("CREATE INDEX t_v ON t(v)"); err != nil {
-		t.Fatal(err)
-	}
-	out := filepath.Join(dir, "out")
-	idle, err := Run(context.Background(), Options{Source: src, Dir: out})
-	if err != nil {
-		t.Fatal(err)
-	}
-	busy, err := Run(context.Background(), Options{Source: src, Dir: out, Snapshot: func(ctx context.Context, _ *sql.Conn) error {
-		_, err := app.ExecContext(ctx, "INSERT INTO t(v) VALUES (randomblob(10))")
-		return err
-	}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if idle.CheckThreads != 2 || busy.CheckThreads != 1 {
-		t.Fatalf("check threads: %d with the source idle (want 2), %d with a commit during the copy (want 1)", idle.CheckThreads, busy.CheckThreads)
-	}
-	if runtime.GOMAXPROCS(0) < 2 {
-		t.Fatal("GOMAXPROCS was not given back")
+	if !slices.Equal(names, []string{"b", "gone"}) {
+		t.Errorf("shrunk %v, want b and gone", got)
 	}
 }

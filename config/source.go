@@ -9,7 +9,7 @@ import (
 	"path/filepath"
 	"strings"
 
-	"sqlite-backup/hint"
+	"sqlite-backup/internal/output/hint"
 )
 
 // Origin names where a setting came from, for `sqlite-backup config`.

@@ -13,9 +13,9 @@ import (
 	"strconv"
 	"syscall"
 
-	"sqlite-backup/fsx"
-	"sqlite-backup/hint"
-	"sqlite-backup/sqlitefile"
+	"sqlite-backup/internal/format/sqlitefile"
+	"sqlite-backup/internal/output/hint"
+	"sqlite-backup/internal/sys/fsx"
 )
 
 // afterStep, when set by a test, is called at each boundary between the

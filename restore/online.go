@@ -12,9 +12,9 @@ import (
 	"modernc.org/sqlite"
 	sqlite3 "modernc.org/sqlite/lib"
 
-	"sqlite-backup/fsx"
-	"sqlite-backup/hint"
-	"sqlite-backup/sqlitefile"
+	"sqlite-backup/internal/format/sqlitefile"
+	"sqlite-backup/internal/output/hint"
+	"sqlite-backup/internal/sys/fsx"
 	"sqlite-backup/verify"
 )
 

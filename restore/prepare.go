@@ -5,9 +5,9 @@ import (
 	"fmt"
 	"os"
 
-	"sqlite-backup/fsx"
-	"sqlite-backup/hint"
-	"sqlite-backup/sqlitefile"
+	"sqlite-backup/internal/format/sqlitefile"
+	"sqlite-backup/internal/output/hint"
+	"sqlite-backup/internal/sys/fsx"
 )
 
 // prepare returns the plain, self-contained SQLite file to restore from:

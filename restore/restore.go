@@ -17,11 +17,11 @@ import (
 	"path/filepath"
 	"time"
 
-	"sqlite-backup/backup"
-	"sqlite-backup/fsx"
-	"sqlite-backup/hint"
-	"sqlite-backup/lock"
-	"sqlite-backup/sqlitefile"
+	"sqlite-backup/internal/format/sqlitefile"
+	"sqlite-backup/internal/output/hint"
+	"sqlite-backup/internal/snapshot"
+	"sqlite-backup/internal/sys/fsx"
+	"sqlite-backup/internal/sys/lock"
 	"sqlite-backup/verify"
 )
 
@@ -110,7 +110,7 @@ func Run(ctx context.Context, opts Options) (*Result, error) {
 		return nil, err
 	}
 	defer lk.Release()
-	backup.RemoveStaleTemps(filepath.Dir(target))
+	snapshot.RemoveStaleTemps(filepath.Dir(target))
 
 	// 1. The backup must be sound before anything is touched. A compressed
 	// one is decompressed once, beside the target, and the checked copy is
@@ -174,7 +174,7 @@ func Run(ctx context.Context, opts Options) (*Result, error) {
 	}
 	if opts.DryRun {
 		if tgt.exists {
-			res.SafetyCopy = target + SafetySuffix + opts.Now().Format(backup.TimeFormat)
+			res.SafetyCopy = target + SafetySuffix + opts.Now().Format(snapshot.TimeFormat)
 		}
 		res.Size, res.PageSize, res.Pages = vr.Size, vr.PageSize, vr.Pages
 		res.Check = ""
@@ -275,18 +275,18 @@ func inspectTarget(target string) (targetState, error) {
 	return s, nil
 }
 
-// safetyCopy saves the current target through backup.Run: the backup API
+// safetyCopy saves the current target through snapshot.Run: the backup API
 // in one read transaction, so committed pages still in its -wal are
 // included. It runs with VerifyNone and the copy is checked here instead,
 // because a damaged database is the commonest reason to restore and
-// backup.Run would throw a failing copy away; a damaged snapshot is still
+// snapshot.Run would throw a failing copy away; a damaged snapshot is still
 // the only copy of the last state, so it is kept and reported.
 func safetyCopy(ctx context.Context, target string, res *Result, opts Options) error {
 	p := safetyName(target, opts.Now())
-	br, err := backup.Run(ctx, backup.Options{
+	br, err := snapshot.Run(ctx, snapshot.Options{
 		Source:      target,
 		Path:        p,
-		Verify:      backup.VerifyNone,
+		Verify:      snapshot.VerifyNone,
 		BusyTimeout: opts.BusyTimeout,
 		Now:         opts.Now,
 		LockHeld:    true,
@@ -310,9 +310,9 @@ func safetyCopy(ctx context.Context, target string, res *Result, opts Options) e
 
 // safetyName is <target>.pre-restore.YYYYMMDD_HHMMSS, with -2, -3, … when
 // restores in the same second would collide. The caller holds the
-// directory lock, so the name stays free until backup.Run takes it.
+// directory lock, so the name stays free until snapshot.Run takes it.
 func safetyName(target string, now time.Time) string {
-	base := target + SafetySuffix + now.Format(backup.TimeFormat)
+	base := target + SafetySuffix + now.Format(snapshot.TimeFormat)
 	p := base
 	for i := 2; ; i++ {
 		if _, err := os.Lstat(p); errors.Is(err, fs.ErrNotExist) {

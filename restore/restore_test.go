@@ -21,9 +21,9 @@ func cli(t *testing.T, db string, args ...string) string {
 	return strings.TrimSpace(string(out))
 }
 
-// snapshot copies the database's files in dir as a SIGKILL at this moment
+// killedCopy copies the database's files in dir as a SIGKILL at this moment
 // would leave them (the page cache survives a killed process).
-func snapshot(t *testing.T, dir, name, to string) {
+func killedCopy(t *testing.T, dir, name, to string) {
 	t.Helper()
 	if err := os.MkdirAll(to, 0o755); err != nil {
 		t.Fatal(err)
@@ -79,7 +79,7 @@ func TestOfflineCrashAtEveryStep(t *testing.T) {
 	var steps []string
 	take := func(name string) {
 		steps = append(steps, name)
-		snapshot(t, dir, "app.db", filepath.Join(snaps, name))
+		killedCopy(t, dir, "app.db", filepath.Join(snaps, name))
 	}
 	take("start")
 	oldSum := cli(t, filepath.Join(snaps, "start", "app.db"), ".sha3sum")

@@ -9,7 +9,7 @@ import (
 	"strings"
 	"sync"
 
-	"sqlite-backup/fault"
+	"sqlite-backup/internal/sys/fault"
 )
 
 // A full integrity_check is quick_check plus, for every row of every

@@ -11,7 +11,7 @@ import (
 	"strings"
 	"testing"
 
-	"sqlite-backup/sqlitefile"
+	"sqlite-backup/internal/format/sqlitefile"
 )
 
 // makeDB runs stmts on a new database at dir/name and returns its path.

@@ -17,7 +17,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
-	"sqlite-backup/fault"
+	"sqlite-backup/internal/sys/fault"
 )
 
 // prefault gets SQLite's memory map of the file at path ready before the

@@ -20,13 +20,13 @@ import (
 	"strings"
 	"time"
 
-	"sqlite-backup/fault"
-	"sqlite-backup/hint"
-	"sqlite-backup/sqlitefile"
+	"sqlite-backup/internal/format/sqlitefile"
+	"sqlite-backup/internal/output/hint"
+	"sqlite-backup/internal/sys/fault"
 
 	"modernc.org/sqlite" // also registers the "sqlite" driver
 	sqlite3 "modernc.org/sqlite/lib"
-	"sqlite-backup/fsx"
+	"sqlite-backup/internal/sys/fsx"
 )
 
 // Options tune a check.

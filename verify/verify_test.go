@@ -8,8 +8,8 @@ import (
 	"strings"
 	"testing"
 
+	"sqlite-backup/internal/format/sqlitefile"
 	"sqlite-backup/internal/testdb"
-	"sqlite-backup/sqlitefile"
 )
 
 func TestFile(t *testing.T) {

@@ -1,0 +1,232 @@
+// Package manifest writes and reads the two sidecars beside every backup:
+// <backup>.sha256 in sha256sum format, so `sha256sum -c` works on a
+// server without this tool, and <backup>.json describing how, when and
+// from what the backup was made, with per-table row counts and (with
+// --deep) a logical hash of the content. Both are written to a private
+// temp file, fsynced and renamed into place, so a reader never sees half
+// a sidecar.
+package manifest
+
+import (
+	"bufio"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"sqlite-backup/internal/sys/fsx"
+)
+
+// Version of the manifest format; bumped on incompatible changes.
+const Version = 1
+
+// Suffixes of the sidecar files.
+const (
+	SHA256Suffix = ".sha256"
+	JSONSuffix   = ".json"
+)
+
+// Table is what the manifest knows about one table.
+type Table struct {
+	Name string `json:"name"`
+	Rows int64  `json:"rows"`
+	// SHA256 is the table's logical hash (only with --deep).
+	SHA256 string `json:"sha256,omitempty"`
+}
+
+// Content is the logical content of the snapshot.
+type Content struct {
+	// From says where it was computed: "source" (inside the read
+	// transaction that pinned the snapshot) or "copy" (VACUUM INTO
+	// cannot run inside a transaction, so it is computed from the copy).
+	From   string  `json:"from"`
+	Tables []Table `json:"tables"`
+	// SHA256 hashes every row of every table and the schema (--deep).
+	SHA256 string `json:"sha256,omitempty"`
+	// Algorithm names the stable row encoding of SHA256.
+	Algorithm string `json:"algorithm,omitempty"`
+}
+
+// TotalRows sums the row counts.
+func (c *Content) TotalRows() int64 {
+	var n int64
+	for _, t := range c.Tables {
+		n += t.Rows
+	}
+	return n
+}
+
+// Rows maps table name to row count.
+func (c *Content) Rows() map[string]int64 {
+	m := make(map[string]int64, len(c.Tables))
+	for _, t := range c.Tables {
+		m[t.Name] = t.Rows
+	}
+	return m
+}
+
+// Shrink is one table whose row count fell past the shrink guard.
+type Shrink struct {
+	Table   string  `json:"table"`
+	Before  int64   `json:"before"`
+	After   int64   `json:"after"`
+	Percent float64 `json:"percent"` // how much it fell
+}
+
+// Manifest is the <backup>.json sidecar.
+type Manifest struct {
+	Version        int        `json:"manifest_version"`
+	Backup         string     `json:"backup"` // base name of the backup file
+	Source         string     `json:"source"`
+	SourceSize     int64      `json:"source_size"`
+	SourcePages    int        `json:"source_pages"`
+	PageSize       int        `json:"page_size"`
+	SQLiteVersion  string     `json:"sqlite_version"`
+	Method         string     `json:"method"`
+	Compression    string     `json:"compression"`
+	Size           int64      `json:"size"`                        // bytes of the backup file
+	Uncompressed   int64      `json:"uncompressed_size,omitempty"` // bytes of the database inside
+	SHA256         string     `json:"sha256"`                      // of the backup file as stored
+	Started        time.Time  `json:"started"`
+	Finished       time.Time  `json:"finished"`
+	DurationMS     int64      `json:"duration_ms"`
+	ToolVersion    string     `json:"tool_version"`
+	Verify         string     `json:"verify"` // "ok" or "skipped"
+	Check          string     `json:"check"`  // integrity_check, quick_check or none
+	VerifiedAt     *time.Time `json:"verified_at,omitempty"`
+	Content        *Content   `json:"content,omitempty"`
+	ContentError   string     `json:"content_error,omitempty"`
+	ShrinkGuard    float64    `json:"shrink_guard_pct"`
+	ShrinkWarnings []Shrink   `json:"shrink_warnings,omitempty"`
+	ComparedWith   string     `json:"compared_with,omitempty"` // previous backup for the shrink guard
+}
+
+// Write writes m as <backup>.json atomically.
+func Write(backup string, m *Manifest) error {
+	b, err := json.MarshalIndent(m, "", "  ")
+	if err != nil {
+		return err
+	}
+	return WriteAtomic(backup+JSONSuffix, append(b, '\n'))
+}
+
+// Read reads <backup>.json. A missing manifest is fs.ErrNotExist.
+func Read(backup string) (*Manifest, error) {
+	p := backup + JSONSuffix
+	fi, err := os.Lstat(p)
+	if err != nil {
+		return nil, err
+	}
+	if !fi.Mode().IsRegular() {
+		return nil, fmt.Errorf("read manifest %q: not a regular file", p)
+	}
+	b, err := os.ReadFile(p)
+	if err != nil {
+		return nil, fmt.Errorf("read manifest %q: %w", p, fsx.PathErr(err))
+	}
+	var m Manifest
+	if err := json.Unmarshal(b, &m); err != nil {
+		return nil, fmt.Errorf("read manifest %q: %w", p, err)
+	}
+	return &m, nil
+}
+
+// FileSHA256 hashes a file.
+func FileSHA256(path string) (string, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return "", fmt.Errorf("hash %q: %w", path, fsx.PathErr(err))
+	}
+	defer f.Close()
+	h := sha256.New()
+	if _, err := io.Copy(h, bufio.NewReaderSize(f, 1<<20)); err != nil {
+		return "", fmt.Errorf("hash %q: %w", path, fsx.PathErr(err))
+	}
+	return hex.EncodeToString(h.Sum(nil)), nil
+}
+
+// WriteSHA256 writes <backup>.sha256 in sha256sum's format: the hash, two
+// spaces, the base name (relative, so the directory can be moved and
+// `cd dir && sha256sum -c app.db.X.sha256` still works).
+func WriteSHA256(backup, sum string) error {
+	return WriteAtomic(backup+SHA256Suffix, []byte(sum+"  "+filepath.Base(backup)+"\n"))
+}
+
+// ErrNoSHA256 reports that a file has no .sha256 sidecar.
+var ErrNoSHA256 = errors.New("no .sha256 sidecar")
+
+// ReadSHA256 returns the hash recorded in <file>.sha256 for file. The
+// sidecar must name the file (sha256sum format, text or binary marker).
+func ReadSHA256(file string) (string, error) {
+	p := file + SHA256Suffix
+	fi, err := os.Lstat(p)
+	if errors.Is(err, fs.ErrNotExist) {
+		return "", ErrNoSHA256
+	}
+	if err != nil {
+		return "", fmt.Errorf("read %q: %w", p, fsx.PathErr(err))
+	}
+	if !fi.Mode().IsRegular() {
+		return "", fmt.Errorf("read %q: not a regular file", p)
+	}
+	b, err := os.ReadFile(p)
+	if err != nil {
+		return "", fmt.Errorf("read %q: %w", p, fsx.PathErr(err))
+	}
+	base := filepath.Base(file)
+	for _, line := range strings.Split(string(b), "\n") {
+		line = strings.TrimSpace(line)
+		sum, name, ok := strings.Cut(line, " ")
+		if !ok {
+			continue
+		}
+		name = strings.TrimPrefix(name, " ")
+		name = strings.TrimPrefix(name, "*")
+		if filepath.Base(name) != base {
+			continue
+		}
+		if len(sum) != 64 {
+			break
+		}
+		if _, err := hex.DecodeString(sum); err != nil {
+			break
+		}
+		return strings.ToLower(sum), nil
+	}
+	return "", fmt.Errorf("read %q: no sha256 line for %s", p, base)
+}
+
+// WriteAtomic writes data to path through a private temp file in the
+// same directory, fsync, rename and directory fsync. An existing file at
+// path is replaced: sidecars are rewritten when a backup is re-described.
+func WriteAtomic(path string, data []byte) error {
+	dir := filepath.Dir(path)
+	f, err := fsx.CreateTemp(dir, filepath.Base(path), 0o600)
+	if err != nil {
+		return fmt.Errorf("write %q: %w", path, err)
+	}
+	tmp := f.Name()
+	_, err = f.Write(data)
+	if err == nil {
+		err = f.Sync()
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = os.Rename(tmp, path)
+	}
+	if err != nil {
+		os.Remove(tmp)
+		return fmt.Errorf("write %q: %w", path, fsx.PathErr(err))
+	}
+	fsx.SyncDir(dir)
+	return nil
+}

@@ -1,0 +1,5 @@
+//go:build !linux
+
+package snapshot
+
+func renameNoReplace(oldpath, newpath string) error { return linkRename(oldpath, newpath) }

@@ -1,0 +1,198 @@
+package verify
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+
+	"sqlite-backup/internal/format/compress"
+	"sqlite-backup/internal/format/content"
+	"sqlite-backup/internal/format/manifest"
+	"sqlite-backup/internal/output/hint"
+	"sqlite-backup/internal/sys/fsx"
+)
+
+// File checks one file. The returned error is for operational trouble
+// (the file cannot be stat'ed or read); a file that can be read but is
+// not a sound database yields a Result with OK false and a nil error.
+//
+// In order: the <file>.sha256 sidecar if there is one (catches bit rot,
+// compressed files included); a compressed file is then decompressed to
+// a temp file in opts.TempDir and the rest runs on that; the header and
+// integrity checks; with opts.Deep the row counts and content hash from
+// the manifest <file>.json.
+func File(ctx context.Context, path string, opts Options) (Result, error) {
+	res := Result{Path: path, Check: "integrity_check"}
+	if opts.Quick {
+		res.Check = "quick_check"
+	}
+	fi, err := os.Stat(path)
+	if err != nil {
+		return res, fmt.Errorf("verify %q: %w", path, fsx.PathErr(err))
+	}
+	if !fi.Mode().IsRegular() {
+		return checkFile(ctx, path, fi, opts)
+	}
+	res.Size = fi.Size()
+	want, err := manifest.ReadSHA256(path)
+	switch {
+	case errors.Is(err, manifest.ErrNoSHA256):
+		return checkFile(ctx, path, fi, opts)
+	case err != nil:
+		return res, fmt.Errorf("verify %q: %w", path, err)
+	}
+
+	// The hash and SQLite's check both read the whole file and are both
+	// CPU bound: run them side by side. A mismatch is the verdict, and
+	// stops the check.
+	type hashed struct {
+		sum string
+		err error
+	}
+	hc := make(chan hashed, 1)
+	go func() {
+		sum, err := manifest.FileSHA256(path)
+		hc <- hashed{sum, err}
+	}()
+	cctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	type checked struct {
+		r   Result
+		err error
+	}
+	cc := make(chan checked, 1)
+	go func() {
+		r, err := checkFile(cctx, path, fi, opts)
+		cc <- checked{r, err}
+	}()
+	h := <-hc
+	if h.err != nil || h.sum != want {
+		cancel()
+	}
+	c := <-cc
+	if h.err != nil || h.sum != want {
+		if c.r.Decompressed != "" {
+			os.Remove(c.r.Decompressed)
+		}
+		if h.err != nil {
+			return res, fmt.Errorf("verify %q: %w", path, h.err)
+		}
+		res.SHA256 = "mismatch"
+		res.Problems = append(res.Problems, fmt.Sprintf("sha256 mismatch: file has %s, %s.sha256 says %s (the file changed since it was written)", h.sum, path, want))
+		return res, nil
+	}
+	c.r.SHA256 = "ok"
+	return c.r, c.err
+}
+
+// checkFile is File after the sidecar hash: decompression, the header
+// and integrity checks, and --deep.
+func checkFile(ctx context.Context, path string, fi os.FileInfo, opts Options) (Result, error) {
+	res := Result{Path: path, Check: "integrity_check", Size: fi.Size()}
+	if opts.Quick {
+		res.Check = "quick_check"
+	}
+	var deep func(*sql.DB) ([]string, error)
+	if opts.Deep {
+		m, err := manifest.Read(path)
+		if errors.Is(err, fs.ErrNotExist) {
+			return res, fmt.Errorf("verify --deep %q: no manifest %s: the content was not recorded when the backup was made", path, path+manifest.JSONSuffix)
+		}
+		if err != nil {
+			return res, fmt.Errorf("verify --deep %q: %w", path, err)
+		}
+		if m.Content == nil {
+			return res, fmt.Errorf("verify --deep %q: manifest has no content record", path)
+		}
+		deep = func(db *sql.DB) ([]string, error) {
+			problems, err := compareContent(ctx, db, m.Content)
+			if err != nil {
+				return nil, hint.Wrap(fmt.Errorf("verify --deep %q: %w", path, err),
+					"check it without --deep: sqlite-backup verify %q", path)
+			}
+			return problems, nil
+		}
+	}
+
+	dbPath := path
+	kind := compress.None
+	if fi.Mode().IsRegular() {
+		kind = compress.KindOf(path)
+	}
+	if kind != compress.None {
+		tmp, err := compress.DecompressTo(ctx, path, opts.TempDir)
+		if err != nil {
+			var ce *compress.CorruptError
+			if errors.As(err, &ce) {
+				res.Compression = string(kind)
+				res.Problems = append(res.Problems, ce.Error())
+				return res, nil
+			}
+			return res, fmt.Errorf("verify %q: %w", path, err)
+		}
+		dbPath = tmp
+	}
+	r, err := checkDB(ctx, dbPath, opts, deep)
+	if kind != compress.None {
+		if opts.KeepDecompressed && err == nil && r.OK {
+			r.Decompressed = dbPath
+		} else {
+			os.Remove(dbPath)
+		}
+	}
+	r.Path = path
+	if kind != compress.None {
+		r.Compression = string(kind)
+		r.Uncompressed = r.Size
+		r.Size = res.Size
+	}
+	if opts.Deep && r.OK {
+		r.Content = "ok"
+	}
+	return r, err
+}
+
+// compareContent recomputes what the manifest recorded: the full hash
+// when it has one, else the row counts.
+func compareContent(ctx context.Context, db *sql.DB, want *manifest.Content) ([]string, error) {
+	var got *content.Result
+	var err error
+	if want.SHA256 != "" {
+		if want.Algorithm != content.Algorithm {
+			return nil, fmt.Errorf("manifest content hash uses %q; this version computes %q", want.Algorithm, content.Algorithm)
+		}
+		got, err = content.Hash(ctx, db)
+	} else {
+		got, err = content.Count(ctx, db)
+	}
+	if err != nil {
+		return nil, err
+	}
+	var problems []string
+	have := map[string]content.Table{}
+	for _, t := range got.Tables {
+		have[t.Name] = t
+	}
+	for _, w := range want.Tables {
+		g, ok := have[w.Name]
+		switch {
+		case !ok:
+			problems = append(problems, fmt.Sprintf("content: table %s is missing", w.Name))
+		case g.Rows != w.Rows:
+			problems = append(problems, fmt.Sprintf("content: table %s has %d rows, the manifest says %d", w.Name, g.Rows, w.Rows))
+		case w.SHA256 != "" && g.SHA256 != w.SHA256:
+			problems = append(problems, fmt.Sprintf("content: table %s differs from the snapshot (hash %.12s…, manifest %.12s…)", w.Name, g.SHA256, w.SHA256))
+		}
+		delete(have, w.Name)
+	}
+	for name := range have {
+		problems = append(problems, fmt.Sprintf("content: table %s is not in the manifest", name))
+	}
+	if len(problems) == 0 && want.SHA256 != "" && got.SHA256 != want.SHA256 {
+		problems = append(problems, fmt.Sprintf("content: schema or content hash %.12s… differs from the manifest's %.12s…", got.SHA256, want.SHA256))
+	}
+	return problems, nil
+}
