@@ -94,7 +94,7 @@ func extractBinary(t *testing.T, archive, dir string) string {
 		out.Close()
 	}
 	want := strings.TrimSuffix(filepath.Base(archive), ".tar.gz")
-	for _, n := range []string{"sqlite-backup", "README.md", "LICENSE"} {
+	for _, n := range []string{"sqlite-backup", "README.md", "LICENSE", "docs/OPERATIONS.md", "docs/RESTORE.md"} {
 		if !contains(names, want+"/"+n) {
 			t.Errorf("%s lacks %s/%s; has %v", archive, want, n, names)
 		}

@@ -16,7 +16,7 @@ import (
 
 // BenchmarkBackup measures what --deep, the default row counts and
 // compression add to a backup, on a generated database of
-// SQLITE_BACKUP_BENCH_MB megabytes (default 64; docs/LIFECYCLE.md quotes
+// SQLITE_BACKUP_BENCH_MB megabytes (default 64; docs/SIDECARS.md quotes
 // 1024). Compare the sub-benchmarks of one run with each other:
 //
 //	SQLITE_BACKUP_BENCH_MB=1024 go test -run '^$' -bench Backup -benchtime 1x ./backup

@@ -132,7 +132,7 @@ func writer(db *sql.DB, src string, interval time.Duration, stop <-chan struct{}
 // a running one can depend on the two sharing a group: with the backup
 // in the writer's session, the idle class for our check looked like a
 // gain here, and with the backup apart it was a loss (see
-// docs/PERFORMANCE.md, "Writer latency during a backup"). Out of the
+// docs/PERFORMANCE.md, "Writer latency"). Out of the
 // terminal's process group, the command does not get a Ctrl-C meant for
 // the benchmark: it finishes its backup on its own.
 func runBeside(argv []string) error {
@@ -204,8 +204,8 @@ func writerLatency(c config, src, out string, res []*caseResult, bases [][2]stri
 	// One connection for the whole run, as an application keeps its
 	// pool open: the WAL then lives on between phases as it does beside
 	// a running application. (Closing the last connection checkpoints
-	// the WAL and deletes it, so with -writer-reopen, as before
-	// 2026-11-29's fourth session, each phase starts with a new one.)
+	// the WAL and deletes it, so with -writer-reopen, as in
+	// the benchmark of 2026-11-29, each phase starts with a new one.)
 	var db *sql.DB
 	if !c.writerReopen {
 		var err error

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Release build: one static, CGO-free binary per target, each packed as
-# sqlite-backup_<version>_<os>_<arch>.tar.gz with README.md and LICENSE,
+# sqlite-backup_<version>_<os>_<arch>.tar.gz with README.md, LICENSE and docs/ (the README links into it),
 # plus SHA256SUMS over the archives.
 #
 #   scripts/dist.sh                       # all default targets into dist/
@@ -51,6 +51,7 @@ for t in "${targets[@]}"; do
   CGO_ENABLED=0 GOOS=$goos GOARCH=$goarch GOARM=$goarm \
     go build -trimpath -ldflags "$ldflags" -o "$work/$base/$exe" .
   cp README.md LICENSE "$work/$base/"
+  cp -r docs "$work/$base/"
   # Reproducible archive: fixed order, owner and mtime; gzip without a
   # name or timestamp.
   tar -C "$work" --sort=name --owner=0 --group=0 --numeric-owner \

@@ -407,8 +407,8 @@ func copyFile(ctx context.Context, files *sourceFiles, plan *filePlan, tmp strin
 // waited behind one of our two threads for up to a scheduler tick: with
 // a writer committing every 10 ms, 72 commits over 4 ms before the
 // fsync's in 6 backups, against 15 with this (a probe that always hashed
-// after the copy: 46 against 6; docs/PERFORMANCE.md, "Writer latency
-// during a backup"). So once moved says that the source changed since
+// after the copy: 46 against 6; docs/PERFORMANCE.md,
+// "Writer latency"). So once moved says that the source changed since
 // the copy began, the hash waits for the copy to end (and for wait: the
 // snapshot's row counts, run after the copy too) and then runs while
 // the caller fsyncs, leaving the application a core during the kernel's
