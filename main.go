@@ -125,6 +125,13 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return exitUsage
 	}
 
+	if checkParsed != nil {
+		if err := checkParsed(kctx, &cli.Globals); err != nil {
+			printError(stderr, err)
+			return exitError
+		}
+	}
+
 	ctx, stop, signalled := signalContext()
 	defer stop()
 	kctx.BindTo(ctx, (*context.Context)(nil))
@@ -156,6 +163,10 @@ func run(args []string, stdout, stderr io.Writer) int {
 	}
 	return exitError
 }
+
+// checkParsed, set only by the tests, sees every parsed command line
+// before it runs: the tests' guard that no run writes outside its temp dirs.
+var checkParsed func(kctx *kong.Context, g *Globals) error
 
 // printError writes "sqlite-backup: error: …" and, when the error carries
 // one, a "hint: …" line with an example that works.

@@ -6,6 +6,7 @@ import (
 	"os/user"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -345,7 +346,12 @@ func TestHostileInputs(t *testing.T) {
 			if err := os.Mkdir(c.dir, 0o755); err != nil {
 				t.Fatal(err)
 			}
+			// A case that names no backup directory gets one of its own:
+			// the default, /backup, is the host's (guard_test.go).
 			o := runOpts{dir: c.dir, env: tc.env}
+			if !slices.ContainsFunc(tc.args, func(a string) bool { return a == "--backup" || a == "--backup-dir" || a == "--verify" }) {
+				o.env = append([]string{"SQLITE_BACKUP_BACKUP_DIR=" + filepath.Join(c.dir, "out")}, tc.env...)
+			}
 			bin := "sqlite-backup"
 			if tc.nobody {
 				bin, o.cred = asNobody(t)
