@@ -49,6 +49,7 @@ type CLI struct {
 	Systemd SystemdCmd `cmd:"" help:"Print a systemd service and timer that run the backup on a schedule (installs nothing)."`
 
 	Completion CompletionCmd `cmd:"" help:"Print a bash or zsh completion script."`
+	Help       HelpCmd       `cmd:"" help:"Show help for a command (same as --help)."`
 }
 
 // Globals are the flags every command shares.
@@ -101,6 +102,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 		kong.Resolvers(resolvers...),
 		kong.Writers(stdout, stderr),
 		kong.ConfigureHelp(kong.HelpOptions{Compact: true}),
+		kong.Help(printHelp),
 		kong.Exit(func(code int) { exitCode = code }),
 		kong.Bind(&cli.Globals),
 	)
@@ -121,7 +123,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return exitCode
 	}
 	if err != nil {
-		printError(stderr, hint.Wrap(err, "sqlite-backup --help"))
+		printError(stderr, usageHint(parser.Model, err))
 		return exitUsage
 	}
 
@@ -136,6 +138,9 @@ func run(args []string, stdout, stderr io.Writer) int {
 	defer stop()
 	kctx.BindTo(ctx, (*context.Context)(nil))
 	err = kctx.Run()
+	if exitCode >= 0 { // the help command
+		return exitCode
+	}
 	if err == nil {
 		return exitOK
 	}
