@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -15,6 +14,7 @@ import (
 	"sqlite-backup/config"
 	"sqlite-backup/internal/format/compress"
 	"sqlite-backup/internal/format/manifest"
+	"sqlite-backup/internal/output/hint"
 	"sqlite-backup/internal/output/metrics"
 	"sqlite-backup/internal/retention"
 	"sqlite-backup/internal/snapshot"
@@ -102,8 +102,15 @@ func (c *BackupCmd) Run(ctx context.Context, kctx *kong.Context, g *Globals) err
 			done = append(done, published.Path)
 		}
 		err = errors.Join(err, mf.RecordBackup(src.Path, published, err))
-		if rep != nil {
-			if perr := printBackup(g.stdout, g.stderr(), rep, g.JSON); err == nil {
+		switch {
+		case g.JSON && rep != nil && rep.Result != nil:
+			warnShrink(g.stderr(), rep)
+			printPruned(io.Discard, g.stderr(), rep)
+			g.addResult(backupResult(rep, err))
+		case g.JSON:
+			g.addResult(failedResult(src.Path, "", err))
+		case rep != nil:
+			if perr := printBackup(g.stdout, g.stderr(), rep); err == nil {
 				err = perr
 			}
 		}
@@ -131,16 +138,35 @@ func (c *BackupCmd) Run(ctx context.Context, kctx *kong.Context, g *Globals) err
 	return nil
 }
 
-func printBackup(w, errw io.Writer, rep *backup.Report, asJSON bool) error {
+// backupJSON is one database's result in a backup's --json report.
+// Check names the check that ran ("none" with --no-verify) and OK says
+// the whole run went well for this database, as in verify and restore.
+type backupJSON struct {
+	*snapshot.Result
+	OK         bool   `json:"ok"`
+	Check      string `json:"check"`
+	Verify     string `json:"verify,omitempty"` // hides snapshot.Result's: "check" and "ok" say it
+	DurationMS int64  `json:"duration_ms"`
+	runFields
+	Error string `json:"error,omitempty"`
+	Hint  string `json:"hint,omitempty"`
+}
+
+func backupResult(rep *backup.Report, err error) backupJSON {
+	r := rep.Result
+	b := backupJSON{Result: r, OK: err == nil, Check: string(r.Check), DurationMS: r.Duration.Milliseconds(), runFields: fieldsOf(rep)}
+	if r.Verify == "skipped" {
+		b.Check = "none"
+	}
+	if err != nil {
+		b.Error, b.Hint = err.Error(), hint.Of(err)
+	}
+	return b
+}
+
+func printBackup(w, errw io.Writer, rep *backup.Report) error {
 	r := rep.Result
 	warnShrink(errw, rep)
-	if asJSON {
-		return json.NewEncoder(w).Encode(struct {
-			*snapshot.Result
-			DurationMS int64 `json:"duration_ms"`
-			runFields
-		}{r, r.Duration.Milliseconds(), fieldsOf(rep)})
-	}
 	verdict := string(r.Check) + " ok"
 	if r.Verify == "skipped" {
 		verdict = "NOT VERIFIED (--no-verify)"

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"encoding/json"
 	"fmt"
 	"os"
 	"text/tabwriter"
@@ -50,7 +49,13 @@ func (c *ConfigCmd) Run(kctx *kong.Context, g *Globals) error {
 	out = append(out, cfg)
 
 	if g.JSON {
-		return json.NewEncoder(g.stdout).Encode(out)
+		for _, s := range out {
+			g.addResult(s)
+		}
+		if srcErr != nil {
+			fmt.Fprintf(g.stderr(), "sqlite-backup: warning: %v\n", srcErr)
+		}
+		return nil
 	}
 	tw := tabwriter.NewWriter(g.stdout, 0, 4, 2, ' ', 0)
 	for _, s := range out {

@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"path/filepath"
 	"strconv"
@@ -43,8 +42,8 @@ func (c *ListCmd) Run(ctx context.Context, kctx *kong.Context, g *Globals) error
 		return err
 	}
 	if g.JSON {
-		if err := json.NewEncoder(g.stdout).Encode(es); err != nil {
-			return err
+		for _, e := range es {
+			g.addResult(e)
 		}
 	} else {
 		tw := tabwriter.NewWriter(g.stdout, 0, 4, 2, ' ', 0)
