@@ -200,15 +200,17 @@ type runFields struct {
 	Shrink   []manifest.Shrink   `json:"shrink_warnings,omitempty"`
 	Compared string              `json:"compared_with,omitempty"`
 	Removed  []retention.Removed `json:"removed"`
+	NotOurs  []string            `json:"not_written_by_sqlite_backup,omitempty"`
 	Skipped  string              `json:"prune_skipped,omitempty"`
 	// ContentError says why row counts are missing from the manifest.
 	ContentError string `json:"content_error,omitempty"`
 }
 
 func fieldsOf(r *backup.Report) runFields {
-	f := runFields{r.SHA256, r.Manifest, r.Rows, r.Content, r.Shrink, r.Compared, []retention.Removed{}, r.Skipped, r.ContentError}
+	f := runFields{r.SHA256, r.Manifest, r.Rows, r.Content, r.Shrink, r.Compared, []retention.Removed{}, nil, r.Skipped, r.ContentError}
 	if r.Prune != nil {
 		f.Removed = r.Prune.Removed
+		f.NotOurs = notWrittenByUs(r.Prune.Removed)
 	}
 	return f
 }
@@ -239,9 +241,39 @@ func printPruned(w, errw io.Writer, r *backup.Report) {
 	case r.Prune != nil:
 		// Cron output stays short: the backups removed, not each sidecar.
 		for _, rm := range r.Prune.Removed {
-			if !strings.HasSuffix(rm.Path, manifest.SHA256Suffix) && !strings.HasSuffix(rm.Path, manifest.JSONSuffix) {
+			if !isSidecar(rm.Path) {
 				fmt.Fprintf(w, "removed %s\n", rm.Path)
 			}
 		}
+		warnNotOurs(errw, r.Prune.Policy, r.Prune.Removed)
+	}
+}
+
+func isSidecar(p string) bool {
+	return strings.HasSuffix(p, manifest.SHA256Suffix) || strings.HasSuffix(p, manifest.JSONSuffix)
+}
+
+// notWrittenByUs are the removed backups that had neither sidecar this
+// tool writes (<backup>.sha256, <backup>.json): most likely
+// backup_database.py's, which used the same names. The first run with
+// the default --keep 10 prunes them; an operator must hear about it.
+func notWrittenByUs(removed []retention.Removed) []string {
+	gone := map[string]bool{}
+	for _, r := range removed {
+		gone[r.Path] = true
+	}
+	var out []string
+	for _, r := range removed {
+		if !isSidecar(r.Path) && !gone[r.Path+manifest.SHA256Suffix] && !gone[r.Path+manifest.JSONSuffix] {
+			out = append(out, r.Path)
+		}
+	}
+	return out
+}
+
+// warnNotOurs says on stderr which removed backups this tool did not write.
+func warnNotOurs(w io.Writer, policy string, removed []retention.Removed) {
+	for _, p := range notWrittenByUs(removed) {
+		fmt.Fprintf(w, "sqlite-backup: note: removed %s by the retention rules (%s): it was not written by sqlite-backup (no .sha256 or .json beside it), e.g. by backup_database.py; see docs/MIGRATION.md\n", p, policy)
 	}
 }

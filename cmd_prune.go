@@ -68,8 +68,11 @@ func (c *PruneCmd) Run(ctx context.Context, kctx *kong.Context, g *Globals) erro
 			}
 			continue
 		}
+		if !rep.DryRun {
+			warnNotOurs(g.stderr(), rep.Policy, rep.Removed)
+		}
 		if g.JSON {
-			g.addResult(pruneJSON{Source: src.Path, OK: true, PruneReport: rep})
+			g.addResult(pruneJSON{Source: src.Path, OK: true, PruneReport: rep, NotOurs: notWrittenByUs(rep.Removed)})
 		} else {
 			printPrune(g.stdout, rep)
 		}
@@ -90,6 +93,7 @@ type pruneJSON struct {
 	Source string `json:"source"`
 	OK     bool   `json:"ok"`
 	*backup.PruneReport
+	NotOurs []string `json:"not_written_by_sqlite_backup,omitempty"`
 }
 
 // RetentionFlags are shared by backup and prune.
