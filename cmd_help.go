@@ -35,7 +35,7 @@ var sharedFlags = map[string][]string{
 	"restore":    {"source", "app-dir", "config", "busy-timeout", "json"},
 	"list":       {"source", "backup-dir", "app-dir", "config", "json"},
 	"prune":      {"source", "backup-dir", "app-dir", "config", "json"},
-	"systemd":    {"source", "backup-dir", "app-dir", "config", "busy-timeout"},
+	"systemd":    {"source", "backup-dir", "app-dir", "config", "busy-timeout", "json"},
 	"version":    {"json"},
 	"completion": {},
 	"help":       {},
