@@ -22,12 +22,18 @@ import (
 
 // BackupCmd takes one verified backup.
 type BackupCmd struct {
+	BackupSettings `embed:""`
+	Verify         []string `placeholder:"FILE" sep:"none" env:"-" help:"Verify FILE instead of taking a backup (same as the verify command)."`
+}
+
+// BackupSettings are the backup's flags that the config command shows
+// with their values and origins.
+type BackupSettings struct {
 	Backup      string        `placeholder:"FILE" help:"Write the backup to FILE instead of a timestamped name in --backup-dir. FILE must not exist."`
 	Method      string        `enum:"backup,vacuum" default:"backup" help:"backup: SQLite's online backup API in one read transaction; vacuum: VACUUM INTO (compacted copy, slower). One of: ${enum}."`
 	NoVerify    bool          `xor:"check" help:"Skip the integrity check of the new backup (not recommended)."`
 	Quick       bool          `xor:"check" help:"Check the new backup with quick_check instead of the full integrity_check."`
 	LockTimeout time.Duration `default:"0s" placeholder:"DUR" help:"How long to wait for another run using the same backup directory (default: fail at once)."`
-	Verify      []string      `placeholder:"FILE" sep:"none" env:"-" help:"Verify FILE instead of taking a backup (same as the verify command)."`
 	Compress    string        `enum:"none,zstd,gzip" default:"none" help:"Compress the verified backup: zstd (.zst), gzip (.gz) or none (default ${default})."`
 	Deep        bool          `help:"Also record a logical hash of every row in the manifest, for verify --deep."`
 	ShrinkGuard int           `default:"50" placeholder:"PCT" help:"Warn and skip pruning if any table lost more than PCT% of its rows since the previous verified backup (0: off; default ${default})."`
