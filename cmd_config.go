@@ -125,12 +125,12 @@ func flagValue(kctx *kong.Context, name string) string {
 	for _, f := range kctx.Flags() {
 		if f.Name == name {
 			switch v := f.Target.Interface().(type) {
-		case []string:
-			return strings.Join(v, ",")
-		case string:
-			return v
-		}
-		return fmt.Sprint(f.Target.Interface())
+			case []string:
+				return strings.Join(v, ",")
+			case string:
+				return v
+			}
+			return fmt.Sprint(f.Target.Interface())
 		}
 	}
 	return ""
