@@ -100,6 +100,7 @@ func (c *BackupCmd) Run(ctx context.Context, kctx *kong.Context, g *Globals) err
 			ToolVersion: buildInfo().Version,
 		})
 		clearProgress()
+		err = backupHint(err, src.Path, g.BackupDir, c.Backup)
 		var published *snapshot.Result // set once the backup is in place
 		if rep != nil {
 			published = rep.Result

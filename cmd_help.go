@@ -21,7 +21,7 @@ func (c *HelpCmd) Run(kctx *kong.Context) error {
 	// for a typo'd command) and calls its Exit hook, which run() reads.
 	_, err := kctx.Kong.Parse(append(append([]string{}, c.Command...), "--help"))
 	if err != nil {
-		return &usageError{usageHint(kctx.Model, err)}
+		return &usageError{usageHint(kctx.Model, c.Command, err)}
 	}
 	return nil
 }
@@ -95,15 +95,24 @@ func printHelp(options kong.HelpOptions, ctx *kong.Context) error {
 // default command and takes every flag at the top level, kong reports a
 // typo'd command or a bare path as an "unexpected argument" of backup,
 // without its "did you mean": this says what was probably meant.
-func usageHint(app *kong.Application, err error) error {
-	arg, ok := strings.CutPrefix(err.Error(), "unexpected argument ")
-	if !ok || strings.Contains(arg, " ") {
-		return hint.Wrap(err, "sqlite-backup --help")
-	}
+func usageHint(app *kong.Application, args []string, err error) error {
 	var names, close []string
 	for _, n := range app.Children {
 		if n.Type == kong.CommandNode && !n.Hidden {
 			names = append(names, n.Name)
+		}
+	}
+	arg, ok := strings.CutPrefix(err.Error(), "unexpected argument ")
+	if !ok || strings.Contains(arg, " ") {
+		return hint.Wrap(err, "%s --help", commandOf(args, names))
+	}
+	// Past a command name it is that command's extra argument.
+	for _, a := range args {
+		if a == arg {
+			break
+		}
+		if slices.Contains(names, a) {
+			return hint.Wrap(err, "sqlite-backup %s --help", a)
 		}
 	}
 	for _, n := range names {
@@ -121,6 +130,19 @@ func usageHint(app *kong.Application, err error) error {
 		return hint.Wrap(fmt.Errorf("unexpected argument %q: the database is given with --source", arg), "sqlite-backup --source %s", shellQuote(arg))
 	}
 	return hint.Wrap(fmt.Errorf("unknown command %q; the commands are %s", arg, strings.Join(names, ", ")), "sqlite-backup help")
+}
+
+// commandOf is "sqlite-backup CMD" for the first command name in args.
+func commandOf(args, names []string) string {
+	for _, a := range args {
+		if a == "--" {
+			break
+		}
+		if slices.Contains(names, a) && a != "help" {
+			return "sqlite-backup " + a
+		}
+	}
+	return "sqlite-backup"
 }
 
 func fileExists(p string) bool {

@@ -51,6 +51,7 @@ func (c *RestoreCmd) Run(ctx context.Context, kctx *kong.Context, g *Globals) er
 		opts.Mode = restore.ModeOffline
 	}
 	res, err := restore.Run(ctx, opts)
+	err = restoreHint(err, c.File, to)
 	if errors.Is(err, restore.ErrTargetExists) {
 		return usagef(fmt.Sprintf("sqlite-backup restore %q --to %q --force   (saves the current database first)", c.File, to), "%v", err)
 	}

@@ -131,7 +131,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return exitCode
 	}
 	if err != nil {
-		err = usageHint(parser.Model, err)
+		err = usageHint(parser.Model, args, err)
 		printError(stderr, err)
 		if cli.JSON || wantsJSON(args) {
 			writeJSON(stdout, "", nil, exitUsage, err)

@@ -7,6 +7,8 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+
+	"sqlite-backup/internal/host/passwd"
 )
 
 // Known answers, from systemd.time(7) and systemd-analyze calendar 252.
@@ -169,9 +171,9 @@ func mutate(r *rand.Rand, s string) string {
 
 func TestCheckUser(t *testing.T) {
 	dir := t.TempDir()
-	PasswdFile = dir + "/passwd"
-	defer func() { PasswdFile = "/etc/passwd" }()
-	if err := os.WriteFile(PasswdFile, []byte("root:x:0:0:root:/root:/bin/bash\napp:x:1000:1000::/home/app:/bin/sh\n"), 0o644); err != nil {
+	passwd.File = dir + "/passwd"
+	defer func() { passwd.File = "/etc/passwd" }()
+	if err := os.WriteFile(passwd.File, []byte("root:x:0:0:root:/root:/bin/bash\napp:x:1000:1000::/home/app:/bin/sh\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	for _, c := range []struct {
