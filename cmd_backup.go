@@ -90,8 +90,8 @@ func (c *BackupCmd) Run(ctx context.Context, kctx *kong.Context, g *Globals) err
 		case c.Quick:
 			bo.Verify = snapshot.VerifyQuick
 		}
-		var clearProgress func()
-		bo.Progress, bo.VerifyProgress, clearProgress = ttyProgress(g.stderr(), src.Path)
+		tty := newTTYStatus(g.stderr(), src.Path)
+		bo.Progress, bo.VerifyProgress, bo.Phase = tty.copyProgress(), tty.checkProgress("check"), tty.phaseFn()
 		rep, err := backup.Run(ctx, backup.Options{
 			Backup:      bo,
 			Policy:      pol,
@@ -99,7 +99,7 @@ func (c *BackupCmd) Run(ctx context.Context, kctx *kong.Context, g *Globals) err
 			ShrinkGuard: float64(c.ShrinkGuard),
 			ToolVersion: buildInfo().Version,
 		})
-		clearProgress()
+		tty.clear()
 		err = backupHint(err, src.Path, g.BackupDir, c.Backup)
 		var published *snapshot.Result // set once the backup is in place
 		if rep != nil {

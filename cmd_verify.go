@@ -20,9 +20,9 @@ func (c *VerifyCmd) Run(ctx context.Context, g *Globals) error {
 	var failed, errs int
 	var firstErr error
 	for _, f := range c.Files {
-		_, vp, clearProgress := ttyProgress(g.stderr(), f)
-		res, err := verify.File(ctx, f, verify.Options{Quick: c.Quick, Deep: c.Deep, TempDir: c.TempDir, BusyTimeout: g.BusyTimeout, Progress: vp})
-		clearProgress()
+		tty := newTTYStatus(g.stderr(), f)
+		res, err := verify.File(ctx, f, verify.Options{Quick: c.Quick, Deep: c.Deep, TempDir: c.TempDir, BusyTimeout: g.BusyTimeout, Progress: tty.checkProgress("verify")})
+		tty.clear()
 		if err != nil {
 			if ctx.Err() != nil {
 				return ctx.Err()
