@@ -54,6 +54,11 @@ func guardSetup() (check func() []string, err error) {
 			os.Setenv("GOCACHE", filepath.Join(c, "go-build"))
 		}
 	}
+	if os.Getenv("GOENV") == "" { // go env -w settings (GOFLAGS, GOTOOLCHAIN)
+		if c, err := os.UserConfigDir(); err == nil {
+			os.Setenv("GOENV", filepath.Join(c, "go", "env"))
+		}
+	}
 	if os.Getenv("GOPATH") == "" {
 		if h, err := os.UserHomeDir(); err == nil {
 			os.Setenv("GOPATH", filepath.Join(h, "go"))
