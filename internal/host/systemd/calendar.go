@@ -326,6 +326,9 @@ func decimal(p string, usec bool) (int64, string, error) {
 		v *= usecPerSec
 		if len(p) >= 1 && p[0] == '.' && (len(p) < 2 || p[1] != '.') {
 			p = p[1:]
+			if p == "" || p[0] < '0' || p[0] > '9' {
+				return 0, "", errSyntax // "45." is not a second
+			}
 			var frac int64
 			digits := 0
 			for len(p) > 0 && p[0] >= '0' && p[0] <= '9' {
