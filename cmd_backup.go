@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -15,6 +14,7 @@ import (
 	"sqlite-backup/config"
 	"sqlite-backup/internal/format/compress"
 	"sqlite-backup/internal/format/manifest"
+	"sqlite-backup/internal/output/hint"
 	"sqlite-backup/internal/output/metrics"
 	"sqlite-backup/internal/retention"
 	"sqlite-backup/internal/snapshot"
@@ -22,12 +22,18 @@ import (
 
 // BackupCmd takes one verified backup.
 type BackupCmd struct {
+	BackupSettings `embed:""`
+	Verify         []string `placeholder:"FILE" sep:"none" env:"-" help:"Verify FILE instead of taking a backup (same as the verify command)."`
+}
+
+// BackupSettings are the backup's flags that the config command shows
+// with their values and origins.
+type BackupSettings struct {
 	Backup      string        `placeholder:"FILE" help:"Write the backup to FILE instead of a timestamped name in --backup-dir. FILE must not exist."`
 	Method      string        `enum:"backup,vacuum" default:"backup" help:"backup: SQLite's online backup API in one read transaction; vacuum: VACUUM INTO (compacted copy, slower). One of: ${enum}."`
 	NoVerify    bool          `xor:"check" help:"Skip the integrity check of the new backup (not recommended)."`
 	Quick       bool          `xor:"check" help:"Check the new backup with quick_check instead of the full integrity_check."`
 	LockTimeout time.Duration `default:"0s" placeholder:"DUR" help:"How long to wait for another run using the same backup directory (default: fail at once)."`
-	Verify      []string      `placeholder:"FILE" sep:"none" env:"-" help:"Verify FILE instead of taking a backup (same as the verify command)."`
 	Compress    string        `enum:"none,zstd,gzip" default:"none" help:"Compress the verified backup: zstd (.zst), gzip (.gz) or none (default ${default})."`
 	Deep        bool          `help:"Also record a logical hash of every row in the manifest, for verify --deep."`
 	ShrinkGuard int           `default:"50" placeholder:"PCT" help:"Warn and skip pruning if any table lost more than PCT% of its rows since the previous verified backup (0: off; default ${default})."`
@@ -84,8 +90,8 @@ func (c *BackupCmd) Run(ctx context.Context, kctx *kong.Context, g *Globals) err
 		case c.Quick:
 			bo.Verify = snapshot.VerifyQuick
 		}
-		var clearProgress func()
-		bo.Progress, bo.VerifyProgress, clearProgress = ttyProgress(g.stderr(), src.Path)
+		tty := newTTYStatus(g.stderr(), src.Path)
+		bo.Progress, bo.VerifyProgress, bo.Phase = tty.copyProgress(), tty.checkProgress("check"), tty.phaseFn()
 		rep, err := backup.Run(ctx, backup.Options{
 			Backup:      bo,
 			Policy:      pol,
@@ -93,7 +99,8 @@ func (c *BackupCmd) Run(ctx context.Context, kctx *kong.Context, g *Globals) err
 			ShrinkGuard: float64(c.ShrinkGuard),
 			ToolVersion: buildInfo().Version,
 		})
-		clearProgress()
+		tty.clear()
+		err = backupHint(err, src.Path, g.BackupDir, c.Backup)
 		var published *snapshot.Result // set once the backup is in place
 		if rep != nil {
 			published = rep.Result
@@ -102,8 +109,15 @@ func (c *BackupCmd) Run(ctx context.Context, kctx *kong.Context, g *Globals) err
 			done = append(done, published.Path)
 		}
 		err = errors.Join(err, mf.RecordBackup(src.Path, published, err))
-		if rep != nil {
-			if perr := printBackup(g.stdout, g.stderr(), rep, g.JSON); err == nil {
+		switch {
+		case g.JSON && rep != nil && rep.Result != nil:
+			warnShrink(g.stderr(), rep)
+			printPruned(io.Discard, g.stderr(), rep)
+			g.addResult(backupResult(rep, err))
+		case g.JSON:
+			g.addResult(failedResult(src.Path, "", err))
+		case rep != nil:
+			if perr := printBackup(g.stdout, g.stderr(), rep); err == nil {
 				err = perr
 			}
 		}
@@ -131,16 +145,35 @@ func (c *BackupCmd) Run(ctx context.Context, kctx *kong.Context, g *Globals) err
 	return nil
 }
 
-func printBackup(w, errw io.Writer, rep *backup.Report, asJSON bool) error {
+// backupJSON is one database's result in a backup's --json report.
+// Check names the check that ran ("none" with --no-verify) and OK says
+// the whole run went well for this database, as in verify and restore.
+type backupJSON struct {
+	*snapshot.Result
+	OK         bool   `json:"ok"`
+	Check      string `json:"check"`
+	Verify     string `json:"verify,omitempty"` // hides snapshot.Result's: "check" and "ok" say it
+	DurationMS int64  `json:"duration_ms"`
+	runFields
+	Error string `json:"error,omitempty"`
+	Hint  string `json:"hint,omitempty"`
+}
+
+func backupResult(rep *backup.Report, err error) backupJSON {
+	r := rep.Result
+	b := backupJSON{Result: r, OK: err == nil, Check: string(r.Check), DurationMS: r.Duration.Milliseconds(), runFields: fieldsOf(rep)}
+	if r.Verify == "skipped" {
+		b.Check = "none"
+	}
+	if err != nil {
+		b.Error, b.Hint = err.Error(), hint.Of(err)
+	}
+	return b
+}
+
+func printBackup(w, errw io.Writer, rep *backup.Report) error {
 	r := rep.Result
 	warnShrink(errw, rep)
-	if asJSON {
-		return json.NewEncoder(w).Encode(struct {
-			*snapshot.Result
-			DurationMS int64 `json:"duration_ms"`
-			runFields
-		}{r, r.Duration.Milliseconds(), fieldsOf(rep)})
-	}
 	verdict := string(r.Check) + " ok"
 	if r.Verify == "skipped" {
 		verdict = "NOT VERIFIED (--no-verify)"
@@ -174,15 +207,17 @@ type runFields struct {
 	Shrink   []manifest.Shrink   `json:"shrink_warnings,omitempty"`
 	Compared string              `json:"compared_with,omitempty"`
 	Removed  []retention.Removed `json:"removed"`
+	NotOurs  []string            `json:"not_written_by_sqlite_backup,omitempty"`
 	Skipped  string              `json:"prune_skipped,omitempty"`
 	// ContentError says why row counts are missing from the manifest.
 	ContentError string `json:"content_error,omitempty"`
 }
 
 func fieldsOf(r *backup.Report) runFields {
-	f := runFields{r.SHA256, r.Manifest, r.Rows, r.Content, r.Shrink, r.Compared, []retention.Removed{}, r.Skipped, r.ContentError}
+	f := runFields{r.SHA256, r.Manifest, r.Rows, r.Content, r.Shrink, r.Compared, []retention.Removed{}, nil, r.Skipped, r.ContentError}
 	if r.Prune != nil {
 		f.Removed = r.Prune.Removed
+		f.NotOurs = notWrittenByUs(r.Prune.Removed)
 	}
 	return f
 }
@@ -213,9 +248,39 @@ func printPruned(w, errw io.Writer, r *backup.Report) {
 	case r.Prune != nil:
 		// Cron output stays short: the backups removed, not each sidecar.
 		for _, rm := range r.Prune.Removed {
-			if !strings.HasSuffix(rm.Path, manifest.SHA256Suffix) && !strings.HasSuffix(rm.Path, manifest.JSONSuffix) {
+			if !isSidecar(rm.Path) {
 				fmt.Fprintf(w, "removed %s\n", rm.Path)
 			}
 		}
+		warnNotOurs(errw, r.Prune.Policy, r.Prune.Removed)
+	}
+}
+
+func isSidecar(p string) bool {
+	return strings.HasSuffix(p, manifest.SHA256Suffix) || strings.HasSuffix(p, manifest.JSONSuffix)
+}
+
+// notWrittenByUs are the removed backups that had neither sidecar this
+// tool writes (<backup>.sha256, <backup>.json): most likely
+// backup_database.py's, which used the same names. The first run with
+// the default --keep 10 prunes them; an operator must hear about it.
+func notWrittenByUs(removed []retention.Removed) []string {
+	gone := map[string]bool{}
+	for _, r := range removed {
+		gone[r.Path] = true
+	}
+	var out []string
+	for _, r := range removed {
+		if !isSidecar(r.Path) && !gone[r.Path+manifest.SHA256Suffix] && !gone[r.Path+manifest.JSONSuffix] {
+			out = append(out, r.Path)
+		}
+	}
+	return out
+}
+
+// warnNotOurs says on stderr which removed backups this tool did not write.
+func warnNotOurs(w io.Writer, policy string, removed []retention.Removed) {
+	for _, p := range notWrittenByUs(removed) {
+		fmt.Fprintf(w, "sqlite-backup: note: removed %s by the retention rules (%s): it was not written by sqlite-backup (no .sha256 or .json beside it), e.g. by backup_database.py; see docs/MIGRATION.md\n", p, policy)
 	}
 }

@@ -13,9 +13,17 @@ type CompletionCmd struct {
 }
 
 func (c *CompletionCmd) Help() string {
-	return `bash: sqlite-backup completion bash | sudo tee /etc/bash_completion.d/sqlite-backup
-zsh:  sqlite-backup completion zsh > "${fpath[1]}/_sqlite-backup" (then start a new shell)
-or, for the current shell only: source <(sqlite-backup completion bash)`
+	return `Install for bash:
+
+    sqlite-backup completion bash | sudo tee /etc/bash_completion.d/sqlite-backup
+
+Install for zsh (then start a new shell):
+
+    sqlite-backup completion zsh > "${fpath[1]}/_sqlite-backup"
+
+For the current shell only:
+
+    source <(sqlite-backup completion bash)`
 }
 
 func (c *CompletionCmd) Run(kctx *kong.Context, g *Globals) error {

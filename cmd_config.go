@@ -1,9 +1,9 @@
 package main
 
 import (
-	"encoding/json"
 	"fmt"
 	"os"
+	"strings"
 	"text/tabwriter"
 
 	"github.com/alecthomas/kong"
@@ -11,9 +11,13 @@ import (
 	"sqlite-backup/config"
 )
 
-// ConfigCmd shows each setting, its value and where it came from, so an
-// operator can see why a cron run picked the database it picked.
-type ConfigCmd struct{}
+// ConfigCmd shows every setting the next backup would use, its value
+// and where it came from (flag, env, config file, app .env, default), so
+// an operator can see why a cron run did what it did. It takes the same
+// flags as backup, to show what a command line would change.
+type ConfigCmd struct {
+	BackupSettings `embed:""`
+}
 
 type setting struct {
 	Name   string        `json:"name"`
@@ -32,9 +36,13 @@ func (c *ConfigCmd) Run(kctx *kong.Context, g *Globals) error {
 	} else {
 		out = append(out, setting{"source", "", config.FromNone, "no database found, see below"})
 	}
-	for _, name := range []string{"backup-dir", "app-dir", "busy-timeout", "json"} {
-		o := originOf(kctx, name)
-		out = append(out, setting{name, flagValue(kctx, name), o.Origin, o.Detail})
+	for _, f := range kctx.Flags() {
+		switch f.Name {
+		case "help", "version", "source", "config":
+			continue
+		}
+		o := originOf(kctx, f.Name)
+		out = append(out, setting{f.Name, flagValue(kctx, f.Name), o.Origin, o.Detail})
 	}
 	cfg := setting{Name: "config", Origin: config.FromNone, Detail: g.configErr}
 	if g.configFile != nil {
@@ -50,7 +58,13 @@ func (c *ConfigCmd) Run(kctx *kong.Context, g *Globals) error {
 	out = append(out, cfg)
 
 	if g.JSON {
-		return json.NewEncoder(g.stdout).Encode(out)
+		for _, s := range out {
+			g.addResult(s)
+		}
+		if srcErr != nil {
+			fmt.Fprintf(g.stderr(), "sqlite-backup: warning: %v\n", srcErr)
+		}
+		return nil
 	}
 	tw := tabwriter.NewWriter(g.stdout, 0, 4, 2, ' ', 0)
 	for _, s := range out {
@@ -58,13 +72,17 @@ func (c *ConfigCmd) Run(kctx *kong.Context, g *Globals) error {
 		if s.Detail != "" {
 			where += " (" + s.Detail + ")"
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\n", s.Name, s.Value, where)
+		v := s.Value
+		if v == "" {
+			v = "-"
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\n", s.Name, v, where)
 	}
 	if err := tw.Flush(); err != nil {
 		return err
 	}
 	if srcErr != nil {
-		fmt.Fprintf(os.Stderr, "sqlite-backup: warning: %v\n", srcErr)
+		fmt.Fprintf(g.stderr(), "sqlite-backup: warning: %v\n", srcErr)
 	}
 	return nil
 }
@@ -106,6 +124,12 @@ func originOf(kctx *kong.Context, name string) origin {
 func flagValue(kctx *kong.Context, name string) string {
 	for _, f := range kctx.Flags() {
 		if f.Name == name {
+			switch v := f.Target.Interface().(type) {
+			case []string:
+				return strings.Join(v, ",")
+			case string:
+				return v
+			}
 			return fmt.Sprint(f.Target.Interface())
 		}
 	}

@@ -2,10 +2,10 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"text/tabwriter"
 	"time"
 
@@ -13,6 +13,7 @@ import (
 
 	"sqlite-backup/backup"
 	"sqlite-backup/config"
+	"sqlite-backup/internal/format/manifest"
 )
 
 // ListCmd shows the backups in the backup directory with what their
@@ -42,23 +43,48 @@ func (c *ListCmd) Run(ctx context.Context, kctx *kong.Context, g *Globals) error
 	if err != nil {
 		return err
 	}
-	if g.JSON {
-		if err := json.NewEncoder(g.stdout).Encode(es); err != nil {
-			return err
+	switch {
+	case g.JSON:
+		for _, e := range es {
+			r := listJSON{Entry: e}
+			if t := startedAt(e); t != nil {
+				r.Started = t
+			}
+			g.addResult(r)
 		}
-	} else {
+	case len(es) == 0:
+		// A bare header looks like a listing that went wrong.
+		what := "no backups"
+		if len(dbs) > 0 {
+			what += " of " + strings.Join(dbs, ", ")
+		}
+		fmt.Fprintf(g.stdout, "%s in %s\n", what, g.BackupDir)
+	default:
 		tw := tabwriter.NewWriter(g.stdout, 0, 4, 2, ' ', 0)
-		fmt.Fprintln(tw, "TIME\tBACKUP\tSIZE\tCOMPRESSION\tVERIFIED\tSHA256\tROWS\tNOTE")
+		// Both times are this machine's local time, its zone in the
+		// header: a backup named on a machine in another zone gets its
+		// TIME from its manifest, so it agrees with VERIFIED.
+		zone, _ := time.Now().Zone()
+		fmt.Fprintf(tw, "TIME (%s)\tBACKUP\tSIZE\tCOMPRESSION\tVERIFIED\tSHA256\tROWS\tNOTE\n", zone)
 		for _, e := range es {
 			verified := "-"
 			if e.VerifiedAt != nil {
-				verified = e.VerifiedAt.Local().Format("2006-01-02 15:04:05")
+				verified = e.VerifiedAt.Local().Format(time.DateTime)
+			}
+			when := e.Time.Format(time.DateTime)
+			note := ""
+			if t := startedAt(e); t != nil {
+				when = t.Local().Format(time.DateTime)
+				if d := e.Time.Sub(t.In(e.Time.Location())); d > time.Minute || d < -time.Minute {
+					// The name's timestamp is the local time of where it
+					// was taken; say so rather than show two clocks.
+					note = "named in another time zone "
+				}
 			}
 			rows := "-"
 			if e.Rows != nil {
 				rows = strconv.FormatInt(*e.Rows, 10)
 			}
-			note := ""
 			if e.Shrink {
 				note = "SHRINK WARNING "
 			}
@@ -75,7 +101,7 @@ func (c *ListCmd) Run(ctx context.Context, kctx *kong.Context, g *Globals) error
 			if e.Error != "" {
 				note += "ERROR: " + e.Error
 			}
-			fmt.Fprintf(tw, "%s\t%s\t%d\t%s\t%s\t%s\t%s\t%s\n", e.Time.Format(time.DateTime), e.Name, e.Size, e.Compression, verified, e.SHA256, rows, note)
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", when, e.Name, humanBytes(e.Size), e.Compression, verified, e.SHA256, rows, strings.TrimSpace(note))
 		}
 		if err := tw.Flush(); err != nil {
 			return err
@@ -101,4 +127,37 @@ func (c *ListCmd) Run(ctx context.Context, kctx *kong.Context, g *Globals) error
 		return firstErr
 	}
 	return nil
+}
+
+// listJSON adds the manifest's start time, the instant the backup was
+// taken (the name's timestamp is the local time where it was taken).
+type listJSON struct {
+	backup.Entry
+	Started *time.Time `json:"started,omitempty"`
+}
+
+// startedAt is when the backup was taken by its manifest, if it has one.
+func startedAt(e backup.Entry) *time.Time {
+	if e.Manifest != "ok" {
+		return nil
+	}
+	m, err := manifest.Read(e.Path)
+	if err != nil || m.Started.IsZero() {
+		return nil
+	}
+	return &m.Started
+}
+
+// humanBytes is a size in IEC units, as ls -lh and restic show them.
+func humanBytes(n int64) string {
+	const unit = 1024
+	if n < unit {
+		return fmt.Sprintf("%d B", n)
+	}
+	div, exp := int64(unit), 0
+	for m := n / unit; m >= unit && exp < 5; m /= unit {
+		div *= unit
+		exp++
+	}
+	return fmt.Sprintf("%.1f %ciB", float64(n)/float64(div), "KMGTPE"[exp])
 }

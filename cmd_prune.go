@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"io"
 	"strings"
@@ -30,7 +29,6 @@ func (c *PruneCmd) Run(ctx context.Context, kctx *kong.Context, g *Globals) erro
 	if err != nil {
 		return err
 	}
-	var reps []*backup.PruneReport
 	var firstErr error
 	var removed []string // by this run, for an interruption's message
 	failed := 0
@@ -59,6 +57,9 @@ func (c *PruneCmd) Run(ctx context.Context, kctx *kong.Context, g *Globals) erro
 				return doneWith(err, "already removed", removed)
 			}
 			failed++
+			if g.JSON {
+				g.addResult(failedResult(src.Path, "", err))
+			}
 			if len(srcs) > 1 {
 				printError(g.stderr(), err)
 			}
@@ -67,14 +68,13 @@ func (c *PruneCmd) Run(ctx context.Context, kctx *kong.Context, g *Globals) erro
 			}
 			continue
 		}
-		reps = append(reps, rep)
-		if !g.JSON {
-			printPrune(g.stdout, rep)
+		if !rep.DryRun {
+			warnNotOurs(g.stderr(), rep.Policy, rep.Removed)
 		}
-	}
-	if g.JSON {
-		if err := json.NewEncoder(g.stdout).Encode(reps); err != nil {
-			return err
+		if g.JSON {
+			g.addResult(pruneJSON{Source: src.Path, OK: true, PruneReport: rep, NotOurs: notWrittenByUs(rep.Removed)})
+		} else {
+			printPrune(g.stdout, rep)
 		}
 	}
 	// An interruption may have come after the last removal: the message
@@ -86,6 +86,14 @@ func (c *PruneCmd) Run(ctx context.Context, kctx *kong.Context, g *Globals) erro
 		return doneWith(firstErr, "already removed", removed)
 	}
 	return nil
+}
+
+// pruneJSON is one database's result in prune's --json report.
+type pruneJSON struct {
+	Source string `json:"source"`
+	OK     bool   `json:"ok"`
+	*backup.PruneReport
+	NotOurs []string `json:"not_written_by_sqlite_backup,omitempty"`
 }
 
 // RetentionFlags are shared by backup and prune.

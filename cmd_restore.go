@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -52,6 +51,7 @@ func (c *RestoreCmd) Run(ctx context.Context, kctx *kong.Context, g *Globals) er
 		opts.Mode = restore.ModeOffline
 	}
 	res, err := restore.Run(ctx, opts)
+	err = restoreHint(err, c.File, to)
 	if errors.Is(err, restore.ErrTargetExists) {
 		return usagef(fmt.Sprintf("sqlite-backup restore %q --to %q --force   (saves the current database first)", c.File, to), "%v", err)
 	}
@@ -68,16 +68,23 @@ func (c *RestoreCmd) Run(ctx context.Context, kctx *kong.Context, g *Globals) er
 	if err != nil {
 		return err
 	}
-	return printRestore(g.stdout, res, g.JSON)
+	if g.JSON {
+		g.addResult(restoreJSON{Result: res, OK: true, Check: "integrity_check", DurationMS: res.Duration.Milliseconds()})
+		return nil
+	}
+	return printRestore(g.stdout, res)
 }
 
-func printRestore(w io.Writer, r *restore.Result, asJSON bool) error {
-	if asJSON {
-		return json.NewEncoder(w).Encode(struct {
-			*restore.Result
-			DurationMS int64 `json:"duration_ms"`
-		}{r, r.Duration.Milliseconds()})
-	}
+// restoreJSON is restore's --json result: check and ok as backup and
+// verify say them.
+type restoreJSON struct {
+	*restore.Result
+	OK         bool   `json:"ok"`
+	Check      string `json:"check"`
+	DurationMS int64  `json:"duration_ms"`
+}
+
+func printRestore(w io.Writer, r *restore.Result) error {
 	if r.DryRun {
 		fmt.Fprintf(w, "dry run: backup %s: integrity_check ok, %d bytes, %d pages\n", r.Backup, r.Size, r.Pages)
 		if r.TargetExisted {

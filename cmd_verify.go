@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"strings"
 
@@ -17,21 +16,13 @@ type VerifyCmd struct {
 	TempDir string   `placeholder:"DIR" help:"Where compressed backups are decompressed to be checked (default: the system temp dir)."`
 }
 
-type verifyReport struct {
-	OK    bool            `json:"ok"`
-	Files []verify.Result `json:"files"`
-	// Errors are files that could not be read at all.
-	Errors map[string]string `json:"errors,omitempty"`
-}
-
 func (c *VerifyCmd) Run(ctx context.Context, g *Globals) error {
-	rep := verifyReport{OK: true, Errors: map[string]string{}}
 	var failed, errs int
 	var firstErr error
 	for _, f := range c.Files {
-		_, vp, clearProgress := ttyProgress(g.stderr(), f)
-		res, err := verify.File(ctx, f, verify.Options{Quick: c.Quick, Deep: c.Deep, TempDir: c.TempDir, BusyTimeout: g.BusyTimeout, Progress: vp})
-		clearProgress()
+		tty := newTTYStatus(g.stderr(), f)
+		res, err := verify.File(ctx, f, verify.Options{Quick: c.Quick, Deep: c.Deep, TempDir: c.TempDir, BusyTimeout: g.BusyTimeout, Progress: tty.checkProgress("verify")})
+		tty.clear()
 		if err != nil {
 			if ctx.Err() != nil {
 				return ctx.Err()
@@ -40,28 +31,24 @@ func (c *VerifyCmd) Run(ctx context.Context, g *Globals) error {
 			if firstErr == nil {
 				firstErr = err
 			}
-			rep.Errors[f] = err.Error()
-			if !g.JSON {
+			if g.JSON {
+				g.addResult(failedResult("", f, err))
+			} else {
 				fmt.Fprintf(g.stdout, "%s: ERROR: %v\n", f, err)
 			}
 			continue
 		}
-		rep.Files = append(rep.Files, res)
 		if !res.OK {
 			failed++
 		}
-		if !g.JSON {
+		if g.JSON {
+			g.addResult(res)
+		} else {
 			if res.OK {
 				fmt.Fprintf(g.stdout, "%s: ok%s\n", f, okDetails(res))
 			} else {
 				fmt.Fprintf(g.stdout, "%s: FAILED: %s\n", f, res.Summary())
 			}
-		}
-	}
-	rep.OK = failed == 0 && errs == 0
-	if g.JSON {
-		if err := json.NewEncoder(g.stdout).Encode(rep); err != nil {
-			return err
 		}
 	}
 	switch {

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"encoding/json"
 	"fmt"
 	"runtime"
 	"runtime/debug"
@@ -66,7 +65,8 @@ func versionLine() string {
 func (c *VersionCmd) Run(g *Globals) error {
 	v := buildInfo()
 	if g.JSON {
-		return json.NewEncoder(g.stdout).Encode(v)
+		g.addResult(v)
+		return nil
 	}
 	fmt.Fprintf(g.stdout, "sqlite-backup %s\n", v.Version)
 	if v.Commit != "" {

@@ -49,6 +49,7 @@ type CLI struct {
 	Systemd SystemdCmd `cmd:"" help:"Print a systemd service and timer that run the backup on a schedule (installs nothing)."`
 
 	Completion CompletionCmd `cmd:"" help:"Print a bash or zsh completion script."`
+	Help       HelpCmd       `cmd:"" help:"Show help for a command (same as --help)."`
 }
 
 // Globals are the flags every command shares.
@@ -63,6 +64,7 @@ type Globals struct {
 
 	configFile *config.File // the file actually read, if any
 	configErr  string       // why none was read
+	results    []any        // for --json, see json.go
 	stdout     io.Writer
 	stderrW    io.Writer // warnings and progress (only on a terminal); see stderr()
 }
@@ -86,6 +88,9 @@ func run(args []string, stdout, stderr io.Writer) int {
 			resolvers = append(resolvers, f.Resolver())
 		case explicit || !errors.Is(err, os.ErrNotExist):
 			printError(stderr, err)
+			if wantsJSON(args) {
+				writeJSON(stdout, "", nil, exitUsage, err)
+			}
 			return exitUsage
 		default:
 			cli.configErr = cfgPath + ": no such file"
@@ -101,6 +106,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 		kong.Resolvers(resolvers...),
 		kong.Writers(stdout, stderr),
 		kong.ConfigureHelp(kong.HelpOptions{Compact: true}),
+		kong.Help(printHelp),
 		kong.Exit(func(code int) { exitCode = code }),
 		kong.Bind(&cli.Globals),
 	)
@@ -112,7 +118,11 @@ func run(args []string, stdout, stderr io.Writer) int {
 	// validates, and a wrong type should be reported with file and line.
 	if cli.configFile != nil {
 		if err := cli.configFile.Resolver().Validate(parser.Model); err != nil {
-			printError(stderr, hint.Wrap(err, "settings are the long flag names, e.g. backup-dir = \"/backup\"; see sqlite-backup --help"))
+			err = hint.Wrap(err, "settings are the long flag names, e.g. backup-dir = \"/backup\"; see sqlite-backup --help")
+			printError(stderr, err)
+			if wantsJSON(args) {
+				writeJSON(stdout, "", nil, exitUsage, err)
+			}
 			return exitUsage
 		}
 	}
@@ -121,30 +131,60 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return exitCode
 	}
 	if err != nil {
-		printError(stderr, hint.Wrap(err, "sqlite-backup --help"))
+		err = usageHint(parser.Model, args, err)
+		printError(stderr, err)
+		if cli.JSON || wantsJSON(args) {
+			writeJSON(stdout, "", nil, exitUsage, err)
+		}
 		return exitUsage
+	}
+	command := commandName(kctx.Command())
+	asJSON := cli.JSON && command != "completion" && command != "help"
+	if checkParsed != nil {
+		if err := checkParsed(kctx, &cli.Globals); err != nil {
+			printError(stderr, err)
+			return exitError
+		}
 	}
 
 	ctx, stop, signalled := signalContext()
 	defer stop()
 	kctx.BindTo(ctx, (*context.Context)(nil))
 	err = kctx.Run()
-	if err == nil {
-		return exitOK
+	if exitCode >= 0 { // the help command
+		return exitCode
 	}
-	if sig := signalled(); sig != 0 {
+	code := exitCodeOf(err, signalled())
+	if asJSON {
+		defer writeJSON(stdout, command, cli.results, code, err)
+	}
+	switch {
+	case err == nil:
+	case code == exitSIGINT || code == exitSIGTERM:
 		what := "nothing published or replaced"
 		var d *doneBefore
 		if errors.As(err, &d) {
 			what = d.done
 		}
-		fmt.Fprintf(stderr, "sqlite-backup: interrupted by %s; stopped, temp files removed; %s\n", signalName(sig), what)
-		if sig == syscall.SIGINT {
-			return exitSIGINT
-		}
+		fmt.Fprintf(stderr, "sqlite-backup: interrupted by %s; stopped, temp files removed; %s\n", signalName(signalled()), what)
+	default:
+		printError(stderr, err)
+	}
+	return code
+}
+
+// exitCodeOf maps a command's error to the documented exit codes.
+func exitCodeOf(err error, sig syscall.Signal) int {
+	if err == nil {
+		return exitOK
+	}
+	switch sig {
+	case syscall.SIGINT:
+		return exitSIGINT
+	case 0:
+	default:
 		return exitSIGTERM
 	}
-	printError(stderr, err)
 	var ue *usageError
 	var vf *verify.FailedError
 	var vfs *verifyFailed
@@ -156,6 +196,23 @@ func run(args []string, stdout, stderr io.Writer) int {
 	}
 	return exitError
 }
+
+// wantsJSON finds --json in a command line kong could not parse.
+func wantsJSON(args []string) bool {
+	for _, a := range args {
+		if a == "--" {
+			break
+		}
+		if a == "--json" || a == "--json=true" {
+			return true
+		}
+	}
+	return os.Getenv("SQLITE_BACKUP_JSON") == "true" || os.Getenv("SQLITE_BACKUP_JSON") == "1"
+}
+
+// checkParsed, set only by the tests, sees every parsed command line
+// before it runs: the tests' guard that no run writes outside its temp dirs.
+var checkParsed func(kctx *kong.Context, g *Globals) error
 
 // printError writes "sqlite-backup: error: …" and, when the error carries
 // one, a "hint: …" line with an example that works.

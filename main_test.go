@@ -19,8 +19,11 @@ import (
 // separate process from a directory testscript puts on $PATH.
 func TestMain(m *testing.M) {
 	testscript.Main(cleanupM{m}, map[string]func(){
-		"sqlite-backup": func() { os.Exit(run(os.Args[1:], os.Stdout, os.Stderr)) },
-		"sqlwriter":     func() { os.Exit(writerMain(os.Args[1:])) },
+		"sqlite-backup": func() {
+			checkParsed = guardPaths
+			os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
+		},
+		"sqlwriter": func() { os.Exit(writerMain(os.Args[1:])) },
 	})
 }
 
@@ -32,7 +35,19 @@ type cleanupM struct{ m *testing.M }
 var sharedDirs []string
 
 func (c cleanupM) Run() int {
+	guard, err := guardSetup()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "test guard:", err)
+		return 1
+	}
 	code := c.m.Run()
+	if found := guard(); len(found) > 0 {
+		fmt.Fprintln(os.Stderr, "FAIL: tests touched the host outside their temp dirs:")
+		for _, f := range found {
+			fmt.Fprintln(os.Stderr, "  "+f)
+		}
+		code = 1
+	}
 	if bigPath != "" {
 		os.RemoveAll(filepath.Dir(bigPath))
 	}
@@ -47,6 +62,12 @@ func TestScripts(t *testing.T) {
 		Dir:                 "testdata/script",
 		RequireExplicitExec: true,
 		UpdateScripts:       os.Getenv("UPDATE_GOLDEN") != "",
+		Setup: func(env *testscript.Env) error {
+			// The guard (guard_test.go): a script's runs stay in $WORK.
+			env.Setenv(guardLogEnv, os.Getenv(guardLogEnv))
+			env.Setenv(guardRootEnv, env.WorkDir)
+			return nil
+		},
 		Cmds: map[string]func(ts *testscript.TestScript, neg bool, args []string){
 			"corrupt":    cmdCorrupt,
 			"truncate":   cmdTruncate,

@@ -3,7 +3,6 @@ package main
 import (
 	"crypto/sha256"
 	"encoding/hex"
-	"encoding/json"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -65,9 +64,7 @@ func TestExoticDatabases(t *testing.T) {
 					t.Fatalf("%s: exit %d\n%s", method, r.code, r.stderr)
 				}
 				var res struct{ Path string }
-				if err := json.Unmarshal([]byte(r.stdout), &res); err != nil {
-					t.Fatal(err)
-				}
+				oneResult(t, r.stdout, &res)
 				// VACUUM INTO rewrites sqlite_schema, so a virtual table's
 				// row may come after its shadow tables: same content, other
 				// order of the .dump's lines.

@@ -6,6 +6,7 @@ import (
 	"os/user"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -185,7 +186,9 @@ func TestHostileInputs(t *testing.T) {
 		{name: "missing source in missing dir", args: []string{"--source", "{D}/sub/nope.db"}, code: 1,
 			want: []string{`open source "{D}/sub/nope.db": no such file`}},
 		{name: "source is a directory", setup: func(c *hcase) { c.mkdir("adir", 0o755, false) },
-			args: []string{"--source", "{D}/adir"}, code: 1, want: []string{`open source "{D}/adir": not a regular file`}},
+			args: []string{"--source", "{D}/adir"}, code: 1, want: []string{`open source "{D}/adir": not a regular file`, "hint: --source is the database file, not its directory: ls {D}/adir; "}},
+		{name: "directory holding a database as source", setup: func(c *hcase) { c.mkdir("data", 0o755, false); c.db("data/app.db", false) },
+			args: []string{"--source", "{D}/data", "--backup-dir", "{D}/out"}, code: 1, want: []string{`open source "{D}/data": not a regular file`, "hint: sqlite-backup --source {D}/data/app.db --backup-dir {D}/out\n"}},
 		{name: "named pipe as source (must not block)", setup: func(c *hcase) { syscall.Mkfifo(filepath.Join(c.dir, "app.db"), 0o644) },
 			args: []string{"--source", "{D}/app.db"}, code: 1, want: []string{`open source "{D}/app.db": not a regular file`}},
 		{name: "a device as source", args: []string{"--source", "/dev/zero", "--backup-dir", "{D}/out"}, code: 1,
@@ -220,7 +223,13 @@ func TestHostileInputs(t *testing.T) {
 			os.Chmod(filepath.Join(c.dir, "app.db"), 0o600)
 			c.mkdir("out", 0o700, true)
 		},
-			args: []string{"--source", "{D}/app.db", "--backup-dir", "{D}/out"}, code: 1, want: []string{`open source "{D}/app.db": permission denied`}},
+			args: []string{"--source", "{D}/app.db", "--backup-dir", "{D}/out"}, code: 1,
+			want: []string{`open source "{D}/app.db": permission denied (owned by root, mode 0600; this runs as nobody)`,
+				`hint: run it as the database's owner, with a backup directory that user may write: sudo -u root sqlite-backup --source {D}/app.db --backup-dir {D}/out`}},
+		{name: "backup dir not writable (as nobody)", nobody: true, setup: func(c *hcase) { c.db("app.db", false); c.mkdir("out", 0o755, false) },
+			args: []string{"--source", "{D}/app.db", "--backup-dir", "{D}/out"}, code: 1,
+			want: []string{`open lock "{D}/out/.sqlite-backup.lock": permission denied` + "\n",
+				`hint: user nobody may not write {D}/out: sudo install -d -m 700 -o nobody {D}/out (or choose one it may write: sqlite-backup --source {D}/app.db --backup-dir ~/backups)`}},
 		{name: "source dir not writable, rollback (as nobody)", nobody: true, setup: func(c *hcase) { c.db("app.db", false); c.mkdir("out", 0o700, true) },
 			args: []string{"--source", "{D}/app.db", "--backup-dir", "{D}/out"}, code: 0, backups: 1, want: []string{"integrity_check ok"}},
 		{name: "source dir not writable, idle WAL (as nobody)", nobody: true, setup: func(c *hcase) { c.db("app.db", true); c.mkdir("out", 0o700, true) },
@@ -345,7 +354,12 @@ func TestHostileInputs(t *testing.T) {
 			if err := os.Mkdir(c.dir, 0o755); err != nil {
 				t.Fatal(err)
 			}
+			// A case that names no backup directory gets one of its own:
+			// the default, /backup, is the host's (guard_test.go).
 			o := runOpts{dir: c.dir, env: tc.env}
+			if !slices.ContainsFunc(tc.args, func(a string) bool { return a == "--backup" || a == "--backup-dir" || a == "--verify" }) {
+				o.env = append([]string{"SQLITE_BACKUP_BACKUP_DIR=" + filepath.Join(c.dir, "out")}, tc.env...)
+			}
 			bin := "sqlite-backup"
 			if tc.nobody {
 				bin, o.cred = asNobody(t)

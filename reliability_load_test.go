@@ -4,7 +4,6 @@ import (
 	"bufio"
 	"context"
 	"database/sql"
-	"encoding/json"
 	"fmt"
 	"io"
 	"net/url"
@@ -98,12 +97,12 @@ func TestLoadBackupsUnderWriters(t *testing.T) {
 		}
 		var res struct {
 			Path    string `json:"path"`
-			Verify  string `json:"verify"`
+			OK      bool   `json:"ok"`
 			Copier  string `json:"copier"`
 			Skipped string `json:"file_copy_skipped"`
 		}
-		if err := json.Unmarshal([]byte(r.stdout), &res); err != nil || res.Verify != "ok" {
-			t.Fatalf("backup %d: stdout %q: %v", i+1, r.stdout, err)
+		if oneResult(t, r.stdout, &res); !res.OK {
+			t.Fatalf("backup %d: stdout %q", i+1, r.stdout)
 		}
 		paths = append(paths, res.Path)
 		copiers[res.Copier+" "+res.Skipped]++
@@ -135,9 +134,7 @@ func TestLoadBackupsUnderWriters(t *testing.T) {
 		t.Fatalf("backup after %d killed ones: exit %d\n%s", kills, r.code, r.stderr)
 	}
 	var after struct{ Path string }
-	if err := json.Unmarshal([]byte(r.stdout), &after); err != nil {
-		t.Fatal(err)
-	}
+	oneResult(t, r.stdout, &after)
 	paths = append(paths, after.Path)
 	if ts := tempsIn(t, out); len(ts) > 0 {
 		t.Errorf("temp files left after the next normal run: %v", ts)

@@ -2,7 +2,6 @@ package main
 
 import (
 	"bufio"
-	"encoding/json"
 	"errors"
 	"io"
 	"math/rand/v2"
@@ -102,7 +101,8 @@ func (s *cliSession) query(t *testing.T, sql string) string {
 	return strings.TrimSpace(line)
 }
 
-type restoreJSON struct {
+type restoreResultJSON struct {
+	OK          bool   `json:"ok"`
 	Mode        string `json:"mode"`
 	Holders     []int  `json:"holders"`
 	SafetyCopy  string `json:"safety_copy"`
@@ -160,11 +160,9 @@ func TestRestoreOnline(t *testing.T) {
 	if code != 0 {
 		t.Fatalf("restore: exit %d\n%s", code, e)
 	}
-	var res restoreJSON
-	if err := json.Unmarshal([]byte(out), &res); err != nil {
-		t.Fatalf("restore output %q: %v", out, err)
-	}
-	if res.Mode != "online" || len(res.Holders) < 2 || res.JournalMode != "wal" || res.Check != "integrity_check ok" || res.SafetyCheck != "ok" {
+	var res restoreResultJSON
+	oneResult(t, out, &res)
+	if res.Mode != "online" || len(res.Holders) < 2 || res.JournalMode != "wal" || res.Check != "integrity_check" || !res.OK || res.SafetyCheck != "ok" {
 		t.Fatalf("restore result: %+v, want online, both holders, wal, checked", res)
 	}
 

@@ -125,6 +125,9 @@ func published(ctx context.Context, opts Options, res *snapshot.Result, snap *co
 	// again only when nothing did.
 	sum := res.SHA256
 	if sum == "" {
+		if opts.Backup.Phase != nil {
+			opts.Backup.Phase("hash")
+		}
 		var err error
 		if sum, err = manifest.FileSHA256(res.Path); err != nil {
 			return err

@@ -89,6 +89,15 @@ type Options struct {
 	Published func(ctx context.Context, res *Result) error
 	// VerifyProgress, if set, is passed to verify.Options.Progress.
 	VerifyProgress func(done, total int64, finished bool)
+	// Phase, if set, is called as each phase starts ("copy", "check",
+	// "compress"), so a terminal can show one that reports no counts.
+	Phase func(name string)
+}
+
+func (o Options) phase(name string) {
+	if o.Phase != nil {
+		o.Phase(name)
+	}
 }
 
 // Result describes a published backup.
@@ -178,6 +187,7 @@ func Run(ctx context.Context, opts Options) (res *Result, err error) {
 	// (followHash), and the check keeps to one core (below).
 	before := sourceState(src)
 	moved := func() bool { return sourceState(src) != before }
+	opts.phase("copy")
 	cp, err := copySnapshot(ctx, src, tmp, opts, moved)
 	if err != nil {
 		return nil, err
@@ -216,6 +226,7 @@ func Run(ctx context.Context, opts Options) (res *Result, err error) {
 
 	verdict, threads := "skipped", 0
 	if opts.Verify != VerifyNone {
+		opts.phase("check")
 		// While the application writes, the check keeps to one core and
 		// leaves it the other: held to one P, the Go runtime keeps the
 		// check's thread on one core, and the application's commits' p99
@@ -252,6 +263,7 @@ func Run(ctx context.Context, opts Options) (res *Result, err error) {
 	if opts.Compress != compress.None {
 		// The round-trip check read the compressed file: its hash is
 		// the one to record.
+		opts.phase("compress")
 		ctmp, size, csum, err := compressTemp(ctx, tmp, dst.dir, filepath.Base(src), opts.Compress)
 		if err != nil {
 			return nil, err

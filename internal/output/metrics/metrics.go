@@ -38,6 +38,11 @@ const (
 	LastDuration         = "sqlite_backup_last_duration_seconds"
 	LastSize             = "sqlite_backup_last_size_bytes"
 	LastVerifyOK         = "sqlite_backup_last_verify_ok"
+	// UnknownSourceFailure has no database label: a run for a source
+	// that does not exist and never had a series (a typo'd --source)
+	// sets it instead of creating a series that would stay in the file,
+	// and keep an alert firing, after the typo is fixed.
+	UnknownSourceFailure = "sqlite_backup_last_unknown_source_failure_timestamp_seconds"
 )
 
 var help = map[string]string{
@@ -47,9 +52,10 @@ var help = map[string]string{
 	LastDuration:         "Duration of the last successful backup in seconds.",
 	LastSize:             "Size in bytes of the last successful backup.",
 	LastVerifyOK:         "1 if the last checked backup passed integrity_check/quick_check; 0 if it failed or was taken with --no-verify.",
+	UnknownSourceFailure: "Unix time of the last run that failed for a database that does not exist and has no series here (e.g. a mistyped --source).",
 }
 
-var order = []string{LastRunTimestamp, LastRunSuccess, LastSuccessTimestamp, LastDuration, LastSize, LastVerifyOK}
+var order = []string{LastRunTimestamp, LastRunSuccess, LastSuccessTimestamp, LastDuration, LastSize, LastVerifyOK, UnknownSourceFailure}
 
 // File is a metrics file that has been checked to be usable.
 type File struct {
@@ -119,7 +125,12 @@ func (f *File) RecordBackup(source string, res *snapshot.Result, runErr error) e
 	case errors.As(runErr, &vf):
 		set[LastVerifyOK] = 0
 	}
-	if err := f.update(source, set); err != nil {
+	unknown := false
+	if res == nil && runErr != nil {
+		_, err := os.Stat(source)
+		unknown = errors.Is(err, fs.ErrNotExist)
+	}
+	if err := f.update(source, set, unknown); err != nil {
 		if res != nil {
 			return fmt.Errorf("write metrics %q (the backup itself was written): %w", f.Path, err)
 		}
@@ -129,7 +140,9 @@ func (f *File) RecordBackup(source string, res *snapshot.Result, runErr error) e
 }
 
 // update replaces db's values named in set and keeps everything else.
-func (f *File) update(db string, set map[string]float64) error {
+// With unknown (the source does not exist), a db with no series yet gets
+// none: UnknownSourceFailure is set instead.
+func (f *File) update(db string, set map[string]float64, unknown bool) error {
 	dir := filepath.Dir(f.Path)
 	unlock, err := lockDir(dir)
 	if err != nil {
@@ -147,6 +160,10 @@ func (f *File) update(db string, set map[string]float64) error {
 			series[s.name] = map[string]string{}
 		}
 		series[s.name][s.db] = s.value
+	}
+	if _, known := series[LastRunTimestamp][db]; unknown && !known {
+		set = map[string]float64{UnknownSourceFailure: set[LastRunTimestamp]}
+		db = ""
 	}
 	for name, v := range set {
 		if series[name] == nil {
@@ -167,6 +184,12 @@ func parse(b []byte) []sample {
 	sc.Buffer(make([]byte, 64*1024), 1024*1024)
 	for sc.Scan() {
 		line := sc.Text()
+		if name, value, ok := strings.Cut(line, " "); ok && name == UnknownSourceFailure {
+			if _, err := strconv.ParseFloat(value, 64); err == nil {
+				out = append(out, sample{name, "", value})
+			}
+			continue
+		}
 		name, rest, ok := strings.Cut(line, `{database="`)
 		if !ok || help[name] == "" {
 			continue
@@ -198,6 +221,10 @@ func format(series map[string]map[string]string) []byte {
 		}
 		sort.Strings(keys)
 		for _, db := range keys {
+			if db == "" { // the one series without a label
+				fmt.Fprintf(&b, "%s %s\n", name, dbs[db])
+				continue
+			}
 			fmt.Fprintf(&b, "%s{database=\"%s\"} %s\n", name, quoteLabel(db), dbs[db])
 		}
 	}

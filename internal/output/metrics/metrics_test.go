@@ -43,7 +43,7 @@ func value(t *testing.T, path, name, db string) string {
 }
 
 // A line of the text exposition format as this package writes it.
-var lineRE = regexp.MustCompile(`^(# (HELP|TYPE) sqlite_backup_[a-z_]+ .+|sqlite_backup_[a-z_]+\{database="([^"\\\n]|\\["\\n])*"\} -?[0-9.e+]+)$`)
+var lineRE = regexp.MustCompile(`^(# (HELP|TYPE) sqlite_backup_[a-z_]+ .+|sqlite_backup_[a-z_]+\{database="([^"\\\n]|\\["\\n])*"\} -?[0-9.e+]+|sqlite_backup_[a-z_]+ -?[0-9.e+]+)$`)
 
 func checkFormat(t *testing.T, path string) {
 	t.Helper()
@@ -129,17 +129,59 @@ func TestRecordSuccessThenFailure(t *testing.T) {
 }
 
 func TestFirstRunFails(t *testing.T) {
-	path := filepath.Join(t.TempDir(), "m.prom")
-	if err := openAt(t, path, time.Unix(100, 0)).RecordBackup("/a.db", nil, errors.New("boom")); err != nil {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "m.prom")
+	db := filepath.Join(dir, "a.db") // exists: a real database that fails
+	if err := os.WriteFile(db, []byte("not a database"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := openAt(t, path, time.Unix(100, 0)).RecordBackup(db, nil, errors.New("boom")); err != nil {
 		t.Fatal(err)
 	}
 	checkFormat(t, path)
-	if got := value(t, path, LastRunSuccess, "/a.db"); got != "0" {
+	if got := value(t, path, LastRunSuccess, db); got != "0" {
 		t.Errorf("%s = %s, want 0", LastRunSuccess, got)
 	}
 	// No success ever: no success timestamp, so absent() alerts can see it.
-	if got := value(t, path, LastSuccessTimestamp, "/a.db"); got != "<absent>" {
+	if got := value(t, path, LastSuccessTimestamp, db); got != "<absent>" {
 		t.Errorf("%s = %s, want absent", LastSuccessTimestamp, got)
+	}
+}
+
+// A source that does not exist and never had a series (a typo) gets no
+// series of its own, which would outlive the typo and keep an alert
+// firing; the unlabelled UnknownSourceFailure records the run instead.
+// A database that had a series and then vanished keeps failing in it.
+func TestMissingSourceMakesNoSeries(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "m.prom")
+	typo := filepath.Join(dir, "nonexist.db")
+	if err := openAt(t, path, time.Unix(100, 0)).RecordBackup(typo, nil, errors.New("no such file")); err != nil {
+		t.Fatal(err)
+	}
+	checkFormat(t, path)
+	b, _ := os.ReadFile(path)
+	if strings.Contains(string(b), "nonexist.db") {
+		t.Errorf("a series for the missing source:\n%s", b)
+	}
+	if !strings.Contains(string(b), "\n"+UnknownSourceFailure+" 100\n") {
+		t.Errorf("no %s 100:\n%s", UnknownSourceFailure, b)
+	}
+
+	real := filepath.Join(dir, "app.db")
+	if err := openAt(t, path, time.Unix(200, 0)).RecordBackup(real, &snapshot.Result{Size: 1, Verify: "ok"}, nil); err != nil {
+		t.Fatal(err)
+	}
+	if err := openAt(t, path, time.Unix(300, 0)).RecordBackup(real, nil, errors.New("no such file")); err != nil {
+		t.Fatal(err)
+	}
+	checkFormat(t, path)
+	if got := value(t, path, LastRunSuccess, real); got != "0" {
+		t.Errorf("vanished database: %s = %s, want 0", LastRunSuccess, got)
+	}
+	b, _ = os.ReadFile(path)
+	if !strings.Contains(string(b), "\n"+UnknownSourceFailure+" 100\n") {
+		t.Errorf("%s not kept as it was:\n%s", UnknownSourceFailure, b)
 	}
 }
 

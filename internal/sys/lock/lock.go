@@ -9,6 +9,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -36,6 +37,11 @@ func Acquire(ctx context.Context, dir string, timeout time.Duration) (*Lock, err
 	p := filepath.Join(dir, Name)
 	f, err := openLockFile(p)
 	if err != nil {
+		// The path is in the message already: not twice.
+		var pe *fs.PathError
+		if errors.As(err, &pe) {
+			err = pe.Err
+		}
 		return nil, fmt.Errorf("open lock %q: %w", p, err)
 	}
 	deadline := time.Now().Add(timeout)

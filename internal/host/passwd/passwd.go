@@ -1,0 +1,66 @@
+// Package passwd reads /etc/passwd itself: the binary is static (no cgo,
+// so no NSS and no os/user lookups that need it), and the CLI only needs
+// to name a file's owner and to check that a unit's user exists. A user
+// known only to LDAP or another NSS source is not found here.
+package passwd
+
+import (
+	"bufio"
+	"os"
+	"strconv"
+	"strings"
+)
+
+// File is the passwd file read; tests point it elsewhere.
+var File = "/etc/passwd"
+
+// User is one line's name and UID.
+type User struct {
+	Name string
+	UID  int
+}
+
+// Users reads every well-formed line of File.
+func Users() ([]User, error) {
+	f, err := os.Open(File)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	var out []User
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		fields := strings.Split(sc.Text(), ":")
+		if len(fields) < 3 || fields[0] == "" {
+			continue
+		}
+		uid, err := strconv.Atoi(fields[2])
+		if err != nil {
+			continue
+		}
+		out = append(out, User{fields[0], uid})
+	}
+	return out, sc.Err()
+}
+
+// Exists says whether name has a line in File.
+func Exists(name string) (bool, error) {
+	us, err := Users()
+	for _, u := range us {
+		if u.Name == name {
+			return true, nil
+		}
+	}
+	return false, err
+}
+
+// Name is uid's user name, or the number when File does not have it.
+func Name(uid int) string {
+	us, _ := Users()
+	for _, u := range us {
+		if u.UID == uid {
+			return u.Name
+		}
+	}
+	return strconv.Itoa(uid)
+}
