@@ -93,14 +93,17 @@ type Options struct {
 
 // Result describes a published backup.
 type Result struct {
-	Source   string     `json:"source"`
-	Path     string     `json:"path"`
-	Size     int64      `json:"size"`
-	Pages    int        `json:"pages"`
-	PageSize int        `json:"page_size"`
-	Method   Method     `json:"method"`
-	Verify   string     `json:"verify"` // "ok" or "skipped"
-	Check    VerifyMode `json:"check"`
+	Source string `json:"source"`
+	// SourceTarget is the file a symbolic link given as Source names,
+	// which SQLite and the copy read; empty when Source is no link.
+	SourceTarget string     `json:"source_target,omitempty"`
+	Path         string     `json:"path"`
+	Size         int64      `json:"size"`
+	Pages        int        `json:"pages"`
+	PageSize     int        `json:"page_size"`
+	Method       Method     `json:"method"`
+	Verify       string     `json:"verify"` // "ok" or "skipped"
+	Check        VerifyMode `json:"check"`
 	// CheckThreads is how many cores the check used: one while the
 	// application wrote to the source, else all it could use.
 	CheckThreads int `json:"check_threads,omitempty"`
@@ -143,11 +146,20 @@ func Run(ctx context.Context, opts Options) (res *Result, err error) {
 	}
 	started := opts.Now()
 
-	src, srcHdr, err := checkSource(opts.Source)
+	given, src, srcHdr, err := checkSource(opts.Source)
 	if err != nil {
 		return nil, err
 	}
-	dst, err := planDestination(src, opts)
+	// From here on src is the file SQLite opens; the backup is named
+	// after the path as given, and an error names both.
+	if given != src {
+		defer func() {
+			if err != nil {
+				err = linkError(err, given, src)
+			}
+		}()
+	}
+	dst, err := planDestination(given, src, opts)
 	if err != nil {
 		return nil, err
 	}
@@ -163,7 +175,7 @@ func Run(ctx context.Context, opts Options) (res *Result, err error) {
 		RemoveStaleTemps(dst.dir)
 	}
 
-	tmp, err := createTemp(dst.dir, filepath.Base(src))
+	tmp, err := createTemp(dst.dir, filepath.Base(given))
 	if err != nil {
 		return nil, err
 	}
@@ -252,7 +264,7 @@ func Run(ctx context.Context, opts Options) (res *Result, err error) {
 	if opts.Compress != compress.None {
 		// The round-trip check read the compressed file: its hash is
 		// the one to record.
-		ctmp, size, csum, err := compressTemp(ctx, tmp, dst.dir, filepath.Base(src), opts.Compress)
+		ctmp, size, csum, err := compressTemp(ctx, tmp, dst.dir, filepath.Base(given), opts.Compress)
 		if err != nil {
 			return nil, err
 		}
@@ -269,18 +281,23 @@ func Run(ctx context.Context, opts Options) (res *Result, err error) {
 	if err != nil {
 		return nil, fmt.Errorf("stat backup %q: %w", final, err)
 	}
+	target := ""
+	if given != src {
+		target = src
+	}
 	res = &Result{
-		Source:    src,
-		Path:      final,
-		Size:      fi.Size(),
-		Pages:     cp.pages,
-		PageSize:  pageSize,
-		Method:    opts.Method,
-		Verify:    verdict,
-		Check:     opts.Verify,
-		Duration:  time.Since(started),
-		Started:   started,
-		SourceWAL: srcHdr.WAL,
+		Source:       given,
+		SourceTarget: target,
+		Path:         final,
+		Size:         fi.Size(),
+		Pages:        cp.pages,
+		PageSize:     pageSize,
+		Method:       opts.Method,
+		Verify:       verdict,
+		Check:        opts.Verify,
+		Duration:     time.Since(started),
+		Started:      started,
+		SourceWAL:    srcHdr.WAL,
 
 		CheckThreads:    threads,
 		Compression:     opts.Compress,
@@ -295,6 +312,19 @@ func Run(ctx context.Context, opts Options) (res *Result, err error) {
 		}
 	}
 	return res, nil
+}
+
+// linkError says, for an error about a source given as a symbolic link,
+// which file the link names: the error speaks of that file.
+func linkError(err error, given, real string) error {
+	if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
+		return err
+	}
+	werr := fmt.Errorf("%w (--source %q is a symbolic link to %q)", err, given, real)
+	if h := hint.Of(err); h != "" {
+		return hint.Wrap(werr, "%s", h)
+	}
+	return werr
 }
 
 // copySnapshot copies one consistent snapshot of src into the empty file
