@@ -209,6 +209,9 @@ func checkDB(ctx context.Context, path string, opts Options, deep func(*sql.DB) 
 	if plan != nil {
 		res.Threads = min(workers, len(plan.queries))
 		problems, err = plan.run(ctx, db, workers, opts.MaxProblems)
+		if err == nil {
+			problems, err = withConstraints(ctx, db, problems, opts.MaxProblems)
+		}
 	} else {
 		problems, err = Check(ctx, db, opts)
 	}
@@ -317,7 +320,24 @@ func Check(ctx context.Context, db *sql.DB, opts Options) ([]string, error) {
 	}
 	// Reads may go through mmap (see mmapPragma): a fault there is an
 	// error, and the rows are then left alone (see queryRows).
-	return problemRows(ctx, db, fmt.Sprintf("PRAGMA %s(%d)", pragma, opts.MaxProblems))
+	problems, err := problemRows(ctx, db, fmt.Sprintf("PRAGMA %s(%d)", pragma, opts.MaxProblems))
+	if err != nil {
+		return problems, err
+	}
+	return withConstraints(ctx, db, problems, opts.MaxProblems)
+}
+
+// withConstraints adds the CHECK problems a read-only connection's
+// check does not see (checkConstraints) to the check's, up to max.
+func withConstraints(ctx context.Context, db *sql.DB, problems []string, max int) ([]string, error) {
+	if len(problems) >= max {
+		return problems, nil
+	}
+	more, err := checkConstraints(ctx, db, max-len(problems))
+	if err != nil {
+		return problems, err
+	}
+	return append(problems, more...), nil
 }
 
 func exists(p string) bool {
