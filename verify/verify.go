@@ -240,7 +240,7 @@ func checkDB(ctx context.Context, path string, opts Options, deep func(*sql.DB) 
 				"wait longer: sqlite-backup verify --busy-timeout 2m %q; or check a backup of it: %s", path, backupExample(path))
 		case code == sqlite3.SQLITE_READONLY_ROLLBACK:
 			return res, hint.Wrap(fmt.Errorf("verify %q: a writer stopped in mid-transaction; its journal %q must be rolled back before the file can be judged (SQLite: %w)", path, path+"-journal", err),
-				"do not delete the journal: it holds what the file needs. Let the application open the database (that rolls it back), then: sqlite-backup verify %q", path)
+				"do not delete the journal: it holds what the file needs. Open the database once with the application, or as its owner run: sqlite3 %q \"PRAGMA quick_check\" (either rolls it back); then: sqlite-backup verify %q", path, path)
 		case code&0xff == sqlite3.SQLITE_READONLY:
 			return res, hint.Wrap(fmt.Errorf("verify %q: reading it needs a write beside it that a read-only check does not make (SQLite: %w)", path, err),
 				"run verify as a user who may write in %q, or check a backup of it: %s", filepath.Dir(path), backupExample(path))

@@ -657,8 +657,21 @@ func sourceError(ctx context.Context, src, op string, err error, timeout time.Du
 		case sqlite3.SQLITE_INTERRUPT:
 			return context.Canceled
 		}
+		if se.Code() == sqlite3.SQLITE_READONLY_ROLLBACK {
+			return hotJournalError(src, op, err)
+		}
 	}
 	return fmt.Errorf("%s %q: %w", op, src, err)
+}
+
+// hotJournalError explains SQLITE_READONLY_ROLLBACK: a writer died in
+// mid-transaction and left a hot journal, which must be rolled back
+// into the file before anyone reads it, and the backup, which never
+// writes to the source, may not do that.
+func hotJournalError(src, op string, err error) error {
+	return hint.Wrap(fmt.Errorf("%s %q: a writer stopped in mid-transaction; its journal %q must be rolled back into the database before it can be copied, and a backup never writes to the source (SQLite: %w)",
+		op, src, src+"-journal", err),
+		"do not delete the journal: it holds what the file needs. Open the database once with the application, or as its owner run: sqlite3 %q \"PRAGMA quick_check\" (either rolls it back); then back up again", src)
 }
 
 // fileState is what a commit to a database changes: the size and time of
