@@ -22,13 +22,34 @@ type verifyReport struct {
 	Files []verify.Result `json:"files"`
 	// Errors are files that could not be read at all.
 	Errors map[string]string `json:"errors,omitempty"`
+	// Skipped are the backups' own sidecars (.sha256, .json), which are
+	// checked with their backup, not as databases, and why.
+	Skipped map[string]string `json:"skipped,omitempty"`
 }
 
 func (c *VerifyCmd) Run(ctx context.Context, g *Globals) error {
-	rep := verifyReport{OK: true, Errors: map[string]string{}}
+	rep := verifyReport{OK: true, Errors: map[string]string{}, Skipped: map[string]string{}}
 	var failed, errs int
 	var firstErr error
+	given := map[string]bool{}
 	for _, f := range c.Files {
+		given[f] = true
+	}
+	for _, f := range c.Files {
+		if of, kind, ok := verify.SidecarOf(f); ok {
+			why, cmd := fmt.Sprintf("the %s sidecar of %s, checked with it", kind, of), "sqlite-backup verify"
+			if kind == "json" && !c.Deep {
+				why, cmd = fmt.Sprintf("the manifest of %s, checked with it by verify --deep", of), "sqlite-backup verify --deep"
+			}
+			if !given[of] {
+				why += fmt.Sprintf(" (%s %s)", cmd, of)
+			}
+			rep.Skipped[f] = why
+			if !g.JSON {
+				fmt.Fprintf(g.stdout, "%s: skipped: %s\n", f, why)
+			}
+			continue
+		}
 		_, vp, clearProgress := ttyProgress(g.stderr(), f)
 		res, err := verify.File(ctx, f, verify.Options{Quick: c.Quick, Deep: c.Deep, TempDir: c.TempDir, BusyTimeout: g.BusyTimeout, Progress: vp})
 		clearProgress()
