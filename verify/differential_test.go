@@ -31,13 +31,14 @@ import (
 //     CHECK text naming no column), NOT NULL, UNIQUE (an index made
 //     UNIQUE over duplicates), STRICT column types.
 //
-// STRESS=full runs ten times as many cases.
+// STRESS=full (or SQLITE_BACKUP_STRESS=full, as the reliability tests
+// spell it) runs 3000 cases; DIFF_SEED picks another sequence.
 func TestDifferentialAgainstSQLite3(t *testing.T) {
 	if _, err := exec.LookPath("sqlite3"); err != nil {
 		t.Skip("no sqlite3 CLI (scripts/install-deps.sh installs it)")
 	}
 	n := 500
-	if os.Getenv("STRESS") == "full" {
+	if os.Getenv("STRESS") == "full" || os.Getenv("SQLITE_BACKUP_STRESS") == "full" {
 		n = 3000
 	}
 	seed := uint64(20)
