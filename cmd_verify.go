@@ -16,10 +16,38 @@ type VerifyCmd struct {
 	TempDir string   `placeholder:"DIR" help:"Where compressed backups are decompressed to be checked (default: the system temp dir)."`
 }
 
+// skippedResult is a backup's own sidecar named among the files: it is
+// checked with its backup, not as a database, so it gets no verdict.
+type skippedResult struct {
+	Path    string `json:"path"`
+	Skipped string `json:"skipped"`
+}
+
 func (c *VerifyCmd) Run(ctx context.Context, g *Globals) error {
 	var failed, errs int
 	var firstErr error
+	given := map[string]bool{}
 	for _, f := range c.Files {
+		given[f] = true
+	}
+	checked := 0
+	for _, f := range c.Files {
+		if of, kind, ok := verify.SidecarOf(f); ok {
+			why, cmd := fmt.Sprintf("the %s sidecar of %s, checked with it", kind, of), "sqlite-backup verify"
+			if kind == "json" && !c.Deep {
+				why, cmd = fmt.Sprintf("the manifest of %s, checked with it by verify --deep", of), "sqlite-backup verify --deep"
+			}
+			if !given[of] {
+				why += fmt.Sprintf(" (%s %s)", cmd, of)
+			}
+			if g.JSON {
+				g.addResult(skippedResult{Path: f, Skipped: why})
+			} else {
+				fmt.Fprintf(g.stdout, "%s: skipped: %s\n", f, why)
+			}
+			continue
+		}
+		checked++
 		tty := newTTYStatus(g.stderr(), f)
 		res, err := verify.File(ctx, f, verify.Options{Quick: c.Quick, Deep: c.Deep, TempDir: c.TempDir, BusyTimeout: g.BusyTimeout, Progress: tty.checkProgress("verify")})
 		tty.clear()
@@ -53,7 +81,7 @@ func (c *VerifyCmd) Run(ctx context.Context, g *Globals) error {
 	}
 	switch {
 	case failed > 0:
-		return &verifyFailed{failed: failed, total: len(c.Files)}
+		return &verifyFailed{failed: failed, total: checked}
 	case errs > 0:
 		return firstErr
 	}

@@ -114,6 +114,44 @@ func contains(list []string, s string) bool {
 	return false
 }
 
+// TestStaticHoweverBuilt: no way of building the command yields a
+// dynamically linked binary. With cgo on and nothing else, the build
+// stops at cgo_guard.go with a name that says what to do; with cgo on
+// and -tags netgo,osusergo (nothing then uses cgo) it is static; with
+// CGO_ENABLED=0 it is static (releaseBinary, TestReleaseStatic).
+func TestStaticHoweverBuilt(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds the command twice")
+	}
+	if _, err := exec.LookPath("go"); err != nil {
+		t.Skip("no go command")
+	}
+	dir := t.TempDir()
+	build := func(exe string, args ...string) (string, error) {
+		cmd := exec.Command("go", append(append([]string{"build", "-o", exe}, args...), ".")...)
+		cmd.Env = append(os.Environ(), "CGO_ENABLED=1", "GOOS=linux", "GOARCH=amd64", "GOFLAGS=")
+		out, err := cmd.CombinedOutput()
+		return string(out), err
+	}
+	plain := filepath.Join(dir, "plain")
+	out, err := build(plain)
+	switch {
+	case err == nil:
+		checkStatic(t, plain, elf.EM_X86_64)
+		t.Errorf("go build with cgo on succeeded: it must stop at cgo_guard.go")
+	case strings.Contains(out, "build_with_CGO_ENABLED_0_see_README"):
+	case strings.Contains(out, "C compiler") || strings.Contains(out, "gcc"):
+		t.Skipf("no C compiler: a cgo build cannot be tried here:\n%s", out)
+	default:
+		t.Fatalf("go build with cgo on failed, but not at the guard:\n%s", out)
+	}
+	tagged := filepath.Join(dir, "tagged")
+	if out, err := build(tagged, "-tags", "netgo,osusergo"); err != nil {
+		t.Fatalf("go build -tags netgo,osusergo with cgo on: %v\n%s", err, out)
+	}
+	checkStatic(t, tagged, elf.EM_X86_64)
+}
+
 // checkStatic fails unless exe is an ELF that needs no dynamic loader
 // and no shared library.
 func checkStatic(t *testing.T, exe string, machine elf.Machine) {

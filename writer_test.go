@@ -40,6 +40,8 @@ func writerMain(args []string) int {
 	pause := fs.Duration("pause", 0, "sleep between commits")
 	latFile := fs.String("lat", "", "with -id: write commit start and latency (ns) to this file at exit")
 	hold := fs.Duration("hold", 0, "hold an exclusive lock this long (rollback-journal database)")
+	torture := fs.Int("torture", 0, "writer id for the torture schema (tortureSchema)")
+	chaos := fs.String("chaos", "", "with -torture: comma-separated disturbances (tortureMain)")
 	if err := fs.Parse(args); err != nil || fs.NArg() != 1 {
 		fmt.Fprintln(os.Stderr, "usage: sqlwriter [-max N] [-ready FILE] [-blob BYTES] [-id K -tables N -pause DUR -lat FILE] [-hold DUR] DB")
 		return 2
@@ -48,6 +50,9 @@ func writerMain(args []string) int {
 	signal.Notify(stop, syscall.SIGTERM, syscall.SIGINT)
 	if *hold > 0 {
 		return holdLock(fs.Arg(0), *hold, *ready, stop)
+	}
+	if *torture > 0 {
+		return tortureMain(fs.Arg(0), *torture, *max, *chaos, *ready, stop)
 	}
 	dsn := "file:" + fs.Arg(0) + "?_pragma=busy_timeout(5000)"
 	if *id == 0 {

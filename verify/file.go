@@ -5,15 +5,46 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"os"
+	"strings"
 
 	"sqlite-backup/internal/format/compress"
 	"sqlite-backup/internal/format/content"
 	"sqlite-backup/internal/format/manifest"
+	"sqlite-backup/internal/format/sqlitefile"
 	"sqlite-backup/internal/output/hint"
 	"sqlite-backup/internal/sys/fsx"
 )
+
+// SidecarOf reports whether path is a sidecar this tool writes beside a
+// backup (<backup>.sha256, <backup>.json), and names the backup and the
+// kind. Such a file is checked with its backup (the hash always, the
+// manifest with Deep), not as a database: given a backup directory's
+// glob, verify would otherwise fail each one as "not a SQLite database".
+// A file of those names that holds a SQLite header is a database.
+func SidecarOf(path string) (backup, kind string, ok bool) {
+	for _, s := range []string{".sha256", ".json"} {
+		b, found := strings.CutSuffix(path, s)
+		if !found || b == "" || strings.HasSuffix(b, "/") {
+			continue
+		}
+		if fi, err := os.Stat(b); err != nil || !fi.Mode().IsRegular() {
+			continue
+		}
+		if f, err := os.Open(path); err == nil {
+			head := make([]byte, len(sqlitefile.Magic))
+			n, _ := io.ReadFull(f, head)
+			f.Close()
+			if string(head[:n]) == sqlitefile.Magic {
+				continue
+			}
+		}
+		return b, s[1:], true
+	}
+	return "", "", false
+}
 
 // File checks one file. The returned error is for operational trouble
 // (the file cannot be stat'ed or read); a file that can be read but is

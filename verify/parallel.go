@@ -36,7 +36,9 @@ import (
 //
 // quick_check itself does the rest: every b-tree's structure, the page
 // accounting and the free list, each index's entry count against its
-// table's, and each row's NOT NULL, type and CHECK constraints. With
+// table's, and each row's NOT NULL and type constraints; not its CHECK
+// constraints, which a read-only connection does not parse: those are
+// checkConstraints', on this path as on SQLite's own check. With
 // every row found in I and I holding as many entries as T has rows, I
 // holds exactly T's rows, as integrity_check concludes.
 //

@@ -147,18 +147,27 @@ func checkDB(ctx context.Context, path string, opts Options, deep func(*sql.DB) 
 	res.PageSize = h.PageSize
 	res.Pages = res.Size / int64(h.PageSize)
 
+	// SQLite follows symbolic links and keeps -wal, -shm and -journal
+	// beside the file they name: whether the file stands alone is judged
+	// there, never beside a link (where stale sidecars may lie, or none
+	// where the real file has a WAL that an immutable open would ignore).
+	real := path
+	if r, err := filepath.EvalSymlinks(path); err == nil {
+		real = r
+	}
+
 	// The size can be judged unless a -wal or hot journal holds part of
 	// the content. A file standing alone (not even a -shm: nobody has it
 	// open) is opened immutable, so nothing is created beside it.
-	if !sqlitefile.HasJournal(path) {
+	if !sqlitefile.HasJournal(real) {
 		if err := sqlitefile.CheckSize(h, res.Size); err != nil {
-			if changedSince(path, fi, h) {
+			if changedSince(real, fi, h) {
 				return res, changedError(path)
 			}
 			return fail("%v", err)
 		}
 	}
-	standalone := !sqlitefile.HasJournal(path) && !exists(path+"-shm")
+	standalone := !sqlitefile.HasJournal(real) && !exists(real+"-shm")
 
 	params := url.Values{"mode": {"ro"}, "_pragma": {mmapPragma}}
 	if standalone {
@@ -209,12 +218,15 @@ func checkDB(ctx context.Context, path string, opts Options, deep func(*sql.DB) 
 	if plan != nil {
 		res.Threads = min(workers, len(plan.queries))
 		problems, err = plan.run(ctx, db, workers, opts.MaxProblems)
+		if err == nil {
+			problems, err = withConstraints(ctx, db, problems, opts.MaxProblems)
+		}
 	} else {
 		problems, err = Check(ctx, db, opts)
 	}
 	stopProgress(err == nil)
 	stopPrefault() // it reads SQLite's map: before the connection closes
-	if standalone && changedSince(path, fi, h) {
+	if standalone && changedSince(real, fi, h) {
 		if !errors.Is(err, fault.ErrFault) { // after a fault: dropped unused
 			db.Close()
 		}
@@ -236,8 +248,8 @@ func checkDB(ctx context.Context, path string, opts Options, deep func(*sql.DB) 
 			return res, hint.Wrap(fmt.Errorf("verify %q: database is locked: another process held a lock longer than the busy timeout (%s)", path, opts.BusyTimeout),
 				"wait longer: sqlite-backup verify --busy-timeout 2m %q; or check a backup of it: %s", path, backupExample(path))
 		case code == sqlite3.SQLITE_READONLY_ROLLBACK:
-			return res, hint.Wrap(fmt.Errorf("verify %q: a writer stopped in mid-transaction; its journal %q must be rolled back before the file can be judged (SQLite: %w)", path, path+"-journal", err),
-				"do not delete the journal: it holds what the file needs. Let the application open the database (that rolls it back), then: sqlite-backup verify %q", path)
+			return res, hint.Wrap(fmt.Errorf("verify %q: a writer stopped in mid-transaction; its journal %q must be rolled back before the file can be judged (SQLite: %w)", path, real+"-journal", err),
+				"do not delete the journal: it holds what the file needs. Open the database once with the application, or as its owner run: sqlite3 %q \"PRAGMA quick_check\" (either rolls it back); then: sqlite-backup verify %q", path, path)
 		case code&0xff == sqlite3.SQLITE_READONLY:
 			return res, hint.Wrap(fmt.Errorf("verify %q: reading it needs a write beside it that a read-only check does not make (SQLite: %w)", path, err),
 				"run verify as a user who may write in %q, or check a backup of it: %s", filepath.Dir(path), backupExample(path))
@@ -249,7 +261,7 @@ func checkDB(ctx context.Context, path string, opts Options, deep func(*sql.DB) 
 	res.OK = len(problems) == 0
 	if res.OK && deep != nil {
 		problems, err := deep(db)
-		if standalone && changedSince(path, fi, h) {
+		if standalone && changedSince(real, fi, h) {
 			return res, changedError(path)
 		}
 		if err != nil {
@@ -317,7 +329,24 @@ func Check(ctx context.Context, db *sql.DB, opts Options) ([]string, error) {
 	}
 	// Reads may go through mmap (see mmapPragma): a fault there is an
 	// error, and the rows are then left alone (see queryRows).
-	return problemRows(ctx, db, fmt.Sprintf("PRAGMA %s(%d)", pragma, opts.MaxProblems))
+	problems, err := problemRows(ctx, db, fmt.Sprintf("PRAGMA %s(%d)", pragma, opts.MaxProblems))
+	if err != nil {
+		return problems, err
+	}
+	return withConstraints(ctx, db, problems, opts.MaxProblems)
+}
+
+// withConstraints adds the CHECK problems a read-only connection's
+// check does not see (checkConstraints) to the check's, up to max.
+func withConstraints(ctx context.Context, db *sql.DB, problems []string, max int) ([]string, error) {
+	if len(problems) >= max {
+		return problems, nil
+	}
+	more, err := checkConstraints(ctx, db, max-len(problems))
+	if err != nil {
+		return problems, err
+	}
+	return append(problems, more...), nil
 }
 
 func exists(p string) bool {

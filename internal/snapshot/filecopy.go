@@ -200,11 +200,24 @@ func planCopy(ctx context.Context, conn *sql.Conn, files *sourceFiles, before sq
 		// Replaced between our open and SQLite's.
 		return nil, "the database file was replaced", false, nil
 	}
+	// The file SQLite itself opened, by its own account: the sidecars
+	// read below are named after it.
+	if name, err := mainFile(ctx, conn); err != nil {
+		return nil, "", false, err
+	} else if name != files.path {
+		return nil, fmt.Sprintf("SQLite reads %q, not %q", name, files.path), false, nil
+	}
 	plan = &filePlan{pageSize: pageSize, pages: pages}
 	if mode != "wal" {
-		return plan, "", false, nil // SHARED lock: the file stands still
+		// SHARED lock: the file stands still.
+		return plan.fileHolds(files)
 	}
 	after, ashm, aerr := files.readIndex()
+	if aerr == nil {
+		if held, known := heldElsewhere(ashm); known && !held {
+			return nil, "SQLite does not have the -shm file read here open", false, nil
+		}
+	}
 	switch {
 	case unix.Access(files.path+"-shm", unix.W_OK) != nil:
 		// SQLite then reads the WAL without the shared index's locks
@@ -224,14 +237,14 @@ func planCopy(ctx context.Context, conn *sql.Conn, files *sourceFiles, before sq
 		// an identical header.
 		return nil, "the wal-index was rebuilt", true, nil
 	case after.MaxFrame == 0:
-		return plan, "", false, nil // an empty WAL: the file is all
+		return plan.fileHolds(files) // an empty WAL: the file is all
 	case after.PageSize != pageSize:
 		return nil, fmt.Sprintf("wal-index page size %d, database %d", after.PageSize, pageSize), false, nil
 	case int64(after.Pages) != pages:
 		return nil, fmt.Sprintf("wal-index says %d pages, SQLite %d", after.Pages, pages), false, nil
 	case before.Backfilled == after.MaxFrame:
 		// Read-mark 0: all of the snapshot is in the database file.
-		return plan, "", false, nil
+		return plan.fileHolds(files)
 	case after.Backfilled == after.MaxFrame:
 		// A checkpoint finished in between: which read mark the
 		// transaction took cannot be told.
@@ -241,10 +254,49 @@ func planCopy(ctx context.Context, conn *sql.Conn, files *sourceFiles, before sq
 	if err != nil {
 		return nil, fmt.Sprintf("cannot open the WAL: %v", err), false, nil
 	}
+	if held, known := heldElsewhere(wal); known && !held {
+		return nil, "SQLite does not have the -wal file read here open", false, nil
+	}
 	if plan.frames, err = sqlitefile.WALFrames(wal, after); err != nil {
 		return nil, fmt.Sprintf("WAL does not match the wal-index: %v", err), false, nil
 	}
 	return plan, "", false, nil
+}
+
+// fileHolds is the plan for a snapshot read from the database file
+// alone, once the file is seen to hold every page SQLite counts: a
+// wal-index that says the WAL is empty or checkpointed is then borne out
+// by SQLite's own page count, not trusted alone.
+func (plan *filePlan) fileHolds(files *sourceFiles) (*filePlan, string, bool, error) {
+	fi, err := files.db.Stat()
+	if err != nil {
+		return nil, fmt.Sprintf("cannot stat the database file: %v", err), false, nil
+	}
+	if have := fi.Size() / int64(plan.pageSize); have < plan.pages {
+		return nil, fmt.Sprintf("the database file holds %d pages, SQLite's snapshot %d", have, plan.pages), false, nil
+	}
+	return plan, "", false, nil
+}
+
+// mainFile is the database file SQLite has open on conn, by its own
+// account (PRAGMA database_list: the full path, links resolved).
+func mainFile(ctx context.Context, conn *sql.Conn) (string, error) {
+	rows, err := conn.QueryContext(ctx, "PRAGMA database_list")
+	if err != nil {
+		return "", err
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var seq int
+		var name, file string
+		if err := rows.Scan(&seq, &name, &file); err != nil {
+			return "", err
+		}
+		if name == "main" {
+			return file, rows.Err()
+		}
+	}
+	return "", rows.Err()
 }
 
 // noFileCopy makes every backup use the backup API, noKernelCopy the

@@ -26,48 +26,59 @@ const TempPrefix = fsx.TempPrefix
 
 // checkSource makes sure src is an existing regular SQLite file before
 // SQLite sees it: SQLite would create a missing file, and would take an
-// empty one for an empty database.
-func checkSource(src string) (string, sqlitefile.Header, error) {
+// empty one for an empty database. It returns src made absolute, and the
+// file it names with every symbolic link resolved: SQLite resolves them
+// and keeps its -wal and -shm beside that file, so every file the backup
+// reads or judges (the database, its sidecars, their sizes and times)
+// must be named from it, never from the path as given.
+func checkSource(src string) (given, real string, _ sqlitefile.Header, _ error) {
 	var h sqlitefile.Header
 	if src == "" {
-		return "", h, hint.Wrap(errors.New("no source database given"), "sqlite-backup --source /path/to/app.db")
+		return "", "", h, hint.Wrap(errors.New("no source database given"), "sqlite-backup --source /path/to/app.db")
 	}
 	abs, err := filepath.Abs(src)
 	if err != nil {
-		return "", h, fmt.Errorf("source %q: %w", src, err)
+		return "", "", h, fmt.Errorf("source %q: %w", src, err)
 	}
+	given = abs
+	if r, err := filepath.EvalSymlinks(abs); err == nil {
+		abs = r
+	} else if !errors.Is(err, fs.ErrNotExist) {
+		return "", "", h, fmt.Errorf("open source %q: %w", src, fsx.PathErr(err))
+	}
+	// A dangling link falls through to the "no such file" below.
 	if db, ok := sqlitefile.SidecarOf(abs); ok {
 		if _, err := os.Stat(db); err == nil {
-			return "", h, hint.Wrap(fmt.Errorf("source %q is SQLite's %s file, not a database", src, abs[len(db):]),
+			return "", "", h, hint.Wrap(fmt.Errorf("source %q is SQLite's %s file, not a database", src, abs[len(db):]),
 				"back up the database itself: sqlite-backup --source %q", db)
 		}
 	}
 	fi, err := os.Stat(abs)
 	if err != nil {
 		if errors.Is(err, fs.ErrNotExist) {
-			return "", h, hint.Wrap(fmt.Errorf("open source %q: no such file", src), "check the path: sqlite-backup --source /path/to/app.db")
+			return "", "", h, hint.Wrap(fmt.Errorf("open source %q: no such file", src), "check the path: sqlite-backup --source /path/to/app.db")
 		}
-		return "", h, fmt.Errorf("open source %q: %w", src, fsx.PathErr(err))
+		return "", "", h, fmt.Errorf("open source %q: %w", src, fsx.PathErr(err))
 	}
 	if !fi.Mode().IsRegular() {
-		return "", h, fmt.Errorf("open source %q: not a regular file", src)
+		return "", "", h, fmt.Errorf("open source %q: not a regular file", src)
 	}
 	f, err := os.Open(abs)
 	if err != nil {
-		return "", h, fmt.Errorf("open source %q: %w", src, fsx.PathErr(err))
+		return "", "", h, fmt.Errorf("open source %q: %w", src, fsx.PathErr(err))
 	}
 	defer f.Close()
 	h, err = sqlitefile.ReadHeader(f)
 	if err != nil {
 		if fi.Size() == 0 {
-			return "", h, fmt.Errorf("open source %q: empty file (0 bytes), not a SQLite database", src)
+			return "", "", h, fmt.Errorf("open source %q: empty file (0 bytes), not a SQLite database", src)
 		}
-		return "", h, fmt.Errorf("open source %q: %w", src, err)
+		return "", "", h, fmt.Errorf("open source %q: %w", src, err)
 	}
-	if err := checkTruncated(src, fi.Size(), h); err != nil {
-		return "", h, hint.Wrap(err, "the source is damaged; restore it from a backup (sqlite-backup verify FILE checks one)")
+	if err := checkTruncated(abs, fi.Size(), h); err != nil {
+		return "", "", h, hint.Wrap(err, "the source is damaged; restore it from a backup (sqlite-backup verify FILE checks one)")
 	}
-	return abs, h, nil
+	return given, abs, h, nil
 }
 
 type destination struct {
@@ -75,7 +86,10 @@ type destination struct {
 	explicit string // --backup FILE, absolute; empty for a named backup in dir
 }
 
-func planDestination(src string, opts Options) (destination, error) {
+// planDestination checks where the backup of src goes. given is the
+// source as the user named it (named backups take its name), src the
+// file SQLite opens (whose sidecars the backup must not land on).
+func planDestination(given, src string, opts Options) (destination, error) {
 	if opts.Path != "" {
 		p, err := filepath.Abs(opts.Path)
 		if err != nil {
@@ -95,7 +109,7 @@ func planDestination(src string, opts Options) (destination, error) {
 		if err := checkDir(dir, false); err != nil {
 			return destination{}, err
 		}
-		if err := checkNameLength(src, dir, filepath.Base(p)+".zst"); err != nil {
+		if err := checkNameLength(given, dir, filepath.Base(p)+".zst"); err != nil {
 			return destination{}, err
 		}
 		return destination{dir: dir, explicit: p}, nil
@@ -104,7 +118,7 @@ func planDestination(src string, opts Options) (destination, error) {
 	if err != nil {
 		return destination{}, fmt.Errorf("backup dir %q: %w", opts.Dir, err)
 	}
-	if err := checkNameLength(src, dir, longestPublished(src)); err != nil {
+	if err := checkNameLength(given, dir, longestPublished(given)); err != nil {
 		return destination{}, err
 	}
 	if err := checkDir(dir, true); err != nil {

@@ -102,14 +102,17 @@ func (o Options) phase(name string) {
 
 // Result describes a published backup.
 type Result struct {
-	Source   string     `json:"source"`
-	Path     string     `json:"path"`
-	Size     int64      `json:"size"`
-	Pages    int        `json:"pages"`
-	PageSize int        `json:"page_size"`
-	Method   Method     `json:"method"`
-	Verify   string     `json:"verify"` // "ok" or "skipped"
-	Check    VerifyMode `json:"check"`
+	Source string `json:"source"`
+	// SourceTarget is the file a symbolic link given as Source names,
+	// which SQLite and the copy read; empty when Source is no link.
+	SourceTarget string     `json:"source_target,omitempty"`
+	Path         string     `json:"path"`
+	Size         int64      `json:"size"`
+	Pages        int        `json:"pages"`
+	PageSize     int        `json:"page_size"`
+	Method       Method     `json:"method"`
+	Verify       string     `json:"verify"` // "ok" or "skipped"
+	Check        VerifyMode `json:"check"`
 	// CheckThreads is how many cores the check used: one while the
 	// application wrote to the source, else all it could use.
 	CheckThreads int `json:"check_threads,omitempty"`
@@ -152,11 +155,20 @@ func Run(ctx context.Context, opts Options) (res *Result, err error) {
 	}
 	started := opts.Now()
 
-	src, srcHdr, err := checkSource(opts.Source)
+	given, src, srcHdr, err := checkSource(opts.Source)
 	if err != nil {
 		return nil, err
 	}
-	dst, err := planDestination(src, opts)
+	// From here on src is the file SQLite opens; the backup is named
+	// after the path as given, and an error names both.
+	if given != src {
+		defer func() {
+			if err != nil {
+				err = linkError(err, given, src)
+			}
+		}()
+	}
+	dst, err := planDestination(given, src, opts)
 	if err != nil {
 		return nil, err
 	}
@@ -172,7 +184,7 @@ func Run(ctx context.Context, opts Options) (res *Result, err error) {
 		RemoveStaleTemps(dst.dir)
 	}
 
-	tmp, err := createTemp(dst.dir, filepath.Base(src))
+	tmp, err := createTemp(dst.dir, filepath.Base(given))
 	if err != nil {
 		return nil, err
 	}
@@ -264,7 +276,7 @@ func Run(ctx context.Context, opts Options) (res *Result, err error) {
 		// The round-trip check read the compressed file: its hash is
 		// the one to record.
 		opts.phase("compress")
-		ctmp, size, csum, err := compressTemp(ctx, tmp, dst.dir, filepath.Base(src), opts.Compress)
+		ctmp, size, csum, err := compressTemp(ctx, tmp, dst.dir, filepath.Base(given), opts.Compress)
 		if err != nil {
 			return nil, err
 		}
@@ -281,18 +293,23 @@ func Run(ctx context.Context, opts Options) (res *Result, err error) {
 	if err != nil {
 		return nil, fmt.Errorf("stat backup %q: %w", final, err)
 	}
+	target := ""
+	if given != src {
+		target = src
+	}
 	res = &Result{
-		Source:    src,
-		Path:      final,
-		Size:      fi.Size(),
-		Pages:     cp.pages,
-		PageSize:  pageSize,
-		Method:    opts.Method,
-		Verify:    verdict,
-		Check:     opts.Verify,
-		Duration:  time.Since(started),
-		Started:   started,
-		SourceWAL: srcHdr.WAL,
+		Source:       given,
+		SourceTarget: target,
+		Path:         final,
+		Size:         fi.Size(),
+		Pages:        cp.pages,
+		PageSize:     pageSize,
+		Method:       opts.Method,
+		Verify:       verdict,
+		Check:        opts.Verify,
+		Duration:     time.Since(started),
+		Started:      started,
+		SourceWAL:    srcHdr.WAL,
 
 		CheckThreads:    threads,
 		Compression:     opts.Compress,
@@ -307,6 +324,19 @@ func Run(ctx context.Context, opts Options) (res *Result, err error) {
 		}
 	}
 	return res, nil
+}
+
+// linkError says, for an error about a source given as a symbolic link,
+// which file the link names: the error speaks of that file.
+func linkError(err error, given, real string) error {
+	if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
+		return err
+	}
+	werr := fmt.Errorf("%w (--source %q is a symbolic link to %q)", err, given, real)
+	if h := hint.Of(err); h != "" {
+		return hint.Wrap(werr, "%s", h)
+	}
+	return werr
 }
 
 // copySnapshot copies one consistent snapshot of src into the empty file
@@ -639,8 +669,21 @@ func sourceError(ctx context.Context, src, op string, err error, timeout time.Du
 		case sqlite3.SQLITE_INTERRUPT:
 			return context.Canceled
 		}
+		if se.Code() == sqlite3.SQLITE_READONLY_ROLLBACK {
+			return hotJournalError(src, op, err)
+		}
 	}
 	return fmt.Errorf("%s %q: %w", op, src, err)
+}
+
+// hotJournalError explains SQLITE_READONLY_ROLLBACK: a writer died in
+// mid-transaction and left a hot journal, which must be rolled back
+// into the file before anyone reads it, and the backup, which never
+// writes to the source, may not do that.
+func hotJournalError(src, op string, err error) error {
+	return hint.Wrap(fmt.Errorf("%s %q: a writer stopped in mid-transaction; its journal %q must be rolled back into the database before it can be copied, and a backup never writes to the source (SQLite: %w)",
+		op, src, src+"-journal", err),
+		"do not delete the journal: it holds what the file needs. Open the database once with the application, or as its owner run: sqlite3 %q \"PRAGMA quick_check\" (either rolls it back); then back up again", src)
 }
 
 // fileState is what a commit to a database changes: the size and time of
