@@ -33,6 +33,10 @@ type BackupCmd struct {
 	ShrinkGuard int           `default:"50" placeholder:"PCT" help:"Warn and skip pruning if any table lost more than PCT% of its rows since the previous verified backup (0: off; default ${default})."`
 	MetricsFile string        `placeholder:"PATH" help:"Record the outcome in PATH (*.prom) for the node_exporter textfile collector, replaced atomically."`
 	RetentionFlags
+	EncryptFlags
+	// Identities here let the shrink guard read an encrypted previous
+	// backup's row counts.
+	IdentityFlags
 }
 
 func (c *BackupCmd) Run(ctx context.Context, kctx *kong.Context, g *Globals) error {
@@ -40,8 +44,16 @@ func (c *BackupCmd) Run(ctx context.Context, kctx *kong.Context, g *Globals) err
 		if originOf(kctx, "source").Origin == config.FromFlag || c.Backup != "" {
 			return usagef("sqlite-backup --verify /backup/app.db.20250101_120000", "--verify checks existing files; it cannot be combined with --source or --backup")
 		}
-		v := VerifyCmd{Files: c.Verify, Quick: c.Quick}
+		v := VerifyCmd{Files: c.Verify, Quick: c.Quick, IdentityFlags: c.IdentityFlags}
 		return v.Run(ctx, g)
+	}
+	rcpts, err := c.recipients()
+	if err != nil {
+		return err
+	}
+	ids, err := c.identities()
+	if err != nil {
+		return err
 	}
 	if c.Backup != "" && originOf(kctx, "backup-dir").Origin != config.FromDefault {
 		return usagef("sqlite-backup --source app.db --backup /backup/app.db.bak", "--backup FILE and --backup-dir DIR both say where to write; give one")
@@ -77,6 +89,7 @@ func (c *BackupCmd) Run(ctx context.Context, kctx *kong.Context, g *Globals) err
 			BusyTimeout: g.BusyTimeout,
 			LockTimeout: c.LockTimeout,
 			Compress:    compress.Kind(c.Compress),
+			Recipients:  rcpts,
 		}
 		switch {
 		case c.NoVerify:
@@ -92,6 +105,7 @@ func (c *BackupCmd) Run(ctx context.Context, kctx *kong.Context, g *Globals) err
 			Deep:        c.Deep,
 			ShrinkGuard: float64(c.ShrinkGuard),
 			ToolVersion: buildInfo().Version,
+			Identities:  ids,
 		})
 		clearProgress()
 		var published *snapshot.Result // set once the backup is in place
@@ -142,6 +156,9 @@ func printBackup(w, errw io.Writer, rep *backup.Report, asJSON bool) error {
 		}{r, r.Duration.Milliseconds(), fieldsOf(rep)})
 	}
 	verdict := string(r.Check) + " ok"
+	if r.Encryption != "" {
+		verdict += ", encrypted with age (proven to decrypt)"
+	}
 	if r.Verify == "skipped" {
 		verdict = "NOT VERIFIED (--no-verify)"
 	}
@@ -177,10 +194,11 @@ type runFields struct {
 	Skipped  string              `json:"prune_skipped,omitempty"`
 	// ContentError says why row counts are missing from the manifest.
 	ContentError string `json:"content_error,omitempty"`
+	GuardNote    string `json:"shrink_guard_note,omitempty"`
 }
 
 func fieldsOf(r *backup.Report) runFields {
-	f := runFields{r.SHA256, r.Manifest, r.Rows, r.Content, r.Shrink, r.Compared, []retention.Removed{}, r.Skipped, r.ContentError}
+	f := runFields{r.SHA256, r.Manifest, r.Rows, r.Content, r.Shrink, r.Compared, []retention.Removed{}, r.Skipped, r.ContentError, r.GuardNote}
 	if r.Prune != nil {
 		f.Removed = r.Prune.Removed
 	}
@@ -192,6 +210,9 @@ func fieldsOf(r *backup.Report) runFields {
 func warnShrink(w io.Writer, r *backup.Report) {
 	if r.ContentError != "" {
 		fmt.Fprintf(w, "sqlite-backup: warning: %s: %s\n", r.Source, r.ContentError)
+	}
+	if r.GuardNote != "" {
+		fmt.Fprintf(w, "sqlite-backup: note: %s: %s\n", r.Source, r.GuardNote)
 	}
 	if len(r.Shrink) == 0 {
 		return
@@ -208,6 +229,8 @@ func printPruned(w, errw io.Writer, r *backup.Report) {
 	switch {
 	case r.Skipped == backup.SkipUnverified:
 		fmt.Fprintf(errw, "sqlite-backup: note: older backups not pruned: the new backup was not verified\n")
+	case r.Skipped == backup.SkipGuardBlind:
+		fmt.Fprintf(errw, "sqlite-backup: note: older backups not pruned: the shrink guard could not compare (give --identity, or --shrink-guard 0 to prune without the guard)\n")
 	case r.Skipped == backup.SkipInterrupted:
 		fmt.Fprintf(errw, "sqlite-backup: note: pruning interrupted; the backup above is complete, the next run prunes the rest\n")
 	case r.Prune != nil:

@@ -21,13 +21,18 @@ type ListCmd struct {
 	Verify  bool   `help:"Also check each backup: sha256, decompression and integrity_check (reads every file)."`
 	Quick   bool   `help:"Check each backup with quick_check instead of integrity_check (implies --verify)."`
 	Deep    bool   `help:"Also recompute the rows and content hash each manifest recorded (implies --verify)."`
-	TempDir string `placeholder:"DIR" help:"Where compressed backups are decompressed to be checked (default: the system temp dir)."`
+	TempDir string `placeholder:"DIR" help:"Where compressed or encrypted backups are decompressed or decrypted to be checked (default: the system temp dir)."`
+	IdentityFlags
 }
 
 func (c *ListCmd) Run(ctx context.Context, kctx *kong.Context, g *Globals) error {
 	// Only a database named explicitly narrows the list; otherwise every
 	// backup in the directory is shown.
 	c.Verify = c.Verify || c.Quick || c.Deep
+	ids, err := c.identities()
+	if err != nil {
+		return err
+	}
 	var dbs []string
 	if o := originOf(kctx, "source"); o.Origin == config.FromFlag || o.Origin == config.FromEnv || o.Origin == config.FromFile {
 		srcs, err := findSources(kctx, g)
@@ -38,7 +43,7 @@ func (c *ListCmd) Run(ctx context.Context, kctx *kong.Context, g *Globals) error
 			dbs = append(dbs, filepath.Base(s.Path))
 		}
 	}
-	es, err := backup.List(ctx, backup.ListOptions{Dir: g.BackupDir, DBs: dbs, Verify: c.Verify, Quick: c.Quick, Deep: c.Deep, TempDir: c.TempDir})
+	es, err := backup.List(ctx, backup.ListOptions{Dir: g.BackupDir, DBs: dbs, Verify: c.Verify, Quick: c.Quick, Deep: c.Deep, TempDir: c.TempDir, Identities: ids})
 	if err != nil {
 		return err
 	}
@@ -65,8 +70,13 @@ func (c *ListCmd) Run(ctx context.Context, kctx *kong.Context, g *Globals) error
 			if e.Manifest != "ok" {
 				note += "manifest " + e.Manifest + " "
 			}
+			if e.Encryption != "" {
+				note += "age "
+			}
 			if e.Verify != nil {
-				if e.Verify.OK {
+				if e.Verify.NotChecked != "" {
+					note += "content NOT CHECKED (no --identity)"
+				} else if e.Verify.OK {
 					note += "check ok"
 				} else {
 					note += "check FAILED: " + e.Verify.Summary()
@@ -91,7 +101,7 @@ func (c *ListCmd) Run(ctx context.Context, kctx *kong.Context, g *Globals) error
 				if firstErr == nil {
 					firstErr = fmt.Errorf("%s", e.Error)
 				}
-			case e.Verify != nil && !e.Verify.OK:
+			case e.Verify != nil && !e.Verify.OK && e.Verify.NotChecked == "":
 				failed++
 			}
 		}

@@ -104,7 +104,11 @@ func planDestination(src string, opts Options) (destination, error) {
 	if err != nil {
 		return destination{}, fmt.Errorf("backup dir %q: %w", opts.Dir, err)
 	}
-	if err := checkNameLength(src, dir, longestPublished(src)); err != nil {
+	longest := longestPublished(src)
+	if len(opts.Recipients) > 0 {
+		longest += ".age"
+	}
+	if err := checkNameLength(src, dir, longest); err != nil {
 		return destination{}, err
 	}
 	if err := checkDir(dir, true); err != nil {
@@ -231,7 +235,7 @@ func nextSeq(dir, base string) int {
 		if !ok {
 			continue
 		}
-		for _, s := range []string{".sha256", ".json", ".zst", ".gz"} {
+		for _, s := range []string{".sha256", ".json", ".age", ".zst", ".gz"} {
 			rest = strings.TrimSuffix(rest, s)
 		}
 		n := 1
