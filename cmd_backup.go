@@ -99,6 +99,12 @@ func (c *BackupCmd) Run(ctx context.Context, kctx *kong.Context, g *Globals) err
 		}
 		var clearProgress func()
 		bo.Progress, bo.VerifyProgress, clearProgress = ttyProgress(g.stderr(), src.Path)
+		var clearEncrypt func()
+		if len(rcpts) > 0 {
+			bo.EncryptProgress, clearEncrypt = ttyEncryptProgress(g.stderr(), src.Path)
+			clearCopy := clearProgress
+			clearProgress = func() { clearCopy(); clearEncrypt() }
+		}
 		rep, err := backup.Run(ctx, backup.Options{
 			Backup:      bo,
 			Policy:      pol,

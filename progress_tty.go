@@ -47,3 +47,26 @@ func ttyProgress(stderr io.Writer, db string) (copyFn func(done, total int), ver
 	}
 	return copyFn, verifyFn, func() { cp.Done(); vl.Done() }
 }
+
+// ttyEncryptProgress is the status line of the encryption of db's
+// verified copy (counted in db's pages), or nils off a terminal.
+func ttyEncryptProgress(stderr io.Writer, db string) (fn func(done, total int64), clear func()) {
+	f, ok := stderr.(*os.File)
+	if !ok || !progress.IsTerminal(f) {
+		return nil, func() {}
+	}
+	pageSize := int64(4096)
+	if fh, err := os.Open(db); err == nil {
+		if h, err := sqlitefile.ReadHeader(fh); err == nil {
+			pageSize = int64(h.PageSize)
+		}
+		fh.Close()
+	}
+	l := progress.New(stderr, "encrypt", int(pageSize))
+	return func(done, total int64) {
+		l.Update(done/pageSize, total/pageSize)
+		if done >= total {
+			l.Done()
+		}
+	}, l.Done
+}
