@@ -111,8 +111,12 @@ func Seal(ctx context.Context, src, dst string, kind compress.Kind, rcpts []age.
 		r = &counter{r: r, fn: func(n int64) { progress(n, total) }}
 	}
 	size, err := io.Copy(w, r)
-	if err == nil && kind != compress.None {
-		err = w.Close() // ends the compressed stream; then the age stream
+	if kind != compress.None {
+		// Ends the compressed stream (and, on error, its encoder's
+		// goroutines); then the age stream.
+		if cerr := w.Close(); err == nil {
+			err = cerr
+		}
 	}
 	if err == nil {
 		err = aw.Close()

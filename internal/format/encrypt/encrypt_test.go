@@ -413,3 +413,43 @@ func TestSealBytesRoundTrip(t *testing.T) {
 		t.Errorf("flipped: %v", err)
 	}
 }
+
+// TestProofCatches: the proof Seal runs (decrypt with the captured file
+// key) fails on a file damaged after it was written, and on a wrong key.
+func TestProofCatches(t *testing.T) {
+	dir := t.TempDir()
+	id, _ := age.GenerateX25519Identity()
+	keys := &fileKey{}
+	f := filepath.Join(dir, "x.age")
+	out, _ := os.Create(f)
+	w, err := age.Encrypt(out, capture{id.Recipient(), keys})
+	if err != nil {
+		t.Fatal(err)
+	}
+	w.Write(bytes.Repeat([]byte("database page "), 50_000))
+	w.Close()
+	out.Close()
+	ctx := context.Background()
+	if _, _, _, err := prove(ctx, f, keys.key, compress.None); err != nil {
+		t.Fatalf("intact file: %v", err)
+	}
+	wrong := bytes.Clone(keys.key)
+	wrong[0] ^= 1
+	if _, _, _, err := prove(ctx, f, wrong, compress.None); err == nil {
+		t.Error("a wrong file key passed the proof")
+	}
+	b, _ := os.ReadFile(f)
+	for _, at := range []int{40, len(b) / 2, len(b) - 1} {
+		d := bytes.Clone(b)
+		d[at] ^= 0x80
+		os.WriteFile(f, d, 0o600)
+		var ce *CorruptError
+		if _, _, _, err := prove(ctx, f, keys.key, compress.None); !errors.As(err, &ce) {
+			t.Errorf("byte %d flipped: %v, want a CorruptError", at, err)
+		}
+	}
+	os.WriteFile(f, b[:len(b)-10], 0o600)
+	if _, _, _, err := prove(ctx, f, keys.key, compress.None); err == nil {
+		t.Error("a truncated file passed the proof")
+	}
+}
