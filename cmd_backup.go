@@ -15,6 +15,7 @@ import (
 	"sqlite-backup/internal/format/compress"
 	"sqlite-backup/internal/format/manifest"
 	"sqlite-backup/internal/output/hint"
+	"sqlite-backup/internal/output/journal"
 	"sqlite-backup/internal/output/metrics"
 	"sqlite-backup/internal/retention"
 	"sqlite-backup/internal/snapshot"
@@ -176,7 +177,8 @@ type backupJSON struct {
 	Recipients int `json:"recipients,omitempty"`
 	runFields
 	Error string `json:"error,omitempty"`
-	Hint  string `json:"hint,omitempty"`
+	// Hint is the error's, or with none the way out of a skipped prune.
+	Hint string `json:"hint,omitempty"`
 }
 
 func backupResult(rep *backup.Report, recipients int, err error) backupJSON {
@@ -188,11 +190,18 @@ func backupResult(rep *backup.Report, recipients int, err error) backupJSON {
 	if r.Verify == "skipped" {
 		b.Check = "none"
 	}
+	if rep.Skipped == backup.SkipGuardBlind {
+		b.Hint = guardBlindHint
+	}
 	if err != nil {
 		b.Error, b.Hint = err.Error(), hint.Of(err)
 	}
 	return b
 }
+
+// guardBlindHint names both ways out when the shrink guard could not
+// read an encrypted backup's row counts and pruning waited.
+const guardBlindHint = "add -i KEY (a key that opens the backups, for the shrink guard) or --shrink-guard 0 (prune without the guard) to this command"
 
 func printBackup(w, errw io.Writer, rep *backup.Report) error {
 	r := rep.Result
@@ -274,7 +283,8 @@ func printPruned(w, errw io.Writer, r *backup.Report) {
 	case r.Skipped == backup.SkipUnverified:
 		fmt.Fprintf(errw, "sqlite-backup: note: older backups not pruned: the new backup was not verified\n")
 	case r.Skipped == backup.SkipGuardBlind:
-		fmt.Fprintf(errw, "sqlite-backup: note: older backups not pruned: the shrink guard could not compare (give --identity, or --shrink-guard 0 to prune without the guard)\n")
+		fmt.Fprintf(errw, "sqlite-backup: note: older backups not pruned: the shrink guard could not compare with the previous backup\n")
+		fmt.Fprintf(errw, "%shint: %s\n", journal.Prefix(errw, journal.Notice), guardBlindHint)
 	case r.Skipped == backup.SkipInterrupted:
 		fmt.Fprintf(errw, "sqlite-backup: note: pruning interrupted; the backup above is complete, the next run prunes the rest\n")
 	case r.Prune != nil:
