@@ -2,7 +2,6 @@ package main
 
 import (
 	"database/sql"
-	"encoding/json"
 	"fmt"
 	"net/url"
 	"os"
@@ -165,12 +164,14 @@ func torture(t *testing.T, c tortureCase, backups int) (int, map[string]int) {
 		}
 		var res struct {
 			Path    string `json:"path"`
-			Verify  string `json:"verify"`
+			OK      bool   `json:"ok"`
+			Check   string `json:"check"`
 			Copier  string `json:"copier"`
 			Skipped string `json:"file_copy_skipped"`
 		}
-		if err := json.Unmarshal([]byte(r.stdout), &res); err != nil || res.Verify != "ok" {
-			t.Fatalf("backup %d: stdout %q: %v", i+1, r.stdout, err)
+		oneResult(t, r.stdout, &res)
+		if !res.OK || res.Check != "integrity_check" {
+			t.Fatalf("backup %d: not checked with integrity_check: %s", i+1, r.stdout)
 		}
 		paths = append(paths, res.Path)
 		why := res.Skipped
@@ -378,9 +379,7 @@ func TestTortureHotJournal(t *testing.T) {
 		t.Fatalf("after the rollback: exit %d\n%s", r.code, r.stderr)
 	}
 	var res struct{ Path string }
-	if err := json.Unmarshal([]byte(r.stdout), &res); err != nil {
-		t.Fatal(err)
-	}
+	oneResult(t, r.stdout, &res)
 	if got := tortureInvariants(t, res.Path, 1); got[0] != 400 {
 		t.Fatalf("backup holds %d rows of writer 1, want 400", got[0])
 	}
