@@ -15,6 +15,7 @@ import (
 	"sqlite-backup/internal/format/compress"
 	"sqlite-backup/internal/format/manifest"
 	"sqlite-backup/internal/output/hint"
+	"sqlite-backup/internal/output/journal"
 	"sqlite-backup/internal/output/metrics"
 	"sqlite-backup/internal/retention"
 	"sqlite-backup/internal/snapshot"
@@ -39,6 +40,10 @@ type BackupSettings struct {
 	ShrinkGuard int           `default:"50" placeholder:"PCT" help:"Warn and skip pruning if any table lost more than PCT% of its rows since the previous verified backup (0: off; default ${default})."`
 	MetricsFile string        `placeholder:"PATH" help:"Record the outcome in PATH (*.prom) for the node_exporter textfile collector, replaced atomically."`
 	RetentionFlags
+	EncryptFlags
+	// Identities here let the shrink guard read an encrypted previous
+	// backup's row counts.
+	IdentityFlags
 }
 
 func (c *BackupCmd) Run(ctx context.Context, kctx *kong.Context, g *Globals) error {
@@ -46,8 +51,16 @@ func (c *BackupCmd) Run(ctx context.Context, kctx *kong.Context, g *Globals) err
 		if originOf(kctx, "source").Origin == config.FromFlag || c.Backup != "" {
 			return usagef("sqlite-backup --verify /backup/app.db.20250101_120000", "--verify checks existing files; it cannot be combined with --source or --backup")
 		}
-		v := VerifyCmd{Files: c.Verify, Quick: c.Quick}
+		v := VerifyCmd{Files: c.Verify, Quick: c.Quick, IdentityFlags: c.IdentityFlags}
 		return v.Run(ctx, g)
+	}
+	rcpts, err := c.recipients()
+	if err != nil {
+		return err
+	}
+	ids, err := c.identities()
+	if err != nil {
+		return err
 	}
 	if c.Backup != "" && originOf(kctx, "backup-dir").Origin != config.FromDefault {
 		return usagef("sqlite-backup --source app.db --backup /backup/app.db.bak", "--backup FILE and --backup-dir DIR both say where to write; give one")
@@ -83,6 +96,7 @@ func (c *BackupCmd) Run(ctx context.Context, kctx *kong.Context, g *Globals) err
 			BusyTimeout: g.BusyTimeout,
 			LockTimeout: c.LockTimeout,
 			Compress:    compress.Kind(c.Compress),
+			Recipients:  rcpts,
 		}
 		switch {
 		case c.NoVerify:
@@ -92,12 +106,16 @@ func (c *BackupCmd) Run(ctx context.Context, kctx *kong.Context, g *Globals) err
 		}
 		tty := newTTYStatus(g.stderr(), src.Path)
 		bo.Progress, bo.VerifyProgress, bo.Phase = tty.copyProgress(), tty.checkProgress("check"), tty.phaseFn()
+		if len(rcpts) > 0 {
+			bo.EncryptProgress = tty.encryptProgress()
+		}
 		rep, err := backup.Run(ctx, backup.Options{
 			Backup:      bo,
 			Policy:      pol,
 			Deep:        c.Deep,
 			ShrinkGuard: float64(c.ShrinkGuard),
 			ToolVersion: buildInfo().Version,
+			Identities:  ids,
 		})
 		tty.clear()
 		err = backupHint(err, src.Path, g.BackupDir, c.Backup)
@@ -113,7 +131,7 @@ func (c *BackupCmd) Run(ctx context.Context, kctx *kong.Context, g *Globals) err
 		case g.JSON && rep != nil && rep.Result != nil:
 			warnShrink(g.stderr(), rep)
 			printPruned(io.Discard, g.stderr(), rep)
-			g.addResult(backupResult(rep, err))
+			g.addResult(backupResult(rep, len(rcpts), err))
 		case g.JSON:
 			g.addResult(failedResult(src.Path, "", err))
 		case rep != nil:
@@ -154,16 +172,26 @@ type backupJSON struct {
 	Check      string `json:"check"`
 	Verify     string `json:"verify,omitempty"` // hides snapshot.Result's: "check" and "ok" say it
 	DurationMS int64  `json:"duration_ms"`
+	// Recipients is how many age recipients an encrypted backup
+	// (encryption "age") was sealed for.
+	Recipients int `json:"recipients,omitempty"`
 	runFields
 	Error string `json:"error,omitempty"`
-	Hint  string `json:"hint,omitempty"`
+	// Hint is the error's, or with none the way out of a skipped prune.
+	Hint string `json:"hint,omitempty"`
 }
 
-func backupResult(rep *backup.Report, err error) backupJSON {
+func backupResult(rep *backup.Report, recipients int, err error) backupJSON {
 	r := rep.Result
 	b := backupJSON{Result: r, OK: err == nil, Check: string(r.Check), DurationMS: r.Duration.Milliseconds(), runFields: fieldsOf(rep)}
+	if r.Encryption != "" {
+		b.Recipients = recipients
+	}
 	if r.Verify == "skipped" {
 		b.Check = "none"
+	}
+	if rep.Skipped == backup.SkipGuardBlind {
+		b.Hint = guardBlindHint
 	}
 	if err != nil {
 		b.Error, b.Hint = err.Error(), hint.Of(err)
@@ -171,10 +199,17 @@ func backupResult(rep *backup.Report, err error) backupJSON {
 	return b
 }
 
+// guardBlindHint names both ways out when the shrink guard could not
+// read an encrypted backup's row counts and pruning waited.
+const guardBlindHint = "add -i KEY (a key that opens the backups, for the shrink guard) or --shrink-guard 0 (prune without the guard) to this command"
+
 func printBackup(w, errw io.Writer, rep *backup.Report) error {
 	r := rep.Result
 	warnShrink(errw, rep)
 	verdict := string(r.Check) + " ok"
+	if r.Encryption != "" {
+		verdict += ", encrypted with age (proven to decrypt)"
+	}
 	if r.Verify == "skipped" {
 		verdict = "NOT VERIFIED (--no-verify)"
 	}
@@ -211,10 +246,11 @@ type runFields struct {
 	Skipped  string              `json:"prune_skipped,omitempty"`
 	// ContentError says why row counts are missing from the manifest.
 	ContentError string `json:"content_error,omitempty"`
+	GuardNote    string `json:"shrink_guard_note,omitempty"`
 }
 
 func fieldsOf(r *backup.Report) runFields {
-	f := runFields{r.SHA256, r.Manifest, r.Rows, r.Content, r.Shrink, r.Compared, []retention.Removed{}, nil, r.Skipped, r.ContentError}
+	f := runFields{r.SHA256, r.Manifest, r.Rows, r.Content, r.Shrink, r.Compared, []retention.Removed{}, nil, r.Skipped, r.ContentError, r.GuardNote}
 	if r.Prune != nil {
 		f.Removed = r.Prune.Removed
 		f.NotOurs = notWrittenByUs(r.Prune.Removed)
@@ -227,6 +263,9 @@ func fieldsOf(r *backup.Report) runFields {
 func warnShrink(w io.Writer, r *backup.Report) {
 	if r.ContentError != "" {
 		fmt.Fprintf(w, "sqlite-backup: warning: %s: %s\n", r.Source, r.ContentError)
+	}
+	if r.GuardNote != "" {
+		fmt.Fprintf(w, "sqlite-backup: note: %s: %s\n", r.Source, r.GuardNote)
 	}
 	if len(r.Shrink) == 0 {
 		return
@@ -243,6 +282,9 @@ func printPruned(w, errw io.Writer, r *backup.Report) {
 	switch {
 	case r.Skipped == backup.SkipUnverified:
 		fmt.Fprintf(errw, "sqlite-backup: note: older backups not pruned: the new backup was not verified\n")
+	case r.Skipped == backup.SkipGuardBlind:
+		fmt.Fprintf(errw, "sqlite-backup: note: older backups not pruned: the shrink guard could not compare with the previous backup\n")
+		fmt.Fprintf(errw, "%shint: %s\n", journal.Prefix(errw, journal.Notice), guardBlindHint)
 	case r.Skipped == backup.SkipInterrupted:
 		fmt.Fprintf(errw, "sqlite-backup: note: pruning interrupted; the backup above is complete, the next run prunes the rest\n")
 	case r.Prune != nil:

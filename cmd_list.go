@@ -14,6 +14,7 @@ import (
 	"sqlite-backup/backup"
 	"sqlite-backup/config"
 	"sqlite-backup/internal/format/manifest"
+	"sqlite-backup/internal/output/hint"
 )
 
 // ListCmd shows the backups in the backup directory with what their
@@ -22,13 +23,18 @@ type ListCmd struct {
 	Verify  bool   `help:"Also check each backup: sha256, decompression and integrity_check (reads every file)."`
 	Quick   bool   `help:"Check each backup with quick_check instead of integrity_check (implies --verify)."`
 	Deep    bool   `help:"Also recompute the rows and content hash each manifest recorded (implies --verify)."`
-	TempDir string `placeholder:"DIR" help:"Where compressed backups are decompressed to be checked (default: the system temp dir)."`
+	TempDir string `placeholder:"DIR" help:"Where compressed or encrypted backups are decompressed or decrypted to be checked (default: the system temp dir)."`
+	IdentityFlags
 }
 
 func (c *ListCmd) Run(ctx context.Context, kctx *kong.Context, g *Globals) error {
 	// Only a database named explicitly narrows the list; otherwise every
 	// backup in the directory is shown.
 	c.Verify = c.Verify || c.Quick || c.Deep
+	ids, err := c.identities()
+	if err != nil {
+		return err
+	}
 	var dbs []string
 	if o := originOf(kctx, "source"); o.Origin == config.FromFlag || o.Origin == config.FromEnv || o.Origin == config.FromFile {
 		srcs, err := findSources(kctx, g)
@@ -39,7 +45,7 @@ func (c *ListCmd) Run(ctx context.Context, kctx *kong.Context, g *Globals) error
 			dbs = append(dbs, filepath.Base(s.Path))
 		}
 	}
-	es, err := backup.List(ctx, backup.ListOptions{Dir: g.BackupDir, DBs: dbs, Verify: c.Verify, Quick: c.Quick, Deep: c.Deep, TempDir: c.TempDir})
+	es, err := backup.List(ctx, backup.ListOptions{Dir: g.BackupDir, DBs: dbs, Verify: c.Verify, Quick: c.Quick, Deep: c.Deep, TempDir: c.TempDir, Identities: ids})
 	if err != nil {
 		return err
 	}
@@ -91,8 +97,13 @@ func (c *ListCmd) Run(ctx context.Context, kctx *kong.Context, g *Globals) error
 			if e.Manifest != "ok" {
 				note += "manifest " + e.Manifest + " "
 			}
+			if e.Encryption != "" {
+				note += "age "
+			}
 			if e.Verify != nil {
-				if e.Verify.OK {
+				if e.Verify.NotChecked != "" {
+					note += "content NOT CHECKED: " + e.Verify.NotChecked
+				} else if e.Verify.OK {
 					note += "check ok"
 				} else {
 					note += "check FAILED: " + e.Verify.Summary()
@@ -108,7 +119,7 @@ func (c *ListCmd) Run(ctx context.Context, kctx *kong.Context, g *Globals) error
 		}
 	}
 	if c.Verify {
-		failed, errs := 0, 0
+		failed, errs, unchecked := 0, 0, 0
 		var firstErr error
 		for _, e := range es {
 			switch {
@@ -117,14 +128,23 @@ func (c *ListCmd) Run(ctx context.Context, kctx *kong.Context, g *Globals) error
 				if firstErr == nil {
 					firstErr = fmt.Errorf("%s", e.Error)
 				}
+			case e.Verify != nil && e.Verify.NotChecked != "":
+				unchecked++
 			case e.Verify != nil && !e.Verify.OK:
 				failed++
 			}
 		}
-		if failed > 0 {
+		switch {
+		case failed > 0:
 			return &verifyFailed{failed: failed, total: len(es)}
+		case firstErr != nil:
+			return firstErr
+		case unchecked > 0:
+			// No verdict is not a pass (as in verify).
+			return hint.Wrap(fmt.Errorf("list --verify: %d of %d backups encrypted with age and no --identity given: content not checked, no verdict", unchecked, len(es)),
+				"sqlite-backup list --backup-dir %s --verify -i KEY", shellQuote(g.BackupDir))
 		}
-		return firstErr
+		return nil
 	}
 	return nil
 }

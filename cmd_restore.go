@@ -21,6 +21,7 @@ type RestoreCmd struct {
 	Online  bool   `xor:"mode" help:"Copy into the live database with SQLite's backup API (the default when another process has it open)."`
 	Offline bool   `xor:"mode" help:"Replace the file (the default when no other process has it open); refused if one does."`
 	DryRun  bool   `help:"Verify the backup and say what would be done, without changing anything."`
+	IdentityFlags
 }
 
 func (c *RestoreCmd) Run(ctx context.Context, kctx *kong.Context, g *Globals) error {
@@ -28,6 +29,10 @@ func (c *RestoreCmd) Run(ctx context.Context, kctx *kong.Context, g *Globals) er
 	// left on in a config file where it would apply to every restore.
 	if c.Force && originOf(kctx, "force").Origin != config.FromFlag {
 		return usagef("sqlite-backup restore BACKUP --to PATH --force", "--force must be given on the command line, not in a config file")
+	}
+	ids, err := c.identities()
+	if err != nil {
+		return err
 	}
 	to := c.To
 	if to == "" {
@@ -43,6 +48,7 @@ func (c *RestoreCmd) Run(ctx context.Context, kctx *kong.Context, g *Globals) er
 		Force:       c.Force,
 		DryRun:      c.DryRun,
 		BusyTimeout: g.BusyTimeout,
+		Identities:  ids,
 	}
 	switch {
 	case c.Online:
@@ -51,6 +57,9 @@ func (c *RestoreCmd) Run(ctx context.Context, kctx *kong.Context, g *Globals) er
 		opts.Mode = restore.ModeOffline
 	}
 	res, err := restore.Run(ctx, opts)
+	if errors.Is(err, restore.ErrNeedIdentity) {
+		return usagef(fmt.Sprintf("sqlite-backup restore %s --to %s -i KEY", shellQuote(c.File), shellQuote(to)), "%v", err)
+	}
 	err = restoreHint(err, c.File, to)
 	if errors.Is(err, restore.ErrTargetExists) {
 		return usagef(fmt.Sprintf("sqlite-backup restore %q --to %q --force   (saves the current database first)", c.File, to), "%v", err)

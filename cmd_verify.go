@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"strings"
 
+	"sqlite-backup/internal/output/hint"
 	"sqlite-backup/verify"
 )
 
@@ -13,7 +14,8 @@ type VerifyCmd struct {
 	Files   []string `arg:"" name:"file" help:"Backup files to check."`
 	Quick   bool     `help:"Run quick_check instead of the full integrity_check."`
 	Deep    bool     `help:"Also recompute the row counts and content hash recorded in FILE.json and compare."`
-	TempDir string   `placeholder:"DIR" help:"Where compressed backups are decompressed to be checked (default: the system temp dir)."`
+	TempDir string   `placeholder:"DIR" help:"Where compressed or encrypted backups are decompressed or decrypted to be checked (default: the system temp dir)."`
+	IdentityFlags
 }
 
 // skippedResult is a backup's own sidecar named among the files: it is
@@ -23,9 +25,23 @@ type skippedResult struct {
 	Skipped string `json:"skipped"`
 }
 
+// uncheckedResult is an encrypted backup whose content could not be
+// checked for want of --identity: no verdict, so not ok, with the error
+// and hint a failed result carries.
+type uncheckedResult struct {
+	verify.Result
+	Error string `json:"error"`
+	Hint  string `json:"hint"`
+}
+
 func (c *VerifyCmd) Run(ctx context.Context, g *Globals) error {
+	ids, err := c.identities()
+	if err != nil {
+		return err
+	}
 	var failed, errs int
 	var firstErr error
+	var unchecked []string // encrypted, not opened: no verdict
 	given := map[string]bool{}
 	for _, f := range c.Files {
 		given[f] = true
@@ -49,7 +65,7 @@ func (c *VerifyCmd) Run(ctx context.Context, g *Globals) error {
 		}
 		checked++
 		tty := newTTYStatus(g.stderr(), f)
-		res, err := verify.File(ctx, f, verify.Options{Quick: c.Quick, Deep: c.Deep, TempDir: c.TempDir, BusyTimeout: g.BusyTimeout, Progress: tty.checkProgress("verify")})
+		res, err := verify.File(ctx, f, verify.Options{Quick: c.Quick, Deep: c.Deep, TempDir: c.TempDir, BusyTimeout: g.BusyTimeout, Progress: tty.checkProgress("verify"), Identities: ids})
 		tty.clear()
 		if err != nil {
 			if ctx.Err() != nil {
@@ -66,13 +82,23 @@ func (c *VerifyCmd) Run(ctx context.Context, g *Globals) error {
 			}
 			continue
 		}
-		if !res.OK {
+		switch {
+		case res.NotChecked != "":
+			unchecked = append(unchecked, f)
+		case !res.OK:
 			failed++
 		}
 		if g.JSON {
-			g.addResult(res)
+			if res.NotChecked != "" {
+				e := notCheckedError([]string{f})
+				g.addResult(uncheckedResult{Result: res, Error: e.Error(), Hint: hint.Of(e)})
+			} else {
+				g.addResult(res)
+			}
 		} else {
-			if res.OK {
+			if res.NotChecked != "" {
+				fmt.Fprintf(g.stdout, "%s: %s; content NOT CHECKED: %s\n", f, readable(res), res.NotChecked)
+			} else if res.OK {
 				fmt.Fprintf(g.stdout, "%s: ok%s\n", f, okDetails(res))
 			} else {
 				fmt.Fprintf(g.stdout, "%s: FAILED: %s\n", f, res.Summary())
@@ -84,8 +110,34 @@ func (c *VerifyCmd) Run(ctx context.Context, g *Globals) error {
 		return &verifyFailed{failed: failed, total: checked}
 	case errs > 0:
 		return firstErr
+	case len(unchecked) > 0:
+		return notCheckedError(unchecked)
 	}
 	return nil
+}
+
+// notCheckedError: encrypted files whose content was not checked have
+// no verdict, like a database that changed while it was checked (exit
+// 1), never a quiet pass.
+func notCheckedError(files []string) error {
+	q := make([]string, len(files))
+	for i, f := range files {
+		q[i] = shellQuote(f)
+	}
+	what := fmt.Sprintf("verify %q", files[0])
+	if len(files) > 1 {
+		what = fmt.Sprintf("verify: %d files", len(files))
+	}
+	return hint.Wrap(fmt.Errorf("%s: encrypted with age and no --identity given: content not checked, no verdict", what),
+		"sqlite-backup verify -i KEY %s", strings.Join(q, " "))
+}
+
+// readable says what was checked of an encrypted file without its key.
+func readable(r verify.Result) string {
+	if r.SHA256 == "ok" {
+		return "sha256 ok, age header ok"
+	}
+	return "age header ok"
 }
 
 // verifyFailed reports, after the per-file lines, that some failed (exit 3).
@@ -100,6 +152,9 @@ func okDetails(r verify.Result) string {
 	var d []string
 	if r.SHA256 != "" {
 		d = append(d, "sha256 "+r.SHA256)
+	}
+	if r.Encryption != "" && r.NotChecked == "" {
+		d = append(d, "decrypted with age")
 	}
 	if r.Compression != "" {
 		d = append(d, r.Compression)

@@ -158,3 +158,16 @@ func (s *ttyStatus) phaseFn() func(string) {
 	}
 	return s.phase
 }
+
+// encryptProgress draws the encryption of the verified copy, which
+// reports bytes, in the database's pages.
+func (s *ttyStatus) encryptProgress() func(done, total int64) {
+	if s == nil {
+		return nil
+	}
+	ps := int64(s.pageSize)
+	return func(done, total int64) {
+		s.phase("encrypt")
+		s.pages(done/ps, total/ps)
+	}
+}

@@ -17,6 +17,8 @@ import (
 	"sort"
 	"time"
 
+	"filippo.io/age"
+
 	"sqlite-backup/internal/format/content"
 	"sqlite-backup/internal/format/manifest"
 	"sqlite-backup/internal/retention"
@@ -35,6 +37,10 @@ type Options struct {
 	// raises the alarm (0: off).
 	ShrinkGuard float64
 	ToolVersion string
+	// Identities open the sealed row counts of earlier encrypted backups
+	// for the shrink guard; without them the guard cannot compare with
+	// an encrypted backup and says so (Report.GuardNote).
+	Identities []age.Identity
 	// Loc is the time zone of backup names (default time.Local).
 	Loc *time.Location
 }
@@ -51,8 +57,10 @@ type Report struct {
 	Prune    *PruneReport      `json:"prune,omitempty"`
 	Skipped  string            `json:"prune_skipped,omitempty"` // why pruning did not run
 	// ContentError says why the manifest has no row counts.
-	ContentError string             `json:"content_error,omitempty"`
-	manifest     *manifest.Manifest // as written
+	ContentError string `json:"content_error,omitempty"`
+	// GuardNote says why the shrink guard did not compare.
+	GuardNote string             `json:"shrink_guard_note,omitempty"`
+	manifest  *manifest.Manifest // as written
 }
 
 // Why pruning was skipped after a backup (Report.Skipped).
@@ -61,6 +69,11 @@ const (
 	SkipUnverified  = "the new backup was not verified"
 	SkipShrink      = "shrink guard fired"
 	SkipInterrupted = "interrupted"
+	// SkipGuardBlind: the shrink guard could not read the previous
+	// backup's (encrypted) row counts. Pruning without it could remove
+	// the last good backup before a mass deletion, so it waits for
+	// --identity or --shrink-guard 0.
+	SkipGuardBlind = "shrink guard could not compare"
 )
 
 // Run takes one backup (internal/snapshot), writes its sidecars, guards
@@ -181,14 +194,25 @@ func published(ctx context.Context, opts Options, res *snapshot.Result, snap *co
 
 	dir := filepath.Dir(res.Path)
 	if opts.ShrinkGuard > 0 && m.Content != nil {
-		prev, pm := previousVerified(dir, res, opts.Loc)
+		prev, pm, note := previousVerified(dir, res, opts.Loc, opts.Identities)
+		rep.GuardNote = note
 		if pm != nil {
 			m.ComparedWith = filepath.Base(prev)
 			m.ShrinkWarnings = Shrunk(pm.Content, m.Content, opts.ShrinkGuard)
 			rep.Compared, rep.Shrink = m.ComparedWith, m.ShrinkWarnings
 		}
 	}
-	if err := manifest.Write(res.Path, m); err != nil {
+	written := m
+	if res.Encryption != "" {
+		// Table names, counts and hashes tell about the data: beside
+		// ciphertext they are sealed to the same recipients.
+		sealed := *m
+		if err := sealed.Seal(opts.Backup.Recipients); err != nil {
+			return err
+		}
+		written = &sealed
+	}
+	if err := manifest.Write(res.Path, written); err != nil {
 		return err
 	}
 	rep.Manifest = res.Path + manifest.JSONSuffix
@@ -203,6 +227,9 @@ func published(ctx context.Context, opts Options, res *snapshot.Result, snap *co
 		return nil
 	case len(m.ShrinkWarnings) > 0:
 		rep.Skipped = SkipShrink
+		return nil
+	case rep.GuardNote != "" && !opts.Policy.KeepsAll():
+		rep.Skipped = SkipGuardBlind
 		return nil
 	case opts.Policy.KeepsAll():
 		return nil
@@ -219,23 +246,36 @@ func published(ctx context.Context, opts Options, res *snapshot.Result, snap *co
 }
 
 // previousVerified finds the newest other backup of the same source
-// whose manifest says it was verified and has row counts.
-func previousVerified(dir string, res *snapshot.Result, loc *time.Location) (string, *manifest.Manifest) {
+// whose manifest says it was verified and has row counts. When that
+// backup's counts are sealed and ids cannot open them, the guard does
+// not fall back on an older backup: it says why it did not compare.
+func previousVerified(dir string, res *snapshot.Result, loc *time.Location, ids []age.Identity) (string, *manifest.Manifest, string) {
 	bs, err := retention.Find(dir, filepath.Base(res.Source), loc)
 	if err != nil {
-		return "", nil
+		return "", nil, ""
 	}
 	for _, b := range bs {
 		if b.Path == res.Path {
 			continue
 		}
 		m, err := manifest.Read(b.Path)
-		if err != nil || m.Source != res.Source || m.Verify != "ok" || m.Content == nil {
+		if err != nil || m.Source != res.Source || m.Verify != "ok" {
 			continue
 		}
-		return b.Path, m
+		if m.Sealed != "" {
+			if len(ids) == 0 {
+				return "", nil, fmt.Sprintf("shrink guard did not compare: the row counts of %s are encrypted; give --identity to compare", b.Name)
+			}
+			if err := m.Open(b.Path+manifest.JSONSuffix, ids); err != nil {
+				return "", nil, fmt.Sprintf("shrink guard did not compare: %v", err)
+			}
+		}
+		if m.Content == nil {
+			continue
+		}
+		return b.Path, m, ""
 	}
-	return "", nil
+	return "", nil, ""
 }
 
 // Shrunk lists the tables whose row count fell by more than pct percent

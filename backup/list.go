@@ -8,6 +8,8 @@ import (
 	"slices"
 	"time"
 
+	"filippo.io/age"
+
 	"sqlite-backup/internal/format/manifest"
 	"sqlite-backup/internal/retention"
 	"sqlite-backup/verify"
@@ -42,6 +44,8 @@ type ListOptions struct {
 	// TempDir is where compressed backups are decompressed to be checked.
 	TempDir string
 	Loc     *time.Location
+	// Identities open encrypted backups and their sealed manifests.
+	Identities []age.Identity
 }
 
 // List describes the backups in a directory, newest first.
@@ -73,6 +77,11 @@ func List(ctx context.Context, opts ListOptions) ([]Entry, error) {
 		case err != nil:
 			e.Manifest = err.Error()
 		default:
+			if m.Sealed != "" && len(opts.Identities) > 0 {
+				if err := m.Open(b.Path+manifest.JSONSuffix, opts.Identities); err != nil {
+					e.Manifest = err.Error()
+				}
+			}
 			e.Source, e.VerifiedAt, e.Check = m.Source, m.VerifiedAt, m.Check
 			if m.Content != nil {
 				n := m.Content.TotalRows()
@@ -81,7 +90,7 @@ func List(ctx context.Context, opts ListOptions) ([]Entry, error) {
 			e.Shrink = len(m.ShrinkWarnings) > 0
 		}
 		if opts.Verify {
-			r, err := verify.File(ctx, b.Path, verify.Options{Quick: opts.Quick, Deep: opts.Deep && e.Manifest == "ok", TempDir: opts.TempDir})
+			r, err := verify.File(ctx, b.Path, verify.Options{Quick: opts.Quick, Deep: opts.Deep && e.Manifest == "ok", TempDir: opts.TempDir, Identities: opts.Identities})
 			if ctx.Err() != nil {
 				return out, ctx.Err()
 			}

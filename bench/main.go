@@ -39,6 +39,7 @@ type config struct {
 	cases    string
 	writer   bool
 	smoke    bool
+	age      bool
 	interval time.Duration
 
 	writerIdle   time.Duration
@@ -67,6 +68,7 @@ func main() {
 	flag.StringVar(&c.writerArgs, "writer-args", "", "comma-separated flag sets: also measure the writer during our backup with each (e.g. \"--quick,--no-verify\")")
 	flag.BoolVar(&c.writerReopen, "writer-reopen", false, "open the writer's connection anew for each phase (the WAL is then checkpointed and removed between phases) instead of once for the run")
 	flag.DurationVar(&c.writerTrace, "writer-trace", 0, "list every commit slower than this during the writer phases, with when it began (0: off; e.g. 4ms; the table always counts those over 4ms)")
+	flag.BoolVar(&c.age, "age", false, "measure the cost of encryption instead (-r, the age CLI on the same data; no writer phase)")
 	flag.BoolVar(&c.smoke, "smoke", false, "tiny database, one round: checks that the benchmark works")
 	flag.Parse()
 	if c.smoke {
@@ -137,6 +139,12 @@ func run(c config, out io.Writer) error {
 	}
 
 	cases := benchCases(c.bin, src, ref, filepath.Join(c.dir, "out.db"))
+	if c.age {
+		if cases, err = ageCases(c.bin, src, ref, c.dir); err != nil {
+			return err
+		}
+		c.writer = false
+	}
 	var labels []string
 	var bases [][2]string
 	for _, b := range strings.Split(c.base, ",") {
@@ -165,6 +173,9 @@ func run(c config, out io.Writer) error {
 	if len(res) > 0 {
 		printTable(out, cases, res)
 		printRatios(out, res, labels)
+		if c.age {
+			printAgeCost(out, res)
+		}
 	}
 
 	if c.writer {

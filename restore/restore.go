@@ -17,6 +17,9 @@ import (
 	"path/filepath"
 	"time"
 
+	"filippo.io/age"
+
+	"sqlite-backup/internal/format/encrypt"
 	"sqlite-backup/internal/format/sqlitefile"
 	"sqlite-backup/internal/output/hint"
 	"sqlite-backup/internal/snapshot"
@@ -48,6 +51,9 @@ type Options struct {
 	BusyTimeout time.Duration
 	// Now names the safety copy; tests inject a clock. Defaults to time.Now.
 	Now func() time.Time
+	// Identities open an encrypted (age) backup, which is decrypted into
+	// a private temp file beside the target, checked and restored from.
+	Identities []age.Identity
 }
 
 // Result says what was done (or, with DryRun, what would be done).
@@ -77,6 +83,10 @@ type Result struct {
 // exists and Force is not set; the CLI reports it as a usage error.
 var ErrTargetExists = errors.New("target exists")
 
+// ErrNeedIdentity is wrapped by the error Run returns for an encrypted
+// backup without Identities; the CLI reports it as a usage error.
+var ErrNeedIdentity = errors.New("the backup is encrypted with age; give the private key that opens it")
+
 // SafetySuffix is put between the target's name and the timestamp of
 // the snapshot taken before it is replaced.
 const SafetySuffix = ".pre-restore."
@@ -95,6 +105,9 @@ func Run(ctx context.Context, opts Options) (*Result, error) {
 	bk, err := filepath.Abs(opts.Backup)
 	if err != nil {
 		return nil, fmt.Errorf("backup %q: %w", opts.Backup, err)
+	}
+	if len(opts.Identities) == 0 && encrypt.IsAge(bk) {
+		return nil, fmt.Errorf("restore from %q: %w", opts.Backup, ErrNeedIdentity)
 	}
 	target, err := checkTarget(opts.Target, bk)
 	if err != nil {
@@ -115,7 +128,7 @@ func Run(ctx context.Context, opts Options) (*Result, error) {
 	// 1. The backup must be sound before anything is touched. A compressed
 	// one is decompressed once, beside the target, and the checked copy is
 	// what gets restored.
-	vr, err := verify.File(ctx, bk, verify.Options{TempDir: filepath.Dir(target), KeepDecompressed: true})
+	vr, err := verify.File(ctx, bk, verify.Options{TempDir: filepath.Dir(target), KeepDecompressed: true, Identities: opts.Identities})
 	if vr.Decompressed != "" {
 		defer os.Remove(vr.Decompressed)
 	}

@@ -17,6 +17,13 @@ command -v zsh >/dev/null || need+=(zsh)
 command -v prlimit >/dev/null || need+=(util-linux)
 # strace shows the tool never starts another program (a security test).
 command -v strace >/dev/null || need+=(strace)
+# The age CLI decrypts what the tool encrypts, and encrypts what it
+# restores (an independent client for internal/format/encrypt).
+command -v age >/dev/null || need+=(age)
+# zstd and ssh-keygen: the other ends of the age tests (age -e | zstd,
+# SSH recipients).
+command -v zstd >/dev/null || need+=(zstd)
+command -v ssh-keygen >/dev/null || need+=(openssh-client)
 if ((${#need[@]})); then
   sudo=""
   [[ $(id -u) -eq 0 ]] || sudo="sudo"

@@ -12,6 +12,7 @@ import (
 
 	"sqlite-backup/internal/format/compress"
 	"sqlite-backup/internal/format/content"
+	"sqlite-backup/internal/format/encrypt"
 	"sqlite-backup/internal/format/manifest"
 	"sqlite-backup/internal/format/sqlitefile"
 	"sqlite-backup/internal/output/hint"
@@ -135,6 +136,15 @@ func checkFile(ctx context.Context, path string, fi os.FileInfo, opts Options) (
 		if err != nil {
 			return res, fmt.Errorf("verify --deep %q: %w", path, err)
 		}
+		if m.Sealed != "" {
+			if len(opts.Identities) == 0 {
+				return res, hint.Wrap(fmt.Errorf("verify --deep %q: the manifest's content record is encrypted", path),
+					"give the key: sqlite-backup verify --deep -i key.txt %q", path)
+			}
+			if err := m.Open(path+manifest.JSONSuffix, opts.Identities); err != nil {
+				return res, fmt.Errorf("verify --deep %q: %w", path, err)
+			}
+		}
 		if m.Content == nil {
 			return res, fmt.Errorf("verify --deep %q: manifest has no content record", path)
 		}
@@ -150,10 +160,42 @@ func checkFile(ctx context.Context, path string, fi os.FileInfo, opts Options) (
 
 	dbPath := path
 	kind := compress.None
-	if fi.Mode().IsRegular() {
+	encrypted := fi.Mode().IsRegular() && encrypt.IsAge(path)
+	if fi.Mode().IsRegular() && !encrypted {
 		kind = compress.KindOf(path)
 	}
-	if kind != compress.None {
+	if encrypted {
+		res.Encryption = "age"
+		if len(opts.Identities) == 0 {
+			// What can be checked without a key: the header.
+			if err := encrypt.CheckHeader(path); err != nil {
+				var ce *encrypt.CorruptError
+				if errors.As(err, &ce) {
+					res.Problems = append(res.Problems, ce.Error())
+					return res, nil
+				}
+				return res, fmt.Errorf("verify %q: %w", path, err)
+			}
+			res.Check = "none"
+			res.ContentChecked = new(false)
+			res.NotChecked = "encrypted, give --identity"
+			return res, nil
+		}
+		tmp, inner, err := encrypt.DecryptTo(ctx, path, opts.TempDir, opts.Identities)
+		if err != nil {
+			var ce *encrypt.CorruptError
+			var we *encrypt.WrongIdentityError
+			switch {
+			case errors.As(err, &ce):
+				res.Problems = append(res.Problems, ce.Error())
+				return res, nil
+			case errors.As(err, &we):
+				return res, hint.Wrap(fmt.Errorf("verify %q: %w", path, err), "give the private key of one of its recipients: -i key.txt (age identity) or -i ~/.ssh/id_ed25519")
+			}
+			return res, fmt.Errorf("verify %q: %w", path, err)
+		}
+		dbPath, kind = tmp, inner
+	} else if kind != compress.None {
 		tmp, err := compress.DecompressTo(ctx, path, opts.TempDir)
 		if err != nil {
 			var ce *compress.CorruptError
@@ -167,7 +209,7 @@ func checkFile(ctx context.Context, path string, fi os.FileInfo, opts Options) (
 		dbPath = tmp
 	}
 	r, err := checkDB(ctx, dbPath, opts, deep)
-	if kind != compress.None {
+	if dbPath != path {
 		if opts.KeepDecompressed && err == nil && r.OK {
 			r.Decompressed = dbPath
 		} else {
@@ -177,8 +219,14 @@ func checkFile(ctx context.Context, path string, fi os.FileInfo, opts Options) (
 	r.Path = path
 	if kind != compress.None {
 		r.Compression = string(kind)
+	}
+	if dbPath != path {
 		r.Uncompressed = r.Size
 		r.Size = res.Size
+	}
+	r.Encryption = res.Encryption
+	if encrypted {
+		r.ContentChecked = new(true)
 	}
 	if opts.Deep && r.OK {
 		r.Content = "ok"

@@ -20,6 +20,8 @@ import (
 	"strings"
 	"time"
 
+	"filippo.io/age"
+
 	"sqlite-backup/internal/format/sqlitefile"
 	"sqlite-backup/internal/output/hint"
 	"sqlite-backup/internal/sys/fault"
@@ -47,6 +49,9 @@ type Options struct {
 	// Deep recomputes row counts and the content hash and compares them
 	// with the backup's manifest (<file>.json).
 	Deep bool
+	// Identities open encrypted (age) backups; without them only the
+	// sidecar hash and the age header of such a file are checked.
+	Identities []age.Identity
 	// BusyTimeout is how long the check of a database in use (one with a
 	// journal or a -shm beside it, read through SQLite's locks) waits
 	// for another process's lock; 0 fails at once.
@@ -76,6 +81,17 @@ type Result struct {
 	Uncompressed int64  `json:"uncompressed_size,omitempty"`
 	// Content is "ok" when --deep found the manifest's rows and hash.
 	Content string `json:"content,omitempty"`
+	// Encryption is "age" for an encrypted backup, checked through a
+	// decrypted temp copy when Options.Identities open it.
+	Encryption string `json:"encryption,omitempty"`
+	// ContentChecked, set for an encrypted backup only, says whether the
+	// database inside was checked: false without an identity.
+	ContentChecked *bool `json:"content_checked,omitempty"`
+	// NotChecked says why the database itself was not checked (an
+	// encrypted backup without an identity): the file has no verdict, OK
+	// is false, and no problem was found in what could be read (the
+	// sidecar hash, the age header).
+	NotChecked string `json:"-"`
 	// Decompressed is the kept decompressed copy (KeepDecompressed, and
 	// only when the file passed).
 	Decompressed string `json:"-"`

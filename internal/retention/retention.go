@@ -1,7 +1,7 @@
 // Package retention finds the backups this tool made for one database in
 // a backup directory and decides which of them to keep. It only ever
 // considers regular files whose name is exactly
-// <db-file>.YYYYMMDD_HHMMSS[-N][.zst|.gz] (never symlinks, never files
+// <db-file>.YYYYMMDD_HHMMSS[-N][.zst|.gz][.age] (never symlinks, never files
 // that merely look similar), and removes a backup together with its
 // .sha256 and .json sidecars. Deciding (Plan) is separate from removing
 // (Remove) so the rules can be tested over a simulated year with an
@@ -36,8 +36,9 @@ type Backup struct {
 	Name        string    `json:"name"`
 	DB          string    `json:"db"` // database file name the backup is of
 	Time        time.Time `json:"time"`
-	Seq         int       `json:"seq"`         // 1, or N of a -N same-second suffix
-	Compression string    `json:"compression"` // "none", "zstd" or "gzip"
+	Seq         int       `json:"seq"`                  // 1, or N of a -N same-second suffix
+	Compression string    `json:"compression"`          // "none", "zstd" or "gzip"
+	Encryption  string    `json:"encryption,omitempty"` // "age" for .age
 	Size        int64     `json:"size"`
 	// ModTime is the backup file's own mtime (not a sidecar's). The name's
 	// local time has no UTC offset, so it can misorder backups across a
@@ -46,20 +47,25 @@ type Backup struct {
 }
 
 // nameRE splits a backup name: db, timestamp, optional -N, optional
-// compression suffix. The db part is greedy but must be followed by the
+// compression suffix, optional .age. The db part is greedy but must be followed by the
 // exact timestamp shape, so "app.db.20260101_000000.bak" never matches.
-var nameRE = regexp.MustCompile(`^(.+)\.(\d{8}_\d{6})(?:-([2-9]|[1-9]\d{1,2}))?(\.zst|\.gz)?$`)
+var nameRE = regexp.MustCompile(`^(.+)\.(\d{8}_\d{6})(?:-([2-9]|[1-9]\d{1,2}))?(\.zst|\.gz)?(\.age)?$`)
 
 // Parse reports whether name is a backup name, and of which database.
 func Parse(name string, loc *time.Location) (db string, t time.Time, seq int, compression string, ok bool) {
+	db, t, seq, compression, _, ok = parse(name, loc)
+	return
+}
+
+func parse(name string, loc *time.Location) (db string, t time.Time, seq int, compression string, encryption string, ok bool) {
 	m := nameRE.FindStringSubmatch(name)
 	if m == nil {
-		return "", time.Time{}, 0, "", false
+		return "", time.Time{}, 0, "", "", false
 	}
 	t, err := time.ParseInLocation(TimeFormat, m[2], loc)
 	if err != nil || t.Format(TimeFormat) != m[2] {
 		// 20260230_000000 parses to March: not a name we wrote.
-		return "", time.Time{}, 0, "", false
+		return "", time.Time{}, 0, "", "", false
 	}
 	seq = 1
 	if m[3] != "" {
@@ -72,7 +78,10 @@ func Parse(name string, loc *time.Location) (db string, t time.Time, seq int, co
 	case ".gz":
 		compression = "gzip"
 	}
-	return m[1], t, seq, compression, true
+	if m[5] != "" {
+		encryption = "age"
+	}
+	return m[1], t, seq, compression, encryption, true
 }
 
 // Find lists the backups of database file name db (a base name such as
@@ -94,7 +103,7 @@ func Find(dir, db string, loc *time.Location) ([]Backup, error) {
 			continue
 		}
 		name := e.Name()
-		d, t, seq, comp, ok := Parse(name, loc)
+		d, t, seq, comp, enc, ok := parse(name, loc)
 		if !ok || (db != "" && d != db) {
 			continue
 		}
@@ -102,7 +111,7 @@ func Find(dir, db string, loc *time.Location) ([]Backup, error) {
 		if err != nil {
 			continue // removed meanwhile
 		}
-		out = append(out, Backup{Path: filepath.Join(dir, name), Name: name, DB: d, Time: t, Seq: seq, Compression: comp, Size: fi.Size(), ModTime: fi.ModTime()})
+		out = append(out, Backup{Path: filepath.Join(dir, name), Name: name, DB: d, Time: t, Seq: seq, Compression: comp, Encryption: enc, Size: fi.Size(), ModTime: fi.ModTime()})
 	}
 	SortNewestFirst(out)
 	return out, nil

@@ -4,6 +4,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 )
@@ -18,6 +19,9 @@ func TestParse(t *testing.T) {
 		{"app.db.20250101_020000-17.zst", "app.db", "zstd", 17},
 		{"app.db.20250101_020000.gz", "app.db", "gzip", 1},
 		{"my.app.db.20251231_235959", "my.app.db", "none", 1},
+		{"app.db.20250101_020000.age", "app.db", "none", 1},
+		{"app.db.20250101_020000-3.zst.age", "app.db", "zstd", 3},
+		{"app.db.20250101_020000.gz.age", "app.db", "gzip", 1},
 	}
 	for _, g := range good {
 		db, _, seq, comp, ok := Parse(g.name, time.UTC)
@@ -32,6 +36,10 @@ func TestParse(t *testing.T) {
 		"app.db.20250101_020000.sha256",
 		"app.db.20250101_020000.json",
 		"app.db.20250101_020000.zst.sha256",
+		"app.db.20250101_020000.age.json",
+		"app.db.20250101_020000.age.sha256",
+		"app.db.20250101_020000.age.zst", // we encrypt last
+		"app.db.20250101_020000.age.age",
 		"app.db.20250101_020000-1", // we never write -1
 		"app.db.20250101_020000-0",
 		"app.db.20250101_020000-02",
@@ -46,6 +54,31 @@ func TestParse(t *testing.T) {
 		if db, _, _, _, ok := Parse(name, time.UTC); ok {
 			t.Errorf("Parse(%q) accepted it as a backup of %q", name, db)
 		}
+	}
+}
+
+// TestFindEncrypted: .age backups are this tool's backups, sorted and
+// pruned with the rest, and marked encrypted.
+func TestFindEncrypted(t *testing.T) {
+	dir := t.TempDir()
+	for _, n := range []string{"app.db.20250101_020000", "app.db.20250102_020000.zst.age", "app.db.20250102_020000.zst.age.json", "app.db.20250103_020000-2.age"} {
+		touch(t, filepath.Join(dir, n))
+	}
+	bs, err := Find(dir, "app.db", time.UTC)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, b := range bs {
+		got = append(got, b.Name+":"+b.Compression+":"+b.Encryption)
+	}
+	want := []string{"app.db.20250103_020000-2.age:none:age", "app.db.20250102_020000.zst.age:zstd:age", "app.db.20250101_020000:none:"}
+	if strings.Join(got, " ") != strings.Join(want, " ") {
+		t.Errorf("Find = %v, want %v", got, want)
+	}
+	rm, err := Remove(bs[1])
+	if err != nil || len(rm) != 2 {
+		t.Errorf("Remove(%s) = %v, %v; want the backup and its .json", bs[1].Name, rm, err)
 	}
 }
 

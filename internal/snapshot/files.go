@@ -118,7 +118,11 @@ func planDestination(given, src string, opts Options) (destination, error) {
 	if err != nil {
 		return destination{}, fmt.Errorf("backup dir %q: %w", opts.Dir, err)
 	}
-	if err := checkNameLength(given, dir, longestPublished(given)); err != nil {
+	longest := longestPublished(given)
+	if len(opts.Recipients) > 0 {
+		longest += ".age"
+	}
+	if err := checkNameLength(given, dir, longest); err != nil {
 		return destination{}, err
 	}
 	if err := checkDir(dir, true); err != nil {
@@ -245,7 +249,7 @@ func nextSeq(dir, base string) int {
 		if !ok {
 			continue
 		}
-		for _, s := range []string{".sha256", ".json", ".zst", ".gz"} {
+		for _, s := range []string{".sha256", ".json", ".age", ".zst", ".gz"} {
 			rest = strings.TrimSuffix(rest, s)
 		}
 		n := 1

@@ -20,7 +20,10 @@ import (
 	"sync"
 	"time"
 
+	"filippo.io/age"
+
 	"sqlite-backup/internal/format/compress"
+	"sqlite-backup/internal/format/encrypt"
 	"sqlite-backup/internal/format/sqlitefile"
 	"sqlite-backup/internal/output/hint"
 	"sqlite-backup/internal/sys/fault"
@@ -78,6 +81,12 @@ type Options struct {
 	// Compress, if set, streams the verified copy into a .zst/.gz file
 	// that is published instead of it.
 	Compress compress.Kind
+	// Recipients, if any, get the verified copy (compressed first, if
+	// asked) encrypted with age for them, published as <name>[.zst].age;
+	// it is proven to decrypt before it gets its name.
+	Recipients []age.Recipient
+	// EncryptProgress, if set, is called with the bytes encrypted so far.
+	EncryptProgress func(done, total int64)
 	// Snapshot, if set, is called with a connection that sees exactly the
 	// snapshot copied: inside the read transaction that pins it (method
 	// backup), or on the finished copy (method vacuum: VACUUM INTO cannot
@@ -90,7 +99,7 @@ type Options struct {
 	// VerifyProgress, if set, is passed to verify.Options.Progress.
 	VerifyProgress func(done, total int64, finished bool)
 	// Phase, if set, is called as each phase starts ("copy", "check",
-	// "compress"), so a terminal can show one that reports no counts.
+	// "compress", "encrypt"), so a terminal can show one that reports no counts.
 	Phase func(name string)
 }
 
@@ -120,9 +129,12 @@ type Result struct {
 	// the database inside a compressed backup.
 	Compression  compress.Kind `json:"compression"`
 	Uncompressed int64         `json:"uncompressed_size,omitempty"`
-	Duration     time.Duration `json:"-"`
-	Started      time.Time     `json:"started"`
-	SourceWAL    bool          `json:"source_wal"`
+	// Encryption is "age" for an encrypted backup (Uncompressed is then
+	// the size of the database inside).
+	Encryption string        `json:"encryption,omitempty"`
+	Duration   time.Duration `json:"-"`
+	Started    time.Time     `json:"started"`
+	SourceWAL  bool          `json:"source_wal"`
 	// Copier says what copied the pages; FileCopySkipped why the file
 	// copy could not be used, when it could not.
 	Copier          Copier `json:"copier"`
@@ -272,7 +284,19 @@ func Run(ctx context.Context, opts Options) (res *Result, err error) {
 	}
 
 	var uncompressed int64
-	if opts.Compress != compress.None {
+	suffix, encryption := opts.Compress.Suffix(), ""
+	if len(opts.Recipients) > 0 {
+		opts.phase("encrypt")
+		etmp, sealed, err := encryptTemp(ctx, tmp, dst.dir, filepath.Base(given), opts)
+		if err != nil {
+			return nil, err
+		}
+		sum = sealed.SHA256 // the .sha256 sidecar covers the ciphertext
+		removeTemp(tmp)
+		tmp, uncompressed = etmp, sealed.Uncompressed
+		suffix += encrypt.Suffix
+		encryption = "age"
+	} else if opts.Compress != compress.None {
 		// The round-trip check read the compressed file: its hash is
 		// the one to record.
 		opts.phase("compress")
@@ -285,7 +309,7 @@ func Run(ctx context.Context, opts Options) (res *Result, err error) {
 		tmp, uncompressed = ctmp, size
 	}
 
-	final, err := publish(tmp, dst, opts.Now(), opts.Compress.Suffix())
+	final, err := publish(tmp, dst, opts.Now(), suffix)
 	if err != nil {
 		return nil, err
 	}
@@ -314,6 +338,7 @@ func Run(ctx context.Context, opts Options) (res *Result, err error) {
 		CheckThreads:    threads,
 		Compression:     opts.Compress,
 		Uncompressed:    uncompressed,
+		Encryption:      encryption,
 		Copier:          cp.how,
 		FileCopySkipped: cp.why,
 		SHA256:          sum,
@@ -509,7 +534,7 @@ func onlineBackup(ctx context.Context, conn *sql.Conn, files *sourceFiles, src, 
 			}
 			hookErr <- hook(hctx)
 		}()
-		hash, err := copyFile(ctx, files, plan, tmp, progress, opts.Compress == compress.None, moved, hookDone)
+		hash, err := copyFile(ctx, files, plan, tmp, progress, opts.Compress == compress.None && len(opts.Recipients) == 0, moved, hookDone)
 		var ep *errPlan
 		fatal := err != nil && !errors.As(err, &ep)
 		if fatal {

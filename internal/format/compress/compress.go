@@ -160,6 +160,37 @@ func Compress(ctx context.Context, kind Kind, src, dst string) (srcSHA256 string
 	return hex.EncodeToString(h.Sum(nil)), nil
 }
 
+// NewWriter returns a stream that compresses into w, as Compress does;
+// its Close ends the stream but does not close w. Encryption wraps it
+// around an age writer so no compressed plaintext file is ever written.
+func NewWriter(kind Kind, w io.Writer) (io.WriteCloser, error) {
+	switch kind {
+	case Zstd:
+		return zstd.NewWriter(w, zstd.WithEncoderLevel(zstd.SpeedDefault))
+	case Gzip:
+		return gzip.NewWriter(w), nil
+	}
+	return nil, fmt.Errorf("unknown compression %q", kind)
+}
+
+// KindOfBytes says which compression the first bytes of a stream show.
+func KindOfBytes(b []byte) Kind {
+	switch {
+	case len(b) >= 4 && bytes.Equal(b[:4], zstdMagic):
+		return Zstd
+	case len(b) >= 2 && bytes.Equal(b[:2], gzipMagic):
+		return Gzip
+	}
+	return None
+}
+
+// Decode streams the compressed data read from in (named name in
+// errors) into w, as verify and restore decompress a file: a stream that
+// does not decompress, or has trailing data, is a *CorruptError.
+func Decode(ctx context.Context, kind Kind, name string, in io.Reader, w io.Writer) (int64, error) {
+	return decode(ctx, kind, name, in, w)
+}
+
 // reader opens a decompressing stream over r.
 func reader(kind Kind, r io.Reader) (io.ReadCloser, error) {
 	switch kind {

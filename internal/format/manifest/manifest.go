@@ -5,11 +5,17 @@
 // --deep) a logical hash of the content. Both are written to a private
 // temp file, fsynced and renamed into place, so a reader never sees half
 // a sidecar.
+//
+// Beside an encrypted backup the .json keeps nothing of the content in
+// the clear: the table names, row counts, content hashes and shrink
+// warnings are sealed with age to the backup's own recipients in the
+// "sealed" field (base64), and Open restores them given an identity.
 package manifest
 
 import (
 	"bufio"
 	"crypto/sha256"
+	"encoding/base64"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
@@ -21,6 +27,9 @@ import (
 	"strings"
 	"time"
 
+	"filippo.io/age"
+
+	"sqlite-backup/internal/format/encrypt"
 	"sqlite-backup/internal/sys/fsx"
 )
 
@@ -106,6 +115,60 @@ type Manifest struct {
 	ShrinkGuard    float64    `json:"shrink_guard_pct"`
 	ShrinkWarnings []Shrink   `json:"shrink_warnings,omitempty"`
 	ComparedWith   string     `json:"compared_with,omitempty"` // previous backup for the shrink guard
+	// Encryption is "age" for an encrypted backup; Content, ContentError
+	// and ShrinkWarnings are then in Sealed only.
+	Encryption string `json:"encryption,omitempty"`
+	// Sealed is the Private part as JSON, encrypted with age to the
+	// backup's recipients, base64-encoded: anyone with a key reads it
+	// with jq -r .sealed FILE.json | base64 -d | age -d -i KEY.
+	Sealed string `json:"sealed,omitempty"`
+}
+
+// Private is what the manifest of an encrypted backup only holds sealed:
+// it tells about the data itself.
+type Private struct {
+	Content        *Content `json:"content,omitempty"`
+	ContentError   string   `json:"content_error,omitempty"`
+	ShrinkWarnings []Shrink `json:"shrink_warnings,omitempty"`
+}
+
+// Seal moves the private part of m into Sealed, encrypted for rcpts.
+func (m *Manifest) Seal(rcpts []age.Recipient) error {
+	b, err := json.Marshal(Private{m.Content, m.ContentError, m.ShrinkWarnings})
+	if err != nil {
+		return err
+	}
+	sealed, err := encrypt.SealBytes(b, rcpts)
+	if err != nil {
+		return fmt.Errorf("encrypt manifest of %q: %v", m.Backup, err)
+	}
+	m.Encryption = "age"
+	m.Sealed = base64.StdEncoding.EncodeToString(sealed)
+	m.Content, m.ContentError, m.ShrinkWarnings = nil, "", nil
+	return nil
+}
+
+// Open decrypts Sealed with ids and puts the private part back in m. A
+// manifest with nothing sealed is left as it is. name names the manifest
+// in errors.
+func (m *Manifest) Open(name string, ids []age.Identity) error {
+	if m.Sealed == "" {
+		return nil
+	}
+	raw, err := base64.StdEncoding.DecodeString(m.Sealed)
+	if err != nil {
+		return &encrypt.CorruptError{Path: name, Err: fmt.Errorf("sealed: %v", err)}
+	}
+	b, err := encrypt.OpenBytes(name, raw, ids)
+	if err != nil {
+		return err
+	}
+	var p Private
+	if err := json.Unmarshal(b, &p); err != nil {
+		return &encrypt.CorruptError{Path: name, Err: fmt.Errorf("sealed: %v", err)}
+	}
+	m.Content, m.ContentError, m.ShrinkWarnings = p.Content, p.ContentError, p.ShrinkWarnings
+	return nil
 }
 
 // Write writes m as <backup>.json atomically.
