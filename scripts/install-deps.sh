@@ -17,11 +17,30 @@ command -v zsh >/dev/null || need+=(zsh)
 command -v prlimit >/dev/null || need+=(util-linux)
 # strace shows the tool never starts another program (a security test).
 command -v strace >/dev/null || need+=(strace)
+# The remote tests (issue 22) start a real OpenSSH sshd on loopback; the
+# ssh client tools make its keys, and sftp/scp and rclone are the
+# baselines of the remote benchmark (go run ./bench -remote).
+[[ -x /usr/sbin/sshd ]] || need+=(openssh-server)
+command -v ssh-keygen >/dev/null && command -v sftp >/dev/null || need+=(openssh-client)
+command -v rclone >/dev/null || need+=(rclone)
+sudo=""
+[[ $(id -u) -eq 0 ]] || sudo="sudo"
 if ((${#need[@]})); then
-  sudo=""
-  [[ $(id -u) -eq 0 ]] || sudo="sudo"
   echo "install-deps: installing ${need[*]}" >&2
   $sudo apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${need[@]}" >/dev/null
+fi
+# sshd refuses to start without its privilege separation directory,
+# which a container without systemd never creates.
+if [[ -x /usr/sbin/sshd && ! -d /run/sshd ]]; then
+  $sudo mkdir -p -m 0755 /run/sshd
+fi
+# versitygw v1.8.0: the S3 server the remote tests start on loopback
+# (Apache 2.0; about 6 minutes to build cold). Installed where the tests
+# look: $(go env GOPATH)/bin.
+gobin=$(go env GOPATH)/bin
+if ! go version -m "$gobin/versitygw" 2>/dev/null | grep -Eq '^\s+mod\s+github.com/versity/versitygw\s+v1\.8\.0\s'; then
+  echo "install-deps: building versitygw v1.8.0 (a few minutes)" >&2
+  GOBIN=$gobin CGO_ENABLED=0 go install github.com/versity/versitygw/cmd/versitygw@v1.8.0
 fi
 go mod download
