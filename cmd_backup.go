@@ -18,6 +18,7 @@ import (
 	"sqlite-backup/internal/output/metrics"
 	"sqlite-backup/internal/retention"
 	"sqlite-backup/internal/snapshot"
+	"sqlite-backup/remote"
 )
 
 // BackupCmd takes one verified backup.
@@ -32,7 +33,9 @@ type BackupCmd struct {
 	Deep        bool          `help:"Also record a logical hash of every row in the manifest, for verify --deep."`
 	ShrinkGuard int           `default:"50" placeholder:"PCT" help:"Warn and skip pruning if any table lost more than PCT% of its rows since the previous verified backup (0: off; default ${default})."`
 	MetricsFile string        `placeholder:"PATH" help:"Record the outcome in PATH (*.prom) for the node_exporter textfile collector, replaced atomically."`
+	Remote      []string      `placeholder:"URL" help:"Also send each verified backup with its sidecars to URL: sftp://user@host[:port]/abs/dir or s3://bucket[/prefix]; repeat for several. The --keep rules then apply there too, after a checked upload."`
 	RetentionFlags
+	RemoteFlags
 }
 
 func (c *BackupCmd) Run(ctx context.Context, kctx *kong.Context, g *Globals) error {
@@ -86,9 +89,15 @@ func (c *BackupCmd) Run(ctx context.Context, kctx *kong.Context, g *Globals) err
 		}
 		var clearProgress func()
 		bo.Progress, bo.VerifyProgress, clearProgress = ttyProgress(g.stderr(), src.Path)
+		runPol := pol
+		if len(c.Remote) > 0 {
+			// Local pruning waits until every remote has its copy: a
+			// remote's failure must not cost a local backup.
+			runPol = retention.Policy{}
+		}
 		rep, err := backup.Run(ctx, backup.Options{
 			Backup:      bo,
-			Policy:      pol,
+			Policy:      runPol,
 			Deep:        c.Deep,
 			ShrinkGuard: float64(c.ShrinkGuard),
 			ToolVersion: buildInfo().Version,
@@ -101,9 +110,29 @@ func (c *BackupCmd) Run(ctx context.Context, kctx *kong.Context, g *Globals) err
 		if published != nil {
 			done = append(done, published.Path)
 		}
+		var remotes []*remote.SyncReport
+		if len(c.Remote) > 0 && err == nil && published != nil && published.Verify == "ok" && c.Backup == "" {
+			prune := rep.Skipped == "" && !pol.KeepsAll()
+			var rerr error
+			remotes, rerr = sendRemotes(ctx, g, c.Remote, c.RemoteFlags, rep, pol, prune)
+			switch {
+			case rerr != nil:
+				err = rerr
+				if prune {
+					rep.Skipped = skipRemote
+				}
+			case prune:
+				rep.Prune, err = backup.Prune(ctx, backup.PruneOptions{Dir: g.BackupDir, Source: src.Path, Policy: pol, LockTimeout: c.LockTimeout})
+				if err != nil && ctx.Err() != nil {
+					rep.Skipped, err = backup.SkipInterrupted, nil
+				}
+			}
+		} else if len(c.Remote) > 0 && err == nil && published != nil {
+			fmt.Fprintf(g.stderr(), "sqlite-backup: note: %s not sent to the remotes: only verified backups in --backup-dir go off-site\n", published.Path)
+		}
 		err = errors.Join(err, mf.RecordBackup(src.Path, published, err))
 		if rep != nil {
-			if perr := printBackup(g.stdout, g.stderr(), rep, g.JSON); err == nil {
+			if perr := printBackup(g.stdout, g.stderr(), rep, remotes, g.JSON); err == nil {
 				err = perr
 			}
 		}
@@ -131,7 +160,7 @@ func (c *BackupCmd) Run(ctx context.Context, kctx *kong.Context, g *Globals) err
 	return nil
 }
 
-func printBackup(w, errw io.Writer, rep *backup.Report, asJSON bool) error {
+func printBackup(w, errw io.Writer, rep *backup.Report, remotes []*remote.SyncReport, asJSON bool) error {
 	r := rep.Result
 	warnShrink(errw, rep)
 	if asJSON {
@@ -139,13 +168,15 @@ func printBackup(w, errw io.Writer, rep *backup.Report, asJSON bool) error {
 			*snapshot.Result
 			DurationMS int64 `json:"duration_ms"`
 			runFields
-		}{r, r.Duration.Milliseconds(), fieldsOf(rep)})
+			Remotes []*remote.SyncReport `json:"remotes,omitempty"`
+		}{r, r.Duration.Milliseconds(), fieldsOf(rep), remotes})
 	}
 	verdict := string(r.Check) + " ok"
 	if r.Verify == "skipped" {
 		verdict = "NOT VERIFIED (--no-verify)"
 	}
 	_, err := fmt.Fprintf(w, "%s: %s, %d bytes, %d pages, %s\n", r.Path, verdict, r.Size, r.Pages, r.Duration.Round(time.Millisecond))
+	printRemotes(w, remotes)
 	printPruned(w, errw, rep)
 	return err
 }
@@ -208,6 +239,8 @@ func printPruned(w, errw io.Writer, r *backup.Report) {
 	switch {
 	case r.Skipped == backup.SkipUnverified:
 		fmt.Fprintf(errw, "sqlite-backup: note: older backups not pruned: the new backup was not verified\n")
+	case r.Skipped == skipRemote:
+		fmt.Fprintf(errw, "sqlite-backup: note: older backups not pruned, here or on any remote: a remote failed; the next run sends what is missing, then prunes\n")
 	case r.Skipped == backup.SkipInterrupted:
 		fmt.Fprintf(errw, "sqlite-backup: note: pruning interrupted; the backup above is complete, the next run prunes the rest\n")
 	case r.Prune != nil:

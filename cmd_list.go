@@ -22,6 +22,8 @@ type ListCmd struct {
 	Quick   bool   `help:"Check each backup with quick_check instead of integrity_check (implies --verify)."`
 	Deep    bool   `help:"Also recompute the rows and content hash each manifest recorded (implies --verify)."`
 	TempDir string `placeholder:"DIR" help:"Where compressed backups are decompressed to be checked (default: the system temp dir)."`
+	Remote  []string `placeholder:"URL" help:"List the backups on this remote instead (sftp://… or s3://…); repeat for several."`
+	RemoteFlags
 }
 
 func (c *ListCmd) Run(ctx context.Context, kctx *kong.Context, g *Globals) error {
@@ -37,6 +39,12 @@ func (c *ListCmd) Run(ctx context.Context, kctx *kong.Context, g *Globals) error
 		for _, s := range srcs {
 			dbs = append(dbs, filepath.Base(s.Path))
 		}
+	}
+	if originOf(kctx, "remote").Origin == config.FromFlag && len(c.Remote) > 0 {
+		if c.Verify {
+			return usagef("sqlite-backup verify s3://bucket/prefix/app.db.20250101_120000", "list --remote does not check files; verify URL/NAME downloads one and checks it")
+		}
+		return listRemotes(ctx, g, c.Remote, c.RemoteFlags, dbs)
 	}
 	es, err := backup.List(ctx, backup.ListOptions{Dir: g.BackupDir, DBs: dbs, Verify: c.Verify, Quick: c.Quick, Deep: c.Deep, TempDir: c.TempDir})
 	if err != nil {

@@ -11,6 +11,7 @@ import (
 	"github.com/alecthomas/kong"
 
 	"sqlite-backup/backup"
+	"sqlite-backup/config"
 	"sqlite-backup/internal/retention"
 )
 
@@ -18,7 +19,9 @@ import (
 type PruneCmd struct {
 	DryRun      bool          `help:"Only list what would be removed."`
 	LockTimeout time.Duration `default:"0s" placeholder:"DUR" help:"How long to wait for another run using the same backup directory (default: fail at once)."`
+	Remote      []string      `placeholder:"URL" help:"Prune the backups on this remote instead of --backup-dir (sftp://… or s3://…); repeat for several."`
 	RetentionFlags
+	RemoteFlags
 }
 
 func (c *PruneCmd) Run(ctx context.Context, kctx *kong.Context, g *Globals) error {
@@ -29,6 +32,13 @@ func (c *PruneCmd) Run(ctx context.Context, kctx *kong.Context, g *Globals) erro
 	srcs, err := findSources(kctx, g)
 	if err != nil {
 		return err
+	}
+	if originOf(kctx, "remote").Origin == config.FromFlag && len(c.Remote) > 0 {
+		var paths []string
+		for _, s := range srcs {
+			paths = append(paths, s.Path)
+		}
+		return pruneRemotes(ctx, g, c.Remote, c.RemoteFlags, paths, pol, c.DryRun)
 	}
 	var reps []*backup.PruneReport
 	var firstErr error

@@ -6,22 +6,26 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"os"
+	"path/filepath"
 	"time"
 
 	"github.com/alecthomas/kong"
 
 	"sqlite-backup/config"
+	"sqlite-backup/remote"
 	"sqlite-backup/restore"
 )
 
 // RestoreCmd puts a verified backup back in place of the database.
 type RestoreCmd struct {
-	File    string `arg:"" name:"backup" help:"Backup file to restore from."`
+	File    string `arg:"" name:"backup" help:"Backup file to restore from, or a remote backup as URL/NAME (downloaded with its sidecars beside the target, checked, removed)."`
 	To      string `placeholder:"PATH" help:"Database to restore to (default: the source, found as for backups)."`
 	Force   bool   `env:"-" help:"Replace an existing database; a snapshot of it is first saved as <db>.pre-restore.YYYYMMDD_HHMMSS."`
 	Online  bool   `xor:"mode" help:"Copy into the live database with SQLite's backup API (the default when another process has it open)."`
 	Offline bool   `xor:"mode" help:"Replace the file (the default when no other process has it open); refused if one does."`
 	DryRun  bool   `help:"Verify the backup and say what would be done, without changing anything."`
+	RemoteFlags
 }
 
 func (c *RestoreCmd) Run(ctx context.Context, kctx *kong.Context, g *Globals) error {
@@ -38,8 +42,21 @@ func (c *RestoreCmd) Run(ctx context.Context, kctx *kong.Context, g *Globals) er
 		}
 		to = src.Path
 	}
+	backupFile := c.File
+	if isRemoteURL(c.File) {
+		abs, err := filepath.Abs(to)
+		if err != nil {
+			return err
+		}
+		local, dir, err := fetchRemote(ctx, g, c.File, c.RemoteFlags, filepath.Dir(abs))
+		if err != nil {
+			return err
+		}
+		defer os.RemoveAll(dir)
+		backupFile = local
+	}
 	opts := restore.Options{
-		Backup:      c.File,
+		Backup:      backupFile,
 		Target:      to,
 		Force:       c.Force,
 		DryRun:      c.DryRun,
@@ -52,6 +69,9 @@ func (c *RestoreCmd) Run(ctx context.Context, kctx *kong.Context, g *Globals) er
 		opts.Mode = restore.ModeOffline
 	}
 	res, err := restore.Run(ctx, opts)
+	if res != nil && backupFile != c.File {
+		res.Backup = remote.Redact(c.File)
+	}
 	if errors.Is(err, restore.ErrTargetExists) {
 		return usagef(fmt.Sprintf("sqlite-backup restore %q --to %q --force   (saves the current database first)", c.File, to), "%v", err)
 	}

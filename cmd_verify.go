@@ -4,17 +4,21 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"os"
 	"strings"
+
+	"sqlite-backup/remote"
 
 	"sqlite-backup/verify"
 )
 
 // VerifyCmd checks existing backup files without writing a byte.
 type VerifyCmd struct {
-	Files   []string `arg:"" name:"file" help:"Backup files to check."`
+	Files   []string `arg:"" name:"file" help:"Backup files to check; a remote backup as URL/NAME (downloaded with its sidecars to --temp-dir, checked, removed)."`
 	Quick   bool     `help:"Run quick_check instead of the full integrity_check."`
 	Deep    bool     `help:"Also recompute the row counts and content hash recorded in FILE.json and compare."`
 	TempDir string   `placeholder:"DIR" help:"Where compressed backups are decompressed to be checked (default: the system temp dir)."`
+	RemoteFlags
 }
 
 type verifyReport struct {
@@ -29,9 +33,23 @@ func (c *VerifyCmd) Run(ctx context.Context, g *Globals) error {
 	var failed, errs int
 	var firstErr error
 	for _, f := range c.Files {
-		_, vp, clearProgress := ttyProgress(g.stderr(), f)
-		res, err := verify.File(ctx, f, verify.Options{Quick: c.Quick, Deep: c.Deep, TempDir: c.TempDir, BusyTimeout: g.BusyTimeout, Progress: vp})
-		clearProgress()
+		local, cleanup := f, func() {}
+		var err error
+		if isRemoteURL(f) {
+			var dir string
+			local, dir, err = fetchRemote(ctx, g, f, c.RemoteFlags, c.TempDir)
+			cleanup = func() { os.RemoveAll(dir) }
+		}
+		var res verify.Result
+		if err == nil {
+			_, vp, clearProgress := ttyProgress(g.stderr(), local)
+			res, err = verify.File(ctx, local, verify.Options{Quick: c.Quick, Deep: c.Deep, TempDir: c.TempDir, BusyTimeout: g.BusyTimeout, Progress: vp})
+			clearProgress()
+			if local != f {
+				res.Path = remote.Redact(f)
+			}
+		}
+		cleanup()
 		if err != nil {
 			if ctx.Err() != nil {
 				return ctx.Err()

@@ -1,0 +1,252 @@
+package main
+
+import (
+	"bytes"
+	"encoding/json"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"sqlite-backup/internal/testdb"
+	"sqlite-backup/internal/testserver"
+)
+
+// remoteEnv is one sshd and one versitygw with a bucket, and the
+// environment and flags the tool needs for both.
+type remoteEnv struct {
+	sshd  *testserver.SSHD
+	s3    *testserver.S3
+	s3URL string
+	s3Dir string // where versitygw keeps the prefix's objects
+	env   []string
+	flags []string
+}
+
+func newRemoteEnv(t *testing.T) *remoteEnv {
+	t.Helper()
+	e := &remoteEnv{sshd: testserver.StartSSHD(t), s3: testserver.StartS3(t)}
+	e.s3.MakeBucket(t, "backups")
+	e.s3URL = "s3://backups/host1"
+	e.s3Dir = filepath.Join(e.s3.Dir, "backups", "host1")
+	e.env = append(os.Environ(), e.s3.Env()...)
+	// Short waits between retries: the bound is what is tested, not the wait.
+	e.env = append(e.env, "SQLITE_BACKUP_REMOTE_BACKOFF=50ms", "HOME="+t.TempDir(), "SSH_AUTH_SOCK=")
+	e.flags = []string{"--ssh-key", e.sshd.Key, "--known-hosts", e.sshd.KnownHosts}
+	return e
+}
+
+type runResult struct {
+	out, err string
+	code     int
+}
+
+func (e *remoteEnv) run(t *testing.T, env []string, args ...string) runResult {
+	t.Helper()
+	cmd := exec.Command("sqlite-backup", args...)
+	if env == nil {
+		env = e.env
+	}
+	cmd.Env = env
+	var so, se bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &so, &se
+	err := cmd.Run()
+	code := 0
+	if ee, ok := err.(*exec.ExitError); ok {
+		code = ee.ExitCode()
+	} else if err != nil {
+		t.Fatal(err)
+	}
+	return runResult{so.String(), se.String(), code}
+}
+
+func (r runResult) must(t *testing.T) runResult {
+	t.Helper()
+	if r.code != 0 {
+		t.Fatalf("exit %d\nstdout: %s\nstderr: %s", r.code, r.out, r.err)
+	}
+	return r
+}
+
+// sha256sumCheck runs the independent sha256sum -c on every .sha256
+// sidecar in dir and returns the names of the backups it checked.
+func sha256sumCheck(t *testing.T, dir string) []string {
+	t.Helper()
+	sides, _ := filepath.Glob(filepath.Join(dir, "*.sha256"))
+	var names []string
+	for _, s := range sides {
+		cmd := exec.Command("sha256sum", "--strict", "-c", filepath.Base(s))
+		cmd.Dir = dir
+		if out, err := cmd.CombinedOutput(); err != nil {
+			t.Fatalf("sha256sum -c %s in %s: %v\n%s", filepath.Base(s), dir, err, out)
+		}
+		names = append(names, strings.TrimSuffix(filepath.Base(s), ".sha256"))
+	}
+	return names
+}
+
+// noTempFiles fails if an upload left anything but backups and sidecars.
+func noTempFiles(t *testing.T, dir string) {
+	t.Helper()
+	ents, _ := os.ReadDir(dir)
+	for _, e := range ents {
+		if strings.Contains(e.Name(), "tmp") {
+			t.Errorf("left behind in %s: %s", dir, e.Name())
+		}
+	}
+}
+
+type backupJSON struct {
+	Path    string `json:"path"`
+	SHA256  string `json:"sha256"`
+	Remotes []struct {
+		Remote   string   `json:"remote"`
+		Uploaded []string `json:"uploaded"`
+		Present  int      `json:"already_present"`
+		Removed  []string `json:"removed"`
+		Error    string   `json:"error"`
+	} `json:"remotes"`
+}
+
+func parseBackup(t *testing.T, out string) backupJSON {
+	t.Helper()
+	var b backupJSON
+	if err := json.Unmarshal([]byte(strings.TrimSpace(out)), &b); err != nil {
+		t.Fatalf("backup --json: %v\n%s", err, out)
+	}
+	return b
+}
+
+// TestRemoteBothInOneRun sends one backup to an SFTP and an S3 remote in
+// one run, then lists, verifies and restores it from each; the bytes on
+// each server are checked by sha256sum, the restored databases by the C
+// sqlite3 CLI.
+func TestRemoteBothInOneRun(t *testing.T) {
+	e := newRemoteEnv(t)
+	dir := t.TempDir()
+	src := filepath.Join(dir, "app.db")
+	testdb.Create(t, src, testdb.Options{Rows: 3000, BlobSize: 1000})
+	bdir := filepath.Join(dir, "backups")
+	os.Mkdir(bdir, 0o755)
+	args := append([]string{"--source", src, "--backup-dir", bdir, "--remote", e.sshd.URL(), "--remote", e.s3URL, "--json"}, e.flags...)
+	b := parseBackup(t, e.run(t, nil, args...).must(t).out)
+	name := filepath.Base(b.Path)
+	if len(b.Remotes) != 2 {
+		t.Fatalf("remotes in --json: %+v", b.Remotes)
+	}
+	for _, r := range b.Remotes {
+		if r.Error != "" || len(r.Uploaded) != 1 || r.Uploaded[0] != name {
+			t.Fatalf("remote %+v", r)
+		}
+	}
+	local, _ := os.ReadFile(b.Path)
+	for _, d := range []string{e.sshd.Dir, e.s3Dir} {
+		got, err := os.ReadFile(filepath.Join(d, name))
+		if err != nil || !bytes.Equal(got, local) {
+			t.Fatalf("%s: the server's copy differs from the local backup (%v)", d, err)
+		}
+		if n := sha256sumCheck(t, d); len(n) != 1 || n[0] != name {
+			t.Fatalf("%s: sidecars %v", d, n)
+		}
+		if _, err := os.Stat(filepath.Join(d, name+".json")); err != nil {
+			t.Fatalf("no manifest on the remote: %v", err)
+		}
+		noTempFiles(t, d)
+	}
+	// A second run sends only the new backup.
+	b2 := parseBackup(t, e.run(t, nil, args...).must(t).out)
+	for _, r := range b2.Remotes {
+		if len(r.Uploaded) != 1 || r.Present != 1 {
+			t.Fatalf("second run: %+v", r)
+		}
+	}
+
+	for _, url := range []string{e.sshd.URL(), e.s3URL} {
+		l := e.run(t, nil, append([]string{"list", "--remote", url}, e.flags...)...).must(t)
+		if !strings.Contains(l.out, name) || !strings.Contains(l.out, b.SHA256) || strings.Contains(l.out, "INCOMPLETE") {
+			t.Fatalf("list --remote %s:\n%s", url, l.out)
+		}
+		v := e.run(t, nil, append([]string{"verify", url + "/" + name}, e.flags...)...).must(t)
+		if !strings.Contains(v.out, ": ok") || !strings.Contains(v.out, url+"/"+name) {
+			t.Fatalf("verify %s/%s:\n%s", url, name, v.out)
+		}
+		to := filepath.Join(t.TempDir(), "restored.db")
+		e.run(t, nil, append([]string{"restore", url + "/" + name, "--to", to}, e.flags...)...).must(t)
+		out, err := exec.Command("sqlite3", to, "PRAGMA integrity_check; SELECT count(*) FROM t;").CombinedOutput()
+		if err != nil || string(out) != "ok\n3000\n" {
+			t.Fatalf("restored from %s: %v %q", url, err, out)
+		}
+		ents, _ := os.ReadDir(filepath.Dir(to))
+		if len(ents) != 2 { // restored.db and restore's lock file
+			t.Fatalf("restore left files beside the target: %v", ents)
+		}
+	}
+	// A damaged copy on the server is caught by verify, not passed.
+	p := filepath.Join(e.s3Dir, name)
+	data, _ := os.ReadFile(p)
+	data[len(data)/2] ^= 0xff
+	os.WriteFile(p, data, 0o644)
+	if v := e.run(t, nil, "verify", e.s3URL+"/"+name); v.code == 0 {
+		t.Fatalf("verify of a damaged remote copy passed:\n%s", v.out)
+	}
+}
+
+// TestRemoteRetention: --keep applies on each remote after its upload,
+// only to this database's exact names; prune --remote works on its own.
+func TestRemoteRetention(t *testing.T) {
+	e := newRemoteEnv(t)
+	dir := t.TempDir()
+	src := filepath.Join(dir, "app.db")
+	testdb.Create(t, src, testdb.Options{Rows: 100})
+	bdir := filepath.Join(dir, "backups")
+	os.Mkdir(bdir, 0o755)
+	// Not ours: another database's backup and a look-alike name.
+	for _, d := range []string{e.sshd.Dir} {
+		os.WriteFile(filepath.Join(d, "other.db.20200101_000000"), []byte("x"), 0o644)
+		os.WriteFile(filepath.Join(d, "app.db.20200101_000000.bak"), []byte("x"), 0o644)
+	}
+	args := append([]string{"--source", src, "--backup-dir", bdir, "--remote", e.sshd.URL(), "--remote", e.s3URL, "--keep", "2"}, e.flags...)
+	for range 3 {
+		e.run(t, nil, args...).must(t)
+	}
+	newest := filepath.Base(parseBackup(t, e.run(t, nil, append(args, "--json")...).must(t).out).Path)
+	localNames := sha256sumCheck(t, bdir)
+	if len(localNames) != 2 {
+		t.Fatalf("local backups: %v", localNames)
+	}
+	for _, d := range []string{e.sshd.Dir, e.s3Dir} {
+		names := sha256sumCheck(t, d)
+		if strings.Join(names, " ") != strings.Join(localNames, " ") {
+			t.Fatalf("%s holds %v, local %v", d, names, localNames)
+		}
+		ents, _ := os.ReadDir(d)
+		want := 6
+		if d == e.sshd.Dir {
+			want = 8
+		}
+		if len(ents) != want {
+			t.Fatalf("%s: %d files, want %d", d, len(ents), want)
+		}
+	}
+	for _, url := range []string{e.sshd.URL(), e.s3URL} {
+		p := e.run(t, nil, append([]string{"prune", "--source", src, "--remote", url, "--keep", "1"}, e.flags...)...).must(t)
+		if !strings.Contains(p.out, "kept 1") {
+			t.Fatalf("prune --remote:\n%s", p.out)
+		}
+	}
+	for _, d := range []string{e.sshd.Dir, e.s3Dir} {
+		if names := sha256sumCheck(t, d); len(names) != 1 || names[0] != newest {
+			t.Fatalf("%s after prune --keep 1: %v (newest %s)", d, names, newest)
+		}
+	}
+	for _, f := range []string{"other.db.20200101_000000", "app.db.20200101_000000.bak"} {
+		if _, err := os.Stat(filepath.Join(e.sshd.Dir, f)); err != nil {
+			t.Fatalf("pruning removed a file that is not this database's backup: %s", f)
+		}
+	}
+	// The local backups are untouched by a remote prune.
+	if n := sha256sumCheck(t, bdir); len(n) != 2 {
+		t.Fatalf("local after prune --remote: %v", n)
+	}
+}
