@@ -18,10 +18,10 @@ import (
 // ListCmd shows the backups in the backup directory with what their
 // sidecars say; with --verify it checks each one as verify does.
 type ListCmd struct {
-	Verify  bool   `help:"Also check each backup: sha256, decompression and integrity_check (reads every file)."`
-	Quick   bool   `help:"Check each backup with quick_check instead of integrity_check (implies --verify)."`
-	Deep    bool   `help:"Also recompute the rows and content hash each manifest recorded (implies --verify)."`
-	TempDir string `placeholder:"DIR" help:"Where compressed backups are decompressed to be checked (default: the system temp dir)."`
+	Verify  bool     `help:"Also check each backup: sha256, decompression and integrity_check (reads every file)."`
+	Quick   bool     `help:"Check each backup with quick_check instead of integrity_check (implies --verify)."`
+	Deep    bool     `help:"Also recompute the rows and content hash each manifest recorded (implies --verify)."`
+	TempDir string   `placeholder:"DIR" help:"Where compressed backups are decompressed to be checked (default: the system temp dir)."`
 	Remote  []string `placeholder:"URL" help:"List the backups on this remote instead (sftp://… or s3://…); repeat for several."`
 	RemoteFlags
 }

@@ -29,7 +29,7 @@ const skipRemote = "a remote failed"
 type RemoteFlags struct {
 	SSHKey     string `placeholder:"FILE" help:"SSH private key for sftp:// remotes (default: ssh-agent via SSH_AUTH_SOCK, then ~/.ssh/id_ed25519, ~/.ssh/id_rsa)."`
 	KnownHosts string `placeholder:"FILE" help:"known_hosts file that must hold the SFTP server's host key (default ~/.ssh/known_hosts)."`
-	S3Endpoint string `placeholder:"URL" help:"S3-compatible endpoint, e.g. https://s3.example.com (default: AWS_ENDPOINT_URL_S3, AWS_ENDPOINT_URL, then AWS)."`
+	S3Endpoint string `name:"s3-endpoint" env:"SQLITE_BACKUP_S3_ENDPOINT" placeholder:"URL" help:"S3-compatible endpoint, e.g. https://s3.example.com (default: AWS_ENDPOINT_URL_S3, AWS_ENDPOINT_URL, then AWS)."`
 }
 
 func (f RemoteFlags) options() remote.Options {
