@@ -53,6 +53,9 @@ type SyncReport struct {
 // remote by the policy. It stops at the first failure: nothing is pruned.
 func Sync(ctx context.Context, r Remote, url string, o SyncOptions) (*SyncReport, error) {
 	rep := &SyncReport{Remote: url, Uploaded: []string{}, Removed: []string{}}
+	if o.Loc == nil {
+		o.Loc = time.Local
+	}
 	if o.Attempts <= 0 {
 		o.Attempts = 4
 	}
@@ -207,10 +210,16 @@ type PruneReport struct {
 // names, never one whose manifest names another source.
 func Prune(ctx context.Context, r Remote, o PruneOptions) (*PruneReport, error) {
 	rep := &PruneReport{Policy: o.Policy.String(), DryRun: o.DryRun, Kept: []retention.Decision{}, Remove: []retention.Decision{}, Removed: []string{}}
+	if o.Loc == nil {
+		o.Loc = time.Local
+	}
 	if o.Attempts <= 0 {
 		o.Attempts = 4
 	}
-	retry := func(fn func() error) error { return Retry(ctx, o.Attempts, o.Backoff+time.Second, fn) }
+	if o.Backoff <= 0 {
+		o.Backoff = time.Second
+	}
+	retry := func(fn func() error) error { return Retry(ctx, o.Attempts, o.Backoff, fn) }
 	es, err := List(ctx, r, []string{filepath.Base(o.Source)}, o.Loc)
 	if err != nil {
 		return rep, err

@@ -178,12 +178,49 @@ func (s *SSHD) Start(t TB) {
 	waitPort(t, s.Port, s.cmd, logf)
 }
 
-// Kill sends SIGKILL to sshd and every session it started.
+// Kill sends SIGKILL to sshd and every session process it started
+// (those call setsid, so the process group does not reach them).
 func (s *SSHD) Kill() {
 	if s.cmd != nil && s.cmd.Process != nil {
-		syscall.Kill(-s.cmd.Process.Pid, syscall.SIGKILL)
+		pids := descendants(s.cmd.Process.Pid)
 		s.cmd.Process.Kill()
+		for _, p := range pids {
+			syscall.Kill(p, syscall.SIGKILL)
+		}
 	}
+}
+
+// descendants lists the processes below pid, from /proc.
+func descendants(pid int) []int {
+	parent := map[int]int{}
+	ents, _ := os.ReadDir("/proc")
+	for _, e := range ents {
+		p, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		b, err := os.ReadFile("/proc/" + e.Name() + "/stat")
+		if err != nil {
+			continue
+		}
+		// pid (comm) state ppid …; comm may hold spaces.
+		i := strings.LastIndexByte(string(b), ')')
+		f := strings.Fields(string(b[i+1:]))
+		if len(f) > 1 {
+			pp, _ := strconv.Atoi(f[1])
+			parent[p] = pp
+		}
+	}
+	var out []int
+	for p := range parent {
+		for q := parent[p]; q > 1; q = parent[q] {
+			if q == pid {
+				out = append(out, p)
+				break
+			}
+		}
+	}
+	return out
 }
 
 func currentUser() string {
