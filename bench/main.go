@@ -6,6 +6,7 @@
 //
 //	go run ./bench -size 1024 -n 5          # 1 GB database, 5 timed rounds
 //	go run ./bench -smoke                   # seconds: proves the program works
+//	go run ./bench -remote -size 200 -n 3   # uploads: sftp/scp, rclone (docs/REMOTE.md)
 //
 // The databases live in a temp dir (-dir) and are deleted at the end
 // unless -db names an existing one. Timings are wall clock of the child
@@ -39,6 +40,7 @@ type config struct {
 	cases    string
 	writer   bool
 	smoke    bool
+	remote   bool
 	interval time.Duration
 
 	writerIdle   time.Duration
@@ -68,11 +70,16 @@ func main() {
 	flag.BoolVar(&c.writerReopen, "writer-reopen", false, "open the writer's connection anew for each phase (the WAL is then checkpointed and removed between phases) instead of once for the run")
 	flag.DurationVar(&c.writerTrace, "writer-trace", 0, "list every commit slower than this during the writer phases, with when it began (0: off; e.g. 4ms; the table always counts those over 4ms)")
 	flag.BoolVar(&c.smoke, "smoke", false, "tiny database, one round: checks that the benchmark works")
+	flag.BoolVar(&c.remote, "remote", false, "benchmark uploads instead: sqlite-backup --remote against OpenSSH sftp/scp and rclone copy on loopback sshd and versitygw (see docs/REMOTE.md)")
 	flag.Parse()
 	if c.smoke {
 		c.sizeMB, c.rounds = 4, 1
 	}
-	if err := run(c, os.Stdout); err != nil {
+	runner := run
+	if c.remote {
+		runner = runRemote
+	}
+	if err := runner(c, os.Stdout); err != nil {
 		fmt.Fprintln(os.Stderr, "bench:", err)
 		os.Exit(1)
 	}

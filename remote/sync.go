@@ -44,7 +44,10 @@ type SyncReport struct {
 	Kept     int      `json:"kept"`
 	Pruned   bool     `json:"pruned"`
 	Bytes    int64    `json:"bytes_uploaded"`
-	Error    string   `json:"error,omitempty"`
+	// DurationMS is the whole exchange with this remote: listing,
+	// uploads with their checks, sidecars and pruning.
+	DurationMS int64  `json:"duration_ms"`
+	Error      string `json:"error,omitempty"`
 }
 
 // Sync uploads the verified local backups of one database that the remote
@@ -53,6 +56,8 @@ type SyncReport struct {
 // remote by the policy. It stops at the first failure: nothing is pruned.
 func Sync(ctx context.Context, r Remote, url string, o SyncOptions) (*SyncReport, error) {
 	rep := &SyncReport{Remote: url, Uploaded: []string{}, Removed: []string{}}
+	t0 := time.Now()
+	defer func() { rep.DurationMS = time.Since(t0).Milliseconds() }()
 	if o.Loc == nil {
 		o.Loc = time.Local
 	}
