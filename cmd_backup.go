@@ -130,6 +130,9 @@ func (c *BackupCmd) Run(ctx context.Context, kctx *kong.Context, g *Globals) err
 		} else if len(c.Remote) > 0 && err == nil && published != nil {
 			fmt.Fprintf(g.stderr(), "sqlite-backup: note: %s not sent to the remotes: only verified backups in --backup-dir go off-site\n", published.Path)
 		}
+		for _, r := range remotes {
+			err = errors.Join(err, mf.RecordRemote(src.Path, r.Remote, r.Error == "", time.Duration(r.DurationMS)*time.Millisecond))
+		}
 		err = errors.Join(err, mf.RecordBackup(src.Path, published, err))
 		if rep != nil {
 			if perr := printBackup(g.stdout, g.stderr(), rep, remotes, g.JSON); err == nil {

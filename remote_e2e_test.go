@@ -154,12 +154,33 @@ func TestRemoteBothInOneRun(t *testing.T) {
 		}
 		noTempFiles(t, d)
 	}
-	// A second run sends only the new backup.
-	b2 := parseBackup(t, e.run(t, nil, args...).must(t).out)
+	// A second run, the remotes from the config file, sends only the
+	// new backup; the metrics file has a series per remote.
+	cfg := filepath.Join(dir, "sqlite-backup.conf")
+	os.WriteFile(cfg, []byte("remote = [\""+e.sshd.URL()+"\", \""+e.s3URL+"\"]\nssh-key = \""+e.sshd.Key+"\"\nknown-hosts = \""+e.sshd.KnownHosts+"\"\n"), 0o600)
+	prom := filepath.Join(dir, "m.prom")
+	b2 := parseBackup(t, e.run(t, nil, "--config", cfg, "--source", src, "--backup-dir", bdir, "--json", "--metrics-file", prom).must(t).out)
+	if len(b2.Remotes) != 2 {
+		t.Fatalf("config remote = [...]: %+v", b2.Remotes)
+	}
 	for _, r := range b2.Remotes {
 		if len(r.Uploaded) != 1 || r.Present != 1 {
 			t.Fatalf("second run: %+v", r)
 		}
+	}
+	m, _ := os.ReadFile(prom)
+	for _, url := range []string{e.sshd.URL(), e.s3URL} {
+		if !strings.Contains(string(m), `sqlite_backup_remote_last_run_success{database="`+src+`",remote="`+url+`"} 1`) {
+			t.Fatalf("metrics lack %s:\n%s", url, m)
+		}
+	}
+	if strings.Contains(string(m), e.s3.Secret) {
+		t.Fatal("the secret is in the metrics file")
+	}
+	// SQLITE_BACKUP_REMOTE names a remote too.
+	b3 := parseBackup(t, e.run(t, append(append([]string{}, e.env...), "SQLITE_BACKUP_REMOTE="+e.s3URL), "--source", src, "--backup-dir", bdir, "--json").must(t).out)
+	if len(b3.Remotes) != 1 || b3.Remotes[0].Remote != e.s3URL || len(b3.Remotes[0].Uploaded) != 1 {
+		t.Fatalf("SQLITE_BACKUP_REMOTE: %+v", b3.Remotes)
 	}
 
 	for _, url := range []string{e.sshd.URL(), e.s3URL} {
