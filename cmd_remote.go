@@ -77,9 +77,13 @@ func uploadProgress(stderr io.Writer, url string) (func(name string, done, total
 			if line != nil {
 				line.Done()
 			}
-			line, cur = progress.New(stderr, "upload "+remote.Redact(url), 1), name
+			line, cur = progress.New(stderr, "upload "+remote.Redact(url), 0), name
 		}
-		line.Update(done, total)
+		pct := int64(100)
+		if total > 0 {
+			pct = done * 100 / total
+		}
+		line.Note(fmt.Sprintf("%s %d/%d MB %d%%", name, done>>20, total>>20, pct))
 	}
 	return fn, func() {
 		if line != nil {

@@ -176,8 +176,12 @@ func (c *Client) dial(ctx context.Context, auths []ssh.AuthMethod, check ssh.Hos
 		return nil, err
 	}
 	cfg := &ssh.ClientConfig{User: c.user, Auth: auths, HostKeyCallback: check, HostKeyAlgorithms: algos, Timeout: 15 * time.Second}
-	// The handshake gets the same bound as the dial.
-	nc.SetDeadline(time.Now().Add(30 * time.Second))
+	// The handshake is bounded too, by ctx's deadline if sooner.
+	deadline := time.Now().Add(30 * time.Second)
+	if d, ok := ctx.Deadline(); ok && d.Before(deadline) {
+		deadline = d
+	}
+	nc.SetDeadline(deadline)
 	cc, chans, reqs, err := ssh.NewClientConn(nc, c.addr, cfg)
 	if err != nil {
 		nc.Close()
@@ -307,7 +311,11 @@ func (c *Client) Put(ctx context.Context, name string, src remote.Source) error 
 	ok := false
 	defer func() {
 		if !ok {
-			if sc, err := c.conn(context.Background()); err == nil {
+			// Briefly: an interrupted run must not hang on a dead server;
+			// the next run removes what is left (Cleanup).
+			cctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			defer cancel()
+			if sc, err := c.conn(cctx); err == nil {
 				sc.Remove(tmp)
 			}
 		}
