@@ -31,6 +31,8 @@ type target struct {
 
 func servers(t *testing.T) []target {
 	sd := testserver.StartSSHD(t)
+	// An sftp-only account cannot run sha256sum: uploads are read back.
+	only := testserver.StartSSHD(t, "ForceCommand internal-sftp")
 	s3 := testserver.StartS3(t)
 	s3.MakeBucket(t, "backups")
 	for _, kv := range s3.Env() {
@@ -39,6 +41,7 @@ func servers(t *testing.T) []target {
 	}
 	return []target{
 		{"sftp", sd.URL(), remote.Options{SSHKey: sd.Key, KnownHosts: sd.KnownHosts}, sd.Dir},
+		{"sftp-only", only.URL(), remote.Options{SSHKey: only.Key, KnownHosts: only.KnownHosts}, only.Dir},
 		{"s3", "s3://backups/host1/db", remote.Options{}, filepath.Join(s3.Dir, "backups", "host1", "db")},
 	}
 }
@@ -63,6 +66,12 @@ func TestPutGetListDelete(t *testing.T) {
 				name := "f" + strings.Repeat("x", n%7)
 				if err := r.Put(ctx, name, remote.Source{R: bytes.NewReader(data), Size: int64(n), SHA256: sum(data)}); err != nil {
 					t.Fatalf("put %d bytes: %v", n, err)
+				}
+				if lc, ok := r.(interface{ LastCheck() string }); ok {
+					want := map[string]string{"sftp": "server sha256sum", "sftp-only": "read back"}[tg.name]
+					if lc.LastCheck() != want {
+						t.Fatalf("upload checked by %q, want %q", lc.LastCheck(), want)
+					}
 				}
 				onDisk, err := os.ReadFile(filepath.Join(tg.onDisk, name))
 				if err != nil || !bytes.Equal(onDisk, data) {

@@ -101,8 +101,9 @@ func (s *SSHD) URL() string {
 	return fmt.Sprintf("sftp://%s@127.0.0.1:%d%s", s.User, s.Port, s.Dir)
 }
 
-// StartSSHD starts sshd with a fresh host key.
-func StartSSHD(t TB) *SSHD {
+// StartSSHD starts sshd with a fresh host key; extra lines go into its
+// config (e.g. "ForceCommand internal-sftp" for an sftp-only account).
+func StartSSHD(t TB, extra ...string) *SSHD {
 	t.Helper()
 	bin := Need(t, "sshd", "/usr/sbin/sshd")
 	keygen := Need(t, "ssh-keygen")
@@ -147,7 +148,8 @@ UsePAM no
 Subsystem sftp internal-sftp
 LogLevel ERROR
 MaxStartups 100
-`, s.Port, filepath.Join(root, "host_ed25519"), filepath.Join(root, "sshd.pid"), filepath.Join(root, "authorized_keys"))
+%s
+`, s.Port, filepath.Join(root, "host_ed25519"), filepath.Join(root, "sshd.pid"), filepath.Join(root, "authorized_keys"), strings.Join(extra, "\n"))
 	if err := os.WriteFile(s.cfg, []byte(cfg), 0o600); err != nil {
 		t.Fatalf("%v", err)
 	}

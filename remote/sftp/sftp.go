@@ -53,7 +53,13 @@ type Client struct {
 	mu   sync.Mutex
 	ssh  *ssh.Client
 	sftp *sftp.Client
+
+	lastCheck string // how the last upload was checked, for tests
 }
+
+// LastCheck says how the last upload was checked: "server sha256sum" or
+// "read back".
+func (c *Client) LastCheck() string { return c.lastCheck }
 
 // Open checks the URL; the connection is made by the first call.
 func Open(ctx context.Context, u *url.URL, o remote.Options) (remote.Remote, error) {
@@ -358,8 +364,22 @@ func (c *Client) Put(ctx context.Context, name string, src remote.Source) error 
 	return nil
 }
 
-// check reads tmp back from the server and compares size and SHA-256.
+// check compares the server's copy with size and sum: the server hashes
+// it (sha256sum over an exec channel, which costs no transfer) where the
+// account may run commands, else it is read back and hashed here.
 func (c *Client) check(ctx context.Context, sc *sftp.Client, p string, size int64, sum string) error {
+	if got, ok := c.serverSHA256(p); ok {
+		c.lastCheck = "server sha256sum"
+		fi, err := sc.Lstat(p)
+		if err != nil {
+			return c.classify("stat "+p, err)
+		}
+		if fi.Size() != size || got != sum {
+			return c.fail(remote.KindMismatch, true, fmt.Errorf("%s on the server is %d bytes, sha256 %s; expected %d bytes, sha256 %s", p, fi.Size(), got, size, sum), "")
+		}
+		return nil
+	}
+	c.lastCheck = "read back"
 	g, err := sc.Open(p)
 	if err != nil {
 		return c.classify("read back "+p, err)
@@ -374,6 +394,41 @@ func (c *Client) check(ctx context.Context, sc *sftp.Client, p string, size int6
 		return c.fail(remote.KindMismatch, true, fmt.Errorf("%s on the server is %d bytes, sha256 %s; expected %d bytes, sha256 %s", p, n, got, size, sum), "")
 	}
 	return nil
+}
+
+// serverSHA256 runs sha256sum on the server; ok is false where the
+// account cannot (an sftp-only account, no sha256sum), and the caller
+// reads the file back instead.
+func (c *Client) serverSHA256(p string) (string, bool) {
+	c.mu.Lock()
+	cl := c.ssh
+	c.mu.Unlock()
+	if cl == nil {
+		return "", false
+	}
+	sess, err := cl.NewSession()
+	if err != nil {
+		return "", false
+	}
+	defer sess.Close()
+	// p is our own temp name in the URL's directory; quoted for the
+	// shell all the same.
+	out, err := sess.Output("sha256sum -b -- " + shellQuote(p))
+	if err != nil {
+		return "", false
+	}
+	f := strings.Fields(string(out))
+	if len(f) < 2 || len(f[0]) != 64 || strings.TrimPrefix(f[1], "*") != p {
+		return "", false
+	}
+	if _, err := hex.DecodeString(f[0]); err != nil {
+		return "", false
+	}
+	return strings.ToLower(f[0]), true
+}
+
+func shellQuote(s string) string {
+	return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'"
 }
 
 // ctxErr prefers the interruption to the broken connection it caused.
