@@ -2,6 +2,7 @@ package main
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"io/fs"
 	"os"
@@ -44,19 +45,25 @@ func TestRemoteRefusals(t *testing.T) {
 		fixFlag []string
 	}{
 		{"unknown host key", e.sshd.URL(), []string{"--ssh-key", e.sshd.Key, "--known-hosts", emptyKH}, nil,
-			[]string{"remote " + e.sshd.URL() + ": host key: unknown host key"}, "hint: check the key's fingerprint with the server's owner, then: ssh-keyscan -p " + strconv.Itoa(e.sshd.Port) + " 127.0.0.1 >> " + emptyKH,
+			[]string{"remote " + e.sshd.URL() + "/c0: host key: unknown host key"}, "hint: check the key's fingerprint with the server's owner, then: ssh-keyscan -p " + strconv.Itoa(e.sshd.Port) + " 127.0.0.1 >> " + emptyKH,
 			e.sshd.URL(), nil, e.flags},
 		{"changed host key", e.sshd.URL(), []string{"--ssh-key", e.sshd.Key, "--known-hosts", changedKH}, nil,
 			[]string{"host key: HOST KEY CHANGED", "this may be an attack"}, "ssh-keygen -R",
 			e.sshd.URL(), nil, e.flags},
 		{"wrong secret", e.s3URL, nil, wrongSecret,
-			[]string{"remote " + e.s3URL + ": authentication failed"}, "AWS_SECRET_ACCESS_KEY",
+			[]string{"remote " + e.s3URL + "/c2: authentication failed"}, "AWS_SECRET_ACCESS_KEY",
 			e.s3URL, nil, nil},
 		{"missing bucket", "s3://nosuchbucket/x", nil, nil,
-			[]string{"remote s3://nosuchbucket/x: missing bucket", `bucket "nosuchbucket" does not exist`}, "create it first",
+			[]string{"remote s3://nosuchbucket/x/c3: missing bucket", `bucket "nosuchbucket" does not exist`}, "create it first",
 			e.s3URL, nil, nil},
 	}
-	for _, c := range cases {
+	for i, c := range cases {
+		// Each case its own remote directory: the names of backups taken
+		// in the same second would collide (a conflict, tested below).
+		sub := "/c" + strconv.Itoa(i)
+		os.Mkdir(e.sshd.Dir+sub, 0o755)
+		c.url += sub
+		c.fixURL += sub
 		t.Run(c.name, func(t *testing.T) {
 			d := t.TempDir()
 			src := filepath.Join(d, "app.db")
@@ -288,7 +295,7 @@ func TestRemoteBoundedMemory(t *testing.T) {
 			}
 		}
 	}
-	t.Logf("%d MB backup to sftp and s3: peak RssAnon %.1f MB", mb, float64(peak)/1024)
+	t.Logf("%d MB backup to sftp and s3: peak RssAnon %.1f MB\n%s", mb, float64(peak)/1024, se.String())
 	if peak == 0 {
 		t.Fatal("no memory sample taken")
 	}
@@ -317,4 +324,41 @@ func rssAnon(pid int) int64 {
 		}
 	}
 	return 0
+}
+
+// TestRemoteNameConflict: two databases with the same file name sending
+// to one place must not overwrite each other's backups, nor count one's
+// backup as the other's: a backup name that the remote holds with other
+// bytes is an error naming the conflict.
+func TestRemoteNameConflict(t *testing.T) {
+	e := newRemoteEnv(t)
+	d := t.TempDir()
+	src1, src2 := filepath.Join(d, "a", "app.db"), filepath.Join(d, "b", "app.db")
+	b1, b2 := filepath.Join(d, "b1"), filepath.Join(d, "b2")
+	for _, p := range []string{filepath.Dir(src1), filepath.Dir(src2), b1, b2} {
+		os.MkdirAll(p, 0o755)
+	}
+	testdb.Create(t, src1, testdb.Options{Rows: 100})
+	testdb.Create(t, src2, testdb.Options{Rows: 200})
+	first := parseBackup(t, e.run(t, nil, "--source", src1, "--backup-dir", b1, "--remote", e.s3URL, "--json").must(t).out)
+	name := filepath.Base(first.Path)
+	// The other database's backup, under the very same name.
+	other := parseBackup(t, e.run(t, nil, "--source", src2, "--backup-dir", b2, "--json").must(t).out)
+	for _, s := range []string{"", ".json"} {
+		if err := os.Rename(other.Path+s, filepath.Join(b2, name+s)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	os.Remove(other.Path + ".sha256")
+	os.WriteFile(filepath.Join(b2, name+".sha256"), []byte(other.SHA256+"  "+name+"\n"), 0o644)
+	r := e.run(t, nil, "--source", src2, "--backup-dir", b2, "--remote", e.s3URL)
+	if r.code != 1 || !strings.Contains(r.err, "name conflict") || !strings.Contains(r.err, "hint: give each database its own remote directory or prefix") {
+		t.Fatalf("exit %d\n%s%s", r.code, r.out, r.err)
+	}
+	got, _ := os.ReadFile(filepath.Join(e.s3Dir, name))
+	want, _ := os.ReadFile(first.Path)
+	if !bytes.Equal(got, want) {
+		t.Fatal("the first database's backup on the remote was overwritten")
+	}
+	sha256sumCheck(t, e.s3Dir)
 }

@@ -155,6 +155,7 @@ const (
 	KindQuota       = "out of space or quota"
 	KindMismatch    = "upload check failed"
 	KindIO          = "transfer failed"
+	KindConflict    = "name conflict"
 )
 
 // Error is a remote's failure: which remote, what kind, why; Transient
@@ -164,7 +165,6 @@ type Error struct {
 	Kind      string
 	Err       error
 	Transient bool
-	Hint      string
 }
 
 func (e *Error) Error() string { return fmt.Sprintf("remote %s: %s: %v", e.URL, e.Kind, e.Err) }

@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"sqlite-backup/internal/format/manifest"
+	"sqlite-backup/internal/output/hint"
 	"sqlite-backup/internal/retention"
 )
 
@@ -90,6 +91,7 @@ func Sync(ctx context.Context, r Remote, url string, o SyncOptions) (*SyncReport
 	if err := retry(func() error { return r.Cleanup(ctx, mine) }); err != nil {
 		return rep, err
 	}
+
 	complete := func(b retention.Backup) bool {
 		sz, ok := have[b.Name]
 		_, s1 := have[b.Name+manifest.SHA256Suffix]
@@ -111,14 +113,26 @@ func Sync(ctx context.Context, r Remote, url string, o SyncOptions) (*SyncReport
 			rep.Skipped = append(rep.Skipped, b.Name+": not verified")
 			continue
 		}
-		if complete(b) {
-			rep.Present++
-			continue
-		}
 		sum, err := manifest.ReadSHA256(b.Path)
 		if err != nil {
 			rep.Skipped = append(rep.Skipped, b.Name+": "+err.Error())
 			continue
+		}
+		if _, ok := have[b.Name+manifest.SHA256Suffix]; ok {
+			// Same name, other bytes: another database with this file
+			// name sends to the same place. Neither is overwritten.
+			var theirs string
+			if err := retry(func() (err error) { theirs, err = readSHA256(ctx, r, b.Name); return err }); err != nil {
+				return rep, err
+			}
+			if theirs != sum {
+				return rep, hint.Wrap(&Error{URL: url, Kind: KindConflict, Err: fmt.Errorf("it already holds a different %s (sha256 %s, this one %s): another database with the file name %s sends here", b.Name, theirs, sum, db)},
+					"give each database its own remote directory or prefix")
+			}
+			if complete(b) {
+				rep.Present++
+				continue
+			}
 		}
 		if err := upload(ctx, r, b, sum, o, retry); err != nil {
 			return rep, err
