@@ -3,8 +3,9 @@
 // server's host key is always checked against a known_hosts file; an
 // unknown or changed key is refused with the ssh-keyscan line that adds
 // it. An upload goes to a hidden temp name in the target directory, is
-// fsynced where the server offers fsync@openssh.com, read back and
-// hashed, and only then renamed to its final name, so a reader never
+// fsynced where the server offers fsync@openssh.com, hashed (by the
+// server where the account may run commands, else read back and hashed
+// here), and only then renamed to its final name, so a reader never
 // finds a partial or unproven file under a backup's name.
 package sftp
 
