@@ -271,3 +271,46 @@ func TestRemoteRetention(t *testing.T) {
 		t.Fatalf("local after prune --remote: %v", n)
 	}
 }
+
+// TestRemoteS3PrivateCAAndProfile: an HTTPS endpoint signed by a private
+// CA is trusted through AWS_CA_BUNDLE, refused without it (named, not
+// retried); credentials come from AWS_PROFILE in ~/.aws/credentials.
+func TestRemoteS3PrivateCAAndProfile(t *testing.T) {
+	s3 := testserver.StartS3TLS(t)
+	s3.MakeBucket(t, "backups")
+	home := t.TempDir()
+	os.MkdirAll(filepath.Join(home, ".aws"), 0o700)
+	creds := "[default]\naws_access_key_id = nobody\naws_secret_access_key = wrong\n\n[backup]\naws_access_key_id = " + s3.Access + "\naws_secret_access_key = " + s3.Secret + "\n"
+	os.WriteFile(filepath.Join(home, ".aws", "credentials"), []byte(creds), 0o600)
+	var base []string
+	for _, kv := range os.Environ() {
+		if !strings.HasPrefix(kv, "AWS_") && !strings.HasPrefix(kv, "HOME=") {
+			base = append(base, kv)
+		}
+	}
+	base = append(base, "HOME="+home, "AWS_ENDPOINT_URL="+s3.Endpoint(), "AWS_PROFILE=backup", "SQLITE_BACKUP_REMOTE_BACKOFF=50ms")
+	e := &remoteEnv{}
+	dir := t.TempDir()
+	src := filepath.Join(dir, "app.db")
+	testdb.Create(t, src, testdb.Options{Rows: 100})
+	bdir := filepath.Join(dir, "b")
+	os.Mkdir(bdir, 0o755)
+
+	r := e.run(t, base, "--source", src, "--backup-dir", bdir, "--remote", "s3://backups/ca")
+	if r.code != 1 || !strings.Contains(r.err, "TLS certificate not trusted") || !strings.Contains(r.err, "hint: for an endpoint with a private CA: AWS_CA_BUNDLE=") {
+		t.Fatalf("without the CA: exit %d\n%s%s", r.code, r.out, r.err)
+	}
+	ok := e.run(t, append(base, "AWS_CA_BUNDLE="+s3.CAFile), "--source", src, "--backup-dir", bdir, "--remote", "s3://backups/ca", "--json").must(t)
+	b := parseBackup(t, ok.out)
+	if len(b.Remotes) != 1 || len(b.Remotes[0].Uploaded) != 2 {
+		t.Fatalf("with AWS_CA_BUNDLE and AWS_PROFILE: %+v", b.Remotes)
+	}
+	if n := sha256sumCheck(t, filepath.Join(s3.Dir, "backups", "ca")); len(n) != 2 {
+		t.Fatalf("on the server: %v", n)
+	}
+	// The default profile's wrong secret is refused as such.
+	bad := e.run(t, append(base[:len(base)-2:len(base)-2], "AWS_CA_BUNDLE="+s3.CAFile, "SQLITE_BACKUP_REMOTE_BACKOFF=50ms"), "--source", src, "--backup-dir", bdir, "--remote", "s3://backups/ca")
+	if bad.code != 1 || !strings.Contains(bad.err, "authentication failed") {
+		t.Fatalf("default profile: exit %d\n%s", bad.code, bad.err)
+	}
+}

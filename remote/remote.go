@@ -156,6 +156,7 @@ const (
 	KindMismatch    = "upload check failed"
 	KindIO          = "transfer failed"
 	KindConflict    = "name conflict"
+	KindTLS         = "TLS certificate not trusted"
 )
 
 // Error is a remote's failure: which remote, what kind, why; Transient

@@ -9,8 +9,17 @@ package testserver
 
 import (
 	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/pem"
 	"fmt"
+	"math/big"
 	"net"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -241,13 +250,23 @@ type S3 struct {
 	Port           int
 	Dir            string // the posix root: one directory per bucket
 	Access, Secret string
-	bin            string
-	cmd            *exec.Cmd
-	root           string
+	// CAFile is the PEM of the private CA that signed the server's
+	// certificate (StartS3TLS only).
+	CAFile    string
+	bin       string
+	cmd       *exec.Cmd
+	root      string
+	cert, key string
+	pool      *x509.CertPool
 }
 
-// Endpoint is http://127.0.0.1:port.
-func (s *S3) Endpoint() string { return fmt.Sprintf("http://127.0.0.1:%d", s.Port) }
+// Endpoint is http(s)://127.0.0.1:port.
+func (s *S3) Endpoint() string {
+	if s.cert != "" {
+		return fmt.Sprintf("https://127.0.0.1:%d", s.Port)
+	}
+	return fmt.Sprintf("http://127.0.0.1:%d", s.Port)
+}
 
 // Env is what the tool needs to reach this server.
 func (s *S3) Env() []string {
@@ -255,7 +274,13 @@ func (s *S3) Env() []string {
 }
 
 // StartS3 starts versitygw on a fresh directory.
-func StartS3(t TB) *S3 {
+func StartS3(t TB) *S3 { t.Helper(); return startS3(t, false) }
+
+// StartS3TLS starts versitygw serving HTTPS with a certificate for
+// 127.0.0.1 signed by a new private CA (CAFile).
+func StartS3TLS(t TB) *S3 { t.Helper(); return startS3(t, true) }
+
+func startS3(t TB, withTLS bool) *S3 {
 	t.Helper()
 	gopath := os.Getenv("GOPATH")
 	if gopath == "" {
@@ -270,9 +295,41 @@ func StartS3(t TB) *S3 {
 		t.Fatalf("%v", err)
 	}
 	s.Port = FreePort(t)
+	if withTLS {
+		s.makeCerts(t)
+	}
 	s.Start(t)
 	t.Cleanup(s.Kill)
 	return s
+}
+
+// makeCerts writes a CA and a server certificate for 127.0.0.1.
+func (s *S3) makeCerts(t TB) {
+	t.Helper()
+	caKey, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	ca := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "sqlite-backup test CA"},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(24 * time.Hour),
+		IsCA: true, BasicConstraintsValid: true, KeyUsage: x509.KeyUsageCertSign}
+	caDER, err := x509.CreateCertificate(rand.Reader, ca, ca, &caKey.PublicKey, caKey)
+	if err != nil {
+		t.Fatalf("ca: %v", err)
+	}
+	caCert, _ := x509.ParseCertificate(caDER)
+	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	leaf := &x509.Certificate{SerialNumber: big.NewInt(2), Subject: pkix.Name{CommonName: "127.0.0.1"},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(24 * time.Hour),
+		IPAddresses: []net.IP{net.ParseIP("127.0.0.1")}, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}, KeyUsage: x509.KeyUsageDigitalSignature}
+	der, err := x509.CreateCertificate(rand.Reader, leaf, caCert, &key.PublicKey, caKey)
+	if err != nil {
+		t.Fatalf("cert: %v", err)
+	}
+	kb, _ := x509.MarshalECPrivateKey(key)
+	s.CAFile, s.cert, s.key = filepath.Join(s.root, "ca.pem"), filepath.Join(s.root, "cert.pem"), filepath.Join(s.root, "key.pem")
+	os.WriteFile(s.CAFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: caDER}), 0o644)
+	os.WriteFile(s.cert, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o644)
+	os.WriteFile(s.key, pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: kb}), 0o600)
+	s.pool = x509.NewCertPool()
+	s.pool.AddCert(caCert)
 }
 
 // Start (re)starts the server on the same port and directory.
@@ -280,7 +337,11 @@ func (s *S3) Start(t TB) {
 	t.Helper()
 	logf := filepath.Join(s.root, "versitygw.log")
 	lf, _ := os.OpenFile(logf, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
-	s.cmd = exec.Command(s.bin, "--access", s.Access, "--secret", s.Secret, "--port", fmt.Sprintf("127.0.0.1:%d", s.Port), "posix", s.Dir)
+	args := []string{"--access", s.Access, "--secret", s.Secret, "--port", fmt.Sprintf("127.0.0.1:%d", s.Port)}
+	if s.cert != "" {
+		args = append(args, "--cert", s.cert, "--key", s.key)
+	}
+	s.cmd = exec.Command(s.bin, append(args, "posix", s.Dir)...)
 	s.cmd.Stdout, s.cmd.Stderr = lf, lf
 	s.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	if err := s.cmd.Start(); err != nil {
@@ -302,7 +363,12 @@ func (s *S3) Kill() {
 // checking objects independently of the tool's own code paths.
 func (s *S3) Client(t TB) *minio.Client {
 	t.Helper()
-	mc, err := minio.New(fmt.Sprintf("127.0.0.1:%d", s.Port), &minio.Options{Creds: credentials.NewStaticV4(s.Access, s.Secret, ""), Region: "us-east-1"})
+	o := &minio.Options{Creds: credentials.NewStaticV4(s.Access, s.Secret, ""), Region: "us-east-1"}
+	if s.pool != nil {
+		o.Secure = true
+		o.Transport = &http.Transport{TLSClientConfig: &tls.Config{RootCAs: s.pool}}
+	}
+	mc, err := minio.New(fmt.Sprintf("127.0.0.1:%d", s.Port), o)
 	if err != nil {
 		t.Fatalf("minio client: %v", err)
 	}

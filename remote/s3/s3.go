@@ -147,17 +147,27 @@ func (c *Client) classify(op string, err error) error {
 	if errors.As(err, &re) {
 		return err
 	}
+	var ua x509.UnknownAuthorityError
+	var cv *tls.CertificateVerificationError
+	var hn x509.HostnameError
+	if errors.As(err, &ua) || errors.As(err, &cv) || errors.As(err, &hn) {
+		return c.fail(remote.KindTLS, false, fmt.Errorf("%s: %w", op, err), "for an endpoint with a private CA: AWS_CA_BUNDLE=/path/to/ca.pem")
+	}
 	resp := minio.ToErrorResponse(err)
 	err = fmt.Errorf("%s: %w", op, err)
 	switch resp.Code {
 	case "NoSuchBucket":
 		return c.fail(remote.KindNoBucket, false, fmt.Errorf("bucket %q does not exist at %s", c.bucket, c.endpoint), "create it first (e.g. aws s3 mb s3://"+c.bucket+"), or check the bucket name and --s3-endpoint")
-	case "InvalidAccessKeyId", "SignatureDoesNotMatch", "AccessDenied", "InvalidToken", "ExpiredToken", "AuthorizationHeaderMalformed":
+	case "InvalidAccessKeyId", "SignatureDoesNotMatch", "AccessDenied", "InvalidToken", "ExpiredToken", "AuthorizationHeaderMalformed",
+		"XAdminUserNotFound": // versitygw's word for an unknown access key
 		return c.fail(remote.KindAuth, false, err, "check AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (or AWS_PROFILE in ~/.aws/credentials)")
 	case "QuotaExceeded", "EntityTooLarge", "XMinioStorageFull", "StorageFull":
 		return c.fail(remote.KindQuota, false, err, "")
 	case "BadDigest", "InvalidDigest", "XAmzContentChecksumMismatch", "XAmzContentSHA256Mismatch", "InvalidChecksum":
 		return c.fail(remote.KindMismatch, true, err, "")
+	}
+	if resp.StatusCode == http.StatusForbidden || resp.StatusCode == http.StatusUnauthorized {
+		return c.fail(remote.KindAuth, false, err, "check AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (or AWS_PROFILE in ~/.aws/credentials)")
 	}
 	if resp.StatusCode >= 500 || resp.StatusCode == 0 {
 		kind := remote.KindIO
