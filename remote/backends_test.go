@@ -220,3 +220,23 @@ func TestS3Refusals(t *testing.T) {
 }
 
 var testSizes = []int{0, 1, 100_000, 16 << 20, 16<<20 + 1, 40 << 20}
+
+// TestSFTPMissingDir: a directory that does not exist is named as such,
+// with the command that creates it, and not retried.
+func TestSFTPMissingDir(t *testing.T) {
+	ctx := context.Background()
+	sd := testserver.StartSSHD(t)
+	url := sd.URL() + "/nope"
+	r, err := remote.Open(ctx, url, remote.Options{SSHKey: sd.Key, KnownHosts: sd.KnownHosts})
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = r.Put(ctx, "x", remote.Source{R: bytes.NewReader([]byte("x")), Size: 1, SHA256: sum([]byte("x"))})
+	var re *remote.Error
+	if !errors.As(err, &re) || re.Kind != remote.KindNoDir || re.Transient {
+		t.Fatalf("missing dir: %v", err)
+	}
+	if h := hint.Of(err); !strings.Contains(h, "mkdir -p "+sd.Dir+"/nope") {
+		t.Fatalf("hint %q", h)
+	}
+}
