@@ -19,6 +19,7 @@ import (
 	"sqlite-backup/internal/output/metrics"
 	"sqlite-backup/internal/retention"
 	"sqlite-backup/internal/snapshot"
+	"sqlite-backup/remote"
 )
 
 // BackupCmd takes one verified backup.
@@ -39,11 +40,13 @@ type BackupSettings struct {
 	Deep        bool          `help:"Also record a logical hash of every row in the manifest, for verify --deep."`
 	ShrinkGuard int           `default:"50" placeholder:"PCT" help:"Warn and skip pruning if any table lost more than PCT% of its rows since the previous verified backup (0: off; default ${default})."`
 	MetricsFile string        `placeholder:"PATH" help:"Record the outcome in PATH (*.prom) for the node_exporter textfile collector, replaced atomically."`
+	Remote      []string      `placeholder:"URL" help:"Also send each verified backup with its sidecars to URL: sftp://user@host[:port]/abs/dir or s3://bucket[/prefix]; repeat for several. The --keep rules then apply there too, after a checked upload."`
 	RetentionFlags
 	EncryptFlags
 	// Identities here let the shrink guard read an encrypted previous
 	// backup's row counts.
 	IdentityFlags
+	RemoteFlags
 }
 
 func (c *BackupCmd) Run(ctx context.Context, kctx *kong.Context, g *Globals) error {
@@ -51,7 +54,7 @@ func (c *BackupCmd) Run(ctx context.Context, kctx *kong.Context, g *Globals) err
 		if originOf(kctx, "source").Origin == config.FromFlag || c.Backup != "" {
 			return usagef("sqlite-backup --verify /backup/app.db.20250101_120000", "--verify checks existing files; it cannot be combined with --source or --backup")
 		}
-		v := VerifyCmd{Files: c.Verify, Quick: c.Quick, IdentityFlags: c.IdentityFlags}
+		v := VerifyCmd{Files: c.Verify, Quick: c.Quick, IdentityFlags: c.IdentityFlags, RemoteFlags: c.RemoteFlags}
 		return v.Run(ctx, g)
 	}
 	rcpts, err := c.recipients()
@@ -116,6 +119,11 @@ func (c *BackupCmd) Run(ctx context.Context, kctx *kong.Context, g *Globals) err
 			ShrinkGuard: float64(c.ShrinkGuard),
 			ToolVersion: buildInfo().Version,
 			Identities:  ids,
+			// Local pruning waits until every remote has its copy: a
+			// remote's failure must not cost a local backup. Run still
+			// decides whether pruning may happen (shrink guard, blind
+			// guard, unverified) and says so in rep.Skipped.
+			DeferPrune: len(c.Remote) > 0,
 		})
 		tty.clear()
 		err = backupHint(err, src.Path, g.BackupDir, c.Backup)
@@ -126,16 +134,39 @@ func (c *BackupCmd) Run(ctx context.Context, kctx *kong.Context, g *Globals) err
 		if published != nil {
 			done = append(done, published.Path)
 		}
+		var remotes []*remote.SyncReport
+		if len(c.Remote) > 0 && err == nil && published != nil && published.Verify == "ok" && c.Backup == "" {
+			prune := rep.Skipped == "" && !pol.KeepsAll()
+			var rerr error
+			remotes, rerr = sendRemotes(ctx, g, c.Remote, c.RemoteFlags, rep, pol, prune)
+			switch {
+			case rerr != nil:
+				err = rerr
+				if prune {
+					rep.Skipped = skipRemote
+				}
+			case prune:
+				rep.Prune, err = backup.Prune(ctx, backup.PruneOptions{Dir: g.BackupDir, Source: src.Path, Policy: pol, LockTimeout: c.LockTimeout})
+				if err != nil && ctx.Err() != nil {
+					rep.Skipped, err = backup.SkipInterrupted, nil
+				}
+			}
+		} else if len(c.Remote) > 0 && err == nil && published != nil {
+			fmt.Fprintf(g.stderr(), "sqlite-backup: note: %s not sent to the remotes: only verified backups in --backup-dir go off-site\n", published.Path)
+		}
+		for _, r := range remotes {
+			err = errors.Join(err, mf.RecordRemote(src.Path, r.Remote, r.Error == "", time.Duration(r.DurationMS)*time.Millisecond))
+		}
 		err = errors.Join(err, mf.RecordBackup(src.Path, published, err))
 		switch {
 		case g.JSON && rep != nil && rep.Result != nil:
 			warnShrink(g.stderr(), rep)
 			printPruned(io.Discard, g.stderr(), rep)
-			g.addResult(backupResult(rep, len(rcpts), err))
+			g.addResult(backupResult(rep, len(rcpts), remotes, err))
 		case g.JSON:
 			g.addResult(failedResult(src.Path, "", err))
 		case rep != nil:
-			if perr := printBackup(g.stdout, g.stderr(), rep); err == nil {
+			if perr := printBackup(g.stdout, g.stderr(), rep, remotes); err == nil {
 				err = perr
 			}
 		}
@@ -176,14 +207,16 @@ type backupJSON struct {
 	// (encryption "age") was sealed for.
 	Recipients int `json:"recipients,omitempty"`
 	runFields
-	Error string `json:"error,omitempty"`
+	// Remotes is what happened on each --remote (absent without one).
+	Remotes []*remote.SyncReport `json:"remotes,omitempty"`
+	Error   string               `json:"error,omitempty"`
 	// Hint is the error's, or with none the way out of a skipped prune.
 	Hint string `json:"hint,omitempty"`
 }
 
-func backupResult(rep *backup.Report, recipients int, err error) backupJSON {
+func backupResult(rep *backup.Report, recipients int, remotes []*remote.SyncReport, err error) backupJSON {
 	r := rep.Result
-	b := backupJSON{Result: r, OK: err == nil, Check: string(r.Check), DurationMS: r.Duration.Milliseconds(), runFields: fieldsOf(rep)}
+	b := backupJSON{Result: r, OK: err == nil, Check: string(r.Check), DurationMS: r.Duration.Milliseconds(), runFields: fieldsOf(rep), Remotes: remotes}
 	if r.Encryption != "" {
 		b.Recipients = recipients
 	}
@@ -203,7 +236,7 @@ func backupResult(rep *backup.Report, recipients int, err error) backupJSON {
 // read an encrypted backup's row counts and pruning waited.
 const guardBlindHint = "add -i KEY (a key that opens the backups, for the shrink guard) or --shrink-guard 0 (prune without the guard) to this command"
 
-func printBackup(w, errw io.Writer, rep *backup.Report) error {
+func printBackup(w, errw io.Writer, rep *backup.Report, remotes []*remote.SyncReport) error {
 	r := rep.Result
 	warnShrink(errw, rep)
 	verdict := string(r.Check) + " ok"
@@ -214,6 +247,7 @@ func printBackup(w, errw io.Writer, rep *backup.Report) error {
 		verdict = "NOT VERIFIED (--no-verify)"
 	}
 	_, err := fmt.Fprintf(w, "%s: %s, %d bytes, %d pages, %s\n", r.Path, verdict, r.Size, r.Pages, r.Duration.Round(time.Millisecond))
+	printRemotes(w, remotes)
 	printPruned(w, errw, rep)
 	return err
 }
@@ -285,6 +319,8 @@ func printPruned(w, errw io.Writer, r *backup.Report) {
 	case r.Skipped == backup.SkipGuardBlind:
 		fmt.Fprintf(errw, "sqlite-backup: note: older backups not pruned: the shrink guard could not compare with the previous backup\n")
 		fmt.Fprintf(errw, "%shint: %s\n", journal.Prefix(errw, journal.Notice), guardBlindHint)
+	case r.Skipped == skipRemote:
+		fmt.Fprintf(errw, "sqlite-backup: note: older backups not pruned, here or on any remote: a remote failed; the next run sends what is missing, then prunes\n")
 	case r.Skipped == backup.SkipInterrupted:
 		fmt.Fprintf(errw, "sqlite-backup: note: pruning interrupted; the backup above is complete, the next run prunes the rest\n")
 	case r.Prune != nil:

@@ -9,6 +9,7 @@ import (
 	"github.com/alecthomas/kong"
 
 	"sqlite-backup/config"
+	"sqlite-backup/remote"
 )
 
 // ConfigCmd shows every setting the next backup would use, its value
@@ -42,7 +43,12 @@ func (c *ConfigCmd) Run(kctx *kong.Context, g *Globals) error {
 			continue
 		}
 		o := originOf(kctx, f.Name)
-		out = append(out, setting{f.Name, flagValue(kctx, f.Name), o.Origin, o.Detail})
+		v := flagValue(kctx, f.Name)
+		if f.Name == "remote" || f.Name == "s3-endpoint" {
+			// A password in a URL is a secret: config shows it masked.
+			v = redactURLs(v)
+		}
+		out = append(out, setting{f.Name, v, o.Origin, o.Detail})
 	}
 	cfg := setting{Name: "config", Origin: config.FromNone, Detail: g.configErr}
 	if g.configFile != nil {
@@ -119,6 +125,18 @@ func originOf(kctx *kong.Context, name string) origin {
 		}
 	}
 	return origin{config.FromDefault, ""}
+}
+
+// redactURLs masks the password of each URL in a comma-separated list.
+func redactURLs(v string) string {
+	if v == "" {
+		return v
+	}
+	us := strings.Split(v, ",")
+	for i, u := range us {
+		us[i] = remote.Redact(u)
+	}
+	return strings.Join(us, ",")
 }
 
 func flagValue(kctx *kong.Context, name string) string {

@@ -20,11 +20,13 @@ import (
 // ListCmd shows the backups in the backup directory with what their
 // sidecars say; with --verify it checks each one as verify does.
 type ListCmd struct {
-	Verify  bool   `help:"Also check each backup: sha256, decompression and integrity_check (reads every file)."`
-	Quick   bool   `help:"Check each backup with quick_check instead of integrity_check (implies --verify)."`
-	Deep    bool   `help:"Also recompute the rows and content hash each manifest recorded (implies --verify)."`
-	TempDir string `placeholder:"DIR" help:"Where compressed or encrypted backups are decompressed or decrypted to be checked (default: the system temp dir)."`
+	Verify  bool     `help:"Also check each backup: sha256, decompression and integrity_check (reads every file)."`
+	Quick   bool     `help:"Check each backup with quick_check instead of integrity_check (implies --verify)."`
+	Deep    bool     `help:"Also recompute the rows and content hash each manifest recorded (implies --verify)."`
+	TempDir string   `placeholder:"DIR" help:"Where compressed or encrypted backups are decompressed or decrypted to be checked (default: the system temp dir)."`
+	Remote  []string `placeholder:"URL" help:"List the backups on this remote instead (sftp://… or s3://…); repeat for several."`
 	IdentityFlags
+	RemoteFlags
 }
 
 func (c *ListCmd) Run(ctx context.Context, kctx *kong.Context, g *Globals) error {
@@ -44,6 +46,12 @@ func (c *ListCmd) Run(ctx context.Context, kctx *kong.Context, g *Globals) error
 		for _, s := range srcs {
 			dbs = append(dbs, filepath.Base(s.Path))
 		}
+	}
+	if originOf(kctx, "remote").Origin == config.FromFlag && len(c.Remote) > 0 {
+		if c.Verify {
+			return usagef("sqlite-backup verify s3://bucket/prefix/app.db.20250101_120000", "list --remote does not check files; verify URL/NAME downloads one and checks it")
+		}
+		return listRemotes(ctx, g, c.Remote, c.RemoteFlags, dbs)
 	}
 	es, err := backup.List(ctx, backup.ListOptions{Dir: g.BackupDir, DBs: dbs, Verify: c.Verify, Quick: c.Quick, Deep: c.Deep, TempDir: c.TempDir, Identities: ids})
 	if err != nil {

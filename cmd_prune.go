@@ -10,6 +10,7 @@ import (
 	"github.com/alecthomas/kong"
 
 	"sqlite-backup/backup"
+	"sqlite-backup/config"
 	"sqlite-backup/internal/retention"
 )
 
@@ -17,7 +18,9 @@ import (
 type PruneCmd struct {
 	DryRun      bool          `help:"Only list what would be removed."`
 	LockTimeout time.Duration `default:"0s" placeholder:"DUR" help:"How long to wait for another run using the same backup directory (default: fail at once)."`
+	Remote      []string      `placeholder:"URL" help:"Prune the backups on this remote instead of --backup-dir (sftp://… or s3://…); repeat for several."`
 	RetentionFlags
+	RemoteFlags
 }
 
 func (c *PruneCmd) Run(ctx context.Context, kctx *kong.Context, g *Globals) error {
@@ -28,6 +31,13 @@ func (c *PruneCmd) Run(ctx context.Context, kctx *kong.Context, g *Globals) erro
 	srcs, err := findSources(kctx, g)
 	if err != nil {
 		return err
+	}
+	if originOf(kctx, "remote").Origin == config.FromFlag && len(c.Remote) > 0 {
+		var paths []string
+		for _, s := range srcs {
+			paths = append(paths, s.Path)
+		}
+		return pruneRemotes(ctx, g, c.Remote, c.RemoteFlags, paths, pol, c.DryRun)
 	}
 	var firstErr error
 	var removed []string // by this run, for an interruption's message

@@ -5,23 +5,29 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"os"
+	"path/filepath"
+	"strings"
 	"time"
 
 	"github.com/alecthomas/kong"
 
 	"sqlite-backup/config"
+	"sqlite-backup/internal/format/encrypt"
+	"sqlite-backup/remote"
 	"sqlite-backup/restore"
 )
 
 // RestoreCmd puts a verified backup back in place of the database.
 type RestoreCmd struct {
-	File    string `arg:"" name:"backup" help:"Backup file to restore from."`
+	File    string `arg:"" name:"backup" help:"Backup file to restore from, or a remote backup as URL/NAME (downloaded with its sidecars beside the target, checked, removed)."`
 	To      string `placeholder:"PATH" help:"Database to restore to (default: the source, found as for backups)."`
 	Force   bool   `env:"-" help:"Replace an existing database; a snapshot of it is first saved as <db>.pre-restore.YYYYMMDD_HHMMSS."`
 	Online  bool   `xor:"mode" help:"Copy into the live database with SQLite's backup API (the default when another process has it open)."`
 	Offline bool   `xor:"mode" help:"Replace the file (the default when no other process has it open); refused if one does."`
 	DryRun  bool   `help:"Verify the backup and say what would be done, without changing anything."`
 	IdentityFlags
+	RemoteFlags
 }
 
 func (c *RestoreCmd) Run(ctx context.Context, kctx *kong.Context, g *Globals) error {
@@ -42,8 +48,28 @@ func (c *RestoreCmd) Run(ctx context.Context, kctx *kong.Context, g *Globals) er
 		}
 		to = src.Path
 	}
+	backupFile := c.File
+	var needKey error // a remote encrypted backup without -i
+	if isRemoteURL(c.File) {
+		shown := remote.Redact(c.File)
+		needKey = usagef(fmt.Sprintf("sqlite-backup restore %s --to %s -i KEY", shellQuote(shown), shellQuote(to)), "restore from %q: %v", shown, restore.ErrNeedIdentity)
+		// Known by its name before a byte is downloaded.
+		if strings.HasSuffix(c.File, encrypt.Suffix) && len(ids) == 0 {
+			return needKey
+		}
+		abs, err := filepath.Abs(to)
+		if err != nil {
+			return err
+		}
+		local, dir, err := fetchRemote(ctx, g, c.File, c.RemoteFlags, filepath.Dir(abs))
+		if err != nil {
+			return err
+		}
+		defer os.RemoveAll(dir)
+		backupFile = local
+	}
 	opts := restore.Options{
-		Backup:      c.File,
+		Backup:      backupFile,
 		Target:      to,
 		Force:       c.Force,
 		DryRun:      c.DryRun,
@@ -57,7 +83,13 @@ func (c *RestoreCmd) Run(ctx context.Context, kctx *kong.Context, g *Globals) er
 		opts.Mode = restore.ModeOffline
 	}
 	res, err := restore.Run(ctx, opts)
+	if res != nil && backupFile != c.File {
+		res.Backup = remote.Redact(c.File)
+	}
 	if errors.Is(err, restore.ErrNeedIdentity) {
+		if needKey != nil {
+			return needKey
+		}
 		return usagef(fmt.Sprintf("sqlite-backup restore %s --to %s -i KEY", shellQuote(c.File), shellQuote(to)), "%v", err)
 	}
 	err = restoreHint(err, c.File, to)

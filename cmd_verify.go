@@ -3,19 +3,22 @@ package main
 import (
 	"context"
 	"fmt"
+	"os"
 	"strings"
 
 	"sqlite-backup/internal/output/hint"
+	"sqlite-backup/remote"
 	"sqlite-backup/verify"
 )
 
 // VerifyCmd checks existing backup files without writing a byte.
 type VerifyCmd struct {
-	Files   []string `arg:"" name:"file" help:"Backup files to check."`
+	Files   []string `arg:"" name:"file" help:"Backup files to check; a remote backup as URL/NAME (downloaded with its sidecars to --temp-dir, checked, removed)."`
 	Quick   bool     `help:"Run quick_check instead of the full integrity_check."`
 	Deep    bool     `help:"Also recompute the row counts and content hash recorded in FILE.json and compare."`
 	TempDir string   `placeholder:"DIR" help:"Where compressed or encrypted backups are decompressed or decrypted to be checked (default: the system temp dir)."`
 	IdentityFlags
+	RemoteFlags
 }
 
 // skippedResult is a backup's own sidecar named among the files: it is
@@ -47,7 +50,7 @@ func (c *VerifyCmd) Run(ctx context.Context, g *Globals) error {
 		given[f] = true
 	}
 	checked := 0
-	for _, f := range c.Files {
+	for i, f := range c.Files {
 		if of, kind, ok := verify.SidecarOf(f); ok {
 			why, cmd := fmt.Sprintf("the %s sidecar of %s, checked with it", kind, of), "sqlite-backup verify"
 			if kind == "json" && !c.Deep {
@@ -64,9 +67,26 @@ func (c *VerifyCmd) Run(ctx context.Context, g *Globals) error {
 			continue
 		}
 		checked++
-		tty := newTTYStatus(g.stderr(), f)
-		res, err := verify.File(ctx, f, verify.Options{Quick: c.Quick, Deep: c.Deep, TempDir: c.TempDir, BusyTimeout: g.BusyTimeout, Progress: tty.checkProgress("verify"), Identities: ids})
-		tty.clear()
+		local, cleanup := f, func() {}
+		var err error
+		if isRemoteURL(f) {
+			// A remote backup is fetched with its sidecars and checked
+			// as a local one; it is named by its redacted URL.
+			f = remote.Redact(f)
+			var dir string
+			local, dir, err = fetchRemote(ctx, g, c.Files[i], c.RemoteFlags, c.TempDir)
+			cleanup = func() { os.RemoveAll(dir) }
+		}
+		var res verify.Result
+		if err == nil {
+			tty := newTTYStatus(g.stderr(), local)
+			res, err = verify.File(ctx, local, verify.Options{Quick: c.Quick, Deep: c.Deep, TempDir: c.TempDir, BusyTimeout: g.BusyTimeout, Progress: tty.checkProgress("verify"), Identities: ids})
+			tty.clear()
+			if local != f {
+				res.Path = f
+			}
+		}
+		cleanup()
 		if err != nil {
 			if ctx.Err() != nil {
 				return ctx.Err()

@@ -8,6 +8,8 @@ import (
 	"strings"
 
 	"github.com/alecthomas/kong"
+
+	"sqlite-backup/config"
 )
 
 // The guard: no test may touch anything outside its own temp dirs. Two
@@ -119,7 +121,10 @@ func guardPaths(kctx *kong.Context, g *Globals) error {
 		return nil
 	}
 	var bad []string
-	skipDir := cmd[0] == "restore"
+	// restore, and list or prune of a remote given on the command line
+	// (as the commands decide it), do not use --backup-dir.
+	skipDir := cmd[0] == "restore" ||
+		((cmd[0] == "list" || cmd[0] == "prune") && originOf(kctx, "remote").Origin == config.FromFlag)
 	for _, f := range kctx.Flags() {
 		switch v := f.Target.Interface().(type) {
 		case []string: // --verify FILE: backup-dir is not used

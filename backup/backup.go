@@ -43,6 +43,10 @@ type Options struct {
 	Identities []age.Identity
 	// Loc is the time zone of backup names (default time.Local).
 	Loc *time.Location
+	// DeferPrune decides whether pruning may run (Report.Skipped stays
+	// empty when it may) but leaves the pruning to the caller: with
+	// remotes the CLI prunes only once every remote has its copy.
+	DeferPrune bool
 }
 
 // Report is what one run did.
@@ -231,7 +235,7 @@ func published(ctx context.Context, opts Options, res *snapshot.Result, snap *co
 	case rep.GuardNote != "" && !opts.Policy.KeepsAll():
 		rep.Skipped = SkipGuardBlind
 		return nil
-	case opts.Policy.KeepsAll():
+	case opts.Policy.KeepsAll(), opts.DeferPrune:
 		return nil
 	}
 	pr, err := prune(ctx, dir, res.Source, opts.Policy, false, opts.Loc, res.Path)

@@ -6,6 +6,7 @@
 //
 //	go run ./bench -size 1024 -n 5          # 1 GB database, 5 timed rounds
 //	go run ./bench -smoke                   # seconds: proves the program works
+//	go run ./bench -remote -size 200 -n 3   # uploads: sftp/scp, rclone (docs/REMOTE.md)
 //
 // The databases live in a temp dir (-dir) and are deleted at the end
 // unless -db names an existing one. Timings are wall clock of the child
@@ -40,6 +41,7 @@ type config struct {
 	writer   bool
 	smoke    bool
 	age      bool
+	remote   bool
 	interval time.Duration
 
 	writerIdle   time.Duration
@@ -70,11 +72,16 @@ func main() {
 	flag.DurationVar(&c.writerTrace, "writer-trace", 0, "list every commit slower than this during the writer phases, with when it began (0: off; e.g. 4ms; the table always counts those over 4ms)")
 	flag.BoolVar(&c.age, "age", false, "measure the cost of encryption instead (-r, the age CLI on the same data; no writer phase)")
 	flag.BoolVar(&c.smoke, "smoke", false, "tiny database, one round: checks that the benchmark works")
+	flag.BoolVar(&c.remote, "remote", false, "benchmark uploads instead: sqlite-backup --remote against OpenSSH sftp/scp and rclone copy on loopback sshd and versitygw (see docs/REMOTE.md)")
 	flag.Parse()
 	if c.smoke {
 		c.sizeMB, c.rounds = 4, 1
 	}
-	if err := run(c, os.Stdout); err != nil {
+	runner := run
+	if c.remote {
+		runner = runRemote
+	}
+	if err := runner(c, os.Stdout); err != nil {
 		fmt.Fprintln(os.Stderr, "bench:", err)
 		os.Exit(1)
 	}

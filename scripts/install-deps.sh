@@ -20,15 +20,33 @@ command -v strace >/dev/null || need+=(strace)
 # The age CLI decrypts what the tool encrypts, and encrypts what it
 # restores (an independent client for internal/format/encrypt).
 command -v age >/dev/null || need+=(age)
-# zstd and ssh-keygen: the other ends of the age tests (age -e | zstd,
-# SSH recipients).
+# zstd: the other end of the age tests (age -e | zstd).
 command -v zstd >/dev/null || need+=(zstd)
-command -v ssh-keygen >/dev/null || need+=(openssh-client)
+# The remote tests (issue 22) start a real OpenSSH sshd on loopback; the
+# ssh client tools make its keys (and SSH recipients for age), and
+# sftp/scp and rclone are the baselines of the remote benchmark
+# (go run ./bench -remote).
+[[ -x /usr/sbin/sshd ]] || need+=(openssh-server)
+command -v ssh-keygen >/dev/null && command -v sftp >/dev/null || need+=(openssh-client)
+command -v rclone >/dev/null || need+=(rclone)
+sudo=""
+[[ $(id -u) -eq 0 ]] || sudo="sudo"
 if ((${#need[@]})); then
-  sudo=""
-  [[ $(id -u) -eq 0 ]] || sudo="sudo"
   echo "install-deps: installing ${need[*]}" >&2
   $sudo apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${need[@]}" >/dev/null
+fi
+# sshd refuses to start without its privilege separation directory,
+# which a container without systemd never creates.
+if [[ -x /usr/sbin/sshd && ! -d /run/sshd ]]; then
+  $sudo mkdir -p -m 0755 /run/sshd
+fi
+# versitygw v1.8.0: the S3 server the remote tests start on loopback
+# (Apache 2.0; about 6 minutes to build cold). Installed where the tests
+# look: $(go env GOPATH)/bin.
+gobin=$(go env GOPATH)/bin
+if ! go version -m "$gobin/versitygw" 2>/dev/null | grep -Eq '^\s+mod\s+github.com/versity/versitygw\s+v1\.8\.0\s'; then
+  echo "install-deps: building versitygw v1.8.0 (a few minutes)" >&2
+  GOBIN=$gobin CGO_ENABLED=0 go install github.com/versity/versitygw/cmd/versitygw@v1.8.0
 fi
 go mod download

@@ -43,6 +43,11 @@ const (
 	// sets it instead of creating a series that would stay in the file,
 	// and keep an alert firing, after the typo is fixed.
 	UnknownSourceFailure = "sqlite_backup_last_unknown_source_failure_timestamp_seconds"
+
+	// Per database and remote (labels database, remote).
+	RemoteLastRunSuccess       = "sqlite_backup_remote_last_run_success"
+	RemoteLastSuccessTimestamp = "sqlite_backup_remote_last_success_timestamp_seconds"
+	RemoteLastDuration         = "sqlite_backup_remote_last_duration_seconds"
 )
 
 var help = map[string]string{
@@ -53,9 +58,40 @@ var help = map[string]string{
 	LastSize:             "Size in bytes of the last successful backup.",
 	LastVerifyOK:         "1 if the last checked backup passed integrity_check/quick_check; 0 if it failed or was taken with --no-verify.",
 	UnknownSourceFailure: "Unix time of the last run that failed for a database that does not exist and has no series here (e.g. a mistyped --source).",
+
+	RemoteLastRunSuccess:       "1 if the last run sent every backup of this database to this remote, checked, else 0.",
+	RemoteLastSuccessTimestamp: "Unix time this remote last held every backup of this database, checked.",
+	RemoteLastDuration:         "Duration in seconds of the last successful exchange with this remote.",
 }
 
-var order = []string{LastRunTimestamp, LastRunSuccess, LastSuccessTimestamp, LastDuration, LastSize, LastVerifyOK, UnknownSourceFailure}
+var order = []string{LastRunTimestamp, LastRunSuccess, LastSuccessTimestamp, LastDuration, LastSize, LastVerifyOK, UnknownSourceFailure,
+	RemoteLastRunSuccess, RemoteLastSuccessTimestamp, RemoteLastDuration}
+
+// remoteSep joins database and remote in a series key; no path or URL
+// holds a NUL.
+const remoteSep = "\x00"
+
+// RecordRemote writes the outcome of sending source's backups to one
+// remote (its URL without secrets). A failure keeps the last success's
+// time, so an alert on its age fires. It does nothing on a nil File.
+func (f *File) RecordRemote(source, remote string, ok bool, d time.Duration) error {
+	if f == nil {
+		return nil
+	}
+	if abs, err := filepath.Abs(source); err == nil {
+		source = abs
+	}
+	set := map[string]float64{RemoteLastRunSuccess: 0}
+	if ok {
+		set[RemoteLastRunSuccess] = 1
+		set[RemoteLastSuccessTimestamp] = unixSeconds(f.now())
+		set[RemoteLastDuration] = d.Seconds()
+	}
+	if err := f.update(source+remoteSep+remote, set, false); err != nil {
+		return fmt.Errorf("write metrics %q: %w", f.Path, err)
+	}
+	return nil
+}
 
 // File is a metrics file that has been checked to be usable.
 type File struct {
@@ -198,6 +234,13 @@ func parse(b []byte) []sample {
 		if !ok {
 			continue
 		}
+		if r, isRemote := strings.CutPrefix(value, `,remote="`); isRemote {
+			var rm string
+			if rm, value, ok = unquoteLabel(r); !ok {
+				continue
+			}
+			db += remoteSep + rm
+		}
 		value, ok = strings.CutPrefix(value, "} ")
 		if _, err := strconv.ParseFloat(value, 64); !ok || err != nil {
 			continue
@@ -223,6 +266,10 @@ func format(series map[string]map[string]string) []byte {
 		for _, db := range keys {
 			if db == "" { // the one series without a label
 				fmt.Fprintf(&b, "%s %s\n", name, dbs[db])
+				continue
+			}
+			if d, rm, isRemote := strings.Cut(db, remoteSep); isRemote {
+				fmt.Fprintf(&b, "%s{database=\"%s\",remote=\"%s\"} %s\n", name, quoteLabel(d), quoteLabel(rm), dbs[db])
 				continue
 			}
 			fmt.Fprintf(&b, "%s{database=\"%s\"} %s\n", name, quoteLabel(db), dbs[db])

@@ -43,7 +43,7 @@ func value(t *testing.T, path, name, db string) string {
 }
 
 // A line of the text exposition format as this package writes it.
-var lineRE = regexp.MustCompile(`^(# (HELP|TYPE) sqlite_backup_[a-z_]+ .+|sqlite_backup_[a-z_]+\{database="([^"\\\n]|\\["\\n])*"\} -?[0-9.e+]+|sqlite_backup_[a-z_]+ -?[0-9.e+]+)$`)
+var lineRE = regexp.MustCompile(`^(# (HELP|TYPE) sqlite_backup_[a-z_]+ .+|sqlite_backup_[a-z_]+\{database="([^"\\\n]|\\["\\n])*"(,remote="([^"\\\n]|\\["\\n])*")?\} -?[0-9.e+]+|sqlite_backup_[a-z_]+ -?[0-9.e+]+)$`)
 
 func checkFormat(t *testing.T, path string) {
 	t.Helper()
@@ -259,4 +259,38 @@ func wantValues(t *testing.T, path, db, when string, want map[string]string) {
 			t.Errorf("%s%s = %s, want %s", when, name, got, w)
 		}
 	}
+}
+
+// TestRecordRemote: each remote of a database is its own series, kept
+// across runs that rewrite the file; a failure keeps the last success's
+// time so an alert on its age fires.
+func TestRecordRemote(t *testing.T) {
+	p := filepath.Join(t.TempDir(), "m.prom")
+	t0 := time.Unix(1700000000, 0)
+	f := openAt(t, p, t0)
+	for _, r := range []string{"sftp://b@h/srv/x", `s3://bucket/a"b`} {
+		if err := f.RecordRemote("/srv/app.db", r, true, 2*time.Second); err != nil {
+			t.Fatal(err)
+		}
+	}
+	f = openAt(t, p, t0.Add(time.Hour))
+	if err := f.RecordRemote("/srv/app.db", "sftp://b@h/srv/x", false, 0); err != nil {
+		t.Fatal(err)
+	}
+	if err := f.RecordBackup("/srv/app.db", nil, errors.New("x")); err != nil {
+		t.Fatal(err)
+	}
+	b, _ := os.ReadFile(p)
+	for _, want := range []string{
+		`sqlite_backup_remote_last_run_success{database="/srv/app.db",remote="sftp://b@h/srv/x"} 0`,
+		`sqlite_backup_remote_last_success_timestamp_seconds{database="/srv/app.db",remote="sftp://b@h/srv/x"} 1700000000`,
+		`sqlite_backup_remote_last_run_success{database="/srv/app.db",remote="s3://bucket/a\"b"} 1`,
+		`sqlite_backup_remote_last_duration_seconds{database="/srv/app.db",remote="s3://bucket/a\"b"} 2`,
+		`sqlite_backup_last_run_success{database="/srv/app.db"} 0`,
+	} {
+		if !strings.Contains(string(b), want+"\n") {
+			t.Errorf("missing %s in\n%s", want, b)
+		}
+	}
+	checkFormat(t, p)
 }

@@ -1,0 +1,200 @@
+// Package remote sends verified backups off the machine and brings them
+// back. A Remote is one place (an SFTP directory, an S3 bucket prefix)
+// behind five calls; each protocol lives in its own folder (remote/sftp,
+// remote/s3) and registers its URL scheme, so this package and the core
+// never import a backend: the CLI imports the ones it ships. Put is
+// atomic and checked: nothing appears under a final name until the
+// remote holds exactly the bytes whose SHA-256 the caller gave. Sync
+// uploads a database's backups that a remote lacks, sidecars last, so a
+// backup counts as complete there only with its .sha256 and .json.
+package remote
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net/url"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+)
+
+// Object is one file on a remote.
+type Object struct {
+	Name    string    `json:"name"`
+	Size    int64     `json:"size"`
+	ModTime time.Time `json:"mtime"`
+}
+
+// Remote is one off-site location. Names are base names (no slashes).
+type Remote interface {
+	// Put stores size bytes of r under name. It returns only once the
+	// remote copy's size and SHA-256 (hex) were checked equal to size
+	// and sum; before that, and after any failure, nothing is under name
+	// that was not there before.
+	Put(ctx context.Context, name string, src Source) error
+	// Get streams name from the remote.
+	Get(ctx context.Context, name string) (io.ReadCloser, error)
+	// List returns every file in the remote location.
+	List(ctx context.Context) ([]Object, error)
+	// Stat describes name; a missing name is ErrNotExist.
+	Stat(ctx context.Context, name string) (Object, error)
+	Delete(ctx context.Context, name string) error
+	// Cleanup removes what interrupted uploads of this tool left behind
+	// (temp files, incomplete multipart uploads) for the final names that
+	// stale accepts, given when the upload began.
+	Cleanup(ctx context.Context, stale func(name string, started time.Time) bool) error
+	Close() error
+}
+
+// Source is what Put uploads: Size bytes of R whose SHA-256 is SHA256
+// (hex). Progress, if set, is told how many bytes went out so far.
+type Source struct {
+	R        io.ReaderAt
+	Size     int64
+	SHA256   string
+	Progress func(done int64)
+}
+
+// ErrNotExist is returned by Stat and Get for a missing name.
+var ErrNotExist = errors.New("no such file on the remote")
+
+// Options configure the backends; each reads what applies to it.
+type Options struct {
+	SSHKey     string // private key file; default ssh-agent, then ~/.ssh/id_ed25519, id_rsa
+	KnownHosts string // default ~/.ssh/known_hosts
+	S3Endpoint string // default AWS_ENDPOINT_URL_S3, AWS_ENDPOINT_URL, then AWS
+}
+
+// Opener opens a remote from its parsed URL.
+type Opener func(ctx context.Context, u *url.URL, o Options) (Remote, error)
+
+var (
+	mu       sync.Mutex
+	backends = map[string]Opener{}
+)
+
+// Register makes scheme (e.g. "sftp") open with fn. Backends call it
+// from init.
+func Register(scheme string, fn Opener) {
+	mu.Lock()
+	defer mu.Unlock()
+	backends[scheme] = fn
+}
+
+// Open opens the remote a URL names.
+func Open(ctx context.Context, raw string, o Options) (Remote, error) {
+	u, err := Parse(raw)
+	if err != nil {
+		return nil, err
+	}
+	mu.Lock()
+	fn := backends[u.Scheme]
+	mu.Unlock()
+	if fn == nil {
+		return nil, &Error{URL: Redact(raw), Kind: KindUsage, Err: fmt.Errorf("unknown scheme %q: use sftp://user@host[:port]/abs/dir or s3://bucket[/prefix]", u.Scheme)}
+	}
+	return fn(ctx, u, o)
+}
+
+// Parse checks a remote URL's shape: a scheme, a host (the SFTP server or
+// the bucket) and no secrets in it.
+func Parse(raw string) (*url.URL, error) {
+	u, err := url.Parse(raw)
+	if err != nil || u.Scheme == "" || u.Host == "" || u.Opaque != "" {
+		return nil, &Error{URL: Redact(raw), Kind: KindUsage, Err: errors.New("not a remote URL: use sftp://user@host[:port]/abs/dir or s3://bucket[/prefix]")}
+	}
+	if _, has := u.User.Password(); has {
+		return nil, &Error{URL: Redact(raw), Kind: KindUsage, Err: errors.New("a password in the URL is refused (it would show in process lists and logs): use --ssh-key or ssh-agent")}
+	}
+	if u.RawQuery != "" || u.Fragment != "" {
+		return nil, &Error{URL: Redact(raw), Kind: KindUsage, Err: errors.New("a remote URL takes no ?query or #fragment")}
+	}
+	return u, nil
+}
+
+// Redact removes any password from a URL for messages.
+func Redact(raw string) string {
+	u, err := url.Parse(raw)
+	if err != nil {
+		return "(unparsable remote URL)"
+	}
+	if _, has := u.User.Password(); has {
+		u.User = url.UserPassword(u.User.Username(), "xxxxx")
+	}
+	return u.String()
+}
+
+// SplitObjectURL splits "sftp://h/dir/NAME" into the remote URL and the
+// file name, for verify and restore of one remote backup.
+func SplitObjectURL(raw string) (remoteURL, name string, ok bool) {
+	u, err := url.Parse(raw)
+	if err != nil || u.Scheme == "" || u.Host == "" {
+		return "", "", false
+	}
+	i := strings.LastIndex(u.Path, "/")
+	if i < 0 || i == len(u.Path)-1 {
+		return "", "", false
+	}
+	name = u.Path[i+1:]
+	u.Path = u.Path[:i]
+	return u.String(), name, true
+}
+
+// Kinds of remote failure, named in messages so an operator knows
+// where to look.
+const (
+	KindUsage       = "bad remote"
+	KindUnreachable = "unreachable"
+	KindAuth        = "authentication failed"
+	KindHostKey     = "host key"
+	KindNoBucket    = "missing bucket"
+	KindNoDir       = "missing directory"
+	KindQuota       = "out of space or quota"
+	KindMismatch    = "upload check failed"
+	KindIO          = "transfer failed"
+	KindConflict    = "name conflict"
+	KindTLS         = "TLS certificate not trusted"
+)
+
+// Error is a remote's failure: which remote, what kind, why; Transient
+// ones are retried.
+type Error struct {
+	URL       string // without secrets
+	Kind      string
+	Err       error
+	Transient bool
+}
+
+func (e *Error) Error() string { return fmt.Sprintf("remote %s: %s: %v", e.URL, e.Kind, e.Err) }
+func (e *Error) Unwrap() error { return e.Err }
+
+// Retry runs fn up to attempts times while it fails with a transient
+// Error, waiting base, 2*base, 4*base… between tries.
+func Retry(ctx context.Context, attempts int, base time.Duration, fn func() error) error {
+	var err error
+	wait := base
+	for i := 0; i < attempts; i++ {
+		if err = fn(); err == nil {
+			return nil
+		}
+		var re *Error
+		if !errors.As(err, &re) || !re.Transient || i == attempts-1 {
+			return err
+		}
+		select {
+		case <-ctx.Done():
+			return err
+		case <-time.After(wait):
+		}
+		wait *= 2
+	}
+	return err
+}
+
+// sortObjects orders by name for stable output.
+func sortObjects(os []Object) {
+	sort.Slice(os, func(i, j int) bool { return os[i].Name < os[j].Name })
+}
