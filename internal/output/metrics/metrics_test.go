@@ -265,28 +265,35 @@ func wantValues(t *testing.T, path, db, when string, want map[string]string) {
 // across runs that rewrite the file; a failure keeps the last success's
 // time so an alert on its age fires.
 func TestRecordRemote(t *testing.T) {
-	p := filepath.Join(t.TempDir(), "m.prom")
+	dir := t.TempDir()
+	p := filepath.Join(dir, "m.prom")
+	// The database exists: a failed run of one that does not would get
+	// no series of its own (UnknownSourceFailure).
+	db := filepath.Join(dir, "app.db")
+	if err := os.WriteFile(db, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
 	t0 := time.Unix(1700000000, 0)
 	f := openAt(t, p, t0)
 	for _, r := range []string{"sftp://b@h/srv/x", `s3://bucket/a"b`} {
-		if err := f.RecordRemote("/srv/app.db", r, true, 2*time.Second); err != nil {
+		if err := f.RecordRemote(db, r, true, 2*time.Second); err != nil {
 			t.Fatal(err)
 		}
 	}
 	f = openAt(t, p, t0.Add(time.Hour))
-	if err := f.RecordRemote("/srv/app.db", "sftp://b@h/srv/x", false, 0); err != nil {
+	if err := f.RecordRemote(db, "sftp://b@h/srv/x", false, 0); err != nil {
 		t.Fatal(err)
 	}
-	if err := f.RecordBackup("/srv/app.db", nil, errors.New("x")); err != nil {
+	if err := f.RecordBackup(db, nil, errors.New("x")); err != nil {
 		t.Fatal(err)
 	}
 	b, _ := os.ReadFile(p)
 	for _, want := range []string{
-		`sqlite_backup_remote_last_run_success{database="/srv/app.db",remote="sftp://b@h/srv/x"} 0`,
-		`sqlite_backup_remote_last_success_timestamp_seconds{database="/srv/app.db",remote="sftp://b@h/srv/x"} 1700000000`,
-		`sqlite_backup_remote_last_run_success{database="/srv/app.db",remote="s3://bucket/a\"b"} 1`,
-		`sqlite_backup_remote_last_duration_seconds{database="/srv/app.db",remote="s3://bucket/a\"b"} 2`,
-		`sqlite_backup_last_run_success{database="/srv/app.db"} 0`,
+		`sqlite_backup_remote_last_run_success{database="` + db + `",remote="sftp://b@h/srv/x"} 0`,
+		`sqlite_backup_remote_last_success_timestamp_seconds{database="` + db + `",remote="sftp://b@h/srv/x"} 1700000000`,
+		`sqlite_backup_remote_last_run_success{database="` + db + `",remote="s3://bucket/a\"b"} 1`,
+		`sqlite_backup_remote_last_duration_seconds{database="` + db + `",remote="s3://bucket/a\"b"} 2`,
+		`sqlite_backup_last_run_success{database="` + db + `"} 0`,
 	} {
 		if !strings.Contains(string(b), want+"\n") {
 			t.Errorf("missing %s in\n%s", want, b)
