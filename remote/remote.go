@@ -19,6 +19,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"sqlite-backup/internal/output/hint"
 )
 
 // Object is one file on a remote.
@@ -170,6 +172,16 @@ type Error struct {
 
 func (e *Error) Error() string { return fmt.Sprintf("remote %s: %s: %v", e.URL, e.Kind, e.Err) }
 func (e *Error) Unwrap() error { return e.Err }
+
+// Fail is how a backend reports a failure: an Error for url, with the
+// hint line h (a command that helps) when there is one.
+func Fail(url, kind string, transient bool, err error, h string) error {
+	var e error = &Error{URL: url, Kind: kind, Err: err, Transient: transient}
+	if h != "" {
+		e = hint.Wrap(e, "%s", h)
+	}
+	return e
+}
 
 // Retry runs fn up to attempts times while it fails with a transient
 // Error, waiting base, 2*base, 4*base… between tries.

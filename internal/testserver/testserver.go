@@ -189,7 +189,7 @@ func (s *SSHD) Start(t TB) {
 	waitPort(t, s.Port, s.cmd, logf)
 }
 
-// Kill sends SIGKILL to sshd and every session process it started
+// Kill sends SIGKILL to sshd and every per-connection process it started
 // (those call setsid, so the process group does not reach them).
 func (s *SSHD) Kill() {
 	if s.cmd != nil && s.cmd.Process != nil {

@@ -31,7 +31,6 @@ import (
 	"github.com/minio/minio-go/v7"
 	"github.com/minio/minio-go/v7/pkg/credentials"
 
-	"sqlite-backup/internal/output/hint"
 	"sqlite-backup/remote"
 )
 
@@ -131,11 +130,7 @@ func transport() (http.RoundTripper, error) {
 }
 
 func (c *Client) fail(kind string, transient bool, err error, h string) error {
-	var e error = &remote.Error{URL: c.url, Kind: kind, Err: err, Transient: transient}
-	if h != "" {
-		e = hint.Wrap(e, "%s", h)
-	}
-	return e
+	return remote.Fail(c.url, kind, transient, err, h)
 }
 
 // classify names what went wrong the way an operator looks for it.

@@ -36,7 +36,6 @@ import (
 	"golang.org/x/crypto/ssh/agent"
 	"golang.org/x/crypto/ssh/knownhosts"
 
-	"sqlite-backup/internal/output/hint"
 	"sqlite-backup/remote"
 )
 
@@ -83,11 +82,7 @@ func Open(ctx context.Context, u *url.URL, o remote.Options) (remote.Remote, err
 }
 
 func (c *Client) fail(kind string, transient bool, err error, h string) error {
-	var e error = &remote.Error{URL: c.url, Kind: kind, Err: err, Transient: transient}
-	if h != "" {
-		e = hint.Wrap(e, "%s", h)
-	}
-	return e
+	return remote.Fail(c.url, kind, transient, err, h)
 }
 
 // classify turns a failure of an operation into a remote.Error; a
