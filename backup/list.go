@@ -87,7 +87,7 @@ func List(ctx context.Context, opts ListOptions) ([]Entry, error) {
 				n := m.Content.TotalRows()
 				e.Rows, e.Tables, e.Deep = &n, len(m.Content.Tables), m.Content.SHA256 != ""
 			}
-			e.Shrink = len(m.ShrinkWarnings) > 0
+			e.Shrink = m.Flagged()
 		}
 		if opts.Verify {
 			r, err := verify.File(ctx, b.Path, verify.Options{Quick: opts.Quick, Deep: opts.Deep && e.Manifest == "ok", TempDir: opts.TempDir, Identities: opts.Identities})

@@ -110,7 +110,7 @@ func prune(ctx context.Context, dir, src string, p retention.Policy, dryRun bool
 	// removes the flagged one: the flag is what keeps the pair.
 	for i, b := range mine {
 		m, err := manifest.Read(b.Path)
-		if err != nil || len(m.ShrinkWarnings) == 0 {
+		if err != nil || !m.Flagged() {
 			continue
 		}
 		protect[b.Path] = "shrink warning"

@@ -15,6 +15,7 @@ import (
 	"testing"
 
 	"sqlite-backup/internal/output/hint"
+	"sqlite-backup/internal/retention"
 	"sqlite-backup/internal/testserver"
 	"sqlite-backup/remote"
 	_ "sqlite-backup/remote/s3"
@@ -238,5 +239,53 @@ func TestSFTPMissingDir(t *testing.T) {
 	}
 	if h := hint.Of(err); !strings.Contains(h, "mkdir -p "+sd.Dir+"/nope") {
 		t.Fatalf("hint %q", h)
+	}
+}
+
+// TestPruneKeepsShrinkFlagged: on a remote as locally, a backup that
+// tripped the shrink guard and the last one before it outlive --keep,
+// also when the warnings are sealed (an encrypted backup's manifest
+// says only "shrank"). Without that, a remote with --keep 1 removed the
+// last good backup before an emptied database the next day.
+func TestPruneKeepsShrinkFlagged(t *testing.T) {
+	ctx := context.Background()
+	sd := testserver.StartSSHD(t)
+	r, err := remote.Open(ctx, sd.URL(), remote.Options{SSHKey: sd.Key, KnownHosts: sd.KnownHosts})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	const src = "/srv/app/app.db"
+	put := func(name, body string) {
+		b := []byte(body)
+		if err := r.Put(ctx, name, remote.Source{R: bytes.NewReader(b), Size: int64(len(b)), SHA256: sum(b)}); err != nil {
+			t.Fatalf("put %s: %v", name, err)
+		}
+	}
+	names := []string{"app.db.20261201_020000", "app.db.20261202_020000", "app.db.20261203_020000", "app.db.20261204_020000", "app.db.20261205_020000"}
+	for i, n := range names {
+		manifest := `{"source":"` + src + `"}`
+		if i == 2 { // the day the database was emptied: sealed warnings, clear flag
+			manifest = `{"source":"` + src + `","encryption":"age","sealed":"eA==","shrank":true}`
+		}
+		put(n, "backup "+n)
+		put(n+".sha256", sum([]byte("backup "+n))+"  "+n+"\n")
+		put(n+".json", manifest)
+	}
+	rep, err := remote.Prune(ctx, r, remote.PruneOptions{Source: src, Newest: names[4], Policy: retention.Policy{Last: 1}, Attempts: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	kept := map[string]bool{}
+	for _, d := range rep.Kept {
+		kept[d.Name] = true
+	}
+	for _, want := range []string{names[4], names[2], names[1]} {
+		if !kept[want] {
+			t.Errorf("%s removed; kept %v", want, kept)
+		}
+	}
+	if len(rep.Kept) != 3 {
+		t.Errorf("kept %d backups, want 3 (newest, flagged, last before it): %v", len(rep.Kept), kept)
 	}
 }

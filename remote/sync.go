@@ -245,6 +245,7 @@ func Prune(ctx context.Context, r Remote, o PruneOptions) (*PruneReport, error) 
 		return rep, err
 	}
 	var mine []retention.Backup
+	flagged := map[string]bool{}
 	for _, e := range es {
 		switch {
 		case !e.Complete:
@@ -260,10 +261,24 @@ func Prune(ctx context.Context, r Remote, o PruneOptions) (*PruneReport, error) 
 			continue
 		}
 		mine = append(mine, e.Backup)
+		flagged[e.Backup.Path] = m.Flagged()
 	}
 	protect := map[string]string{}
 	if o.Newest != "" {
 		protect[filepath.Base(o.Newest)] = "just made"
+	}
+	// As locally (backup.Prune): a backup that tripped the shrink guard
+	// and the last one before it outlive every rule until a person
+	// removes the flagged one.
+	retention.SortNewestFirst(mine)
+	for i, b := range mine {
+		if !flagged[b.Path] {
+			continue
+		}
+		protect[b.Path] = "shrink warning"
+		if i+1 < len(mine) {
+			protect[mine[i+1].Path] = "last before the shrink warning of " + b.Name
+		}
 	}
 	for _, d := range retention.Plan(mine, o.Policy, protect) {
 		if d.Keep {

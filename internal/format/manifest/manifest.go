@@ -115,6 +115,10 @@ type Manifest struct {
 	ShrinkGuard    float64    `json:"shrink_guard_pct"`
 	ShrinkWarnings []Shrink   `json:"shrink_warnings,omitempty"`
 	ComparedWith   string     `json:"compared_with,omitempty"` // previous backup for the shrink guard
+	// Shrank says the shrink guard fired, in the clear even when the
+	// warnings themselves are sealed: pruning must see the flag without
+	// a key, or it would remove the last good backup before the shrink.
+	Shrank bool `json:"shrank,omitempty"`
 	// Encryption is "age" for an encrypted backup; Content, ContentError
 	// and ShrinkWarnings are then in Sealed only.
 	Encryption string `json:"encryption,omitempty"`
@@ -123,6 +127,10 @@ type Manifest struct {
 	// with jq -r .sealed FILE.json | base64 -d | age -d -i KEY.
 	Sealed string `json:"sealed,omitempty"`
 }
+
+// Flagged says the shrink guard fired for this backup (read from the
+// clear flag when the warnings are sealed).
+func (m *Manifest) Flagged() bool { return m.Shrank || len(m.ShrinkWarnings) > 0 }
 
 // Private is what the manifest of an encrypted backup only holds sealed:
 // it tells about the data itself.
@@ -143,6 +151,7 @@ func (m *Manifest) Seal(rcpts []age.Recipient) error {
 		return fmt.Errorf("encrypt manifest of %q: %v", m.Backup, err)
 	}
 	m.Encryption = "age"
+	m.Shrank = m.Flagged()
 	m.Sealed = base64.StdEncoding.EncodeToString(sealed)
 	m.Content, m.ContentError, m.ShrinkWarnings = nil, "", nil
 	return nil
