@@ -208,18 +208,7 @@ func TestLoadBackupsUnderWriters(t *testing.T) {
 // returns the n_k.
 func writerPrefixes(t *testing.T, path string) []int64 {
 	t.Helper()
-	params := url.Values{"mode": {"ro"}}
-	if !strings.HasSuffix(path, "app.db") {
-		params.Set("immutable", "1") // a backup stands alone
-	}
-	uri, err := sqlitefile.URI(path, params)
-	if err != nil {
-		t.Fatal(err)
-	}
-	d, err := sql.Open("sqlite", uri)
-	if err != nil {
-		t.Fatal(err)
-	}
+	d := openJudged(t, path)
 	defer d.Close()
 	var union []string
 	for i := range loadTables {
@@ -472,4 +461,23 @@ func TestVerifyLockedDatabase(t *testing.T) {
 			t.Fatalf("exit %d, want 0:\n%s%s", r.code, r.stdout, r.stderr)
 		}
 	})
+}
+
+// openJudged opens a source (app.db, read-only beside its writers) or a
+// backup (standalone: immutable) for a test to judge what it holds.
+func openJudged(t *testing.T, path string) *sql.DB {
+	t.Helper()
+	params := url.Values{"mode": {"ro"}}
+	if !strings.HasSuffix(path, "app.db") {
+		params.Set("immutable", "1") // a backup stands alone
+	}
+	uri, err := sqlitefile.URI(path, params)
+	if err != nil {
+		t.Fatal(err)
+	}
+	d, err := sql.Open("sqlite", uri)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return d
 }

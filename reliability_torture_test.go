@@ -3,7 +3,6 @@ package main
 import (
 	"database/sql"
 	"fmt"
-	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -12,8 +11,6 @@ import (
 	"syscall"
 	"testing"
 	"time"
-
-	"sqlite-backup/internal/format/sqlitefile"
 )
 
 // tortureCase is one scenario of TestTortureCopier.
@@ -235,18 +232,7 @@ func torture(t *testing.T, c tortureCase, backups int) (int, map[string]int) {
 // path and returns each writer's row count.
 func tortureInvariants(t *testing.T, path string, writers int) []int64 {
 	t.Helper()
-	params := url.Values{"mode": {"ro"}}
-	if !strings.HasSuffix(path, "app.db") {
-		params.Set("immutable", "1")
-	}
-	uri, err := sqlitefile.URI(path, params)
-	if err != nil {
-		t.Fatal(err)
-	}
-	d, err := sql.Open("sqlite", uri)
-	if err != nil {
-		t.Fatal(err)
-	}
+	d := openJudged(t, path)
 	defer d.Close()
 	var sum, accounts int64
 	if err := d.QueryRow("SELECT sum(bal), count(*) FROM acct").Scan(&sum, &accounts); err != nil {

@@ -99,19 +99,6 @@ func KindOf(path string) Kind {
 	return None
 }
 
-// ctxReader stops a stream when ctx is canceled (SIGINT mid-compression).
-type ctxReader struct {
-	ctx context.Context
-	r   io.Reader
-}
-
-func (c ctxReader) Read(p []byte) (int, error) {
-	if err := c.ctx.Err(); err != nil {
-		return 0, err
-	}
-	return c.r.Read(p)
-}
-
 // Compress streams src into dst (an existing, empty file the caller owns
 // and will fsync and rename) and returns the sha256 of src as read, so
 // the caller can prove the compressed file decompresses to the same bytes
@@ -141,7 +128,7 @@ func Compress(ctx context.Context, kind Kind, src, dst string) (srcSHA256 string
 		return "", fmt.Errorf("compress %q: unknown compression %q", src, kind)
 	}
 	h := sha256.New()
-	if _, err := io.Copy(w, io.TeeReader(ctxReader{ctx, bufio.NewReaderSize(in, 1<<20)}, h)); err != nil {
+	if _, err := io.Copy(w, io.TeeReader(fsx.ContextReader(ctx, bufio.NewReaderSize(in, 1<<20)), h)); err != nil {
 		w.Close()
 		if ctx.Err() != nil {
 			return "", ctx.Err()
@@ -267,7 +254,7 @@ func decode(ctx context.Context, kind Kind, path string, in io.Reader, w io.Writ
 		return 0, fmt.Errorf("decompress %q: %w", path, err)
 	}
 	defer r.Close()
-	n, err := io.Copy(outWriter{w}, ctxReader{ctx, r})
+	n, err := io.Copy(outWriter{w}, fsx.ContextReader(ctx, r))
 	if err != nil {
 		return n, streamError(ctx, path, err)
 	}

@@ -106,7 +106,7 @@ func Seal(ctx context.Context, src, dst string, kind compress.Kind, rcpts []age.
 		}
 	}
 	h := sha256.New()
-	r := io.TeeReader(ctxReader{ctx, bufio.NewReaderSize(in, 1<<20)}, h)
+	r := io.TeeReader(fsx.ContextReader(ctx, bufio.NewReaderSize(in, 1<<20)), h)
 	if progress != nil {
 		r = &counter{r: r, fn: func(n int64) { progress(n, total) }}
 	}
@@ -186,7 +186,7 @@ func prove(ctx context.Context, path string, key []byte, kind compress.Kind) (su
 // authenticated end.
 func plaintext(ctx context.Context, name string, pr io.Reader, kind compress.Kind, w io.Writer) (int64, error) {
 	if kind == compress.None {
-		return io.Copy(w, ctxReader{ctx, pr})
+		return io.Copy(w, fsx.ContextReader(ctx, pr))
 	}
 	return compress.Decode(ctx, kind, name, pr, w)
 }
@@ -213,7 +213,7 @@ func DecryptTo(ctx context.Context, path, dir string, ids []age.Identity) (tmp s
 	if err != nil {
 		return "", "", classify(path, in, err)
 	}
-	br := bufio.NewReaderSize(ctxReader{ctx, pr}, 1<<20)
+	br := bufio.NewReaderSize(fsx.ContextReader(ctx, pr), 1<<20)
 	head, _ := br.Peek(4)
 	inner = compress.KindOfBytes(head)
 
@@ -424,19 +424,6 @@ func (o *outWriter) Write(p []byte) (int, error) {
 		err = &writeError{err}
 	}
 	return n, err
-}
-
-// ctxReader stops a stream when ctx is canceled (SIGINT).
-type ctxReader struct {
-	ctx context.Context
-	r   io.Reader
-}
-
-func (c ctxReader) Read(p []byte) (int, error) {
-	if err := c.ctx.Err(); err != nil {
-		return 0, err
-	}
-	return c.r.Read(p)
 }
 
 type counter struct {

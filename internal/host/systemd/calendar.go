@@ -162,12 +162,8 @@ func (c *spec) date(p string) (rest string, done bool, err error) {
 	if t == "" || t[0] == ':' {
 		return p, false, nil // it was a time
 	}
-	switch t[0] {
-	case '~':
-		c.endOfMonth = true
-	case '-':
-	default:
-		return "", false, errSyntax
+	if err := c.dateSep(t[0]); err != nil {
+		return "", false, err
 	}
 	second, t, err := chain(t[1:], false)
 	if err != nil {
@@ -180,12 +176,8 @@ func (c *spec) date(p string) (rest string, done bool, err error) {
 	if c.endOfMonth {
 		return "", false, errSyntax
 	}
-	switch t[0] {
-	case '~':
-		c.endOfMonth = true
-	case '-':
-	default:
-		return "", false, errSyntax
+	if err := c.dateSep(t[0]); err != nil {
+		return "", false, err
 	}
 	third, t, err := chain(t[1:], false)
 	if err != nil {
@@ -200,6 +192,19 @@ func (c *spec) date(p string) (rest string, done bool, err error) {
 
 // maxUnix is 2200-01-01 00:00:00 UTC: systemd's calendar ends in 2199.
 const maxUnix = 7258118400
+
+// dateSep reads the separator before a date's next field: "-", or "~",
+// which counts the day from the end of the month.
+func (c *spec) dateSep(b byte) error {
+	switch b {
+	case '~':
+		c.endOfMonth = true
+	case '-':
+	default:
+		return errSyntax
+	}
+	return nil
+}
 
 func (c *spec) unixTime(p string) (string, bool, error) {
 	p = strings.TrimLeft(p, " \t\n\v\f\r") // as strtoul

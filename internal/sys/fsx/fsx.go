@@ -5,9 +5,11 @@
 package fsx
 
 import (
+	"context"
 	"crypto/rand"
 	"encoding/hex"
 	"errors"
+	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -115,4 +117,21 @@ func PathErr(err error) error {
 		return le.Err
 	}
 	return err
+}
+
+// ContextReader stops a stream at the next read once ctx is canceled,
+// so SIGINT ends a long copy, compression or encryption promptly and
+// the caller removes its temp file.
+func ContextReader(ctx context.Context, r io.Reader) io.Reader { return ctxReader{ctx, r} }
+
+type ctxReader struct {
+	ctx context.Context
+	r   io.Reader
+}
+
+func (c ctxReader) Read(p []byte) (int, error) {
+	if err := c.ctx.Err(); err != nil {
+		return 0, err
+	}
+	return c.r.Read(p)
 }
