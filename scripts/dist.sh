@@ -31,7 +31,7 @@ version=${version#v}
 epoch=${SOURCE_DATE_EPOCH:-$(git log -1 --format=%ct)}
 date=$(date -u -d "@$epoch" +%Y-%m-%dT%H:%M:%SZ)
 
-ldflags="-s -w -X main.version=$version -X main.commit=$commit -X main.date=$date"
+ldflags="-s -w -X sqlite-backup/internal/cli.version=$version -X sqlite-backup/internal/cli.commit=$commit -X sqlite-backup/internal/cli.date=$date"
 
 mkdir -p "$out"
 out=$(cd "$out" && pwd)

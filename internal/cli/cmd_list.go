@@ -1,0 +1,191 @@
+package cli
+
+import (
+	"context"
+	"fmt"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/alecthomas/kong"
+
+	"sqlite-backup/backup"
+	"sqlite-backup/config"
+	"sqlite-backup/internal/format/manifest"
+	"sqlite-backup/internal/output/hint"
+)
+
+// ListCmd shows the backups in the backup directory with what their
+// sidecars say; with --verify it checks each one as verify does.
+type ListCmd struct {
+	Verify  bool     `help:"Also check each backup: sha256, decompression and integrity_check (reads every file)."`
+	Quick   bool     `help:"Check each backup with quick_check instead of integrity_check (implies --verify)."`
+	Deep    bool     `help:"Also recompute the rows and content hash each manifest recorded (implies --verify)."`
+	TempDir string   `placeholder:"DIR" help:"Where compressed or encrypted backups are decompressed or decrypted to be checked (default: the system temp dir)."`
+	Remote  []string `placeholder:"URL" help:"List the backups on this remote instead (sftp://… or s3://…); repeat for several."`
+	IdentityFlags
+	RemoteFlags
+}
+
+func (c *ListCmd) Run(ctx context.Context, kctx *kong.Context, g *Globals) error {
+	// Only a database named explicitly narrows the list; otherwise every
+	// backup in the directory is shown.
+	c.Verify = c.Verify || c.Quick || c.Deep
+	ids, err := c.identities()
+	if err != nil {
+		return err
+	}
+	var dbs []string
+	if o := originOf(kctx, "source"); o.Origin == config.FromFlag || o.Origin == config.FromEnv || o.Origin == config.FromFile {
+		srcs, err := findSources(kctx, g)
+		if err != nil {
+			return err
+		}
+		for _, s := range srcs {
+			dbs = append(dbs, filepath.Base(s.Path))
+		}
+	}
+	if originOf(kctx, "remote").Origin == config.FromFlag && len(c.Remote) > 0 {
+		if c.Verify {
+			return usagef("sqlite-backup verify s3://bucket/prefix/app.db.20250101_120000", "list --remote does not check files; verify URL/NAME downloads one and checks it")
+		}
+		return listRemotes(ctx, g, c.Remote, c.RemoteFlags, dbs)
+	}
+	es, err := backup.List(ctx, backup.ListOptions{Dir: g.BackupDir, DBs: dbs, Verify: c.Verify, Quick: c.Quick, Deep: c.Deep, TempDir: c.TempDir, Identities: ids})
+	if err != nil {
+		return err
+	}
+	switch {
+	case g.JSON:
+		for _, e := range es {
+			r := listJSON{Entry: e}
+			if t := startedAt(e); t != nil {
+				r.Started = t
+			}
+			g.addResult(r)
+		}
+	case len(es) == 0:
+		// A bare header looks like a listing that went wrong.
+		what := "no backups"
+		if len(dbs) > 0 {
+			what += " of " + strings.Join(dbs, ", ")
+		}
+		fmt.Fprintf(g.stdout, "%s in %s\n", what, g.BackupDir)
+	default:
+		tw := tabwriter.NewWriter(g.stdout, 0, 4, 2, ' ', 0)
+		// Both times are this machine's local time, its zone in the
+		// header: a backup named on a machine in another zone gets its
+		// TIME from its manifest, so it agrees with VERIFIED.
+		zone, _ := time.Now().Zone()
+		fmt.Fprintf(tw, "TIME (%s)\tBACKUP\tSIZE\tCOMPRESSION\tVERIFIED\tSHA256\tROWS\tNOTE\n", zone)
+		for _, e := range es {
+			verified := "-"
+			if e.VerifiedAt != nil {
+				verified = e.VerifiedAt.Local().Format(time.DateTime)
+			}
+			when := e.Time.Format(time.DateTime)
+			note := ""
+			if t := startedAt(e); t != nil {
+				when = t.Local().Format(time.DateTime)
+				if d := e.Time.Sub(t.In(e.Time.Location())); d > time.Minute || d < -time.Minute {
+					// The name's timestamp is the local time of where it
+					// was taken; say so rather than show two clocks.
+					note = "named in another time zone "
+				}
+			}
+			rows := "-"
+			if e.Rows != nil {
+				rows = strconv.FormatInt(*e.Rows, 10)
+			}
+			if e.Shrink {
+				note = "SHRINK WARNING "
+			}
+			if e.Manifest != "ok" {
+				note += "manifest " + e.Manifest + " "
+			}
+			if e.Encryption != "" {
+				note += "age "
+			}
+			if e.Verify != nil {
+				if e.Verify.NotChecked != "" {
+					note += "content NOT CHECKED: " + e.Verify.NotChecked
+				} else if e.Verify.OK {
+					note += "check ok"
+				} else {
+					note += "check FAILED: " + e.Verify.Summary()
+				}
+			}
+			if e.Error != "" {
+				note += "ERROR: " + e.Error
+			}
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", when, e.Name, humanBytes(e.Size), e.Compression, verified, e.SHA256, rows, strings.TrimSpace(note))
+		}
+		if err := tw.Flush(); err != nil {
+			return err
+		}
+	}
+	if c.Verify {
+		failed, errs, unchecked := 0, 0, 0
+		var firstErr error
+		for _, e := range es {
+			switch {
+			case e.Error != "":
+				errs++
+				if firstErr == nil {
+					firstErr = fmt.Errorf("%s", e.Error)
+				}
+			case e.Verify != nil && e.Verify.NotChecked != "":
+				unchecked++
+			case e.Verify != nil && !e.Verify.OK:
+				failed++
+			}
+		}
+		switch {
+		case failed > 0:
+			return &verifyFailed{failed: failed, total: len(es)}
+		case firstErr != nil:
+			return firstErr
+		case unchecked > 0:
+			// No verdict is not a pass (as in verify).
+			return hint.Wrap(fmt.Errorf("list --verify: %d of %d backups encrypted with age and no --identity given: content not checked, no verdict", unchecked, len(es)),
+				"sqlite-backup list --backup-dir %s --verify -i KEY", shellQuote(g.BackupDir))
+		}
+		return nil
+	}
+	return nil
+}
+
+// listJSON adds the manifest's start time, the instant the backup was
+// taken (the name's timestamp is the local time where it was taken).
+type listJSON struct {
+	backup.Entry
+	Started *time.Time `json:"started,omitempty"`
+}
+
+// startedAt is when the backup was taken by its manifest, if it has one.
+func startedAt(e backup.Entry) *time.Time {
+	if e.Manifest != "ok" {
+		return nil
+	}
+	m, err := manifest.Read(e.Path)
+	if err != nil || m.Started.IsZero() {
+		return nil
+	}
+	return &m.Started
+}
+
+// humanBytes is a size in IEC units, as ls -lh and restic show them.
+func humanBytes(n int64) string {
+	const unit = 1024
+	if n < unit {
+		return fmt.Sprintf("%d B", n)
+	}
+	div, exp := int64(unit), 0
+	for m := n / unit; m >= unit && exp < 5; m /= unit {
+		div *= unit
+		exp++
+	}
+	return fmt.Sprintf("%.1f %ciB", float64(n)/float64(div), "KMGTPE"[exp])
+}

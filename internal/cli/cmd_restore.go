@@ -1,0 +1,153 @@
+package cli
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/alecthomas/kong"
+
+	"sqlite-backup/config"
+	"sqlite-backup/internal/format/encrypt"
+	"sqlite-backup/remote"
+	"sqlite-backup/restore"
+)
+
+// RestoreCmd puts a verified backup back in place of the database.
+type RestoreCmd struct {
+	File    string `arg:"" name:"backup" help:"Backup file to restore from, or a remote backup as URL/NAME (downloaded with its sidecars beside the target, checked, removed)."`
+	To      string `placeholder:"PATH" help:"Database to restore to (default: the source, found as for backups)."`
+	Force   bool   `env:"-" help:"Replace an existing database; a snapshot of it is first saved as <db>.pre-restore.YYYYMMDD_HHMMSS."`
+	Online  bool   `xor:"mode" help:"Copy into the live database with SQLite's backup API (the default when another process has it open)."`
+	Offline bool   `xor:"mode" help:"Replace the file (the default when no other process has it open); refused if one does."`
+	DryRun  bool   `help:"Verify the backup and say what would be done, without changing anything."`
+	IdentityFlags
+	RemoteFlags
+}
+
+func (c *RestoreCmd) Run(ctx context.Context, kctx *kong.Context, g *Globals) error {
+	// Replacing a database must be asked for on the command line, not
+	// left on in a config file where it would apply to every restore.
+	if c.Force && originOf(kctx, "force").Origin != config.FromFlag {
+		return usagef("sqlite-backup restore BACKUP --to PATH --force", "--force must be given on the command line, not in a config file")
+	}
+	ids, err := c.identities()
+	if err != nil {
+		return err
+	}
+	to := c.To
+	if to == "" {
+		src, err := findSource(kctx, g)
+		if err != nil {
+			return err
+		}
+		to = src.Path
+	}
+	backupFile := c.File
+	var needKey error // a remote encrypted backup without -i
+	if isRemoteURL(c.File) {
+		shown := remote.Redact(c.File)
+		needKey = usagef(fmt.Sprintf("sqlite-backup restore %s --to %s -i KEY", shellQuote(shown), shellQuote(to)), "restore from %q: %v", shown, restore.ErrNeedIdentity)
+		// Known by its name before a byte is downloaded.
+		if strings.HasSuffix(c.File, encrypt.Suffix) && len(ids) == 0 {
+			return needKey
+		}
+		abs, err := filepath.Abs(to)
+		if err != nil {
+			return err
+		}
+		local, dir, err := fetchRemote(ctx, g, c.File, c.RemoteFlags, filepath.Dir(abs))
+		if err != nil {
+			return err
+		}
+		defer os.RemoveAll(dir)
+		backupFile = local
+	}
+	opts := restore.Options{
+		Backup:      backupFile,
+		Target:      to,
+		Force:       c.Force,
+		DryRun:      c.DryRun,
+		BusyTimeout: g.BusyTimeout,
+		Identities:  ids,
+	}
+	switch {
+	case c.Online:
+		opts.Mode = restore.ModeOnline
+	case c.Offline:
+		opts.Mode = restore.ModeOffline
+	}
+	res, err := restore.Run(ctx, opts)
+	if res != nil && backupFile != c.File {
+		res.Backup = remote.Redact(c.File)
+	}
+	if errors.Is(err, restore.ErrNeedIdentity) {
+		if needKey != nil {
+			return needKey
+		}
+		return usagef(fmt.Sprintf("sqlite-backup restore %s --to %s -i KEY", shellQuote(c.File), shellQuote(to)), "%v", err)
+	}
+	err = restoreHint(err, c.File, to)
+	if errors.Is(err, restore.ErrTargetExists) {
+		return usagef(fmt.Sprintf("sqlite-backup restore %q --to %q --force   (saves the current database first)", c.File, to), "%v", err)
+	}
+	if res != nil && res.SafetyCopy != "" && err != nil && !g.JSON {
+		fmt.Fprintf(g.stdout, "safety copy: %s (integrity_check %s)\n", res.SafetyCopy, res.SafetyCheck)
+	}
+	if err != nil && res != nil && res.Replaced {
+		done := fmt.Sprintf("%s already holds the restored backup, not yet checked (check it: sqlite-backup verify %q)", res.Target, res.Target)
+		if res.SafetyCopy != "" {
+			done += "; the database before is saved as " + res.SafetyCopy
+		}
+		err = &doneBefore{err: err, done: done}
+	}
+	if err != nil {
+		return err
+	}
+	if g.JSON {
+		g.addResult(restoreJSON{Result: res, OK: true, Check: "integrity_check", DurationMS: res.Duration.Milliseconds()})
+		return nil
+	}
+	return printRestore(g.stdout, res)
+}
+
+// restoreJSON is restore's --json result: check and ok as backup and
+// verify say them.
+type restoreJSON struct {
+	*restore.Result
+	OK         bool   `json:"ok"`
+	Check      string `json:"check"`
+	DurationMS int64  `json:"duration_ms"`
+}
+
+func printRestore(w io.Writer, r *restore.Result) error {
+	if r.DryRun {
+		fmt.Fprintf(w, "dry run: backup %s: integrity_check ok, %d bytes, %d pages\n", r.Backup, r.Size, r.Pages)
+		if r.TargetExisted {
+			fmt.Fprintf(w, "dry run: would save the current %s as %s\n", r.Target, r.SafetyCopy)
+		}
+		how := "offline: write a temp file beside it, remove its stale -wal/-shm, rename it into place"
+		if r.Mode == restore.ModeOnline {
+			how = "online: copy into the live database with SQLite's backup API"
+		}
+		if len(r.Holders) > 0 {
+			how += fmt.Sprintf(" (open by pid %v)", r.Holders)
+		}
+		_, err := fmt.Fprintf(w, "dry run: would restore %s to %s %s, journal_mode %s\n", r.Backup, r.Target, how, r.JournalMode)
+		return err
+	}
+	if r.SafetyCopy != "" {
+		fmt.Fprintf(w, "safety copy: %s (integrity_check %s)\n", r.SafetyCopy, r.SafetyCheck)
+	}
+	for _, p := range r.Removed {
+		fmt.Fprintf(w, "removed stale %s\n", p)
+	}
+	_, err := fmt.Fprintf(w, "restored %s -> %s (%s, journal_mode %s): %s, %d bytes, %d pages, %s\n",
+		r.Backup, r.Target, r.Mode, r.JournalMode, r.Check, r.Size, r.Pages, r.Duration.Round(time.Millisecond))
+	return err
+}

@@ -1,0 +1,161 @@
+package cli
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+
+	"github.com/alecthomas/kong"
+
+	"sqlite-backup/config"
+)
+
+// The guard: no test may touch anything outside its own temp dirs. Two
+// layers. Every run of the tool in the tests (scripts and Go tests alike
+// start the test binary as sqlite-backup) checks, before it does
+// anything, that each path it would write or list (--backup-dir, even
+// when left at its default /backup, --backup, --to, --metrics-file,
+// --temp-dir) lies under the test's temp root; a run that would not is
+// refused and logged, and the log fails the whole test binary. And the
+// binary itself checks that /backup and the default config file did not
+// appear while it ran, and gives its subprocesses a HOME and XDG dirs of
+// their own.
+const (
+	guardLogEnv  = "SBTEST_GUARD_LOG" // not SQLITE_BACKUP_*: toolEnv strips those
+	guardRootEnv = "SBTEST_ROOT"
+)
+
+// hostPaths must not appear during a test run.
+var hostPaths = []string{"/backup", "/etc/sqlite-backup.toml"}
+
+// guardSetup runs once in the parent test process; the returned func
+// reports what the guard found.
+func guardSetup() (check func() []string, err error) {
+	dir, err := os.MkdirTemp("", "sqlite-backup-guard-")
+	if err != nil {
+		return nil, err
+	}
+	sharedDirs = append(sharedDirs, dir)
+	// The tool also runs as the user nobody: the log is for everyone.
+	if err := os.Chmod(dir, 0o777); err != nil {
+		return nil, err
+	}
+	logPath := filepath.Join(dir, "violations")
+	if err := os.WriteFile(logPath, nil, 0o666); err != nil {
+		return nil, err
+	}
+	if err := os.Chmod(logPath, 0o666); err != nil {
+		return nil, err
+	}
+	// Keep Go's caches where they are (release_test builds the binary;
+	// a cold cache takes minutes), then move HOME and XDG dirs away.
+	if os.Getenv("GOCACHE") == "" {
+		if c, err := os.UserCacheDir(); err == nil {
+			os.Setenv("GOCACHE", filepath.Join(c, "go-build"))
+		}
+	}
+	if os.Getenv("GOENV") == "" { // go env -w settings (GOFLAGS, GOTOOLCHAIN)
+		if c, err := os.UserConfigDir(); err == nil {
+			os.Setenv("GOENV", filepath.Join(c, "go", "env"))
+		}
+	}
+	if os.Getenv("GOPATH") == "" {
+		if h, err := os.UserHomeDir(); err == nil {
+			os.Setenv("GOPATH", filepath.Join(h, "go"))
+		}
+	}
+	home := filepath.Join(dir, "home")
+	for _, d := range []string{"", ".config", ".cache", ".local/share", ".local/state"} {
+		if err := os.MkdirAll(filepath.Join(home, d), 0o755); err != nil {
+			return nil, err
+		}
+	}
+	os.Setenv("HOME", home)
+	os.Setenv("XDG_CONFIG_HOME", filepath.Join(home, ".config"))
+	os.Setenv("XDG_CACHE_HOME", filepath.Join(home, ".cache"))
+	os.Setenv("XDG_DATA_HOME", filepath.Join(home, ".local/share"))
+	os.Setenv("XDG_STATE_HOME", filepath.Join(home, ".local/state"))
+	os.Setenv(guardLogEnv, logPath)
+	os.Setenv(guardRootEnv, filepath.Clean(os.TempDir()))
+
+	existed := map[string]bool{}
+	for _, p := range hostPaths {
+		_, err := os.Lstat(p)
+		existed[p] = err == nil
+	}
+	return func() []string {
+		var found []string
+		for _, p := range hostPaths {
+			if _, err := os.Lstat(p); err == nil && !existed[p] {
+				found = append(found, p+" was created during the test run")
+			}
+		}
+		b, _ := os.ReadFile(logPath)
+		for _, l := range strings.Split(strings.TrimSpace(string(b)), "\n") {
+			if l != "" {
+				found = append(found, l)
+			}
+		}
+		return found
+	}, nil
+}
+
+// guardPaths is checkParsed in the tests: it refuses a run that would
+// write (or list) outside the temp root, and logs it.
+func guardPaths(kctx *kong.Context, g *Globals) error {
+	logPath, root := os.Getenv(guardLogEnv), os.Getenv(guardRootEnv)
+	if logPath == "" || root == "" {
+		return nil // run by hand, not by the tests
+	}
+	cmd := strings.Fields(kctx.Command())
+	if len(cmd) == 0 {
+		return nil
+	}
+	names := []string{"backup", "to", "metrics-file", "temp-dir"}
+	switch cmd[0] {
+	case "backup", "prune", "list", "restore":
+		names = append(names, "backup-dir")
+	default: // verify, config, systemd, version, completion, help: write nothing
+		return nil
+	}
+	var bad []string
+	// restore, and list or prune of a remote given on the command line
+	// (as the commands decide it), do not use --backup-dir.
+	skipDir := cmd[0] == "restore" ||
+		((cmd[0] == "list" || cmd[0] == "prune") && originOf(kctx, "remote").Origin == config.FromFlag)
+	for _, f := range kctx.Flags() {
+		switch v := f.Target.Interface().(type) {
+		case []string: // --verify FILE: backup-dir is not used
+			skipDir = skipDir || (f.Name == "verify" && len(v) > 0)
+		case string: // --backup FILE: neither
+			skipDir = skipDir || (f.Name == "backup" && v != "")
+		}
+	}
+	for _, f := range kctx.Flags() {
+		if !slices.Contains(names, f.Name) {
+			continue
+		}
+		v, _ := f.Target.Interface().(string)
+		if v == "" || (f.Name == "backup-dir" && skipDir) {
+			continue
+		}
+		abs, err := filepath.Abs(v)
+		if err != nil {
+			continue
+		}
+		if r, err := filepath.Rel(root, abs); err != nil || r == ".." || strings.HasPrefix(r, "../") {
+			bad = append(bad, fmt.Sprintf("--%s %s", f.Name, abs))
+		}
+	}
+	if len(bad) == 0 {
+		return nil
+	}
+	msg := fmt.Sprintf("test guard: %q would touch %s, outside the test's temp dirs (%s)", strings.Join(os.Args[1:], " "), strings.Join(bad, ", "), root)
+	if f, err := os.OpenFile(logPath, os.O_WRONLY|os.O_APPEND, 0); err == nil {
+		fmt.Fprintln(f, msg)
+		f.Close()
+	}
+	return fmt.Errorf("%s", msg)
+}
