@@ -139,8 +139,8 @@ func Run(args []string, stdout, stderr io.Writer) int {
 	}
 	command := commandName(kctx.Command())
 	asJSON := cli.JSON && command != "completion" && command != "help"
-	if checkParsed != nil {
-		if err := checkParsed(kctx, &cli.Globals); err != nil {
+	if CheckParsed != nil {
+		if err := CheckParsed(kctx); err != nil {
 			printError(stderr, err)
 			return exitError
 		}
@@ -209,9 +209,10 @@ func wantsJSON(args []string) bool {
 	return os.Getenv("SQLITE_BACKUP_JSON") == "true" || os.Getenv("SQLITE_BACKUP_JSON") == "1"
 }
 
-// checkParsed, set only by the tests, sees every parsed command line
-// before it runs: the tests' guard that no run writes outside its temp dirs.
-var checkParsed func(kctx *kong.Context, g *Globals) error
+// CheckParsed, set only by the tests (internal/testguard), sees every
+// parsed command line before it runs: the guard that no test run writes
+// outside its temp dirs.
+var CheckParsed func(kctx *kong.Context) error
 
 // printError writes "sqlite-backup: error: …" and, when the error carries
 // one, a "hint: …" line with an example that works.

@@ -5,6 +5,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 	"testing"
@@ -104,7 +105,7 @@ func TestBashCompletion(t *testing.T) {
 		got := bashComplete(t, script, dir, "sqlite-backup", n.Name, "--")
 		for _, group := range n.AllFlags(true) {
 			for _, f := range group {
-				if !contains(got, "--"+f.Name) {
+				if !slices.Contains(got, "--"+f.Name) {
 					t.Errorf("%s: --%s does not complete; got %v", n.Name, f.Name, got)
 				}
 			}

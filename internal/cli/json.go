@@ -8,9 +8,9 @@ import (
 	"sqlite-backup/internal/output/hint"
 )
 
-// jsonSchema is the version of the --json shape (docs/JSON.md). A new
+// JSONSchema is the version of the --json shape (docs/JSON.md). A new
 // field is not a new version; a renamed, removed or retyped one is.
-const jsonSchema = 1
+const JSONSchema = 1
 
 // jsonReport is the one object every command prints with --json, on
 // success and on failure alike: what ran, whether it all went well, one
@@ -45,7 +45,7 @@ func (g *Globals) addResult(v any) { g.results = append(g.results, v) }
 
 // writeJSON prints the report; err is what Run printed on stderr.
 func writeJSON(w io.Writer, command string, results []any, code int, err error) {
-	r := jsonReport{Schema: jsonSchema, Command: command, OK: code == exitOK, ExitCode: code, Results: results}
+	r := jsonReport{Schema: JSONSchema, Command: command, OK: code == exitOK, ExitCode: code, Results: results}
 	if r.Results == nil {
 		r.Results = []any{}
 	}

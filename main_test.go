@@ -1,8 +1,7 @@
-package cli
+package main
 
 import (
 	"bytes"
-	"errors"
 	"fmt"
 	"math/rand/v2"
 	"os"
@@ -12,60 +11,38 @@ import (
 	"testing"
 
 	"github.com/rogpeppe/go-internal/testscript"
+
+	"sqlite-backup/internal/testguard"
 )
 
-// TestMain makes the test binary double as the real sqlite-backup
-// command and as the helper programs the scripts start, each run as a
-// separate process from a directory testscript puts on $PATH.
+// TestMain makes the test binary double as the real sqlite-backup (this
+// package's main, inside the test guard), run as a separate process from
+// a directory testscript puts on $PATH. The system suites are in
+// internal/systest.
 func TestMain(m *testing.M) {
-	testscript.Main(cleanupM{m}, map[string]func(){
+	testscript.Main(guarded{m}, map[string]func(){
 		"sqlite-backup": func() {
-			checkParsed = guardPaths
-			os.Exit(Run(os.Args[1:], os.Stdout, os.Stderr))
+			testguard.Install()
+			main()
 		},
-		"sqlwriter": func() { os.Exit(writerMain(os.Args[1:])) },
 	})
 }
 
-// cleanupM removes what tests share across the run (sharedBigDB, the
-// copy of the tool for the user nobody).
-type cleanupM struct{ m *testing.M }
+// guarded runs the tests inside the guard (internal/testguard).
+type guarded struct{ m *testing.M }
 
-// sharedDirs are removed after all tests ran.
-var sharedDirs []string
+func (g guarded) Run() int { return testguard.Run(g.m, nil) }
 
-func (c cleanupM) Run() int {
-	guard, err := guardSetup()
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "test guard:", err)
-		return 1
-	}
-	code := c.m.Run()
-	if found := guard(); len(found) > 0 {
-		fmt.Fprintln(os.Stderr, "FAIL: tests touched the host outside their temp dirs:")
-		for _, f := range found {
-			fmt.Fprintln(os.Stderr, "  "+f)
-		}
-		code = 1
-	}
-	if bigPath != "" {
-		os.RemoveAll(filepath.Dir(bigPath))
-	}
-	for _, d := range sharedDirs {
-		os.RemoveAll(d)
-	}
-	return code
-}
-
+// TestScripts runs the end-to-end goldens in testdata/script.
 func TestScripts(t *testing.T) {
 	testscript.Run(t, testscript.Params{
-		Dir:                 "../../testdata/script",
+		Dir:                 "testdata/script",
 		RequireExplicitExec: true,
 		UpdateScripts:       os.Getenv("UPDATE_GOLDEN") != "",
 		Setup: func(env *testscript.Env) error {
 			// The guard (guard_test.go): a script's runs stay in $WORK.
-			env.Setenv(guardLogEnv, os.Getenv(guardLogEnv))
-			env.Setenv(guardRootEnv, env.WorkDir)
+			env.Setenv(testguard.LogEnv, os.Getenv(testguard.LogEnv))
+			env.Setenv(testguard.RootEnv, env.WorkDir)
 			return nil
 		},
 		Cmds: map[string]func(ts *testscript.TestScript, neg bool, args []string){
@@ -170,34 +147,4 @@ func cmdFlipByte(ts *testscript.TestScript, neg bool, args []string) {
 	b[0] ^= 0xff
 	_, err = f.WriteAt(b, off)
 	ts.Check(err)
-}
-
-// doneWith names what was done before an error, shortened past five,
-// and leaves the error as it is when nothing was.
-func TestDoneWith(t *testing.T) {
-	base := errors.New("context canceled")
-	paths := func(n int) []string {
-		var p []string
-		for i := range n {
-			p = append(p, fmt.Sprintf("/b/app.db.%d", i))
-		}
-		return p
-	}
-	for _, c := range []struct {
-		n    int
-		want string
-	}{
-		{0, ""},
-		{2, "already published: /b/app.db.0, /b/app.db.1"},
-		{7, "already published: /b/app.db.0, /b/app.db.1, /b/app.db.2, /b/app.db.3, /b/app.db.4 and 2 more"},
-	} {
-		err := doneWith(base, "already published", paths(c.n))
-		var d *doneBefore
-		switch {
-		case c.want == "" && (err != base || errors.As(err, &d)):
-			t.Errorf("%d paths: %v wrapped, want it as it was", c.n, err)
-		case c.want != "" && (!errors.As(err, &d) || d.done != c.want || !errors.Is(err, base)):
-			t.Errorf("%d paths: got %#v, want done %q wrapping the error", c.n, err, c.want)
-		}
-	}
 }

@@ -1,4 +1,4 @@
-package cli
+package systest
 
 // Proofs for the release promise "scp one file to any Linux host and run
 // it": the amd64 binary is statically linked and does a full backup and
@@ -23,6 +23,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 	"syscall"
 	"testing"
@@ -95,7 +96,7 @@ func extractBinary(t *testing.T, archive, dir string) string {
 	}
 	want := strings.TrimSuffix(filepath.Base(archive), ".tar.gz")
 	for _, n := range []string{"sqlite-backup", "README.md", "LICENSE", "docs/OPERATIONS.md", "docs/RESTORE.md"} {
-		if !contains(names, want+"/"+n) {
+		if !slices.Contains(names, want+"/"+n) {
 			t.Errorf("%s lacks %s/%s; has %v", archive, want, n, names)
 		}
 	}
@@ -103,15 +104,6 @@ func extractBinary(t *testing.T, archive, dir string) string {
 		t.Fatalf("%s holds no sqlite-backup binary", archive)
 	}
 	return exe
-}
-
-func contains(list []string, s string) bool {
-	for _, x := range list {
-		if x == s {
-			return true
-		}
-	}
-	return false
 }
 
 // TestStaticHoweverBuilt: no way of building the command yields a
@@ -315,8 +307,8 @@ func TestReleaseStaticChroot(t *testing.T) {
 	copyFile(t, filepath.Join(root, "data", "app.db"), bad, 0o644)
 	corruptPage(t, bad, 3)
 	out, err = inChroot("verify", "/backup/bad.db")
-	if ee, ok := err.(*exec.ExitError); !ok || ee.ExitCode() != exitVerify || !strings.Contains(out, "FAILED") {
-		t.Errorf("verify of a corrupt file in the chroot: err %v, want exit %d and FAILED", err, exitVerify)
+	if ee, ok := err.(*exec.ExitError); !ok || ee.ExitCode() != 3 || !strings.Contains(out, "FAILED") {
+		t.Errorf("verify of a corrupt file in the chroot: err %v, want exit 3 (documented: failed verification) and FAILED", err)
 	}
 }
 

@@ -1,4 +1,4 @@
-package cli
+package systest
 
 // Shared helpers of the reliability suite (reliability_*_test.go): every
 // scenario runs the real sqlite-backup binary and real writer processes
@@ -14,6 +14,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"sort"
 	"strconv"
 	"strings"
@@ -298,3 +299,6 @@ func publicTempDir(t testing.TB) string {
 	t.Cleanup(func() { os.RemoveAll(d) })
 	return d
 }
+
+// backupName is a timestamped backup's file name.
+var backupName = regexp.MustCompile(`^.+\.\d{8}_\d{6}(-\d+)?$`)

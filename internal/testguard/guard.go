@@ -1,4 +1,7 @@
-package cli
+// Package testguard keeps every test run of the tool inside its test's
+// temp dirs: the test binaries that double as sqlite-backup (the
+// end-to-end goldens at the root, internal/systest) install it.
+package testguard
 
 import (
 	"fmt"
@@ -9,7 +12,7 @@ import (
 
 	"github.com/alecthomas/kong"
 
-	"sqlite-backup/config"
+	"sqlite-backup/internal/cli"
 )
 
 // The guard: no test may touch anything outside its own temp dirs. Two
@@ -23,31 +26,31 @@ import (
 // appear while it ran, and gives its subprocesses a HOME and XDG dirs of
 // their own.
 const (
-	guardLogEnv  = "SBTEST_GUARD_LOG" // not SQLITE_BACKUP_*: toolEnv strips those
-	guardRootEnv = "SBTEST_ROOT"
+	LogEnv  = "SBTEST_GUARD_LOG" // not SQLITE_BACKUP_*: toolEnv strips those
+	RootEnv = "SBTEST_ROOT"
 )
 
 // hostPaths must not appear during a test run.
 var hostPaths = []string{"/backup", "/etc/sqlite-backup.toml"}
 
-// guardSetup runs once in the parent test process; the returned func
-// reports what the guard found.
-func guardSetup() (check func() []string, err error) {
-	dir, err := os.MkdirTemp("", "sqlite-backup-guard-")
+// Setup runs once in the parent test process; the returned func reports
+// what the guard found. dir holds the guard's log and the tests' HOME:
+// the caller removes it after the check.
+func Setup() (check func() []string, dir string, err error) {
+	dir, err = os.MkdirTemp("", "sqlite-backup-guard-")
 	if err != nil {
-		return nil, err
+		return nil, "", err
 	}
-	sharedDirs = append(sharedDirs, dir)
 	// The tool also runs as the user nobody: the log is for everyone.
 	if err := os.Chmod(dir, 0o777); err != nil {
-		return nil, err
+		return nil, "", err
 	}
 	logPath := filepath.Join(dir, "violations")
 	if err := os.WriteFile(logPath, nil, 0o666); err != nil {
-		return nil, err
+		return nil, "", err
 	}
 	if err := os.Chmod(logPath, 0o666); err != nil {
-		return nil, err
+		return nil, "", err
 	}
 	// Keep Go's caches where they are (release_test builds the binary;
 	// a cold cache takes minutes), then move HOME and XDG dirs away.
@@ -69,7 +72,7 @@ func guardSetup() (check func() []string, err error) {
 	home := filepath.Join(dir, "home")
 	for _, d := range []string{"", ".config", ".cache", ".local/share", ".local/state"} {
 		if err := os.MkdirAll(filepath.Join(home, d), 0o755); err != nil {
-			return nil, err
+			return nil, "", err
 		}
 	}
 	os.Setenv("HOME", home)
@@ -77,8 +80,8 @@ func guardSetup() (check func() []string, err error) {
 	os.Setenv("XDG_CACHE_HOME", filepath.Join(home, ".cache"))
 	os.Setenv("XDG_DATA_HOME", filepath.Join(home, ".local/share"))
 	os.Setenv("XDG_STATE_HOME", filepath.Join(home, ".local/state"))
-	os.Setenv(guardLogEnv, logPath)
-	os.Setenv(guardRootEnv, filepath.Clean(os.TempDir()))
+	os.Setenv(LogEnv, logPath)
+	os.Setenv(RootEnv, filepath.Clean(os.TempDir()))
 
 	existed := map[string]bool{}
 	for _, p := range hostPaths {
@@ -99,13 +102,18 @@ func guardSetup() (check func() []string, err error) {
 			}
 		}
 		return found
-	}, nil
+	}, dir, nil
 }
 
-// guardPaths is checkParsed in the tests: it refuses a run that would
-// write (or list) outside the temp root, and logs it.
-func guardPaths(kctx *kong.Context, g *Globals) error {
-	logPath, root := os.Getenv(guardLogEnv), os.Getenv(guardRootEnv)
+// Install makes every later cli.Run in this process check its parsed
+// command line with Paths: call it where the test binary runs as
+// sqlite-backup.
+func Install() { cli.CheckParsed = Paths }
+
+// Paths refuses a run that would write (or list) outside the temp root,
+// and logs it.
+func Paths(kctx *kong.Context) error {
+	logPath, root := os.Getenv(LogEnv), os.Getenv(RootEnv)
 	if logPath == "" || root == "" {
 		return nil // run by hand, not by the tests
 	}
@@ -124,7 +132,7 @@ func guardPaths(kctx *kong.Context, g *Globals) error {
 	// restore, and list or prune of a remote given on the command line
 	// (as the commands decide it), do not use --backup-dir.
 	skipDir := cmd[0] == "restore" ||
-		((cmd[0] == "list" || cmd[0] == "prune") && originOf(kctx, "remote").Origin == config.FromFlag)
+		((cmd[0] == "list" || cmd[0] == "prune") && remoteFromFlag(kctx))
 	for _, f := range kctx.Flags() {
 		switch v := f.Target.Interface().(type) {
 		case []string: // --verify FILE: backup-dir is not used
@@ -158,4 +166,38 @@ func guardPaths(kctx *kong.Context, g *Globals) error {
 		f.Close()
 	}
 	return fmt.Errorf("%s", msg)
+}
+
+// remoteFromFlag says whether --remote was given on the command line (not
+// resolved from the config file or the environment).
+func remoteFromFlag(kctx *kong.Context) bool {
+	for _, p := range kctx.Path {
+		if p.Flag != nil && p.Flag.Name == "remote" {
+			return !p.Resolved
+		}
+	}
+	return false
+}
+
+// Run runs the tests of m inside the guard and fails the run when any
+// test touched the host; cleanup (if not nil) runs after the check.
+func Run(m interface{ Run() int }, cleanup func()) int {
+	check, dir, err := Setup()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "test guard:", err)
+		return 1
+	}
+	defer os.RemoveAll(dir)
+	code := m.Run()
+	if found := check(); len(found) > 0 {
+		fmt.Fprintln(os.Stderr, "FAIL: tests touched the host outside their temp dirs:")
+		for _, f := range found {
+			fmt.Fprintln(os.Stderr, "  "+f)
+		}
+		code = 1
+	}
+	if cleanup != nil {
+		cleanup()
+	}
+	return code
 }
