@@ -23,6 +23,7 @@ import (
 	"sqlite-backup/internal/format/manifest"
 	"sqlite-backup/internal/retention"
 	"sqlite-backup/internal/snapshot"
+	"sqlite-backup/remote"
 )
 
 // Options for one backup with its sidecars and pruning.
@@ -43,10 +44,9 @@ type Options struct {
 	Identities []age.Identity
 	// Loc is the time zone of backup names (default time.Local).
 	Loc *time.Location
-	// DeferPrune decides whether pruning may run (Report.Skipped stays
-	// empty when it may) but leaves the pruning to the caller: with
-	// remotes the CLI prunes only once every remote has its copy.
-	DeferPrune bool
+	// Remotes get their copies after the backup is published; local
+	// pruning then waits until every remote has its copy (offsite.go).
+	Remotes Remotes
 }
 
 // Report is what one run did.
@@ -63,8 +63,12 @@ type Report struct {
 	// ContentError says why the manifest has no row counts.
 	ContentError string `json:"content_error,omitempty"`
 	// GuardNote says why the shrink guard did not compare.
-	GuardNote string             `json:"shrink_guard_note,omitempty"`
-	manifest  *manifest.Manifest // as written
+	GuardNote string `json:"shrink_guard_note,omitempty"`
+	// Remotes is what happened on each remote (Options.Remotes).
+	Remotes []*remote.SyncReport `json:"remotes,omitempty"`
+	// RemoteNote says why the backup was not sent to the remotes.
+	RemoteNote string             `json:"-"`
+	manifest   *manifest.Manifest // as written
 }
 
 // Why pruning was skipped after a backup (Report.Skipped).
@@ -81,7 +85,8 @@ const (
 )
 
 // Run takes one backup (internal/snapshot), writes its sidecars, guards
-// against a sharp shrink and prunes by the retention policy.
+// against a sharp shrink, sends it to the remotes and prunes by the
+// retention policy: the whole run of one database, in one call.
 func Run(ctx context.Context, opts Options) (*Report, error) {
 	if opts.Loc == nil {
 		opts.Loc = time.Local
@@ -129,6 +134,9 @@ func Run(ctx context.Context, opts Options) (*Report, error) {
 		return nil, err
 	}
 	rep.Result = res
+	if err == nil && len(opts.Remotes.URLs) > 0 {
+		err = sendOffsite(ctx, opts, rep)
+	}
 	return rep, err
 }
 
@@ -235,7 +243,7 @@ func published(ctx context.Context, opts Options, res *snapshot.Result, snap *co
 	case rep.GuardNote != "" && !opts.Policy.KeepsAll():
 		rep.Skipped = SkipGuardBlind
 		return nil
-	case opts.Policy.KeepsAll(), opts.DeferPrune:
+	case opts.Policy.KeepsAll(), len(opts.Remotes.URLs) > 0:
 		return nil
 	}
 	pr, err := prune(ctx, dir, res.Source, opts.Policy, false, opts.Loc, res.Path)

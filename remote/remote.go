@@ -86,8 +86,18 @@ func Register(scheme string, fn Opener) {
 	backends[scheme] = fn
 }
 
-// Open opens the remote a URL names.
+// Open opens the remote a URL names. A URL of the wrong shape is an
+// *Error of KindUsage with a hint that shows the right ones.
 func Open(ctx context.Context, raw string, o Options) (Remote, error) {
+	r, err := open(ctx, raw, o)
+	var re *Error
+	if errors.As(err, &re) && re.Kind == KindUsage && hint.Of(err) == "" {
+		err = hint.Wrap(err, "sqlite-backup --remote sftp://backup@host.example/srv/backups --remote s3://bucket/prefix")
+	}
+	return r, err
+}
+
+func open(ctx context.Context, raw string, o Options) (Remote, error) {
 	u, err := Parse(raw)
 	if err != nil {
 		return nil, err
@@ -99,6 +109,12 @@ func Open(ctx context.Context, raw string, o Options) (Remote, error) {
 		return nil, &Error{URL: Redact(raw), Kind: KindUsage, Err: fmt.Errorf("unknown scheme %q: use sftp://user@host[:port]/abs/dir or s3://bucket[/prefix]", u.Scheme)}
 	}
 	return fn(ctx, u, o)
+}
+
+// IsURL says whether a verify or restore argument names a backup on a
+// remote rather than a local file.
+func IsURL(s string) bool {
+	return strings.HasPrefix(s, "sftp://") || strings.HasPrefix(s, "s3://")
 }
 
 // Parse checks a remote URL's shape: a scheme, a host (the SFTP server or

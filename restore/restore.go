@@ -15,6 +15,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"filippo.io/age"
@@ -25,6 +26,7 @@ import (
 	"sqlite-backup/internal/snapshot"
 	"sqlite-backup/internal/sys/fsx"
 	"sqlite-backup/internal/sys/lock"
+	"sqlite-backup/remote"
 	"sqlite-backup/verify"
 )
 
@@ -54,6 +56,12 @@ type Options struct {
 	// Identities open an encrypted (age) backup, which is decrypted into
 	// a private temp file beside the target, checked and restored from.
 	Identities []age.Identity
+	// Remote reaches a Backup given as URL/NAME: it is downloaded with
+	// its sidecars into a private directory beside the target, checked
+	// against its .sha256 on the way in, restored from and removed.
+	// FetchProgress follows the download.
+	Remote        remote.Options
+	FetchProgress func(done, total int64)
 }
 
 // Result says what was done (or, with DryRun, what would be done).
@@ -102,18 +110,32 @@ func Run(ctx context.Context, opts Options) (*Result, error) {
 	if opts.Backup == "" {
 		return nil, hint.Wrap(errors.New("no backup file given"), "sqlite-backup restore /backup/app.db.20260101_120000 --to /srv/app/app.db")
 	}
-	bk, err := filepath.Abs(opts.Backup)
-	if err != nil {
-		return nil, fmt.Errorf("backup %q: %w", opts.Backup, err)
-	}
-	if len(opts.Identities) == 0 && encrypt.IsAge(bk) {
-		return nil, fmt.Errorf("restore from %q: %w", opts.Backup, ErrNeedIdentity)
+	// A remote backup (URL/NAME) is named without secrets in every
+	// message, and downloaded once the target's directory is locked.
+	var remoteURL, bk string
+	if remote.IsURL(opts.Backup) {
+		remoteURL, opts.Backup = opts.Backup, remote.Redact(opts.Backup)
+		// Known by its name before a byte is downloaded.
+		if len(opts.Identities) == 0 && strings.HasSuffix(remoteURL, encrypt.Suffix) {
+			return nil, fmt.Errorf("restore from %q: %w", opts.Backup, ErrNeedIdentity)
+		}
+	} else {
+		var err error
+		if bk, err = filepath.Abs(opts.Backup); err != nil {
+			return nil, fmt.Errorf("backup %q: %w", opts.Backup, err)
+		}
+		if len(opts.Identities) == 0 && encrypt.IsAge(bk) {
+			return nil, fmt.Errorf("restore from %q: %w", opts.Backup, ErrNeedIdentity)
+		}
 	}
 	target, err := checkTarget(opts.Target, bk)
 	if err != nil {
 		return nil, err
 	}
 	res := &Result{Backup: bk, Target: target, DryRun: opts.DryRun, Check: "integrity_check"}
+	if remoteURL != "" {
+		res.Backup = opts.Backup
+	}
 
 	// One run at a time in the target's directory, from the decompressed
 	// temp file to the rename: a backup run there would otherwise take our
@@ -124,6 +146,17 @@ func Run(ctx context.Context, opts Options) (*Result, error) {
 	}
 	defer lk.Release()
 	snapshot.RemoveStaleTemps(filepath.Dir(target))
+	if remoteURL != "" {
+		local, dir, err := remote.FetchURL(ctx, remoteURL, opts.Remote, filepath.Dir(target), opts.FetchProgress)
+		if err != nil {
+			return nil, err
+		}
+		defer os.RemoveAll(dir)
+		bk = local
+		if len(opts.Identities) == 0 && encrypt.IsAge(bk) {
+			return nil, fmt.Errorf("restore from %q: %w", opts.Backup, ErrNeedIdentity)
+		}
+	}
 
 	// 1. The backup must be sound before anything is touched. A compressed
 	// one is decompressed once, beside the target, and the checked copy is

@@ -17,6 +17,7 @@ import (
 	"sqlite-backup/internal/format/sqlitefile"
 	"sqlite-backup/internal/output/hint"
 	"sqlite-backup/internal/sys/fsx"
+	"sqlite-backup/remote"
 )
 
 // SidecarOf reports whether path is a sidecar this tool writes beside a
@@ -56,7 +57,14 @@ func SidecarOf(path string) (backup, kind string, ok bool) {
 // a temp file in opts.TempDir and the rest runs on that; the header and
 // integrity checks; with opts.Deep the row counts and content hash from
 // the manifest <file>.json.
+//
+// A path that is a remote URL/NAME (remote.IsURL) is downloaded with its
+// sidecars first (remote.FetchURL) and the copy is checked; the Result
+// names the URL without secrets.
 func File(ctx context.Context, path string, opts Options) (Result, error) {
+	if remote.IsURL(path) {
+		return fetched(ctx, path, opts)
+	}
 	res := Result{Path: path, Check: "integrity_check"}
 	if opts.Quick {
 		res.Check = "quick_check"
@@ -274,4 +282,23 @@ func compareContent(ctx context.Context, db *sql.DB, want *manifest.Content) ([]
 		problems = append(problems, fmt.Sprintf("content: schema or content hash %.12s… differs from the manifest's %.12s…", got.SHA256, want.SHA256))
 	}
 	return problems, nil
+}
+
+// fetched is File of a remote backup: the download is checked against
+// its .sha256 on the way in, then the local copy is checked as any file.
+func fetched(ctx context.Context, url string, opts Options) (Result, error) {
+	shown := remote.Redact(url)
+	res := Result{Path: shown, Check: "integrity_check"}
+	if opts.Quick {
+		res.Check = "quick_check"
+	}
+	local, dir, err := remote.FetchURL(ctx, url, opts.Remote, opts.TempDir, opts.FetchProgress)
+	if err != nil {
+		return res, err
+	}
+	defer os.RemoveAll(dir)
+	opts.FetchProgress = nil
+	res, err = File(ctx, local, opts)
+	res.Path = shown
+	return res, err
 }

@@ -29,6 +29,7 @@ import (
 	"modernc.org/sqlite" // also registers the "sqlite" driver
 	sqlite3 "modernc.org/sqlite/lib"
 	"sqlite-backup/internal/sys/fsx"
+	"sqlite-backup/remote"
 )
 
 // Options tune a check.
@@ -62,6 +63,11 @@ type Options struct {
 	// spends a long while cross-checking index entries, so done may
 	// reach total well before finished.
 	Progress func(done, total int64, finished bool)
+	// Remote reaches a backup given as URL/NAME (File downloads it with
+	// its sidecars into a private directory in TempDir, checks that
+	// copy and removes it); FetchProgress follows the download.
+	Remote        remote.Options
+	FetchProgress func(done, total int64)
 }
 
 // Result is the verdict on one file.

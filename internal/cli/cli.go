@@ -21,6 +21,7 @@ import (
 	"sqlite-backup/config"
 	"sqlite-backup/internal/output/hint"
 	"sqlite-backup/internal/output/journal"
+	"sqlite-backup/remote"
 	"sqlite-backup/verify"
 )
 
@@ -185,10 +186,11 @@ func exitCodeOf(err error, sig syscall.Signal) int {
 		return exitSIGTERM
 	}
 	var ue *usageError
+	var re *remote.Error
 	var vf *verify.FailedError
 	var vfs *verifyFailed
 	switch {
-	case errors.As(err, &ue):
+	case errors.As(err, &ue), errors.As(err, &re) && re.Kind == remote.KindUsage:
 		return exitUsage
 	case errors.As(err, &vf), errors.As(err, &vfs):
 		return exitVerify

@@ -119,40 +119,22 @@ func (c *BackupCmd) Run(ctx context.Context, kctx *kong.Context, g *Globals) err
 			ShrinkGuard: float64(c.ShrinkGuard),
 			ToolVersion: buildInfo().Version,
 			Identities:  ids,
-			// Local pruning waits until every remote has its copy: a
-			// remote's failure must not cost a local backup. Run still
-			// decides whether pruning may happen (shrink guard, blind
-			// guard, unverified) and says so in rep.Skipped.
-			DeferPrune: len(c.Remote) > 0,
+			Remotes:     c.remotes(g.stderr()),
 		})
 		tty.clear()
-		err = backupHint(err, src.Path, g.BackupDir, c.Backup)
 		var published *snapshot.Result // set once the backup is in place
+		var remotes []*remote.SyncReport
 		if rep != nil {
-			published = rep.Result
+			published, remotes = rep.Result, rep.Remotes
+		}
+		if remotes == nil { // the remotes' errors carry their own hints
+			err = backupHint(err, src.Path, g.BackupDir, c.Backup)
 		}
 		if published != nil {
 			done = append(done, published.Path)
 		}
-		var remotes []*remote.SyncReport
-		if len(c.Remote) > 0 && err == nil && published != nil && published.Verify == "ok" && c.Backup == "" {
-			prune := rep.Skipped == "" && !pol.KeepsAll()
-			var rerr error
-			remotes, rerr = sendRemotes(ctx, g, c.Remote, c.RemoteFlags, rep, pol, prune)
-			switch {
-			case rerr != nil:
-				err = rerr
-				if prune {
-					rep.Skipped = skipRemote
-				}
-			case prune:
-				rep.Prune, err = backup.Prune(ctx, backup.PruneOptions{Dir: g.BackupDir, Source: src.Path, Policy: pol, LockTimeout: c.LockTimeout})
-				if err != nil && ctx.Err() != nil {
-					rep.Skipped, err = backup.SkipInterrupted, nil
-				}
-			}
-		} else if len(c.Remote) > 0 && err == nil && published != nil {
-			fmt.Fprintf(g.stderr(), "sqlite-backup: note: %s not sent to the remotes: only verified backups in --backup-dir go off-site\n", published.Path)
+		if rep != nil && rep.RemoteNote != "" {
+			fmt.Fprintf(g.stderr(), "sqlite-backup: note: %s %s\n", published.Path, rep.RemoteNote)
 		}
 		for _, r := range remotes {
 			err = errors.Join(err, mf.RecordRemote(src.Path, r.Remote, r.Error == "", time.Duration(r.DurationMS)*time.Millisecond))
@@ -192,6 +174,18 @@ func (c *BackupCmd) Run(ctx context.Context, kctx *kong.Context, g *Globals) err
 		return doneWith(&severalFailed{what: "databases", failed: failed, total: len(srcs), first: firstErr}, "already published", done)
 	}
 	return nil
+}
+
+// remotes turns --remote and its flags into the run's off-site options.
+func (c *BackupCmd) remotes(stderr io.Writer) backup.Remotes {
+	attempts, backoff := remoteRetry()
+	return backup.Remotes{
+		URLs:     c.Remote,
+		Options:  c.RemoteFlags.options(),
+		Attempts: attempts,
+		Backoff:  backoff,
+		Progress: func(url string) (func(name string, done, total int64), func()) { return uploadProgress(stderr, url) },
+	}
 }
 
 // backupJSON is one database's result in a backup's --json report.
@@ -319,7 +313,7 @@ func printPruned(w, errw io.Writer, r *backup.Report) {
 	case r.Skipped == backup.SkipGuardBlind:
 		fmt.Fprintf(errw, "sqlite-backup: note: older backups not pruned: the shrink guard could not compare with the previous backup\n")
 		fmt.Fprintf(errw, "%shint: %s\n", journal.Prefix(errw, journal.Notice), guardBlindHint)
-	case r.Skipped == skipRemote:
+	case r.Skipped == backup.SkipRemote:
 		fmt.Fprintf(errw, "sqlite-backup: note: older backups not pruned, here or on any remote: a remote failed; the next run sends what is missing, then prunes\n")
 	case r.Skipped == backup.SkipInterrupted:
 		fmt.Fprintf(errw, "sqlite-backup: note: pruning interrupted; the backup above is complete, the next run prunes the rest\n")

@@ -2,7 +2,6 @@ package cli
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -11,17 +10,12 @@ import (
 	"text/tabwriter"
 	"time"
 
-	"sqlite-backup/backup"
-	"sqlite-backup/internal/output/hint"
 	"sqlite-backup/internal/output/progress"
 	"sqlite-backup/internal/retention"
 	"sqlite-backup/remote"
 	_ "sqlite-backup/remote/s3"   // s3://bucket[/prefix]
 	_ "sqlite-backup/remote/sftp" // sftp://user@host[:port]/abs/dir
 )
-
-// skipRemote is why pruning was skipped when a remote failed.
-const skipRemote = "a remote failed"
 
 // RemoteFlags are how the commands reach a remote; credentials for S3
 // come from the AWS variables, never from flags.
@@ -44,23 +38,6 @@ func remoteRetry() (int, time.Duration) {
 		base = d
 	}
 	return 4, base
-}
-
-// isRemoteURL says whether a verify or restore argument names a remote
-// backup rather than a local file.
-func isRemoteURL(s string) bool {
-	return strings.HasPrefix(s, "sftp://") || strings.HasPrefix(s, "s3://")
-}
-
-func openRemote(ctx context.Context, url string, f RemoteFlags) (remote.Remote, error) {
-	r, err := remote.Open(ctx, url, f.options())
-	if err != nil {
-		var re *remote.Error
-		if errors.As(err, &re) && re.Kind == remote.KindUsage {
-			return nil, &usageError{hint.Wrap(err, "sqlite-backup --remote sftp://backup@host.example/srv/backups --remote s3://bucket/prefix")}
-		}
-	}
-	return r, err
 }
 
 // uploadProgress keeps one status line per upload on a terminal.
@@ -89,54 +66,6 @@ func uploadProgress(stderr io.Writer, url string) (func(name string, done, total
 			line.Done()
 		}
 	}
-}
-
-// sendRemotes sends the backups of one database to every remote, then
-// prunes each remote where every upload succeeded. A remote's failure
-// is reported and the others still get their copy; it never touches
-// the local backup.
-func sendRemotes(ctx context.Context, g *Globals, urls []string, flags RemoteFlags, rep *backup.Report, pol retention.Policy, prune bool) ([]*remote.SyncReport, error) {
-	attempts, backoff := remoteRetry()
-	var out []*remote.SyncReport
-	var errs []error
-	for _, url := range urls {
-		if ctx.Err() != nil {
-			return out, ctx.Err()
-		}
-		sr := &remote.SyncReport{Remote: remote.Redact(url), Uploaded: []string{}, Removed: []string{}}
-		r, err := openRemote(ctx, url, flags)
-		if err == nil {
-			pfn, clear := uploadProgress(g.stderr(), url)
-			var got *remote.SyncReport
-			got, err = remote.Sync(ctx, r, remote.Redact(url), remote.SyncOptions{
-				Dir:      filepath.Dir(rep.Path),
-				Source:   rep.Source,
-				Newest:   rep.Path,
-				Policy:   pol,
-				Prune:    prune,
-				Attempts: attempts,
-				Backoff:  backoff,
-				Progress: pfn,
-			})
-			clear()
-			r.Close()
-			if got != nil {
-				sr = got
-			}
-		}
-		if err != nil {
-			sr.Error = err.Error()
-			errs = append(errs, err)
-		}
-		out = append(out, sr)
-	}
-	switch len(errs) {
-	case 0:
-		return out, nil
-	case 1:
-		return out, errs[0]
-	}
-	return out, &severalFailed{what: "remotes", failed: len(errs), total: len(urls), first: errs[0]}
 }
 
 func printRemotes(w io.Writer, srs []*remote.SyncReport) {
@@ -171,7 +100,7 @@ func listRemotes(ctx context.Context, g *Globals, urls []string, flags RemoteFla
 	}
 	var all []listing
 	for _, url := range urls {
-		r, err := openRemote(ctx, url, flags)
+		r, err := remote.Open(ctx, url, flags.options())
 		if err != nil {
 			return err
 		}
@@ -211,41 +140,21 @@ func listRemotes(ctx context.Context, g *Globals, urls []string, flags RemoteFla
 	return tw.Flush()
 }
 
-// fetchRemote downloads URL/NAME and its sidecars into a new private
-// directory under parent and returns the local backup path and the
-// directory to remove.
-func fetchRemote(ctx context.Context, g *Globals, objURL string, flags RemoteFlags, parent string) (string, string, error) {
-	url, name, ok := remote.SplitObjectURL(objURL)
-	if !ok {
-		return "", "", usagef("sqlite-backup verify s3://bucket/prefix/app.db.20250101_120000", "%s: give the remote and the backup's name, URL/NAME", remote.Redact(objURL))
+// fetchProgress follows the download of URL/NAME on a terminal.
+func fetchProgress(stderr io.Writer, objURL string) (func(done, total int64), func()) {
+	url, name, _ := remote.SplitObjectURL(objURL)
+	fn, clear := uploadProgress(stderr, url)
+	if fn == nil {
+		return nil, clear
 	}
-	r, err := openRemote(ctx, url, flags)
-	if err != nil {
-		return "", "", err
-	}
-	defer r.Close()
-	dir, err := os.MkdirTemp(parent, ".sqlite-backup-fetch-")
-	if err != nil {
-		return "", "", fmt.Errorf("temp dir for %s: %w", name, err)
-	}
-	var pfn func(done, total int64)
-	if fn, clear := uploadProgress(g.stderr(), url); fn != nil {
-		defer clear()
-		pfn = func(done, total int64) { fn(name, done, total) }
-	}
-	p, err := remote.Fetch(ctx, r, name, dir, pfn)
-	if err != nil {
-		os.RemoveAll(dir)
-		return "", "", err
-	}
-	return p, dir, nil
+	return func(done, total int64) { fn(name, done, total) }, clear
 }
 
 // pruneRemotes is `prune --remote URL`.
 func pruneRemotes(ctx context.Context, g *Globals, urls []string, flags RemoteFlags, sources []string, pol retention.Policy, dryRun bool) error {
 	attempts, backoff := remoteRetry()
 	for _, url := range urls {
-		r, err := openRemote(ctx, url, flags)
+		r, err := remote.Open(ctx, url, flags.options())
 		if err != nil {
 			return err
 		}

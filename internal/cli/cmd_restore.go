@@ -5,15 +5,11 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"os"
-	"path/filepath"
-	"strings"
 	"time"
 
 	"github.com/alecthomas/kong"
 
 	"sqlite-backup/config"
-	"sqlite-backup/internal/format/encrypt"
 	"sqlite-backup/remote"
 	"sqlite-backup/restore"
 )
@@ -48,33 +44,19 @@ func (c *RestoreCmd) Run(ctx context.Context, kctx *kong.Context, g *Globals) er
 		}
 		to = src.Path
 	}
-	backupFile := c.File
-	var needKey error // a remote encrypted backup without -i
-	if isRemoteURL(c.File) {
-		shown := remote.Redact(c.File)
-		needKey = usagef(fmt.Sprintf("sqlite-backup restore %s --to %s -i KEY", shellQuote(shown), shellQuote(to)), "restore from %q: %v", shown, restore.ErrNeedIdentity)
-		// Known by its name before a byte is downloaded.
-		if strings.HasSuffix(c.File, encrypt.Suffix) && len(ids) == 0 {
-			return needKey
-		}
-		abs, err := filepath.Abs(to)
-		if err != nil {
-			return err
-		}
-		local, dir, err := fetchRemote(ctx, g, c.File, c.RemoteFlags, filepath.Dir(abs))
-		if err != nil {
-			return err
-		}
-		defer os.RemoveAll(dir)
-		backupFile = local
-	}
 	opts := restore.Options{
-		Backup:      backupFile,
+		Backup:      c.File,
 		Target:      to,
 		Force:       c.Force,
 		DryRun:      c.DryRun,
 		BusyTimeout: g.BusyTimeout,
 		Identities:  ids,
+		Remote:      c.RemoteFlags.options(),
+	}
+	if remote.IsURL(c.File) {
+		fn, clear := fetchProgress(g.stderr(), c.File)
+		defer clear()
+		opts.FetchProgress = fn
 	}
 	switch {
 	case c.Online:
@@ -83,14 +65,12 @@ func (c *RestoreCmd) Run(ctx context.Context, kctx *kong.Context, g *Globals) er
 		opts.Mode = restore.ModeOffline
 	}
 	res, err := restore.Run(ctx, opts)
-	if res != nil && backupFile != c.File {
-		res.Backup = remote.Redact(c.File)
-	}
 	if errors.Is(err, restore.ErrNeedIdentity) {
-		if needKey != nil {
-			return needKey
+		shown := c.File
+		if remote.IsURL(c.File) {
+			shown = remote.Redact(c.File)
 		}
-		return usagef(fmt.Sprintf("sqlite-backup restore %s --to %s -i KEY", shellQuote(c.File), shellQuote(to)), "%v", err)
+		return usagef(fmt.Sprintf("sqlite-backup restore %s --to %s -i KEY", shellQuote(shown), shellQuote(to)), "%v", err)
 	}
 	err = restoreHint(err, c.File, to)
 	if errors.Is(err, restore.ErrTargetExists) {

@@ -3,7 +3,6 @@ package cli
 import (
 	"context"
 	"fmt"
-	"os"
 	"strings"
 
 	"sqlite-backup/internal/output/hint"
@@ -67,26 +66,18 @@ func (c *VerifyCmd) Run(ctx context.Context, g *Globals) error {
 			continue
 		}
 		checked++
-		local, cleanup := f, func() {}
-		var err error
-		if isRemoteURL(f) {
-			// A remote backup is fetched with its sidecars and checked
-			// as a local one; it is named by its redacted URL.
+		opts := verify.Options{Quick: c.Quick, Deep: c.Deep, TempDir: c.TempDir, BusyTimeout: g.BusyTimeout, Identities: ids, Remote: c.RemoteFlags.options()}
+		if remote.IsURL(f) {
+			// A remote backup is named by its redacted URL.
 			f = remote.Redact(f)
-			var dir string
-			local, dir, err = fetchRemote(ctx, g, c.Files[i], c.RemoteFlags, c.TempDir)
-			cleanup = func() { os.RemoveAll(dir) }
+			var clear func()
+			opts.FetchProgress, clear = fetchProgress(g.stderr(), c.Files[i])
+			defer clear()
 		}
-		var res verify.Result
-		if err == nil {
-			tty := newTTYStatus(g.stderr(), local)
-			res, err = verify.File(ctx, local, verify.Options{Quick: c.Quick, Deep: c.Deep, TempDir: c.TempDir, BusyTimeout: g.BusyTimeout, Progress: tty.checkProgress("verify"), Identities: ids})
-			tty.clear()
-			if local != f {
-				res.Path = f
-			}
-		}
-		cleanup()
+		tty := newTTYStatus(g.stderr(), f)
+		opts.Progress = tty.checkProgress("verify")
+		res, err := verify.File(ctx, c.Files[i], opts)
+		tty.clear()
 		if err != nil {
 			if ctx.Err() != nil {
 				return ctx.Err()
