@@ -388,11 +388,13 @@ func readSHA256(ctx context.Context, r Remote, name string) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	f := strings.Fields(string(b))
-	if len(f) != 2 || len(f[0]) != 64 || strings.TrimPrefix(f[1], "*") != name {
-		return "", fmt.Errorf("%s%s: not a sha256sum line for %s", name, manifest.SHA256Suffix, name)
+	// Parsed as sha256sum -c parses it: a name with spaces is one name.
+	for _, line := range strings.Split(string(b), "\n") {
+		if sum, n, ok := manifest.ParseSHA256Line(line); ok && n == name {
+			return sum, nil
+		}
 	}
-	return strings.ToLower(f[0]), nil
+	return "", fmt.Errorf("%s%s: not a sha256sum line for %s", name, manifest.SHA256Suffix, name)
 }
 
 // Fetch downloads a remote backup and its sidecars into dir (which the
@@ -400,7 +402,9 @@ func readSHA256(ctx context.Context, r Remote, name string) (string, error) {
 // .sha256 sidecar, and returns the local path of the backup. A backup
 // without its .sha256 is refused: it cannot be proven intact.
 func Fetch(ctx context.Context, r Remote, name, dir string, progress func(done, total int64)) (string, error) {
-	if name == "" || strings.ContainsAny(name, "/\\") || name == "." || name == ".." {
+	// A base name here and there: no separator of either side's paths
+	// (a backslash is one only where filepath says so).
+	if name == "" || strings.Contains(name, "/") || filepath.Base(name) != name || name == "." || name == ".." {
 		return "", fmt.Errorf("remote backup name %q: give a file name", name)
 	}
 	sum, err := readSHA256(ctx, r, name)

@@ -75,7 +75,7 @@ func sha256sumCheck(t *testing.T, dir string) []string {
 	sides, _ := filepath.Glob(filepath.Join(dir, "*.sha256"))
 	var names []string
 	for _, s := range sides {
-		cmd := exec.Command("sha256sum", "--strict", "-c", filepath.Base(s))
+		cmd := exec.Command("sha256sum", "--strict", "-c", "--", filepath.Base(s))
 		cmd.Dir = dir
 		if out, err := cmd.CombinedOutput(); err != nil {
 			t.Fatalf("sha256sum -c %s in %s: %v\n%s", filepath.Base(s), dir, err, out)
