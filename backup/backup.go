@@ -47,6 +47,9 @@ type Options struct {
 	// Remotes get their copies after the backup is published; local
 	// pruning then waits until every remote has its copy (offsite.go).
 	Remotes Remotes
+	// MinFree is the floor of free space a new backup must leave on the
+	// backup file system; a run that would go below it writes nothing.
+	MinFree MinFree
 }
 
 // Report is what one run did.
@@ -116,6 +119,10 @@ func Run(ctx context.Context, opts Options) (*Report, error) {
 			return nil
 		}
 		return err
+	}
+	// Before anything is written: room for it.
+	if err := checkFree(opts); err != nil {
+		return nil, err
 	}
 	rep := &Report{}
 	bo.Published = func(ctx context.Context, res *snapshot.Result) error {

@@ -41,6 +41,7 @@ type BackupSettings struct {
 	ShrinkGuard int           `default:"50" placeholder:"PCT" help:"Warn and skip pruning if any table lost more than PCT% of its rows since the previous verified backup (0: off; default ${default})."`
 	MetricsFile string        `placeholder:"PATH" help:"Record the outcome in PATH (*.prom) for the node_exporter textfile collector, replaced atomically."`
 	Remote      []string      `placeholder:"URL" help:"Also send each verified backup with its sidecars to URL: sftp://user@host[:port]/abs/dir or s3://bucket[/prefix]; repeat for several. The --keep rules then apply there too, after a checked upload."`
+	MinFree     string        `default:"5%" placeholder:"SIZE|PCT" help:"Take no backup that would leave less free space than this on the backup file system: a size (500M, 2G) or a percentage of it (0: no floor; default ${default})."`
 	RetentionFlags
 	EncryptFlags
 	// Identities here let the shrink guard read an encrypted previous
@@ -86,6 +87,10 @@ func (c *BackupCmd) Run(ctx context.Context, kctx *kong.Context, g *Globals) err
 	if err != nil {
 		return err
 	}
+	minFree, err := backup.ParseMinFree(c.MinFree)
+	if err != nil {
+		return usagef("sqlite-backup --source app.db --min-free 2G", "%v", err)
+	}
 	var failed int
 	var firstErr error
 	var done []string // published so far, for an interruption's message
@@ -120,6 +125,7 @@ func (c *BackupCmd) Run(ctx context.Context, kctx *kong.Context, g *Globals) err
 			ToolVersion: buildInfo().Version,
 			Identities:  ids,
 			Remotes:     c.remotes(g.stderr()),
+			MinFree:     minFree,
 		})
 		tty.clear()
 		var published *snapshot.Result // set once the backup is in place
