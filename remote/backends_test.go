@@ -272,7 +272,7 @@ func TestPruneKeepsShrinkFlagged(t *testing.T) {
 		put(n+".sha256", sum([]byte("backup "+n))+"  "+n+"\n")
 		put(n+".json", manifest)
 	}
-	rep, err := remote.Prune(ctx, r, remote.PruneOptions{Source: src, Newest: names[4], Policy: retention.Policy{Last: 1}, Attempts: 1})
+	rep, err := remote.Prune(ctx, r, remote.PruneOptions{Owner: remote.Owner{Source: src}, Newest: names[4], Policy: retention.Policy{Last: 1}, Attempts: 1})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -10,6 +10,8 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"sqlite-backup/backup"
+	"sqlite-backup/internal/output/hint"
 	"sqlite-backup/internal/output/progress"
 	"sqlite-backup/internal/retention"
 	"sqlite-backup/remote"
@@ -69,20 +71,56 @@ func uploadProgress(stderr io.Writer, url string) (func(name string, done, total
 }
 
 func printRemotes(w io.Writer, srs []*remote.SyncReport) {
+	// Why a local backup stays is the same for every remote: said once.
+	seen := map[string]bool{}
 	for _, s := range srs {
 		if s.Error != "" {
 			fmt.Fprintf(w, "remote %s: FAILED after %d uploaded: %s\n", s.Remote, len(s.Uploaded), s.Error)
-			continue
+		} else {
+			fmt.Fprintf(w, "remote %s: ok, uploaded %d (%d bytes), %d already there", s.Remote, len(s.Uploaded), s.Bytes, s.Present)
+			if s.Pruned {
+				fmt.Fprintf(w, "; kept %d, removed %d files", s.Kept, len(s.Removed))
+			}
+			fmt.Fprintln(w)
 		}
-		fmt.Fprintf(w, "remote %s: ok, uploaded %d (%d bytes), %d already there", s.Remote, len(s.Uploaded), s.Bytes, s.Present)
-		if s.Pruned {
-			fmt.Fprintf(w, "; kept %d, removed %d files", s.Kept, len(s.Removed))
-		}
-		fmt.Fprintln(w)
 		for _, sk := range s.Skipped {
-			fmt.Fprintf(w, "remote %s: not sent: %s\n", s.Remote, sk)
+			if !seen[sk] {
+				seen[sk] = true
+				fmt.Fprintf(w, "not sent off-site: %s\n", sk)
+			}
 		}
 	}
+}
+
+// warnOffsite says on stderr what needs a person after a run with
+// remotes: damaged local backups, and backups kept past the retention
+// rules because a remote lacks them.
+func warnOffsite(w io.Writer, rep *backup.Report) {
+	for _, s := range rep.Remotes {
+		if s.Error != "" && len(s.Pending) > 0 {
+			fmt.Fprintf(w, "sqlite-backup: warning: remote %s lacks %s of %s, oldest %s; kept here until it has them\n", s.Remote, backups(len(s.Pending)), rep.Source, s.Pending[len(s.Pending)-1])
+		}
+	}
+	for _, d := range rep.Damaged {
+		fmt.Fprintf(w, "sqlite-backup: WARNING: %s is %s: not sent off-site, the other backups were; check the disk, then remove it (sqlite-backup verify %s)\n", d.Path, d.Error, hint.Quote(d.Path))
+	}
+	if n := len(rep.KeptForRemotes); n > 0 {
+		var size int64
+		for _, p := range rep.KeptForRemotes {
+			if fi, err := os.Stat(p); err == nil {
+				size += fi.Size()
+			}
+		}
+		fmt.Fprintf(w, "sqlite-backup: warning: %s (%s) kept past the retention rules until every remote has them, oldest %s; the backlog grows with each run until the remotes work again\n",
+			backups(n), humanBytes(size), filepath.Base(rep.KeptForRemotes[len(rep.KeptForRemotes)-1]))
+	}
+}
+
+func backups(n int) string {
+	if n == 1 {
+		return "1 backup"
+	}
+	return fmt.Sprintf("%d backups", n)
 }
 
 // remoteListJSON is one backup on a remote in list --remote's --json
@@ -160,7 +198,14 @@ func pruneRemotes(ctx context.Context, g *Globals, urls []string, flags RemoteFl
 		}
 		for _, src := range sources {
 			abs, _ := filepath.Abs(src)
-			rep, err := remote.Prune(ctx, r, remote.PruneOptions{Source: abs, Policy: pol, DryRun: dryRun, Attempts: attempts, Backoff: backoff})
+			// Only the backups this backup directory's runs sent: the
+			// owner their manifests record.
+			owner, err := backup.OwnerOf(g.BackupDir, abs)
+			if err != nil {
+				r.Close()
+				return err
+			}
+			rep, err := remote.Prune(ctx, r, remote.PruneOptions{Owner: owner, Policy: pol, DryRun: dryRun, Attempts: attempts, Backoff: backoff})
 			if err != nil {
 				r.Close()
 				return err
@@ -181,6 +226,9 @@ func pruneRemotes(ctx context.Context, g *Globals, urls []string, flags RemoteFl
 					fmt.Fprintf(g.stdout, "%s %s/%s\n", verb, remote.Redact(url), n)
 				}
 				fmt.Fprintf(g.stdout, "prune %s: %s: kept %d, %s %d backups\n", remote.Redact(url), rep.Policy, len(rep.Kept), verb, len(rep.Remove))
+				if len(rep.Foreign) > 0 {
+					fmt.Fprintf(g.stdout, "prune %s: left alone %d backups that another backup directory or database sent (their manifests name another owner): %s\n", remote.Redact(url), len(rep.Foreign), strings.Join(rep.Foreign, ", "))
+				}
 				if len(rep.Incomplete) > 0 {
 					fmt.Fprintf(g.stdout, "prune %s: left alone %d incomplete uploads: %s\n", remote.Redact(url), len(rep.Incomplete), strings.Join(rep.Incomplete, ", "))
 				}

@@ -91,9 +91,19 @@ type Shrink struct {
 
 // Manifest is the <backup>.json sidecar.
 type Manifest struct {
-	Version        int        `json:"manifest_version"`
-	Backup         string     `json:"backup"` // base name of the backup file
-	Source         string     `json:"source"`
+	Version int    `json:"manifest_version"`
+	Backup  string `json:"backup"` // base name of the backup file
+	Source  string `json:"source"`
+	// Host, BackupDir and Owner say whose backup this is: the machine,
+	// the backup directory and that directory's ID (its
+	// .sqlite-backup-id, kept while it has remotes). On a remote, a run
+	// prunes and cleans up only its owner's backups, and refuses a place
+	// that holds another owner's backups of the same file name. In the
+	// clear, also beside an encrypted backup: pruning needs them without
+	// a key.
+	Host           string     `json:"host,omitempty"`
+	BackupDir      string     `json:"backup_dir,omitempty"`
+	Owner          string     `json:"owner,omitempty"`
 	SourceSize     int64      `json:"source_size"`
 	SourcePages    int        `json:"source_pages"`
 	PageSize       int        `json:"page_size"`
