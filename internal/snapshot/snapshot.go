@@ -369,15 +369,17 @@ func linkError(err error, given, real string) error {
 func copySnapshot(ctx context.Context, src, tmp string, opts Options, moved func() bool) (_ copied, err error) {
 	// Opened before SQLite opens the source and closed after it closed
 	// it (defers run last-in first-out): see sourceFiles.
-	var files *sourceFiles
-	if opts.Method == MethodBackup {
-		files = openSourceFiles(src)
-		defer func() {
-			if !errors.Is(err, fault.ErrFault) { // the abandoned connection keeps its locks
-				files.Close()
-			}
-		}()
-	}
+	files := openSourceFiles(src)
+	defer func() {
+		if !errors.Is(err, fault.ErrFault) { // the abandoned connection keeps its locks
+			files.Close()
+		}
+	}()
+	defer func() {
+		if terr := truncatedAfterFailure(src, files, err); terr != nil {
+			err = terr
+		}
+	}()
 	uri, err := sqlitefile.URI(src, url.Values{
 		"mode":    {"ro"},
 		"_pragma": {"busy_timeout(" + strconv.FormatInt(opts.BusyTimeout.Milliseconds(), 10) + ")", mmapPragma()},
@@ -408,6 +410,11 @@ func copySnapshot(ctx context.Context, src, tmp string, opts Options, moved func
 
 	switch opts.Method {
 	case MethodVacuum:
+		if damage, err := truncatedBeforeVacuum(ctx, conn, files); err != nil {
+			return copied{}, sourceError(ctx, src, "read source", err, opts.BusyTimeout)
+		} else if damage != nil {
+			return copied{}, damage
+		}
 		err := fault.Guard(func() error {
 			_, err := conn.ExecContext(ctx, "VACUUM INTO ?", tmp)
 			return err
@@ -479,6 +486,11 @@ func onlineBackup(ctx context.Context, conn *sql.Conn, files *sourceFiles, src, 
 			conn.ExecContext(context.Background(), "ROLLBACK")
 		}
 	}()
+	if damage, err := truncatedUnderLock(ctx, conn, files); err != nil {
+		return copied{}, sourceError(ctx, src, "read source", err, opts.BusyTimeout)
+	} else if damage != nil {
+		return copied{}, damage
+	}
 	hook := func(ctx context.Context) error {
 		if opts.Snapshot == nil {
 			return nil
