@@ -98,7 +98,7 @@ type Options struct {
 	Published func(ctx context.Context, res *Result) error
 	// VerifyProgress, if set, is passed to verify.Options.Progress.
 	VerifyProgress func(done, total int64, finished bool)
-	// Phase, if set, is called as each phase starts ("copy", "check",
+	// Phase, if set, is called as each phase starts ("copy", "verify",
 	// "compress", "encrypt"), so a terminal can show one that reports no counts.
 	Phase func(name string)
 }
@@ -250,7 +250,7 @@ func Run(ctx context.Context, opts Options) (res *Result, err error) {
 
 	verdict, threads := "skipped", 0
 	if opts.Verify != VerifyNone {
-		opts.phase("check")
+		opts.phase("verify")
 		// While the application writes, the check keeps to one core and
 		// leaves it the other: held to one P, the Go runtime keeps the
 		// check's thread on one core, and the application's commits' p99
