@@ -12,7 +12,7 @@ import (
 )
 
 // ttyStatus keeps one status line on stderr for the phases of one
-// backup or verify of db: copy and check draw pages done; a phase that
+// backup or verify of db: copy and verify draw pages done; a phase that
 // reports no counts (compress, hash, the end of integrity_check, and
 // later uploads) shows its name and a running clock, redrawn by a
 // ticker, so no phase over a second leaves the terminal silent. It is

@@ -14,10 +14,12 @@ import (
 // File is the passwd file read; tests point it elsewhere.
 var File = "/etc/passwd"
 
-// User is one line's name and UID.
+// User is one line's name, UID, primary GID and home directory.
 type User struct {
 	Name string
 	UID  int
+	GID  int
+	Home string
 }
 
 // Users reads every well-formed line of File.
@@ -38,7 +40,16 @@ func Users() ([]User, error) {
 		if err != nil {
 			continue
 		}
-		out = append(out, User{fields[0], uid})
+		u := User{Name: fields[0], UID: uid, GID: -1}
+		if len(fields) > 3 {
+			if gid, err := strconv.Atoi(fields[3]); err == nil {
+				u.GID = gid
+			}
+		}
+		if len(fields) > 5 {
+			u.Home = fields[5]
+		}
+		out = append(out, u)
 	}
 	return out, sc.Err()
 }
@@ -63,4 +74,16 @@ func Name(uid int) string {
 		}
 	}
 	return strconv.Itoa(uid)
+}
+
+// Lookup finds a user by name or, for a number, by UID.
+func Lookup(nameOrUID string) (User, bool) {
+	us, _ := Users()
+	uid, err := strconv.Atoi(nameOrUID)
+	for _, u := range us {
+		if u.Name == nameOrUID || (err == nil && u.UID == uid) {
+			return u, true
+		}
+	}
+	return User{}, false
 }
