@@ -208,13 +208,17 @@ func Run(ctx context.Context, opts Options) (*Result, error) {
 	// first byte of it: the decompressed copy of a compressed or
 	// encrypted backup comes first. The target's state and who holds it
 	// are looked at again after the check, which takes a while.
+	var download int64
+	if remoteURL != "" {
+		download = sizeOf(bk)
+	}
 	if packed := encrypt.IsAge(bk) || compress.KindOf(bk) != compress.None; packed {
 		if tgt, err := inspectTarget(target); err == nil && (!tgt.exists || opts.Force) {
 			holders, _ := Holders(target)
 			if mode, err := chooseMode(opts, target, tgt, holders); err == nil {
 				size := newSizeOf(bk, true)
-				sp := spacePlan(target, tgt, mode, size, size, false)
-				if err := checkSpace(&sp, target, mode); err != nil {
+				sp := spacePlan(target, tgt, mode, size, download, size, false)
+				if err := checkSpace(&sp, target, mode, download); err != nil {
 					return nil, err
 				}
 			}
@@ -269,11 +273,15 @@ func Run(ctx context.Context, opts Options) (*Result, error) {
 			return nil, err
 		}
 	}
-	// 4. Room for the rest, now that the sizes are exact: nothing has
-	// been written beside the target but the checked copy.
-	sp := spacePlan(target, tgt, res.Mode, sizeOf(plain), 0, plain == bk)
+	// 4. Room for all of it again, now that the sizes are exact: what
+	// was written so far (download, checked copy) counts as free.
+	var decompressed int64
+	if plain != bk {
+		decompressed = sizeOf(plain)
+	}
+	sp := spacePlan(target, tgt, res.Mode, sizeOf(plain), download, decompressed, plain == bk)
 	res.Space = &sp
-	if err := checkSpace(&sp, target, res.Mode); err != nil {
+	if err := checkSpace(&sp, target, res.Mode, download+decompressed); err != nil {
 		return nil, err
 	}
 	if opts.DryRun {

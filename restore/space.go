@@ -57,13 +57,15 @@ func sizeOf(p string) int64 {
 	return 0
 }
 
-// spacePlan adds up what the rest of the restore writes. newSize is the
-// restored database's size (0 when not known yet); decompress is the
-// size of the decompressed copy still to be written beside the target;
-// copyNew says the new file is written as a copy of the backup (offline,
-// from a backup that is not already our decompressed temp file).
-func spacePlan(target string, tgt targetState, mode Mode, newSize, decompress int64, copyNew bool) Space {
+// spacePlan adds up what the restore writes beside the target. newSize
+// is the restored database's size (0 when not known yet); download and
+// decompress are the sizes of the downloaded backup (URL/NAME) and of
+// its decompressed or decrypted copy; copyNew says the new file is
+// written as a copy of the backup (offline, from a backup that is not
+// already our decompressed temp file).
+func spacePlan(target string, tgt targetState, mode Mode, newSize, download, decompress int64, copyNew bool) Space {
 	s := Space{Parts: []SpacePart{}}
+	s.add("downloaded backup", download)
 	s.add("decompressed backup", decompress)
 	if tgt.exists {
 		// The backup API copies every committed page, those still in the
@@ -95,12 +97,15 @@ func spacePlan(target string, tgt targetState, mode Mode, newSize, decompress in
 }
 
 // checkSpace fails when the plan does not fit in the target's directory.
-func checkSpace(s *Space, target string, mode Mode) error {
+// written is what of the plan this run has already written there (the
+// download, the decompressed copy): free is counted as it was before.
+func checkSpace(s *Space, target string, mode Mode, written int64) error {
 	dir := filepath.Dir(target)
 	free, err := freeBytes(dir)
 	if err != nil {
 		return nil // unknown: the writes themselves will say ENOSPC
 	}
+	free += written
 	s.Dir, s.Free = dir, free
 	if s.Needed <= free {
 		return nil

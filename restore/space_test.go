@@ -41,7 +41,7 @@ func TestSpacePlanBoundsOnlineRestore(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	plan := spacePlan(db, tgt, ModeOnline, sizeOf(bk), 0, false)
+	plan := spacePlan(db, tgt, ModeOnline, sizeOf(bk), 0, 0, false)
 	part := map[string]int64{}
 	for _, p := range plan.Parts {
 		part[p.What] = p.Bytes
