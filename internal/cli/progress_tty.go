@@ -139,7 +139,9 @@ func (s *ttyStatus) checkProgress(label string) func(done, total int64, finished
 		return nil
 	}
 	return func(done, total int64, finished bool) {
-		s.phase(label)
+		if label != "" { // "": the check belongs to the current phase
+			s.phase(label)
+		}
 		switch {
 		case finished:
 		case done >= total:
@@ -150,6 +152,14 @@ func (s *ttyStatus) checkProgress(label string) func(done, total int64, finished
 			s.pages(done, total)
 		}
 	}
+}
+
+// pagesFn draws pages done in the current phase (restore's copies).
+func (s *ttyStatus) pagesFn() func(done, total int64) {
+	if s == nil {
+		return nil
+	}
+	return s.pages
 }
 
 func (s *ttyStatus) phaseFn() func(string) {

@@ -1,7 +1,8 @@
-// Package passwd reads /etc/passwd itself: the binary is static (no cgo,
-// so no NSS and no os/user lookups that need it), and the CLI only needs
-// to name a file's owner and to check that a unit's user exists. A user
-// known only to LDAP or another NSS source is not found here.
+// Package passwd reads /etc/passwd (and /etc/group) itself: the binary is
+// static (no cgo, so no NSS and no os/user lookups that need it), and the
+// tool only needs to name a file's owner and group and to check that a
+// unit's user exists. A user known only to LDAP or another NSS source is
+// not found here.
 package passwd
 
 import (
@@ -13,6 +14,9 @@ import (
 
 // File is the passwd file read; tests point it elsewhere.
 var File = "/etc/passwd"
+
+// GroupFile is the group file GroupName reads.
+var GroupFile = "/etc/group"
 
 // User is one line's name, UID, primary GID and home directory.
 type User struct {
@@ -86,4 +90,21 @@ func Lookup(nameOrUID string) (User, bool) {
 		}
 	}
 	return User{}, false
+}
+
+// GroupName is gid's group name from GroupFile, or the number when the
+// file does not have it.
+func GroupName(gid int) string {
+	f, err := os.Open(GroupFile)
+	if err == nil {
+		defer f.Close()
+		sc := bufio.NewScanner(f)
+		for sc.Scan() {
+			fields := strings.Split(sc.Text(), ":")
+			if len(fields) >= 3 && fields[0] != "" && fields[2] == strconv.Itoa(gid) {
+				return fields[0]
+			}
+		}
+	}
+	return strconv.Itoa(gid)
 }
