@@ -34,7 +34,6 @@ import (
 	"github.com/pkg/sftp"
 	"golang.org/x/crypto/ssh"
 	"golang.org/x/crypto/ssh/agent"
-	"golang.org/x/crypto/ssh/knownhosts"
 
 	"sqlite-backup/remote"
 )
@@ -143,36 +142,24 @@ func (c *Client) conn(ctx context.Context) (*sftp.Client, error) {
 	if khPath == "" {
 		khPath = filepath.Join(home(), ".ssh", "known_hosts")
 	}
-	check, err := knownhosts.New(khPath)
+	kh, err := loadKnownHosts(khPath)
 	if err != nil {
-		return nil, c.fail(remote.KindHostKey, false, fmt.Errorf("read known hosts %q: %w", khPath, err), c.keyscan(khPath))
+		return nil, c.fail(remote.KindHostKey, false, fmt.Errorf("read known hosts %q: %w", khPath, err), "ssh-keygen -l -f "+quote(khPath)+" lists the keys it holds and names a bad line")
 	}
-	var algos []string
-	for try := 0; ; try++ {
-		cl, err := c.dial(ctx, auths, check, algos)
-		var ke *knownhosts.KeyError
-		if errors.As(err, &ke) && len(ke.Want) > 0 && try == 0 {
-			// known_hosts may hold another type of key for this host
-			// than the one the server offered first: ask for those.
-			algos = keyAlgos(ke.Want)
-			if len(algos) > 0 {
-				continue
-			}
-		}
-		if err != nil {
-			return nil, c.dialErr(err, khPath)
-		}
-		// 32 requests of 32 KiB: 1 MiB in flight. With 64 (2 MiB, as
-		// much as OpenSSH's channel window) writes to a loopback sshd
-		// took 1.5-2x as long; 8-32 were alike (docs/REMOTE.md).
-		sc, err := sftp.NewClient(cl, sftp.UseConcurrentWrites(true), sftp.MaxConcurrentRequestsPerFile(32))
-		if err != nil {
-			cl.Close()
-			return nil, c.fail(remote.KindUnreachable, true, fmt.Errorf("start sftp: %w", err), "the server must offer the sftp subsystem (Subsystem sftp internal-sftp in sshd_config)")
-		}
-		c.ssh, c.sftp = cl, sc
-		return sc, nil
+	cl, err := c.dial(ctx, auths, kh.check, kh.algorithms(c.addr))
+	if err != nil {
+		return nil, c.dialErr(err, khPath)
 	}
+	// 32 requests of 32 KiB: 1 MiB in flight. With 64 (2 MiB, as
+	// much as OpenSSH's channel window) writes to a loopback sshd
+	// took 1.5-2x as long; 8-32 were alike (docs/REMOTE.md).
+	sc, err := sftp.NewClient(cl, sftp.UseConcurrentWrites(true), sftp.MaxConcurrentRequestsPerFile(32))
+	if err != nil {
+		cl.Close()
+		return nil, c.fail(remote.KindUnreachable, true, fmt.Errorf("start sftp: %w", err), "the server must offer the sftp subsystem (Subsystem sftp internal-sftp in sshd_config)")
+	}
+	c.ssh, c.sftp = cl, sc
+	return sc, nil
 }
 
 func (c *Client) dial(ctx context.Context, auths []ssh.AuthMethod, check ssh.HostKeyCallback, algos []string) (*ssh.Client, error) {
@@ -197,40 +184,76 @@ func (c *Client) dial(ctx context.Context, auths []ssh.AuthMethod, check ssh.Hos
 	return ssh.NewClient(cc, chans, reqs), nil
 }
 
-func keyAlgos(want []knownhosts.KnownKey) []string {
-	var out []string
-	for _, k := range want {
-		switch t := k.Key.Type(); t {
-		case ssh.KeyAlgoRSA:
-			out = append(out, ssh.KeyAlgoRSASHA512, ssh.KeyAlgoRSASHA256)
-		default:
-			out = append(out, t)
-		}
+// keyscanType is a key's type as ssh-keyscan -t and the server's key
+// file names (/etc/ssh/ssh_host_<type>_key.pub) spell it.
+func keyscanType(k ssh.PublicKey) string {
+	switch t := k.Type(); {
+	case t == ssh.KeyAlgoRSA:
+		return "rsa"
+	case strings.HasPrefix(t, "ecdsa-"):
+		return "ecdsa"
+	default:
+		return strings.TrimPrefix(t, "ssh-")
 	}
-	return out
 }
 
-func (c *Client) keyscan(khPath string) string {
-	host := c.host
+// keyscan is the command that adds the server's key of type t to
+// khPath, creating its directory when it does not exist yet.
+func (c *Client) keyscan(khPath, t string) string {
+	cmd := "ssh-keyscan -t " + t
 	if c.port != "22" {
-		return fmt.Sprintf("check the key's fingerprint with the server's owner, then: ssh-keyscan -p %s %s >> %s", c.port, host, khPath)
+		cmd += " -p " + c.port
 	}
-	return fmt.Sprintf("check the key's fingerprint with the server's owner, then: ssh-keyscan %s >> %s", host, khPath)
+	cmd += " " + quote(c.host) + " >> " + quote(khPath)
+	if d := filepath.Dir(khPath); !exists(d) {
+		cmd = "mkdir -p -m 700 " + quote(d) + " && " + cmd
+	}
+	return cmd
+}
+
+func exists(p string) bool { _, err := os.Stat(p); return err == nil }
+
+// hostKeyFail words a refused host key: what the server offered, its
+// fingerprint as ssh-keygen -lf prints it, what the file holds, and the
+// commands that fix it once the fingerprint is checked.
+func (c *Client) hostKeyFail(e *hostKeyError, khPath string) error {
+	fp := ssh.FingerprintSHA256(e.key)
+	offered := e.key.Type() + " key " + fp
+	if e.cert != "" {
+		offered = "a certificate for its " + offered + " (" + e.cert + ")"
+	}
+	t := keyscanType(e.key)
+	check := fmt.Sprintf("ask the server's owner whether %s is its key (on the server: ssh-keygen -lf /etc/ssh/ssh_host_%s_key.pub)", fp, t)
+	switch e.why {
+	case hostUnknown:
+		return c.fail(remote.KindHostKey, false, fmt.Errorf("unknown host key: %s is not in %q; the server offers %s", e.addr, khPath, offered),
+			check+"; if it is, add it: "+c.keyscan(khPath, t))
+	case hostChanged:
+		var lines []string
+		for _, k := range e.known {
+			lines = append(lines, fmt.Sprintf("line %d (%s)", k.Line, k.Key.Type()))
+		}
+		return c.fail(remote.KindHostKey, false, fmt.Errorf("HOST KEY CHANGED for %s: the server offers %s, but %q holds another key for it at %s: refused, this may be an attack", e.addr, offered, khPath, strings.Join(lines, ", ")),
+			check+"; if it is, replace the old key: ssh-keygen -R "+quote(e.addr)+" -f "+quote(khPath)+" && "+c.keyscan(khPath, t))
+	}
+	what := "its key"
+	if r := e.known[0]; !bytes.Equal(r.Key.Marshal(), e.key.Marshal()) {
+		what = "the CA that signed its certificate (" + r.Key.Type() + " " + ssh.FingerprintSHA256(r.Key) + ")"
+	}
+	return c.fail(remote.KindHostKey, false, fmt.Errorf("REVOKED host key for %s: the server offers %s, and %q marks %s @revoked (line %d): refused, the key may be stolen", e.addr, offered, khPath, what, e.known[0].Line),
+		"a revoked key is never accepted: ask the server's owner to replace it, then add the new key after checking its fingerprint")
 }
 
 func (c *Client) dialErr(err error, khPath string) error {
-	var ke *knownhosts.KeyError
-	var re *knownhosts.RevokedError
+	var he *hostKeyError
 	var ne net.Error
 	switch {
-	case errors.As(err, &ke) && len(ke.Want) == 0:
-		return c.fail(remote.KindHostKey, false, fmt.Errorf("unknown host key: %s is not in %s", c.addr, khPath), c.keyscan(khPath))
-	case errors.As(err, &ke):
-		kh := knownhosts.Normalize(c.addr)
-		return c.fail(remote.KindHostKey, false, fmt.Errorf("HOST KEY CHANGED for %s (%s line %d): refused, this may be an attack", c.addr, ke.Want[0].Filename, ke.Want[0].Line),
-			fmt.Sprintf("if the server's key really changed, check the new fingerprint with its owner, then: ssh-keygen -R '%s' -f %s && %s", kh, khPath, strings.TrimPrefix(c.keyscan(khPath), "check the key's fingerprint with the server's owner, then: ")))
-	case errors.As(err, &re):
-		return c.fail(remote.KindHostKey, false, fmt.Errorf("host key of %s is revoked in %s", c.addr, khPath), "")
+	case errors.As(err, &he):
+		return c.hostKeyFail(he, khPath)
+	case strings.Contains(err.Error(), "no common algorithm for host key"):
+		return c.fail(remote.KindHostKey, false, err, "the server offers no host key type OpenSSH accepts by default (ssh-ed25519, ecdsa-sha2-*, rsa-sha2-*)")
+	case strings.Contains(err.Error(), "no common algorithm"):
+		return c.fail(remote.KindUnreachable, false, err, "")
 	case strings.Contains(err.Error(), "unable to authenticate"):
 		return c.fail(remote.KindAuth, false, fmt.Errorf("user %q: %w", c.user, err), "give the key the server accepts: --ssh-key FILE, or load it into ssh-agent")
 	case errors.As(err, &ne), errors.Is(err, syscall.ECONNREFUSED), errors.Is(err, io.EOF), errors.Is(err, syscall.ECONNRESET):
@@ -493,6 +516,15 @@ func (h *serverHash) close() {
 
 func shellQuote(s string) string {
 	return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'"
+}
+
+// quote quotes s for a hint's command line where a shell needs it: a
+// hint may be pasted, and a path must not run anything.
+func quote(s string) string {
+	if s != "" && strings.Trim(s, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_@%+=:,./-") == "" {
+		return s
+	}
+	return shellQuote(s)
 }
 
 // ctxErr prefers the interruption to the broken connection it caused.
