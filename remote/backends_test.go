@@ -239,7 +239,7 @@ func TestSFTPMissingDir(t *testing.T) {
 	if !errors.As(err, &re) || re.Kind != remote.KindNoDir || re.Transient {
 		t.Fatalf("missing dir: %v", err)
 	}
-	if h := hint.Of(err); !strings.Contains(h, "mkdir -p "+sd.Dir+"/nope") {
+	if h := hint.Of(err); !strings.Contains(h, "'mkdir -p -m 700 -- "+sd.Dir+"/nope'") {
 		t.Fatalf("hint %q", h)
 	}
 }

@@ -1,17 +1,22 @@
 package sftp_test
 
 import (
+	"bytes"
 	"context"
+	"errors"
 	"io/fs"
+	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
 
 	"sqlite-backup/internal/output/hint"
 	"sqlite-backup/internal/testserver"
+	"sqlite-backup/remote"
 )
 
 // runHint runs the command a hint gives after marker with sh -c in dir,
@@ -78,3 +83,46 @@ func TestHostKeyHintsRun(t *testing.T) {
 		t.Fatalf("after the hint: %v", err)
 	}
 }
+
+// TestMissingDirHintRuns: the mkdir hint for a missing remote directory
+// quotes the path for the local shell and again for the server's, so
+// pasted it creates exactly the directory named, running nothing of it.
+func TestMissingDirHintRuns(t *testing.T) {
+	ctx := context.Background()
+	s := testserver.StartSSHD(t)
+	// Where a command in the path would leave its mark, on either side.
+	mark := filepath.Join(t.TempDir(), "pwned")
+	dir := filepath.Join(s.Dir, "x$(touch "+mark+")", "a'b`touch "+mark+"2`;touch "+mark+"3")
+	u := url.URL{Scheme: "sftp", User: url.User(s.User), Host: "127.0.0.1:" + itoa(s.Port), Path: dir}
+	r, err := remote.Open(ctx, u.String(), remote.Options{SSHKey: s.Key, KnownHosts: s.KnownHosts})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	err = r.Put(ctx, "x", remote.Source{R: bytes.NewReader([]byte("x")), Size: 1, SHA256: "2d711642b726b04401627ca9fbac32f5c8530fb1903cc4db02258717921a4881"})
+	var re *remote.Error
+	if !errors.As(err, &re) || re.Kind != remote.KindNoDir {
+		t.Fatalf("missing dir: %v", err)
+	}
+	// The operator's ssh, with this server's key and known_hosts.
+	bin := t.TempDir()
+	shim := "#!/bin/sh\nexec '" + testserver.Need(t, "ssh") + "' -F /dev/null -i '" + s.Key + "' -o UserKnownHostsFile='" + s.KnownHosts + "' -o BatchMode=yes -o IdentitiesOnly=yes \"$@\"\n"
+	if err := os.WriteFile(filepath.Join(bin, "ssh"), []byte(shim), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	work := t.TempDir()
+	runHint(t, hint.Of(err), "on the server: ", work, "PATH="+bin+":"+os.Getenv("PATH"))
+	for _, m := range []string{mark, mark + "2", mark + "3"} {
+		if _, err := os.Stat(m); err == nil {
+			t.Fatalf("the hint ran part of the path as a command: %s exists", m)
+		}
+	}
+	if fi, err := os.Stat(dir); err != nil || !fi.IsDir() {
+		t.Fatalf("the hint did not create %q: %v", dir, err)
+	}
+	if err := r.Put(ctx, "x", remote.Source{R: bytes.NewReader([]byte("x")), Size: 1, SHA256: "2d711642b726b04401627ca9fbac32f5c8530fb1903cc4db02258717921a4881"}); err != nil {
+		t.Fatalf("after the hint: %v", err)
+	}
+}
+
+func itoa(n int) string { return strconv.Itoa(n) }

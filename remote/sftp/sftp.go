@@ -99,7 +99,7 @@ func (c *Client) classify(op string, err error) error {
 	var se *sftp.StatusError
 	switch {
 	case errors.Is(err, fs.ErrNotExist):
-		return c.fail(remote.KindNoDir, false, err, fmt.Sprintf("create the directory on the server: ssh -p %s %s@%s mkdir -p %s", c.port, c.user, c.host, c.dir))
+		return c.fail(remote.KindNoDir, false, err, "create the directory on the server: "+c.sshCmd("mkdir -p -m 700 -- "+quote(c.dir)))
 	case errors.Is(err, fs.ErrPermission):
 		return c.fail(remote.KindIO, false, err, "")
 	case errors.As(err, &se) && se.FxCode() == sftp.ErrSSHFxFailure && strings.Contains(strings.ToLower(se.Error()), "space"):
@@ -211,6 +211,17 @@ func (c *Client) keyscan(khPath, t string) string {
 	return cmd
 }
 
+// sshCmd is the ssh command line that runs the shell command remoteCmd
+// on the server: quoted once for the local shell; remoteCmd quotes what
+// it holds for the server's shell.
+func (c *Client) sshCmd(remoteCmd string) string {
+	cmd := "ssh"
+	if c.port != "22" {
+		cmd += " -p " + c.port
+	}
+	return cmd + " " + quote(c.user+"@"+c.host) + " " + quote(remoteCmd)
+}
+
 func exists(p string) bool { _, err := os.Stat(p); return err == nil }
 
 // hostKeyFail words a refused host key: what the server offered, its
@@ -290,7 +301,7 @@ func (c *Client) auth() ([]ssh.AuthMethod, func(), error) {
 	}
 	if len(signers) == 0 {
 		closeAgent()
-		return nil, none, c.fail(remote.KindAuth, false, errors.New("no SSH key: no ssh-agent (SSH_AUTH_SOCK) and no ~/.ssh/id_ed25519 or ~/.ssh/id_rsa"), "sqlite-backup --remote "+c.url+" --ssh-key /root/.ssh/backup_ed25519")
+		return nil, none, c.fail(remote.KindAuth, false, errors.New("no SSH key: no ssh-agent (SSH_AUTH_SOCK) and no ~/.ssh/id_ed25519 or ~/.ssh/id_rsa"), "sqlite-backup --remote "+quote(c.url)+" --ssh-key /root/.ssh/backup_ed25519")
 	}
 	return []ssh.AuthMethod{ssh.PublicKeys(signers...)}, closeAgent, nil
 }
