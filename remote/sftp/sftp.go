@@ -330,11 +330,23 @@ func home() string {
 	return "/root"
 }
 
-// tmpRE matches this tool's temp names: .<final>.sqlite-backup-tmp-<hex>.
+// tmpRE matches this tool's temp names: .<final>.sqlite-backup-tmp-<hex>,
+// a private directory holding <final> while it is uploaded (a plain
+// file of that name was left by older versions).
 var tmpRE = regexp.MustCompile(`^\.(.+)\.sqlite-backup-tmp-[0-9a-f]{16}$`)
 
-// Put uploads to a temp name, fsyncs it while the server hashes it (or
-// reads it back and hashes it here), then renames it into place.
+// Put uploads into a private temp directory beside the final name,
+// fsyncs the file while the server hashes it (or reads it back and
+// hashes it here), then renames it into place.
+//
+// The file is 0600 from before its first byte and unreachable by anyone
+// else from its creation: SFTP's open can carry a mode but pkg/sftp
+// sends none, so the server creates it 0666 less its umask (0644 as a
+// rule) in a directory others may list and watch; a chmod after the
+// open leaves a moment in which another account can open it and read
+// everything written later. So the file is created in a directory made
+// 0700 before anything is in it, and chmodded 0600 before it is
+// written; the rename keeps the mode.
 func (c *Client) Put(ctx context.Context, name string, src remote.Source) error {
 	sc, err := c.conn(ctx)
 	if err != nil {
@@ -342,24 +354,35 @@ func (c *Client) Put(ctx context.Context, name string, src remote.Source) error 
 	}
 	var rnd [8]byte
 	rand.Read(rnd[:])
-	tmp := path.Join(c.dir, "."+name+".sqlite-backup-tmp-"+hex.EncodeToString(rnd[:]))
+	tmpDir := path.Join(c.dir, "."+name+".sqlite-backup-tmp-"+hex.EncodeToString(rnd[:]))
+	tmp := path.Join(tmpDir, name)
 	final := path.Join(c.dir, name)
 	// A cancelled context closes the connection: the blocked write
 	// returns and the temp file is removed on the next connection.
 	stop := context.AfterFunc(ctx, c.drop)
 	defer stop()
-	ok := false
+	made, ok := false, false
 	defer func() {
-		if !ok {
+		if made {
 			// Briefly: an interrupted run must not hang on a dead server;
 			// the next run removes what is left (Cleanup).
 			cctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 			defer cancel()
 			if sc, err := c.conn(cctx); err == nil {
-				sc.Remove(tmp)
+				if !ok {
+					sc.Remove(tmp)
+				}
+				sc.RemoveDirectory(tmpDir)
 			}
 		}
 	}()
+	if err := sc.Mkdir(tmpDir); err != nil {
+		return c.ctxErr(ctx, c.classify("create "+tmpDir, err))
+	}
+	made = true
+	if err := sc.Chmod(tmpDir, 0o700); err != nil {
+		return c.ctxErr(ctx, c.classify("chmod 700 "+tmpDir, err))
+	}
 	// The server-side hash's shell starts while the bytes go out, so
 	// its start-up (the account's shell rc files) costs no time.
 	var sh *serverHash
@@ -370,6 +393,10 @@ func (c *Client) Put(ctx context.Context, name string, src remote.Source) error 
 	f, err := sc.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_EXCL)
 	if err != nil {
 		return c.ctxErr(ctx, c.classify("create "+tmp, err))
+	}
+	if err := f.Chmod(0o600); err != nil {
+		f.Close()
+		return c.ctxErr(ctx, c.classify("chmod 600 "+tmp, err))
 	}
 	n, err := f.ReadFrom(&counting{SectionReader: io.NewSectionReader(src.R, 0, src.Size), progress: src.Progress})
 	if err == nil && n != src.Size {
@@ -631,18 +658,43 @@ func (c *Client) Delete(ctx context.Context, name string) error {
 	return nil
 }
 
-// Cleanup removes temp files of interrupted uploads; the temp file's
-// mtime is when its upload last wrote.
+// Cleanup removes the temp directories (and older versions' temp files)
+// of interrupted uploads; the file's mtime is when its upload last
+// wrote.
 func (c *Client) Cleanup(ctx context.Context, stale func(string, time.Time) bool) error {
-	os, err := c.List(ctx)
+	sc, err := c.conn(ctx)
 	if err != nil {
 		return err
 	}
-	for _, o := range os {
-		m := tmpRE.FindStringSubmatch(o.Name)
-		if m != nil && stale(m[1], o.ModTime) {
-			if err := c.Delete(ctx, o.Name); err != nil {
-				return err
+	fis, err := sc.ReadDir(c.dir)
+	if err != nil {
+		return c.classify("list "+c.dir, err)
+	}
+	for _, fi := range fis {
+		m := tmpRE.FindStringSubmatch(fi.Name())
+		if m == nil {
+			continue
+		}
+		p := path.Join(c.dir, fi.Name())
+		switch {
+		case fi.Mode().IsRegular():
+			if stale(m[1], fi.ModTime()) {
+				if err := sc.Remove(p); err != nil && !errors.Is(err, fs.ErrNotExist) {
+					return c.classify("remove "+p, err)
+				}
+			}
+		case fi.IsDir():
+			inner, mtime := path.Join(p, m[1]), fi.ModTime()
+			if ifi, err := sc.Lstat(inner); err == nil {
+				mtime = ifi.ModTime()
+			}
+			if stale(m[1], mtime) {
+				if err := sc.Remove(inner); err != nil && !errors.Is(err, fs.ErrNotExist) {
+					return c.classify("remove "+inner, err)
+				}
+				if err := sc.RemoveDirectory(p); err != nil && !errors.Is(err, fs.ErrNotExist) {
+					return c.classify("remove "+p, err)
+				}
 			}
 		}
 	}
