@@ -55,10 +55,13 @@ type Client struct {
 	sftp *sftp.Client
 
 	lastCheck string // how the last upload was checked, for tests
+	// slowHash: the server's hash missed its deadline once; the
+	// following uploads are read back without waiting for it again.
+	slowHash bool
 }
 
-// LastCheck says how the last upload was checked: "server hash" or
-// "read back".
+// LastCheck says how the last upload was checked: "server hash", "read
+// back", or "read back (server hash too slow)".
 func (c *Client) LastCheck() string { return c.lastCheck }
 
 // Open checks the URL; the connection is made by the first call.
@@ -386,7 +389,7 @@ func (c *Client) Put(ctx context.Context, name string, src remote.Source) error 
 	// The server-side hash's shell starts while the bytes go out, so
 	// its start-up (the account's shell rc files) costs no time.
 	var sh *serverHash
-	if src.Size >= serverHashMin {
+	if src.Size >= serverHashMin && !c.slowHash {
 		sh = c.startHash(tmp)
 	}
 	defer sh.close()
@@ -398,7 +401,9 @@ func (c *Client) Put(ctx context.Context, name string, src remote.Source) error 
 		f.Close()
 		return c.ctxErr(ctx, c.classify("chmod 600 "+tmp, err))
 	}
+	t0 := time.Now()
 	n, err := f.ReadFrom(&counting{SectionReader: io.NewSectionReader(src.R, 0, src.Size), progress: src.Progress})
+	sent := time.Since(t0)
 	if err == nil && n != src.Size {
 		err = fmt.Errorf("wrote %d of %d bytes", n, src.Size)
 	}
@@ -418,7 +423,7 @@ func (c *Client) Put(ctx context.Context, name string, src remote.Source) error 
 	if err != nil {
 		return c.ctxErr(ctx, c.classify("upload "+tmp, err))
 	}
-	if err := c.check(ctx, sc, sh, tmp, src.Size, src.SHA256); err != nil {
+	if err := c.check(ctx, sc, sh, hashWait(sent), tmp, src); err != nil {
 		return c.ctxErr(ctx, err)
 	}
 	if err := ctx.Err(); err != nil {
@@ -437,11 +442,35 @@ func (c *Client) Put(ctx context.Context, name string, src remote.Source) error 
 	return nil
 }
 
-// check compares the server's copy with size and sum: the server hashes
-// it (sha256sum over an exec channel, which costs no transfer) where the
-// account may run commands, else it is read back and hashed here.
-func (c *Client) check(ctx context.Context, sc *sftp.Client, sh *serverHash, p string, size int64, sum string) error {
-	if got, ok := sh.result(p); ok {
+// hashFloor is the least time the server's hash gets once every byte
+// is acknowledged. The hash's session starts with the upload, so
+// normally it is done at once; what delays it is the account's shell
+// start-up (rc files: 1-3 s for a pyenv init here, 60 s when pyenv
+// waited on a stale lock) or a slow disk.
+var hashFloor = 10 * time.Second
+
+// hashWait is how long the server's hash may take after the upload: as
+// long as the upload took, and hashFloor at least. Reading the copy back
+// costs about the upload's time again (same link, same size), so waiting
+// longer for the server cannot beat it.
+func hashWait(upload time.Duration) time.Duration { return max(hashFloor, upload) }
+
+// check compares the server's copy with the source's size and sum: the
+// server hashes it (sha256sum over an exec channel, which costs no
+// transfer) where the account may run commands and does so within wait,
+// else it is read back and hashed here.
+func (c *Client) check(ctx context.Context, sc *sftp.Client, sh *serverHash, wait time.Duration, p string, src remote.Source) error {
+	phase := func(s string) {
+		if src.Phase != nil {
+			src.Phase(s)
+		}
+	}
+	size, sum := src.Size, src.SHA256
+	if sh != nil {
+		phase(remote.PhaseServerHash)
+	}
+	got, ok, late := sh.result(p, wait)
+	if ok {
 		c.lastCheck = "server hash"
 		fi, err := sc.Lstat(p)
 		if err != nil {
@@ -453,6 +482,11 @@ func (c *Client) check(ctx context.Context, sc *sftp.Client, sh *serverHash, p s
 		return nil
 	}
 	c.lastCheck = "read back"
+	if late {
+		c.slowHash = true
+		c.lastCheck = "read back (server hash too slow)"
+	}
+	phase(remote.PhaseReadBack)
 	g, err := sc.Open(p)
 	if err != nil {
 		return c.classify("read back "+p, err)
@@ -479,7 +513,7 @@ type serverHash struct {
 	stdin io.WriteCloser
 	out   bytes.Buffer
 	done  chan error
-	begun bool
+	begun time.Time
 }
 
 // startHash starts the hash's session, or returns nil where the
@@ -516,34 +550,41 @@ func (c *Client) startHash(p string) *serverHash {
 // begin lets the hash run: call it only once every write to the file
 // has been acknowledged.
 func (h *serverHash) begin() {
-	if h == nil || h.begun {
+	if h == nil || !h.begun.IsZero() {
 		return
 	}
-	h.begun = true
+	h.begun = time.Now()
 	h.stdin.Write([]byte("\n"))
 	h.stdin.Close()
 }
 
-// result waits for the hash (begun here if it was not) and returns its
-// output; ok is false when there is none to trust (no session,
-// sftp-only account, no sha256sum, output other than one sha256sum line
-// for p).
-func (h *serverHash) result(p string) (string, bool) {
+// result waits up to wait after begin for the hash (begun here if it
+// was not) and returns its output; ok is false when there is none to
+// trust (no session, sftp-only account, no sha256sum, output other than
+// one sha256sum line for p), late when it did not come in time.
+func (h *serverHash) result(p string, wait time.Duration) (sum string, ok, late bool) {
 	if h == nil {
-		return "", false
+		return "", false, false
 	}
 	h.begin()
-	if err := <-h.done; err != nil {
-		return "", false
+	t := time.NewTimer(time.Until(h.begun.Add(wait)))
+	defer t.Stop()
+	select {
+	case err := <-h.done:
+		if err != nil {
+			return "", false, false
+		}
+	case <-t.C:
+		return "", false, true
 	}
 	f := strings.Fields(h.out.String())
 	if len(f) != 2 || len(f[0]) != 64 || strings.TrimPrefix(f[1], "*") != p {
-		return "", false
+		return "", false, false
 	}
 	if _, err := hex.DecodeString(f[0]); err != nil {
-		return "", false
+		return "", false, false
 	}
-	return strings.ToLower(f[0]), true
+	return strings.ToLower(f[0]), true, false
 }
 
 func (h *serverHash) close() {
