@@ -51,6 +51,14 @@ type Remote interface {
 	Close() error
 }
 
+// Checker is a Remote that can tell before a backup, in a few round
+// trips and leaving nothing behind, whether an upload could succeed:
+// the server reached, its identity trusted, the credentials accepted,
+// the place there and writable. The error is what Put would return.
+type Checker interface {
+	Check(ctx context.Context) error
+}
+
 // Source is what Put uploads: Size bytes of R whose SHA-256 is SHA256
 // (hex). Progress, if set, is told how many bytes went out so far;
 // Phase, if set, is told when the upload's check begins and how it is

@@ -636,6 +636,60 @@ func (r *counting) Read(p []byte) (int, error) {
 	return n, err
 }
 
+// Check connects (host key, authentication) and proves the directory
+// exists and takes an upload: it makes, chmods and removes a private
+// temp directory and an empty 0600 file in it, as Put does.
+func (c *Client) Check(ctx context.Context) error {
+	sc, err := c.conn(ctx)
+	if err != nil {
+		return err
+	}
+	fi, err := sc.Stat(c.dir)
+	if err != nil {
+		return c.classify("stat "+c.dir, err)
+	}
+	if !fi.IsDir() {
+		return c.fail(remote.KindNoDir, false, fmt.Errorf("%s on the server is not a directory", c.dir), "give the directory the backups go to: sftp://user@host[:port]/abs/dir")
+	}
+	var rnd [8]byte
+	rand.Read(rnd[:])
+	d := path.Join(c.dir, ".sqlite-backup-check.sqlite-backup-tmp-"+hex.EncodeToString(rnd[:]))
+	f := path.Join(d, "sqlite-backup-check")
+	writable := func(op string, err error) error {
+		if err == nil {
+			return nil
+		}
+		var se *sftp.StatusError
+		if errors.Is(err, fs.ErrPermission) || errors.As(err, &se) {
+			return c.fail(remote.KindIO, false, fmt.Errorf("directory %s is not writable by %s: %s: %w", c.dir, c.user, op, err), "the account needs to create, rename and remove files in it: "+c.sshCmd("ls -ld -- "+quote(c.dir)))
+		}
+		return c.classify(op, err)
+	}
+	if err := sc.Mkdir(d); err != nil {
+		return writable("create "+d, err)
+	}
+	defer sc.RemoveDirectory(d)
+	if err := sc.Chmod(d, 0o700); err != nil {
+		return writable("chmod 700 "+d, err)
+	}
+	h, err := sc.OpenFile(f, os.O_WRONLY|os.O_CREATE|os.O_EXCL)
+	if err != nil {
+		return writable("create "+f, err)
+	}
+	defer sc.Remove(f)
+	err = h.Chmod(0o600)
+	if cerr := h.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return writable("chmod 600 "+f, err)
+	}
+	if err := sc.Remove(f); err != nil {
+		return writable("remove "+f, err)
+	}
+	return nil
+}
+
 // Get streams a file from the server.
 func (c *Client) Get(ctx context.Context, name string) (io.ReadCloser, error) {
 	sc, err := c.conn(ctx)
