@@ -190,3 +190,27 @@ func TestHostKeysLikeOpenSSH(t *testing.T) {
 		}
 	})
 }
+
+// TestNoCommonHostKeyAlgorithm: a server that offers only ssh-rsa (SHA-1
+// signatures, off by default in OpenSSH since 8.8) is refused by ssh
+// and by the backend, as a host key failure that is not retried.
+func TestNoCommonHostKeyAlgorithm(t *testing.T) {
+	s := testserver.StartSSHDWith(t, testserver.SSHDConfig{KeyTypes: []string{"rsa"}, Extra: []string{"HostKeyAlgorithms ssh-rsa"}})
+	out, err := exec.Command(testserver.Need(t, "ssh"), "-F", "/dev/null", "-p", fmt.Sprint(s.Port), "-i", s.Key,
+		"-o", "UserKnownHostsFile="+s.KnownHosts, "-o", "GlobalKnownHostsFile=/dev/null", "-o", "BatchMode=yes",
+		"-o", "IdentitiesOnly=yes", "-o", "IdentityAgent=none", "-l", s.User, "-s", "127.0.0.1", "sftp").CombinedOutput()
+	if err == nil || !strings.Contains(string(out), "no matching host key type found") {
+		t.Fatalf("ssh: %v\n%s", err, out)
+	}
+	ctx := context.Background()
+	r, err := remote.Open(ctx, s.URL(), remote.Options{SSHKey: s.Key, KnownHosts: s.KnownHosts})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	_, err = r.List(ctx)
+	var re *remote.Error
+	if !errors.As(err, &re) || re.Kind != remote.KindHostKey || re.Transient {
+		t.Fatalf("want a host key failure, not retried: %#v", err)
+	}
+}
