@@ -483,6 +483,8 @@ func (c *Client) check(ctx context.Context, sc *sftp.Client, sh *serverHash, wai
 	}
 	c.lastCheck = "read back"
 	if late {
+		// Its shell may still be starting: end the session now.
+		sh.close()
 		c.slowHash = true
 		c.lastCheck = "read back (server hash too slow)"
 	}
