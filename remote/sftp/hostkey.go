@@ -32,8 +32,7 @@ import (
 //   - the client asks first for the key types known for the host, so a
 //     server with several keys shows the one known (algorithms).
 type knownHosts struct {
-	path string
-	cb   ssh.HostKeyCallback
+	cb ssh.HostKeyCallback
 	// lines of @cert-authority entries, and the keys of every entry by
 	// marker: x/crypto's checks count a CA line as a key for its host.
 	caLine    map[int]bool
@@ -44,7 +43,7 @@ type knownHosts struct {
 // loadKnownHosts reads path; a missing file knows no host (as for ssh),
 // so the first connection can still show the server's fingerprint.
 func loadKnownHosts(path string) (*knownHosts, error) {
-	k := &knownHosts{path: path, caLine: map[int]bool{}, caKeys: map[string]bool{}, plainKeys: map[string]bool{}}
+	k := &knownHosts{caLine: map[int]bool{}, caKeys: map[string]bool{}, plainKeys: map[string]bool{}}
 	b, err := os.ReadFile(path)
 	if errors.Is(err, fs.ErrNotExist) {
 		k.cb, err = knownhosts.New()

@@ -1,12 +1,15 @@
 // Package sftp is the sftp:// remote: a directory on an SSH server,
 // spoken to with github.com/pkg/sftp over golang.org/x/crypto/ssh. The
-// server's host key is always checked against a known_hosts file; an
-// unknown or changed key is refused with the ssh-keyscan line that adds
-// it. An upload goes to a hidden temp name in the target directory, is
-// fsynced where the server offers fsync@openssh.com, hashed (by the
-// server where the account may run commands, else read back and hashed
-// here), and only then renamed to its final name, so a reader never
-// finds a partial or unproven file under a backup's name.
+// server's host key is always checked against a known_hosts file and
+// accepted or refused as OpenSSH's ssh would (hostkey.go); an unknown,
+// changed or revoked key is refused with its fingerprint and the
+// commands that fix it. An upload goes to a hidden 0700 temp directory
+// in the target directory as a 0600 file, is fsynced where the server
+// offers fsync@openssh.com, hashed (by the server where the account may
+// run commands and does so in time, else read back and hashed here),
+// and only then renamed to its final name, so a reader never finds a
+// partial or unproven file under a backup's name, and no other account
+// on the server reads it.
 package sftp
 
 import (
