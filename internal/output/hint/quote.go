@@ -2,11 +2,10 @@ package hint
 
 import "strings"
 
-// Quote makes s one word for a POSIX shell, so that a path or URL pasted
-// from a hint runs nothing: left alone when it holds only characters no
-// shell treats specially, else in single quotes.
+// Quote quotes s for a hint's command line only where a shell needs it,
+// so that a path with spaces or quotes can be pasted as it is shown.
 func Quote(s string) string {
-	if s != "" && strings.Trim(s, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789@%+=:,./_-") == "" {
+	if s != "" && strings.Trim(s, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_@%+=:,./-") == "" {
 		return s
 	}
 	return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'"
