@@ -32,9 +32,10 @@ type Remotes struct {
 	// Attempts and Backoff bound the retries of a transient failure.
 	Attempts int
 	Backoff  time.Duration
-	// Progress, if set, starts following the uploads to one remote; the
-	// returned done ends it.
-	Progress func(url string) (fn func(name string, done, total int64), done func())
+	// Progress, if set, starts following the uploads to one remote: fn
+	// is told the bytes sent, phase how an upload is checked once they
+	// went out (remote.PhaseServerHash, PhaseReadBack); done ends it.
+	Progress func(url string) (fn func(name string, done, total int64), phase func(name, phase string), done func())
 }
 
 // SkipRemote is Report.RemotesPruneSkipped when a remote failed: no
@@ -336,9 +337,10 @@ func heldOnly(reasons []string) bool {
 func syncOne(ctx context.Context, opts Options, r remote.Remote, url string, out []remote.Local, o remote.Owner, check func(remote.Local) error) (*remote.SyncReport, error) {
 	ro := opts.Remotes
 	var pfn func(name string, done, total int64)
+	var phase func(name, phase string)
 	clear := func() {}
 	if ro.Progress != nil {
-		pfn, clear = ro.Progress(url)
+		pfn, phase, clear = ro.Progress(url)
 	}
 	defer clear()
 	return remote.Sync(ctx, r, remote.Redact(url), out, remote.SyncOptions{
@@ -348,6 +350,7 @@ func syncOne(ctx context.Context, opts Options, r remote.Remote, url string, out
 		Attempts: ro.Attempts,
 		Backoff:  ro.Backoff,
 		Progress: pfn,
+		Phase:    phase,
 		Loc:      opts.Loc,
 	})
 }

@@ -194,7 +194,13 @@ func (c *BackupCmd) remotes(stderr io.Writer) backup.Remotes {
 		Options:  c.RemoteFlags.options(),
 		Attempts: attempts,
 		Backoff:  backoff,
-		Progress: func(url string) (func(name string, done, total int64), func()) { return uploadProgress(stderr, url) },
+		Progress: func(url string) (func(name string, done, total int64), func(name, phase string), func()) {
+			u := newUploadLine(stderr, url)
+			if u == nil {
+				return nil, nil, func() {}
+			}
+			return u.progress, u.phase, u.done
+		},
 	}
 }
 

@@ -44,29 +44,57 @@ func remoteRetry() (int, time.Duration) {
 
 // uploadProgress keeps one status line per upload on a terminal.
 func uploadProgress(stderr io.Writer, url string) (func(name string, done, total int64), func()) {
-	f, ok := stderr.(*os.File)
-	if !ok || !progress.IsTerminal(f) {
+	u := newUploadLine(stderr, url)
+	if u == nil {
 		return nil, func() {}
 	}
-	var line *progress.Line
-	var cur string
-	fn := func(name string, done, total int64) {
-		if name != cur {
-			if line != nil {
-				line.Done()
-			}
-			line, cur = progress.New(stderr, "upload "+remote.Redact(url), 0), name
-		}
-		pct := int64(100)
-		if total > 0 {
-			pct = done * 100 / total
-		}
-		line.Note(fmt.Sprintf("%s %d/%d MB %d%%", name, done>>20, total>>20, pct))
+	return u.progress, u.done
+}
+
+// uploadLine is the status line of the uploads to one remote: the bytes
+// sent, then how the copy is being checked (that can take as long).
+type uploadLine struct {
+	stderr io.Writer
+	url    string
+	line   *progress.Line
+	cur    string
+}
+
+// newUploadLine returns nil where stderr is no terminal.
+func newUploadLine(stderr io.Writer, url string) *uploadLine {
+	f, ok := stderr.(*os.File)
+	if !ok || !progress.IsTerminal(f) {
+		return nil
 	}
-	return fn, func() {
-		if line != nil {
-			line.Done()
+	return &uploadLine{stderr: stderr, url: url}
+}
+
+func (u *uploadLine) at(name string) {
+	if name != u.cur {
+		if u.line != nil {
+			u.line.Done()
 		}
+		u.line, u.cur = progress.New(u.stderr, "upload "+remote.Redact(u.url), 0), name
+	}
+}
+
+func (u *uploadLine) progress(name string, done, total int64) {
+	u.at(name)
+	pct := int64(100)
+	if total > 0 {
+		pct = done * 100 / total
+	}
+	u.line.Note(fmt.Sprintf("%s %d/%d MB %d%%", name, done>>20, total>>20, pct))
+}
+
+func (u *uploadLine) phase(name, phase string) {
+	u.at(name)
+	u.line.Note(fmt.Sprintf("%s sent, checking: %s", name, phase))
+}
+
+func (u *uploadLine) done() {
+	if u.line != nil {
+		u.line.Done()
 	}
 }
 
