@@ -53,9 +53,11 @@ type Damaged struct {
 	Error string `json:"error"`
 }
 
-// preflight checks every remote before the snapshot. A permanent
-// failure (usage, host key, credentials, TLS, missing bucket or
-// directory, another owner's backups) fails the run; a transient one
+// preflight checks every remote before the snapshot: its listing, whose
+// backups are there, and where the backend can (remote.Checker) that it
+// takes a file. A permanent failure (usage, host key, credentials, TLS,
+// missing bucket or directory, not writable, another owner's backups)
+// fails the run; a transient one
 // (unreachable, a dropped connection) does not: the backup is still
 // taken, and the upload retries and reports.
 func preflight(ctx context.Context, opts Options) error {
@@ -69,6 +71,10 @@ func preflight(ctx context.Context, opts Options) error {
 		r, err := remote.Open(ctx, url, ro.Options)
 		if err == nil {
 			err = remote.Check(ctx, r, remote.Redact(url), o, opts.Loc)
+			// A backend that can also prove the place writable does.
+			if c, ok := r.(remote.Checker); ok && err == nil {
+				err = c.Check(ctx)
+			}
 			r.Close()
 		}
 		if ctx.Err() != nil {
