@@ -18,6 +18,7 @@ import (
 	"github.com/minio/minio-go/v7"
 
 	"sqlite-backup/internal/testdb"
+	"sqlite-backup/internal/testserver"
 )
 
 // TestRemoteSidecarNames: databases whose file names hold spaces,
@@ -497,5 +498,26 @@ func TestRemoteOutage(t *testing.T) {
 	}
 	if n := sha256sumCheck(t, e.sshd.Dir); len(n) != 2 {
 		t.Fatalf("remote after the outage, --keep 2: %v", n)
+	}
+}
+
+// TestRemotePreflightReadOnly: an SFTP account that may list but not
+// write (internal-sftp -R) is found before the snapshot, by the
+// backend's Check: exit 1 naming the directory as not writable, and no
+// backup is made (before, the backup was made and its upload failed).
+func TestRemotePreflightReadOnly(t *testing.T) {
+	ro := testserver.StartSSHD(t, "ForceCommand internal-sftp -R")
+	e := &remoteEnv{}
+	env := append(os.Environ(), "SQLITE_BACKUP_REMOTE_BACKOFF=50ms", "HOME="+t.TempDir(), "SSH_AUTH_SOCK=")
+	dir := t.TempDir()
+	src := filepath.Join(dir, "app.db")
+	testdb.Create(t, src, testdb.Options{Rows: 100})
+	bdir := filepath.Join(dir, "backups")
+	r := e.run(t, env, "--source", src, "--backup-dir", bdir, "--remote", ro.URL(), "--ssh-key", ro.Key, "--known-hosts", ro.KnownHosts)
+	if r.code != 1 || !strings.Contains(r.err, "not writable") || !strings.Contains(r.err, "hint:") {
+		t.Fatalf("exit %d\n%s%s", r.code, r.out, r.err)
+	}
+	if bs, _ := filepath.Glob(filepath.Join(bdir, "app.db.*")); len(bs) != 0 {
+		t.Fatalf("a backup was made for a remote that cannot take it: %v", bs)
 	}
 }
