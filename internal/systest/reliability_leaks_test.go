@@ -1,0 +1,107 @@
+package systest
+
+import (
+	"crypto/ed25519"
+	"crypto/rand"
+	"encoding/pem"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"filippo.io/age"
+	"golang.org/x/crypto/ssh"
+)
+
+// TestNoKeyMaterialPrinted: a private key given by mistake, wherever it
+// comes from (a flag, with or without a leading space or in lower case,
+// an OpenSSH key that kong takes for a flag, the environment, the config
+// file, a stray argument, a flag that wants a path), never shows on
+// stdout or stderr, in text or --json, in an error, a hint, a
+// did-you-mean or config's table.
+func TestNoKeyMaterialPrinted(t *testing.T) {
+	dir := t.TempDir()
+	src := filepath.Join(dir, "app.db")
+	cli3(t, src, "CREATE TABLE t(x); INSERT INTO t VALUES(1);")
+	bdir := filepath.Join(dir, "b")
+	id, err := age.GenerateX25519Identity()
+	if err != nil {
+		t.Fatal(err)
+	}
+	sk := id.String()
+	_, priv, _ := ed25519.GenerateKey(rand.Reader)
+	blk, err := ssh.MarshalPrivateKey(priv, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	pemKey := string(pem.EncodeToMemory(blk))
+	// What must never be seen: every 8 letters and digits of the
+	// secrets past their well-known prefixes, in any case.
+	var parts []string
+	for _, s := range []string{sk[16:], strings.Join(strings.Split(pemKey, "\n")[1:4], "")} {
+		for i := 0; i+8 <= len(s); i += 4 {
+			if w := s[i : i+8]; strings.Trim(w, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789") == "" {
+				parts = append(parts, strings.ToLower(w))
+			}
+		}
+	}
+	conf := func(name, body string) string {
+		p := filepath.Join(dir, name)
+		if err := os.WriteFile(p, []byte(body), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	quoted := conf("quoted.conf", "recipient = [\""+sk+"\"]\n")
+	bare := conf("bare.conf", "recipient = "+sk+"\n")
+	base := []string{"--source", src, "--backup-dir", bdir}
+	cases := []struct {
+		name string
+		env  []string
+		args []string
+	}{
+		{"-r secret", nil, append(base, "-r", sk)},
+		{"-r space secret", nil, append(base, "-r", " "+sk)},
+		{"-r lower-case secret", nil, append(base, "-r", strings.ToLower(sk))},
+		{"-r OpenSSH private key", nil, append(base, "-r", pemKey)},
+		{"--recipient=OpenSSH private key", nil, append(base, "--recipient="+pemKey)},
+		{"env", []string{"SQLITE_BACKUP_RECIPIENT=" + sk}, base},
+		{"config file", nil, append(base, "--config", quoted)},
+		{"config file unquoted", nil, append(base, "--config", bare)},
+		{"config command", nil, append([]string{"config"}, append(base, "-r", sk)...)},
+		{"config command, config file", nil, append([]string{"config"}, append(base, "--config", quoted)...)},
+		{"config command, env", []string{"SQLITE_BACKUP_RECIPIENT=" + sk}, append([]string{"config"}, base...)},
+		{"config command, OpenSSH key", nil, append([]string{"config"}, append(base, "--recipient="+pemKey)...)},
+		{"stray argument", nil, []string{sk}},
+		{"stray argument lower case", nil, []string{strings.ToLower(sk)}},
+		{"key as identity path", nil, []string{"verify", "-i", sk, src}},
+		{"OpenSSH key as identity path", nil, []string{"verify", "--identity=" + pemKey, src}},
+		{"key as file to verify", nil, []string{"verify", sk}},
+		{"key as source", nil, []string{"--source", sk, "--backup-dir", bdir}},
+		{"key as backup dir", nil, []string{"list", "--backup-dir", filepath.Join(dir, sk)}},
+		{"key as remote", nil, []string{"list", "--remote", "s3://" + sk}},
+		{"key as s3 endpoint", nil, []string{"list", "--remote", "s3://bucket/x", "--s3-endpoint", sk}},
+		{"key as systemd recipient", nil, []string{"systemd", "--source", src, "-r", sk}},
+	}
+	for _, c := range cases {
+		for _, js := range []bool{false, true} {
+			args := c.args
+			if js {
+				args = append(append([]string{}, args...), "--json")
+			}
+			r := runBin(t, runOpts{env: c.env}, args...)
+			all := strings.ToLower(r.stdout + r.stderr)
+			for _, p := range parts {
+				if strings.Contains(all, p) {
+					t.Errorf("%s (json %v): exit %d, output holds key material %q:\nstdout: %s\nstderr: %s", c.name, js, r.code, p, r.stdout, r.stderr)
+					break
+				}
+			}
+		}
+	}
+	if _, err := os.Stat(bdir); err == nil {
+		if b := backupsIn(t, bdir); len(b) > 0 {
+			t.Errorf("a run with a private key as recipient made backups: %v", b)
+		}
+	}
+}
