@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"sqlite-backup/internal/output/progress"
+	"sqlite-backup/internal/output/redact"
 	"sqlite-backup/internal/retention"
 	"sqlite-backup/remote"
 	_ "sqlite-backup/remote/s3"   // s3://bucket[/prefix]
@@ -42,8 +43,8 @@ func remoteRetry() (int, time.Duration) {
 
 // uploadProgress keeps one status line per upload on a terminal.
 func uploadProgress(stderr io.Writer, url string) (func(name string, done, total int64), func()) {
-	f, ok := stderr.(*os.File)
-	if !ok || !progress.IsTerminal(f) {
+	f, ok := terminal(stderr)
+	if !ok {
 		return nil, func() {}
 	}
 	var line *progress.Line
@@ -53,13 +54,13 @@ func uploadProgress(stderr io.Writer, url string) (func(name string, done, total
 			if line != nil {
 				line.Done()
 			}
-			line, cur = progress.New(stderr, "upload "+remote.Redact(url), 0), name
+			line, cur = progress.New(f, "upload "+redact.Printable(remote.Redact(url)), 0), name
 		}
 		pct := int64(100)
 		if total > 0 {
 			pct = done * 100 / total
 		}
-		line.Note(fmt.Sprintf("%s %d/%d MB %d%%", name, done>>20, total>>20, pct))
+		line.Note(fmt.Sprintf("%s %d/%d MB %d%%", redact.Printable(name), done>>20, total>>20, pct))
 	}
 	return fn, func() {
 		if line != nil {
@@ -124,7 +125,7 @@ func listRemotes(ctx context.Context, g *Globals, urls []string, flags RemoteFla
 	for _, l := range all {
 		if len(l.Backups) == 0 {
 			// A bare header looks like a listing that went wrong.
-			fmt.Fprintf(tw, "%s\t-\t(no backups)\t\t\t\t\n", l.Remote)
+			fmt.Fprintf(tw, "%s\t-\t(no backups)\t\t\t\t\n", redact.Printable(l.Remote))
 		}
 		for _, e := range l.Backups {
 			var note []string
@@ -134,7 +135,9 @@ func listRemotes(ctx context.Context, g *Globals, urls []string, flags RemoteFla
 			if !e.Complete {
 				note = append(note, "INCOMPLETE (sidecars missing: not a usable backup yet)")
 			}
-			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", l.Remote, e.Time.Format(time.DateTime), e.Name, humanBytes(e.Size), e.Compression, e.SHA256, strings.Join(note, " "))
+			// Names come from the remote's listing: escapes and
+			// newlines in them are shown, not obeyed.
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", redact.Printable(l.Remote), e.Time.Format(time.DateTime), redact.Printable(e.Name), humanBytes(e.Size), e.Compression, e.SHA256, strings.Join(note, " "))
 		}
 	}
 	return tw.Flush()
@@ -178,11 +181,11 @@ func pruneRemotes(ctx context.Context, g *Globals, urls []string, flags RemoteFl
 					}
 				}
 				for _, n := range names {
-					fmt.Fprintf(g.stdout, "%s %s/%s\n", verb, remote.Redact(url), n)
+					fmt.Fprintf(g.stdout, "%s %s/%s\n", verb, redact.Printable(remote.Redact(url)), redact.Printable(n))
 				}
 				fmt.Fprintf(g.stdout, "prune %s: %s: kept %d, %s %d backups\n", remote.Redact(url), rep.Policy, len(rep.Kept), verb, len(rep.Remove))
 				if len(rep.Incomplete) > 0 {
-					fmt.Fprintf(g.stdout, "prune %s: left alone %d incomplete uploads: %s\n", remote.Redact(url), len(rep.Incomplete), strings.Join(rep.Incomplete, ", "))
+					fmt.Fprintf(g.stdout, "prune %s: left alone %d incomplete uploads: %s\n", remote.Redact(url), len(rep.Incomplete), redact.Printable(strings.Join(rep.Incomplete, ", ")))
 				}
 			}
 		}

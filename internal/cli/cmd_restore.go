@@ -10,6 +10,7 @@ import (
 	"github.com/alecthomas/kong"
 
 	"sqlite-backup/config"
+	"sqlite-backup/internal/output/redact"
 	"sqlite-backup/remote"
 	"sqlite-backup/restore"
 )
@@ -107,9 +108,9 @@ type restoreJSON struct {
 
 func printRestore(w io.Writer, r *restore.Result) error {
 	if r.DryRun {
-		fmt.Fprintf(w, "dry run: backup %s: integrity_check ok, %d bytes, %d pages\n", r.Backup, r.Size, r.Pages)
+		fmt.Fprintf(w, "dry run: backup %s: integrity_check ok, %d bytes, %d pages\n", redact.Printable(r.Backup), r.Size, r.Pages)
 		if r.TargetExisted {
-			fmt.Fprintf(w, "dry run: would save the current %s as %s\n", r.Target, r.SafetyCopy)
+			fmt.Fprintf(w, "dry run: would save the current %s as %s\n", redact.Printable(r.Target), redact.Printable(r.SafetyCopy))
 		}
 		how := "offline: write a temp file beside it, remove its stale -wal/-shm, rename it into place"
 		if r.Mode == restore.ModeOnline {
@@ -118,16 +119,16 @@ func printRestore(w io.Writer, r *restore.Result) error {
 		if len(r.Holders) > 0 {
 			how += fmt.Sprintf(" (open by pid %v)", r.Holders)
 		}
-		_, err := fmt.Fprintf(w, "dry run: would restore %s to %s %s, journal_mode %s\n", r.Backup, r.Target, how, r.JournalMode)
+		_, err := fmt.Fprintf(w, "dry run: would restore %s to %s %s, journal_mode %s\n", redact.Printable(r.Backup), redact.Printable(r.Target), how, r.JournalMode)
 		return err
 	}
 	if r.SafetyCopy != "" {
-		fmt.Fprintf(w, "safety copy: %s (integrity_check %s)\n", r.SafetyCopy, r.SafetyCheck)
+		fmt.Fprintf(w, "safety copy: %s (integrity_check %s)\n", redact.Printable(r.SafetyCopy), r.SafetyCheck)
 	}
 	for _, p := range r.Removed {
-		fmt.Fprintf(w, "removed stale %s\n", p)
+		fmt.Fprintf(w, "removed stale %s\n", redact.Printable(p))
 	}
 	_, err := fmt.Fprintf(w, "restored %s -> %s (%s, journal_mode %s): %s, %d bytes, %d pages, %s\n",
-		r.Backup, r.Target, r.Mode, r.JournalMode, r.Check, r.Size, r.Pages, r.Duration.Round(time.Millisecond))
+		redact.Printable(r.Backup), redact.Printable(r.Target), r.Mode, r.JournalMode, r.Check, r.Size, r.Pages, r.Duration.Round(time.Millisecond))
 	return err
 }

@@ -4,6 +4,7 @@ import (
 	"crypto/ed25519"
 	"crypto/rand"
 	"encoding/pem"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -102,6 +103,75 @@ func TestNoKeyMaterialPrinted(t *testing.T) {
 	if _, err := os.Stat(bdir); err == nil {
 		if b := backupsIn(t, bdir); len(b) > 0 {
 			t.Errorf("a run with a private key as recipient made backups: %v", b)
+		}
+	}
+}
+
+// TestNamesShownNotObeyed: a file name is anyone's. One that holds
+// terminal escape sequences (set the window title, clear the screen, a
+// bidi override) is shown escaped by backup, list, prune and verify, and
+// one with a newline cannot forge a line of their output; --json
+// escapes both as JSON does.
+func TestNamesShownNotObeyed(t *testing.T) {
+	dir := t.TempDir()
+	for _, evil := range []string{
+		"\x1b]0;pwned\x07\x1b[2J\u202eevil\r.db",
+		"evil\nFORGED: ok.db",
+	} {
+		bdir := filepath.Join(dir, fmt.Sprintf("b%d", len(evil)))
+		os.Mkdir(bdir, 0o700)
+		src := filepath.Join(dir, evil)
+		cli3(t, filepath.Join(dir, "plain.db"), "CREATE TABLE t(x); INSERT INTO t VALUES(1);")
+		if err := os.Rename(filepath.Join(dir, "plain.db"), src); err != nil {
+			t.Fatal(err)
+		}
+		var b string
+		runs := [][]string{{"--source", src, "--backup-dir", bdir, "--keep", "1"}}
+		for i := 0; i < len(runs); i++ {
+			for _, js := range []bool{false, true} {
+				a := runs[i]
+				if js {
+					a = append(append([]string{}, a...), "--json")
+				}
+				r := runBin(t, runOpts{}, a...)
+				out := r.stdout + r.stderr
+				for _, c := range out {
+					if (c < 0x20 && c != '\n' && c != '\t') || c == 0x7f || (c >= 0x80 && c < 0xa0) || c == '\u202e' {
+						t.Errorf("%q (exit %d): control character %U printed raw:\n%s", a, r.code, c, out)
+						break
+					}
+				}
+				for _, l := range strings.Split(out, "\n") {
+					if strings.HasPrefix(l, "FORGED") {
+						t.Errorf("%q: a newline in a name forged a line:\n%s", a, out)
+					}
+				}
+				if !strings.Contains(out, "evil") {
+					t.Errorf("%q: the file is not named at all:\n%s", a, out)
+				}
+			}
+			if i > 0 {
+				continue
+			}
+			for _, n := range listDir(t, bdir) {
+				if !strings.HasPrefix(n, ".") && !strings.HasSuffix(n, ".sha256") && !strings.HasSuffix(n, ".json") {
+					b = filepath.Join(bdir, n)
+				}
+			}
+			if b == "" {
+				t.Fatalf("no backup of %q: %v", evil, listDir(t, bdir))
+			}
+			runs = append(runs, []string{"verify", b, b + ".sha256"}, []string{"verify", b + "x"})
+			if !strings.Contains(evil, "\n") {
+				// (Backups of a name with a newline are not listed: see
+				// docs/SECURITY.md.)
+				runs = append(runs,
+					[]string{"list", "--backup-dir", bdir},
+					[]string{"list", "--backup-dir", bdir, "--verify"},
+					[]string{"--source", src, "--backup-dir", bdir, "--keep", "2"},
+					[]string{"prune", "--backup-dir", bdir, "--source", src, "--keep", "1", "--dry-run"},
+					[]string{"--source", src, "--backup-dir", bdir, "--keep", "1"})
+			}
 		}
 	}
 }
