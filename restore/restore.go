@@ -128,7 +128,7 @@ func Run(ctx context.Context, opts Options) (*Result, error) {
 			return nil, fmt.Errorf("restore from %q: %w", opts.Backup, ErrNeedIdentity)
 		}
 	}
-	target, err := checkTarget(opts.Target, bk)
+	target, err := checkTarget(opts.Target, bk, opts.Backup)
 	if err != nil {
 		return nil, err
 	}
@@ -170,7 +170,7 @@ func Run(ctx context.Context, opts Options) (*Result, error) {
 	}
 	if !vr.OK {
 		return nil, hint.Wrap(fmt.Errorf("backup %q failed verification; nothing was restored: %w", opts.Backup, &verify.FailedError{Result: vr}),
-			"pick an older backup: ls -l %s", filepath.Dir(bk))
+			"pick an older backup: ls -l %s", hint.Quote(filepath.Dir(bk)))
 	}
 	plain, err := prepare(ctx, bk, vr.Decompressed)
 	if err != nil {
@@ -203,7 +203,7 @@ func Run(ctx context.Context, opts Options) (*Result, error) {
 		res.Mode = ModeOffline
 	case opts.Mode == ModeOffline && len(holders) > 0:
 		return nil, hint.Wrap(fmt.Errorf("restore to %q: %s; an offline restore would pull the file from under it", target, describeHolders(holders)),
-			"stop the application first, or copy into the live database: sqlite-backup restore %q --to %q --force --online", opts.Backup, target)
+			"stop the application first, or copy into the live database: sqlite-backup restore %s --to %s --force --online", hint.Quote(opts.Backup), hint.Quote(target))
 	case opts.Mode == ModeOnline && !tgt.exists:
 		return nil, fmt.Errorf("restore to %q: --online needs an existing database to copy into; without it the restore is offline", target)
 	}
@@ -257,7 +257,7 @@ func Run(ctx context.Context, opts Options) (*Result, error) {
 
 // checkTarget resolves the target and refuses names that cannot be a
 // database to replace.
-func checkTarget(t, bk string) (string, error) {
+func checkTarget(t, bk, shown string) (string, error) {
 	if t == "" {
 		return "", hint.Wrap(errors.New("no database to restore to"), "name it: sqlite-backup restore BACKUP --to /srv/app/app.db")
 	}
@@ -278,7 +278,7 @@ func checkTarget(t, bk string) (string, error) {
 	if db, ok := sqlitefile.SidecarOf(abs); ok {
 		if _, err := os.Stat(db); err == nil {
 			return "", hint.Wrap(fmt.Errorf("restore to %q: that is SQLite's %s file, not a database", t, abs[len(db):]),
-				"restore to the database itself: --to %q", db)
+				"restore to the database itself: sqlite-backup restore %s --to %s", hint.Quote(shown), hint.Quote(db))
 		}
 	}
 	if abs == bk || fsx.SameFile(abs, bk) {
@@ -339,7 +339,7 @@ func safetyCopy(ctx context.Context, target string, res *Result, opts Options) e
 	})
 	if err != nil {
 		return hint.Wrap(fmt.Errorf("safety copy of %q failed, nothing was restored: %w", target, err),
-			"if the current file is beyond reading, move it aside yourself and restore to the free name: mv %q %q", target, target+".damaged")
+			"if the current file is beyond reading, move it aside yourself and restore to the free name: mv %s %s", hint.Quote(target), hint.Quote(target+".damaged"))
 	}
 	res.SafetyCopy = br.Path
 	vr, err := verify.File(ctx, br.Path, verify.Options{})

@@ -147,7 +147,7 @@ func checkFile(ctx context.Context, path string, fi os.FileInfo, opts Options) (
 		if m.Sealed != "" {
 			if len(opts.Identities) == 0 {
 				return res, hint.Wrap(fmt.Errorf("verify --deep %q: the manifest's content record is encrypted", path),
-					"give the key: sqlite-backup verify --deep -i key.txt %q", path)
+					"give the key: sqlite-backup verify --deep -i key.txt %s", hint.Quote(path))
 			}
 			if err := m.Open(path+manifest.JSONSuffix, opts.Identities); err != nil {
 				return res, fmt.Errorf("verify --deep %q: %w", path, err)
@@ -160,7 +160,7 @@ func checkFile(ctx context.Context, path string, fi os.FileInfo, opts Options) (
 			problems, err := compareContent(ctx, db, m.Content)
 			if err != nil {
 				return nil, hint.Wrap(fmt.Errorf("verify --deep %q: %w", path, err),
-					"check it without --deep: sqlite-backup verify %q", path)
+					"check it without --deep: sqlite-backup verify %s", hint.Quote(path))
 			}
 			return problems, nil
 		}

@@ -66,16 +66,16 @@ func (c *RestoreCmd) Run(ctx context.Context, kctx *kong.Context, g *Globals) er
 		opts.Mode = restore.ModeOffline
 	}
 	res, err := restore.Run(ctx, opts)
+	shown := c.File
+	if remote.IsURL(c.File) {
+		shown = remote.Redact(c.File)
+	}
 	if errors.Is(err, restore.ErrNeedIdentity) {
-		shown := c.File
-		if remote.IsURL(c.File) {
-			shown = remote.Redact(c.File)
-		}
 		return usagef(fmt.Sprintf("sqlite-backup restore %s --to %s -i KEY", shellQuote(shown), shellQuote(to)), "%v", err)
 	}
-	err = restoreHint(err, c.File, to)
+	err = restoreHint(err, shown, to)
 	if errors.Is(err, restore.ErrTargetExists) {
-		return usagef(fmt.Sprintf("sqlite-backup restore %q --to %q --force   (saves the current database first)", c.File, to), "%v", err)
+		return usagef(fmt.Sprintf("sqlite-backup restore %s --to %s --force   (saves the current database first)", shellQuote(shown), shellQuote(to)), "%v", err)
 	}
 	if res != nil && res.SafetyCopy != "" && err != nil && !g.JSON {
 		fmt.Fprintf(g.stdout, "safety copy: %s (integrity_check %s)\n", res.SafetyCopy, res.SafetyCheck)

@@ -6,6 +6,7 @@ import (
 	"encoding/pem"
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -173,5 +174,153 @@ func TestNamesShownNotObeyed(t *testing.T) {
 					[]string{"--source", src, "--backup-dir", bdir, "--keep", "1"})
 			}
 		}
+	}
+}
+
+// TestHintsPasteSafely: every path a hint shows is shell-quoted, so the
+// hint line pasted into a shell runs what it shows and nothing else.
+// Everything happens in a directory named with a quote, a space and
+// $(touch pwned); each hint's command is run by sh -c in a scratch
+// directory with the commands it names (sqlite-backup, mkdir, ls, mv,
+// sqlite3, sudo) replaced by stubs that log their arguments: nothing
+// may create "pwned", and the stub must receive the path whole.
+func TestHintsPasteSafely(t *testing.T) {
+	root := t.TempDir()
+	hostile := filepath.Join(root, "it's x$(touch pwned)")
+	if err := os.Mkdir(hostile, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	src := filepath.Join(hostile, "app.db")
+	cli3(t, src, "PRAGMA journal_mode=WAL; CREATE TABLE t(x); INSERT INTO t VALUES(1);")
+	bdir := filepath.Join(hostile, "b")
+	if r := runBin(t, runOpts{}, "--source", src, "--backup-dir", bdir); r.code != 0 {
+		t.Fatalf("backup: exit %d\n%s", r.code, r.stderr)
+	}
+	bk := backupsIn(t, bdir)[0]
+	id, err := age.GenerateX25519Identity()
+	if err != nil {
+		t.Fatal(err)
+	}
+	edir := filepath.Join(hostile, "enc")
+	if r := runBin(t, runOpts{}, "--source", src, "--backup-dir", edir, "-r", id.Recipient().String()); r.code != 0 {
+		t.Fatalf("encrypted backup: exit %d\n%s", r.code, r.stderr)
+	}
+	encs, _ := filepath.Glob(filepath.Join(edir, "*.age"))
+	if len(encs) != 1 {
+		t.Fatalf("encrypted backups: %v", listDir(t, edir))
+	}
+	enc := encs[0]
+	// A backup with a -wal beside it is not self-contained.
+	loose := filepath.Join(hostile, "loose.db")
+	copyFile(t, bk, loose, 0o600)
+	os.WriteFile(loose+"-wal", []byte("x"), 0o600)
+	// A backup that fails its check.
+	bad := filepath.Join(hostile, "bad.db.20260101_120000")
+	copyFile(t, bk, bad, 0o600)
+	flipByte(t, bad, 100)
+	os.WriteFile(src+"-shm", nil, 0o600) // make src-wal/-shm exist for the sidecar cases
+	cli3(t, src, "PRAGMA wal_checkpoint; INSERT INTO t VALUES(2);")
+
+	stubs := t.TempDir()
+	for _, c := range []string{"sqlite-backup", "mkdir", "ls", "mv", "sqlite3", "sudo"} {
+		script := "#!/bin/sh\nfor a in \"$@\"; do printf '%s\\0' \"$a\" >> \"$STUBLOG\"; done\n"
+		if err := os.WriteFile(filepath.Join(stubs, c), []byte(script), 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	cases := []struct {
+		name string
+		args []string
+		want string // an argument the pasted command must pass whole
+	}{
+		{"--backup into a missing dir", []string{"--source", src, "--backup", filepath.Join(hostile, "no", "b.db")}, filepath.Join(hostile, "no")},
+		{"--source a directory", []string{"--source", hostile, "--backup-dir", bdir}, src},
+		{"--source a -wal file", []string{"--source", src + "-wal", "--backup-dir", bdir}, src},
+		{"--backup the source itself", []string{"--source", src, "--backup", src}, src},
+		{"restore over an existing target", []string{"restore", bk, "--to", src}, src},
+		{"restore into a missing dir", []string{"restore", bk, "--to", filepath.Join(hostile, "no", "app.db")}, filepath.Join(hostile, "no")},
+		{"restore to a -wal file", []string{"restore", bk, "--to", src + "-wal"}, src},
+		{"restore of a loose backup", []string{"restore", loose, "--to", filepath.Join(hostile, "new.db")}, loose},
+		{"restore of a damaged backup", []string{"restore", bad, "--to", filepath.Join(hostile, "new.db")}, hostile},
+		{"restore of an encrypted backup without -i", []string{"restore", enc, "--to", filepath.Join(hostile, "new.db")}, enc},
+		{"verify of an encrypted backup without -i", []string{"verify", enc}, enc},
+		{"verify --deep of a sealed manifest without -i", []string{"verify", "--deep", enc}, enc},
+		{"list --verify of encrypted backups", []string{"list", "--backup-dir", edir, "--verify"}, edir},
+	}
+	for _, c := range cases {
+		r := runBin(t, runOpts{dir: root}, c.args...)
+		var h string
+		for _, l := range strings.Split(r.stderr, "\n") {
+			if v, ok := strings.CutPrefix(l, "hint: "); ok {
+				h = v
+			}
+		}
+		if h == "" {
+			t.Errorf("%s: exit %d, no hint:\n%s", c.name, r.code, r.stderr)
+			continue
+		}
+		cmdline := commandOfHint(h)
+		if cmdline == "" {
+			t.Errorf("%s: no command in the hint %q", c.name, h)
+			continue
+		}
+		scratch := t.TempDir()
+		logf := filepath.Join(scratch, "stub.log")
+		sh := exec.Command("sh", "-c", cmdline)
+		sh.Dir = scratch
+		sh.Env = append(os.Environ(), "PATH="+stubs+":/usr/bin:/bin", "STUBLOG="+logf)
+		out, _ := sh.CombinedOutput()
+		if _, err := os.Stat(filepath.Join(scratch, "pwned")); err == nil {
+			t.Errorf("%s: the pasted hint ran code:\nhint: %s\n%s", c.name, h, out)
+			continue
+		}
+		logged, _ := os.ReadFile(logf)
+		if !strings.Contains("\x00"+string(logged), "\x00"+c.want+"\x00") {
+			t.Errorf("%s: the pasted hint did not pass %q as one argument:\nhint: %s\nargs: %q\n%s", c.name, c.want, h, strings.Split(string(logged), "\x00"), out)
+		}
+	}
+}
+
+// commandOfHint is the part of a hint line one would paste: from the
+// first command it names to the end, without a trailing "   (…)" note
+// or a "(…)" aside that follows it.
+func commandOfHint(h string) string {
+	start := -1
+	for _, c := range []string{"sqlite-backup ", "mkdir ", "ls ", "mv ", "sqlite3 ", "sudo "} {
+		if i := strings.Index(h, c); i >= 0 && (i == 0 || h[i-1] == ' ') && (start < 0 || i < start) {
+			start = i
+		}
+	}
+	if start < 0 {
+		return ""
+	}
+	cmd := h[start:]
+	if i := strings.Index(cmd, "   ("); i >= 0 {
+		cmd = cmd[:i]
+	}
+	if i := strings.Index(cmd, " (or "); i >= 0 {
+		cmd = cmd[:i]
+	}
+	if i := strings.Index(cmd, "; or "); i >= 0 {
+		cmd = cmd[:i]
+	}
+	return cmd
+}
+
+// flipByte inverts one byte of p at off.
+func flipByte(t *testing.T, p string, off int64) {
+	t.Helper()
+	f, err := os.OpenFile(p, os.O_RDWR, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	b := make([]byte, 1)
+	if _, err := f.ReadAt(b, off); err != nil {
+		t.Fatal(err)
+	}
+	b[0] ^= 0xff
+	if _, err := f.WriteAt(b, off); err != nil {
+		t.Fatal(err)
 	}
 }

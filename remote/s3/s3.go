@@ -31,6 +31,7 @@ import (
 	"github.com/minio/minio-go/v7"
 	"github.com/minio/minio-go/v7/pkg/credentials"
 
+	"sqlite-backup/internal/output/hint"
 	"sqlite-backup/remote"
 )
 
@@ -152,7 +153,7 @@ func (c *Client) classify(op string, err error) error {
 	err = fmt.Errorf("%s: %w", op, err)
 	switch resp.Code {
 	case "NoSuchBucket":
-		return c.fail(remote.KindNoBucket, false, fmt.Errorf("bucket %q does not exist at %s", c.bucket, c.endpoint), "create it first (e.g. aws s3 mb s3://"+c.bucket+"), or check the bucket name and --s3-endpoint")
+		return c.fail(remote.KindNoBucket, false, fmt.Errorf("bucket %q does not exist at %s", c.bucket, c.endpoint), "create it first (e.g. aws s3 mb "+hint.Quote("s3://"+c.bucket)+"), or check the bucket name and --s3-endpoint")
 	case "InvalidAccessKeyId", "SignatureDoesNotMatch", "AccessDenied", "InvalidToken", "ExpiredToken", "AuthorizationHeaderMalformed",
 		"XAdminUserNotFound": // versitygw's word for an unknown access key
 		return c.fail(remote.KindAuth, false, err, "check AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (or AWS_PROFILE in ~/.aws/credentials)")
@@ -193,7 +194,7 @@ func (c *Client) Put(ctx context.Context, name string, src remote.Source) error 
 		return fmt.Errorf("read %s for upload: %w", name, err)
 	}
 	if whole != src.SHA256 {
-		return c.fail(remote.KindMismatch, false, fmt.Errorf("the local file %s no longer has the SHA-256 its sidecar records (%s, now %s): not uploaded", name, src.SHA256, whole), "sqlite-backup verify <backup-dir>/"+name)
+		return c.fail(remote.KindMismatch, false, fmt.Errorf("the local file %s no longer has the SHA-256 its sidecar records (%s, now %s): not uploaded", name, src.SHA256, whole), "check it where it lies, in the backup directory: sqlite-backup verify "+hint.Quote(name))
 	}
 	opts := minio.PutObjectOptions{
 		PartSize:     PartSize,
