@@ -189,6 +189,19 @@ type Error struct {
 func (e *Error) Error() string { return fmt.Sprintf("remote %s: %s: %v", e.URL, e.Kind, e.Err) }
 func (e *Error) Unwrap() error { return e.Err }
 
+// DamagedError is a download whose bytes are not the ones its .sha256
+// sidecar records: the copy on the remote (or its sidecar) changed
+// since it was written. It is a verdict on the backup, like a local
+// sha256 mismatch (verify's exit 3), not trouble reaching the remote.
+type DamagedError struct {
+	Name      string // the backup's name on the remote
+	Got, Want string // SHA-256 of the download, and the sidecar's
+}
+
+func (e *DamagedError) Error() string {
+	return fmt.Sprintf("%s: downloaded sha256 %s, its .sha256 sidecar says %s (the copy on the remote changed since it was written)", e.Name, e.Got, e.Want)
+}
+
 // Fail is how a backend reports a failure: an Error for url, with the
 // hint line h (a command that helps) when there is one.
 func Fail(url, kind string, transient bool, err error, h string) error {

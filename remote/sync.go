@@ -423,7 +423,7 @@ func Fetch(ctx context.Context, r Remote, name, dir string, progress func(done, 
 		return "", err
 	}
 	if got := hex.EncodeToString(h.Sum(nil)); got != sum {
-		return "", fmt.Errorf("%s: downloaded sha256 %s, its .sha256 sidecar says %s", name, got, sum)
+		return "", &DamagedError{Name: name, Got: got, Want: sum}
 	}
 	for _, s := range []string{manifest.SHA256Suffix, manifest.JSONSuffix} {
 		err := download(ctx, r, name+s, dst+s, io.Discard, nil, 0)

@@ -148,6 +148,12 @@ func Run(ctx context.Context, opts Options) (*Result, error) {
 	snapshot.RemoveStaleTemps(filepath.Dir(target))
 	if remoteURL != "" {
 		local, dir, err := remote.FetchURL(ctx, remoteURL, opts.Remote, filepath.Dir(target), opts.FetchProgress)
+		var de *remote.DamagedError
+		if errors.As(err, &de) {
+			vr := verify.Result{Path: opts.Backup, Check: "integrity_check", SHA256: "mismatch", Problems: []string{"sha256 mismatch: " + de.Error()}}
+			return nil, hint.Wrap(fmt.Errorf("backup %q failed verification; nothing was restored: %w", opts.Backup, &verify.FailedError{Result: vr}),
+				"pick another backup: sqlite-backup list --remote %s", hint.Quote(remote.Redact(remoteURLOf(remoteURL))))
+		}
 		if err != nil {
 			return nil, err
 		}
@@ -366,6 +372,12 @@ func safetyName(target string, now time.Time) string {
 		}
 		p = fmt.Sprintf("%s-%d", base, i)
 	}
+}
+
+// remoteURLOf is the remote of URL/NAME.
+func remoteURLOf(objURL string) string {
+	u, _, _ := remote.SplitObjectURL(objURL)
+	return u
 }
 
 func withSafetyHint(err error, res *Result) error {

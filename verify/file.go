@@ -293,6 +293,14 @@ func fetched(ctx context.Context, url string, opts Options) (Result, error) {
 		res.Check = "quick_check"
 	}
 	local, dir, err := remote.FetchURL(ctx, url, opts.Remote, opts.TempDir, opts.FetchProgress)
+	var de *remote.DamagedError
+	if errors.As(err, &de) {
+		// The same verdict as a local file that no longer matches its
+		// sidecar: FAILED, wherever the file lives.
+		res.SHA256 = "mismatch"
+		res.Problems = append(res.Problems, "sha256 mismatch: "+de.Error())
+		return res, nil
+	}
 	if err != nil {
 		return res, err
 	}
