@@ -147,7 +147,7 @@ func Run(ctx context.Context, opts Options) (*Result, error) {
 	defer lk.Release()
 	snapshot.RemoveStaleTemps(filepath.Dir(target))
 	if remoteURL != "" {
-		local, dir, err := remote.FetchURL(ctx, remoteURL, opts.Remote, filepath.Dir(target), opts.FetchProgress)
+		local, release, err := remote.FetchURL(ctx, remoteURL, opts.Remote, filepath.Dir(target), opts.FetchProgress)
 		var de *remote.DamagedError
 		if errors.As(err, &de) {
 			vr := verify.Result{Path: opts.Backup, Check: "integrity_check", SHA256: "mismatch", Problems: []string{"sha256 mismatch: " + de.Error()}}
@@ -157,7 +157,7 @@ func Run(ctx context.Context, opts Options) (*Result, error) {
 		if err != nil {
 			return nil, err
 		}
-		defer os.RemoveAll(dir)
+		defer release()
 		bk = local
 		if len(opts.Identities) == 0 && encrypt.IsAge(bk) {
 			return nil, fmt.Errorf("restore from %q: %w", opts.Backup, ErrNeedIdentity)
@@ -168,9 +168,7 @@ func Run(ctx context.Context, opts Options) (*Result, error) {
 	// one is decompressed once, beside the target, and the checked copy is
 	// what gets restored.
 	vr, err := verify.File(ctx, bk, verify.Options{TempDir: filepath.Dir(target), KeepDecompressed: true, Identities: opts.Identities})
-	if vr.Decompressed != "" {
-		defer os.Remove(vr.Decompressed)
-	}
+	defer vr.RemoveDecompressed()
 	if err != nil {
 		return nil, fmt.Errorf("restore from %q: %w", opts.Backup, err)
 	}

@@ -9,6 +9,8 @@ import (
 	"io/fs"
 	"os"
 	"strings"
+	"sync"
+	"syscall"
 
 	"sqlite-backup/internal/format/compress"
 	"sqlite-backup/internal/format/content"
@@ -62,6 +64,9 @@ func SidecarOf(path string) (backup, kind string, ok bool) {
 // sidecars first (remote.FetchURL) and the copy is checked; the Result
 // names the URL without secrets.
 func File(ctx context.Context, path string, opts Options) (Result, error) {
+	// Every run that may leave a decrypted copy or a download in the
+	// temp dir removes what killed ones left there, whatever it checks.
+	sweep(opts.TempDir)
 	if remote.IsURL(path) {
 		return fetched(ctx, path, opts)
 	}
@@ -114,9 +119,7 @@ func File(ctx context.Context, path string, opts Options) (Result, error) {
 	}
 	c := <-cc
 	if h.err != nil || h.sum != want {
-		if c.r.Decompressed != "" {
-			os.Remove(c.r.Decompressed)
-		}
+		c.r.RemoveDecompressed()
 		if h.err != nil {
 			return res, fmt.Errorf("verify %q: %w", path, h.err)
 		}
@@ -189,8 +192,13 @@ func checkFile(ctx context.Context, path string, fi os.FileInfo, opts Options) (
 			res.NotChecked = "encrypted, give --identity"
 			return res, nil
 		}
-		tmp, inner, err := encrypt.DecryptTo(ctx, path, opts.TempDir, opts.Identities)
+		held, err := checkDir(opts.TempDir)
 		if err != nil {
+			return res, fmt.Errorf("verify %q: %w", path, err)
+		}
+		tmp, inner, err := encrypt.DecryptTo(ctx, path, held.Path, opts.Identities)
+		if err != nil {
+			held.Release()
 			var ce *encrypt.CorruptError
 			var we *encrypt.WrongIdentityError
 			switch {
@@ -200,28 +208,34 @@ func checkFile(ctx context.Context, path string, fi os.FileInfo, opts Options) (
 			case errors.As(err, &we):
 				return res, hint.Wrap(fmt.Errorf("verify %q: %w", path, err), "give the private key of one of its recipients: -i key.txt (age identity) or -i ~/.ssh/id_ed25519")
 			}
+			return res, fullHint(fmt.Errorf("verify %q: %w", path, err), opts.TempDir)
+		}
+		dbPath, kind, res.held = tmp, inner, held
+	} else if kind != compress.None {
+		held, err := checkDir(opts.TempDir)
+		if err != nil {
 			return res, fmt.Errorf("verify %q: %w", path, err)
 		}
-		dbPath, kind = tmp, inner
-	} else if kind != compress.None {
-		tmp, err := compress.DecompressTo(ctx, path, opts.TempDir)
+		tmp, err := compress.DecompressTo(ctx, path, held.Path)
 		if err != nil {
+			held.Release()
 			var ce *compress.CorruptError
 			if errors.As(err, &ce) {
 				res.Compression = string(kind)
 				res.Problems = append(res.Problems, ce.Error())
 				return res, nil
 			}
-			return res, fmt.Errorf("verify %q: %w", path, err)
+			return res, fullHint(fmt.Errorf("verify %q: %w", path, err), opts.TempDir)
 		}
-		dbPath = tmp
+		dbPath, res.held = tmp, held
 	}
 	r, err := checkDB(ctx, dbPath, opts, deep)
 	if dbPath != path {
 		if opts.KeepDecompressed && err == nil && r.OK {
-			r.Decompressed = dbPath
+			r.Decompressed, r.held = dbPath, res.held
 		} else {
-			os.Remove(dbPath)
+			// The plaintext lives no longer than the check.
+			res.held.Release()
 		}
 	}
 	r.Path = path
@@ -292,7 +306,7 @@ func fetched(ctx context.Context, url string, opts Options) (Result, error) {
 	if opts.Quick {
 		res.Check = "quick_check"
 	}
-	local, dir, err := remote.FetchURL(ctx, url, opts.Remote, opts.TempDir, opts.FetchProgress)
+	local, release, err := remote.FetchURL(ctx, url, opts.Remote, opts.TempDir, opts.FetchProgress)
 	var de *remote.DamagedError
 	if errors.As(err, &de) {
 		// The same verdict as a local file that no longer matches its
@@ -304,9 +318,53 @@ func fetched(ctx context.Context, url string, opts Options) (Result, error) {
 	if err != nil {
 		return res, err
 	}
-	defer os.RemoveAll(dir)
+	defer release()
 	opts.FetchProgress = nil
 	res, err = File(ctx, local, opts)
 	res.Path = shown
 	return res, err
+}
+
+// checkDir is a new private directory in dir (os.TempDir() when "") for
+// a decrypted or decompressed copy, held by this run (fsx.HeldDir); what
+// killed runs left in dir is removed first.
+func checkDir(dir string) (*fsx.HeldDir, error) {
+	sweep(dir)
+	h, err := fsx.MkdirHeld(dir, fsx.CheckDirPrefix)
+	if err != nil {
+		if dir == "" {
+			dir = os.TempDir()
+		}
+		return nil, fmt.Errorf("private dir in %q: %w", dir, fsx.PathErr(err))
+	}
+	return h, nil
+}
+
+var swept sync.Map // dirs swept by this process
+
+// sweep removes, once a process, the private directories that killed
+// runs left in dir (a decrypted copy, a download): every run that may
+// leave one there cleans up after the dead ones.
+func sweep(dir string) {
+	if dir == "" {
+		dir = os.TempDir()
+	}
+	if _, done := swept.LoadOrStore(dir, true); !done {
+		fsx.RemoveDead(dir)
+	}
+}
+
+// fullHint gives a full disk under the decrypted or decompressed copy
+// the way out: free space in the temp dir, or another one.
+func fullHint(err error, dir string) error {
+	if errors.Is(err, syscall.ENOSPC) || errors.Is(err, syscall.EDQUOT) {
+		return hint.Wrap(err, "%s", compress.FullHint(dir))
+	}
+	return err
+}
+
+// RemoveDecompressed removes the copy KeepDecompressed kept, with its
+// private directory.
+func (r Result) RemoveDecompressed() {
+	r.held.Release()
 }

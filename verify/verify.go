@@ -104,6 +104,8 @@ type Result struct {
 	// Threads is how many connections the SQLite check ran on: more than
 	// one for a full check split by parallelPlan.
 	Threads int `json:"-"`
+	// held is the private directory of Decompressed (RemoveDecompressed).
+	held *fsx.HeldDir
 }
 
 // Summary is the first problems on one line, for "FILE: FAILED: …".

@@ -166,13 +166,15 @@ func createTemp(dir, base string) (string, error) {
 
 // RemoveStaleTemps removes temp files that runs killed before they could
 // clean up left in dir, and returns their names. Call it only while
-// holding the directory's lock: then no live run owns any of them.
+// holding the directory's lock: then no live run owns any of them. The
+// private directories of runs that work without the lock (a download,
+// a decrypted copy: fsx.HeldDir) go only when their run is dead.
 func RemoveStaleTemps(dir string) []string {
 	entries, err := os.ReadDir(dir)
 	if err != nil {
 		return nil
 	}
-	var removed []string
+	removed := fsx.RemoveDead(dir)
 	for _, e := range entries {
 		if !strings.HasPrefix(e.Name(), TempPrefix) || e.IsDir() {
 			continue

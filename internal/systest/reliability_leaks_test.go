@@ -5,11 +5,14 @@ import (
 	"crypto/rand"
 	"encoding/pem"
 	"fmt"
+	"io/fs"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
+	"time"
 
 	"filippo.io/age"
 	"golang.org/x/crypto/ssh"
@@ -323,4 +326,128 @@ func flipByte(t *testing.T, p string, off int64) {
 	if _, err := f.WriteAt(b, off); err != nil {
 		t.Fatal(err)
 	}
+}
+
+// TestKilledVerifyLeavesNoPlaintext: verify -i decrypts a backup into
+// its temp dir to check it. Killed with SIGKILL while the decrypted copy
+// is being written, it leaves that plaintext behind; the next verify
+// that uses the temp dir (even of a plain backup, which decrypts
+// nothing) removes it, and leaves alone the copy of a verify that is
+// still running.
+func TestKilledVerifyLeavesNoPlaintext(t *testing.T) {
+	if testing.Short() {
+		t.Skip("SIGKILL scenario: skipped with -short")
+	}
+	dir := t.TempDir()
+	id, err := age.GenerateX25519Identity()
+	if err != nil {
+		t.Fatal(err)
+	}
+	key := filepath.Join(dir, "key.txt")
+	os.WriteFile(key, []byte(id.String()+"\n"), 0o600)
+	bdir := filepath.Join(dir, "b")
+	src := sharedBigDB(t)
+	if r := runBin(t, runOpts{}, "--source", src, "--backup-dir", bdir, "-r", id.Recipient().String()); r.code != 0 {
+		t.Fatalf("encrypted backup: exit %d\n%s", r.code, r.stderr)
+	}
+	encs, _ := filepath.Glob(filepath.Join(bdir, "*.age"))
+	small := filepath.Join(dir, "small.db")
+	cli3(t, small, "CREATE TABLE t(x); INSERT INTO t VALUES(1);")
+	tmp := filepath.Join(dir, "tmp")
+	os.Mkdir(tmp, 0o700)
+
+	killed := 0
+	for range 3 {
+		p := startProc(t, command(t, runOpts{}, "sqlite-backup", "verify", "-i", key, "--temp-dir", tmp, encs[0]))
+		if !p.until(func() bool { return plaintextIn(tmp) != "" }) {
+			continue // finished before a byte was seen: try again
+		}
+		p.cmd.Process.Signal(syscall.SIGKILL)
+		p.wait()
+		killed++
+	}
+	if killed == 0 {
+		t.Fatal("verify finished each time before its decrypted copy was seen")
+	}
+	if p := plaintextIn(tmp); p == "" {
+		t.Fatal("the killed runs left no plaintext: the scenario did not happen")
+	}
+	if r := runBin(t, runOpts{}, "verify", "--temp-dir", tmp, small); r.code != 0 {
+		t.Fatalf("verify of a plain file: exit %d\n%s", r.code, r.stderr)
+	}
+	if left := listDir(t, tmp); len(left) > 0 {
+		t.Fatalf("after the next verify, the killed runs' files are still in the temp dir: %v", left)
+	}
+
+	// A live run's copy is not a dead run's.
+	cmd := command(t, runOpts{}, "sqlite-backup", "verify", "-i", key, "--temp-dir", tmp, encs[0])
+	var out strings.Builder
+	cmd.Stdout, cmd.Stderr = &out, &out
+	p := startProc(t, cmd)
+	concurrent := p.until(func() bool { return plaintextIn(tmp) != "" })
+	if concurrent {
+		if r := runBin(t, runOpts{}, "verify", "--temp-dir", tmp, small); r.code != 0 {
+			t.Fatalf("verify beside a live one: exit %d\n%s", r.code, r.stderr)
+		}
+	}
+	if err := p.wait(); err != nil {
+		t.Fatalf("the live verify failed while another ran beside it: %v\n%s", err, out.String())
+	}
+	if left := listDir(t, tmp); len(left) > 0 {
+		t.Fatalf("a finished verify left %v", left)
+	}
+	t.Logf("%d verify -i runs killed while decrypting; the next run removed what they left; a run beside a live one (seen: %v) left it alone", killed, concurrent)
+}
+
+// proc is a started process whose end can be waited for more than once.
+type proc struct {
+	cmd  *exec.Cmd
+	done chan struct{}
+	err  error
+}
+
+func startProc(t *testing.T, cmd *exec.Cmd) *proc {
+	t.Helper()
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	p := &proc{cmd: cmd, done: make(chan struct{})}
+	go func() { p.err = cmd.Wait(); close(p.done) }()
+	return p
+}
+
+func (p *proc) wait() error { <-p.done; return p.err }
+
+// until polls cond until it holds (true) or the process ended (false).
+func (p *proc) until(cond func() bool) bool {
+	for {
+		if cond() {
+			return true
+		}
+		select {
+		case <-p.done:
+			return cond()
+		case <-time.After(2 * time.Millisecond):
+		}
+	}
+}
+
+// plaintextIn finds a file under dir that starts with SQLite's header.
+func plaintextIn(dir string) string {
+	var found string
+	filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
+		if err != nil || found != "" || !d.Type().IsRegular() {
+			return nil
+		}
+		if f, err := os.Open(p); err == nil {
+			b := make([]byte, 16)
+			n, _ := f.Read(b)
+			f.Close()
+			if string(b[:n]) == "SQLite format 3\x00" {
+				found = p
+			}
+		}
+		return nil
+	})
+	return found
 }

@@ -2,8 +2,10 @@ package systest
 
 import (
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 
 	"sqlite-backup/internal/testdb"
@@ -76,3 +78,78 @@ func TestRemoteDamageIsFailed(t *testing.T) {
 	}
 }
 
+// TestKilledFetchLeavesNothing: restore URL/NAME downloads beside the
+// target, verify URL/NAME into its temp dir. Killed with SIGKILL during
+// the download (real sshd and versitygw), each leaves the partial
+// download; the next restore into that directory, or the next verify
+// with that temp dir, removes it.
+func TestKilledFetchLeavesNothing(t *testing.T) {
+	if testing.Short() {
+		t.Skip("SIGKILL scenario: skipped with -short")
+	}
+	e := newRemoteEnv(t)
+	dir := t.TempDir()
+	src := bigDB(t, dir, 12)
+	bdir := filepath.Join(dir, "backups")
+	os.Mkdir(bdir, 0o700)
+	b := parseBackup(t, e.run(t, nil, "--source", src, "--backup-dir", bdir, "--remote", e.s3URL, "--json").must(t).out)
+	name := filepath.Base(b.Path)
+	// The SFTP remote is a directory: the same files put there directly
+	// (what an upload is proven to leave; see TestRemoteBothInOneRun).
+	for _, s := range []string{"", ".sha256", ".json"} {
+		copyFile(t, b.Path+s, filepath.Join(e.sshd.Dir, name+s), 0o600)
+	}
+	downloading := func(d string) func() bool {
+		return func() bool {
+			ds, _ := filepath.Glob(filepath.Join(d, ".sqlite-backup-fetch-*", name))
+			for _, p := range ds {
+				if fi, err := os.Stat(p); err == nil && fi.Size() > 0 {
+					return true
+				}
+			}
+			return false
+		}
+	}
+	for _, url := range []string{e.sshd.URL(), e.s3URL} {
+		obj := url + "/" + name
+		to := filepath.Join(t.TempDir(), "app.db")
+		tmp := t.TempDir()
+		for _, c := range []struct {
+			args []string
+			dir  string
+		}{
+			{append([]string{"restore", obj, "--to", to}, e.flags...), filepath.Dir(to)},
+			{append([]string{"verify", obj, "--temp-dir", tmp}, e.flags...), tmp},
+		} {
+			killed := false
+			for range 3 {
+				cmd := exec.Command("sqlite-backup", c.args...)
+				cmd.Env = e.env
+				p := startProc(t, cmd)
+				if p.until(downloading(c.dir)) {
+					p.cmd.Process.Signal(syscall.SIGKILL)
+					p.wait()
+					killed = true
+					break
+				}
+				os.Remove(to)
+			}
+			if !killed {
+				t.Fatalf("%s: finished each time before the download was seen", c.args[0])
+			}
+			if left, _ := filepath.Glob(filepath.Join(c.dir, ".sqlite-backup-fetch-*")); len(left) == 0 {
+				t.Fatalf("%s %s: the killed run left no download: the scenario did not happen", c.args[0], obj)
+			}
+			e.run(t, nil, c.args...).must(t)
+			var extra []string
+			for _, n := range listDir(t, c.dir) {
+				if n != "app.db" && n != ".sqlite-backup.lock" {
+					extra = append(extra, n)
+				}
+			}
+			if len(extra) > 0 {
+				t.Errorf("%s %s after a killed one: left %v", c.args[0], obj, extra)
+			}
+		}
+	}
+}
