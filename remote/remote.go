@@ -133,7 +133,9 @@ func Parse(raw string) (*url.URL, error) {
 	return u, nil
 }
 
-// Redact removes any password from a URL for messages.
+// Redact removes any password from a URL for messages: user:PASSWORD@
+// in the authority, and what comes before an @ in a URL without // (such
+// as key:secret@host, which parses as scheme "key").
 func Redact(raw string) string {
 	u, err := url.Parse(raw)
 	if err != nil {
@@ -141,6 +143,9 @@ func Redact(raw string) string {
 	}
 	if _, has := u.User.Password(); has {
 		u.User = url.UserPassword(u.User.Username(), "xxxxx")
+	}
+	if i := strings.LastIndex(u.Opaque, "@"); i >= 0 {
+		u.Opaque = "xxxxx" + u.Opaque[i:]
 	}
 	return u.String()
 }

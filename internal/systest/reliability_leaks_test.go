@@ -451,3 +451,42 @@ func plaintextIn(dir string) string {
 	})
 	return found
 }
+
+// TestEndpointPasswordNotPrinted: a password in --s3-endpoint (or
+// SQLITE_BACKUP_S3_ENDPOINT, or AWS_ENDPOINT_URL) never shows, whether
+// the URL is otherwise good, of the wrong scheme or unparsable; an
+// endpoint with credentials is refused (they belong in the AWS
+// variables).
+func TestEndpointPasswordNotPrinted(t *testing.T) {
+	dir := t.TempDir()
+	src := filepath.Join(dir, "app.db")
+	cli3(t, src, "CREATE TABLE t(x);")
+	const pw = "s3cr3tPassw0rd"
+	for _, ep := range []string{
+		"https://AKIA:" + pw + "@127.0.0.1:1",
+		"ftp://AKIA:" + pw + "@127.0.0.1:1",
+		"https://AKIA:" + pw + " x@127.0.0.1:1/%zz",
+		"AKIA:" + pw + "@127.0.0.1:1",
+	} {
+		for _, run := range []struct {
+			env  []string
+			args []string
+		}{
+			{nil, []string{"list", "--remote", "s3://bucket/p", "--s3-endpoint", ep}},
+			{nil, []string{"list", "--remote", "s3://bucket/p", "--s3-endpoint", ep, "--json"}},
+			{[]string{"SQLITE_BACKUP_S3_ENDPOINT=" + ep}, []string{"verify", "s3://bucket/p/app.db.20260101_120000"}},
+			{[]string{"AWS_ENDPOINT_URL=" + ep}, []string{"verify", "s3://bucket/p/app.db.20260101_120000", "--json"}},
+			{nil, []string{"config", "--source", src, "--s3-endpoint", ep}},
+			{nil, []string{"config", "--source", src, "--s3-endpoint", ep, "--json"}},
+		} {
+			env := append([]string{"AWS_ACCESS_KEY_ID=x", "AWS_SECRET_ACCESS_KEY=y"}, run.env...)
+			r := runBin(t, runOpts{env: env}, run.args...)
+			if strings.Contains(r.stdout+r.stderr, pw) {
+				t.Errorf("%q %v: exit %d, the password is printed:\n%s%s", run.args, run.env, r.code, r.stdout, r.stderr)
+			}
+			if run.args[0] != "config" && r.code == 0 {
+				t.Errorf("%q %v: exit 0 with a password in the endpoint", run.args, run.env)
+			}
+		}
+	}
+}

@@ -68,9 +68,14 @@ func Open(ctx context.Context, u *url.URL, o remote.Options) (remote.Remote, err
 	secure := true
 	host := "s3.amazonaws.com"
 	if ep != "" {
+		// The endpoint is never quoted as given: it may hold a password.
 		eu, err := url.Parse(ep)
 		if err != nil || eu.Host == "" || (eu.Scheme != "http" && eu.Scheme != "https") {
-			return nil, c.fail(remote.KindUsage, false, fmt.Errorf("endpoint %q: give a URL like https://s3.example.com or http://127.0.0.1:7070", ep), "")
+			return nil, c.fail(remote.KindUsage, false, fmt.Errorf("endpoint %q: give a URL like https://s3.example.com or http://127.0.0.1:7070", remote.Redact(ep)), "")
+		}
+		if eu.User != nil {
+			return nil, c.fail(remote.KindUsage, false, fmt.Errorf("endpoint %q: credentials in the endpoint URL are refused (they would show in process lists and logs)", remote.Redact(ep)),
+				"give them in AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or AWS_PROFILE in ~/.aws/credentials")
 		}
 		host, secure = eu.Host, eu.Scheme == "https"
 	}
