@@ -175,6 +175,13 @@ func checkFile(ctx context.Context, path string, fi os.FileInfo, opts Options) (
 	if fi.Mode().IsRegular() && !encrypted {
 		kind = compress.KindOf(path)
 	}
+	var note string
+	if fi.Mode().IsRegular() && !encrypted && strings.HasSuffix(path, encrypt.Suffix) {
+		// The name promises what the bytes do not: say so, whatever the
+		// verdict (a plain copy under an encrypted name, by mistake or
+		// not, is readable by anyone who can read the file).
+		note = "NOT ENCRYPTED: named " + encrypt.Suffix + " but not an age file"
+	}
 	if encrypted {
 		res.Encryption = "age"
 		if len(opts.Identities) == 0 {
@@ -247,6 +254,7 @@ func checkFile(ctx context.Context, path string, fi os.FileInfo, opts Options) (
 		r.Size = res.Size
 	}
 	r.Encryption = res.Encryption
+	r.Note = note
 	if encrypted {
 		r.ContentChecked = new(true)
 	}

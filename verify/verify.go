@@ -90,6 +90,9 @@ type Result struct {
 	// Encryption is "age" for an encrypted backup, checked through a
 	// decrypted temp copy when Options.Identities open it.
 	Encryption string `json:"encryption,omitempty"`
+	// Note is what the verdict alone does not say: a file named .age
+	// that is not encrypted.
+	Note string `json:"note,omitempty"`
 	// ContentChecked, set for an encrypted backup only, says whether the
 	// database inside was checked: false without an identity.
 	ContentChecked *bool `json:"content_checked,omitempty"`

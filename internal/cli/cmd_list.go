@@ -117,6 +117,9 @@ func (c *ListCmd) Run(ctx context.Context, kctx *kong.Context, g *Globals) error
 				} else {
 					note += "check FAILED: " + e.Verify.Summary()
 				}
+				if e.Verify.Note != "" {
+					note += "; " + e.Verify.Note
+				}
 			}
 			if e.Error != "" {
 				note += "ERROR: " + e.Error

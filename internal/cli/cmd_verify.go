@@ -112,9 +112,9 @@ func (c *VerifyCmd) Run(ctx context.Context, g *Globals) error {
 			if res.NotChecked != "" {
 				fmt.Fprintf(g.stdout, "%s: %s; content NOT CHECKED: %s\n", redact.Printable(f), readable(res), res.NotChecked)
 			} else if res.OK {
-				fmt.Fprintf(g.stdout, "%s: ok%s\n", redact.Printable(f), okDetails(res))
+				fmt.Fprintf(g.stdout, "%s: ok%s%s\n", redact.Printable(f), okDetails(res), noteOf(res))
 			} else {
-				fmt.Fprintf(g.stdout, "%s: FAILED: %s\n", redact.Printable(f), res.Summary())
+				fmt.Fprintf(g.stdout, "%s: FAILED: %s%s\n", redact.Printable(f), res.Summary(), noteOf(res))
 			}
 		}
 	}
@@ -179,4 +179,12 @@ func okDetails(r verify.Result) string {
 		return ""
 	}
 	return " (" + strings.Join(d, ", ") + ")"
+}
+
+// noteOf is a result's note, when it has one, for the end of its line.
+func noteOf(r verify.Result) string {
+	if r.Note == "" {
+		return ""
+	}
+	return "; " + r.Note
 }

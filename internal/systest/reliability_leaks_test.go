@@ -490,3 +490,42 @@ func TestEndpointPasswordNotPrinted(t *testing.T) {
 		}
 	}
 }
+
+// TestPlainFileNamedAge: a plain SQLite backup under an encrypted name
+// (….age, with a matching .sha256) is a sound database, so verify says
+// ok, but never without saying it is not encrypted: in text, --json and
+// list --verify.
+func TestPlainFileNamedAge(t *testing.T) {
+	dir := t.TempDir()
+	src := filepath.Join(dir, "app.db")
+	cli3(t, src, "CREATE TABLE t(x); INSERT INTO t VALUES(1);")
+	bdir := filepath.Join(dir, "b")
+	if r := runBin(t, runOpts{}, "--source", src, "--backup-dir", bdir); r.code != 0 {
+		t.Fatalf("backup: exit %d\n%s", r.code, r.stderr)
+	}
+	plain := backupsIn(t, bdir)[0]
+	named := plain + ".age"
+	os.Rename(plain, named)
+	sum, _ := os.ReadFile(plain + ".sha256")
+	os.WriteFile(named+".sha256", []byte(strings.Replace(string(sum), filepath.Base(plain), filepath.Base(named), 1)), 0o600)
+	os.Remove(plain + ".sha256")
+	os.Rename(plain+".json", named+".json")
+
+	r := runBin(t, runOpts{}, "verify", named)
+	if r.code != 0 || !strings.Contains(r.stdout, ": ok (sha256 ok); NOT ENCRYPTED") {
+		t.Errorf("verify: exit %d, want ok with NOT ENCRYPTED\n%s%s", r.code, r.stdout, r.stderr)
+	}
+	r = runBin(t, runOpts{}, "verify", named, "--json")
+	var res struct {
+		OK   bool   `json:"ok"`
+		Note string `json:"note"`
+	}
+	oneResult(t, r.stdout, &res)
+	if !res.OK || !strings.Contains(res.Note, "NOT ENCRYPTED") {
+		t.Errorf("verify --json: %+v\n%s", res, r.stdout)
+	}
+	r = runBin(t, runOpts{}, "list", "--backup-dir", bdir, "--verify")
+	if !strings.Contains(r.stdout, "NOT ENCRYPTED") {
+		t.Errorf("list --verify: exit %d, no NOT ENCRYPTED\n%s%s", r.code, r.stdout, r.stderr)
+	}
+}
