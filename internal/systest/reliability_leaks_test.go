@@ -3,6 +3,7 @@ package systest
 import (
 	"crypto/ed25519"
 	"crypto/rand"
+	"encoding/json"
 	"encoding/pem"
 	"fmt"
 	"io/fs"
@@ -119,7 +120,7 @@ func TestNoKeyMaterialPrinted(t *testing.T) {
 func TestNamesShownNotObeyed(t *testing.T) {
 	dir := t.TempDir()
 	for _, evil := range []string{
-		"\x1b]0;pwned\x07\x1b[2J\u202eevil\r.db",
+		"\x1b]0;pwned\x07\x1b[2J\u202eevil\r\x7f\u009b.db",
 		"evil\nFORGED: ok.db",
 	} {
 		bdir := filepath.Join(dir, fmt.Sprintf("b%d", len(evil)))
@@ -139,6 +140,9 @@ func TestNamesShownNotObeyed(t *testing.T) {
 				}
 				r := runBin(t, runOpts{}, a...)
 				out := r.stdout + r.stderr
+				if js && !json.Valid([]byte(r.stdout)) {
+					t.Errorf("%q: --json output is not JSON:\n%s", a, r.stdout)
+				}
 				for _, c := range out {
 					if (c < 0x20 && c != '\n' && c != '\t') || c == 0x7f || (c >= 0x80 && c < 0xa0) || c == '\u202e' {
 						t.Errorf("%q (exit %d): control character %U printed raw:\n%s", a, r.code, c, out)

@@ -12,6 +12,7 @@ import (
 	"regexp"
 	"strings"
 	"unicode"
+	"unicode/utf16"
 )
 
 // Mask replaces every secret Secrets finds.
@@ -66,8 +67,9 @@ func maybeSecret(s string) bool {
 
 // Printable makes a name safe to print on a terminal: control
 // characters (escape sequences, carriage returns, newlines that would
-// forge a line of output) and invalid UTF-8 are shown as Go escapes,
-// e.g. "\x1b". Printable characters, spaces included, stay as they are.
+// forge a line of output) and invalid UTF-8 are shown escaped: \n, \t,
+// \r, \xff for a byte that is not UTF-8 and \u001b for the rest, the
+// escapes JSON uses. Printable characters, spaces included, stay.
 func Printable(s string) string {
 	if isPrintable(s) {
 		return s
@@ -77,8 +79,18 @@ func Printable(s string) string {
 		switch {
 		case r == unicode.ReplacementChar && !strings.HasPrefix(s[i:], "\uFFFD"):
 			fmt.Fprintf(&b, `\x%02x`, s[i])
+		case r == '\n':
+			b.WriteString(`\n`)
+		case r == '\t':
+			b.WriteString(`\t`)
+		case r == '\r':
+			b.WriteString(`\r`)
 		case unsafeRune(r):
-			b.WriteString(strings.Trim(fmt.Sprintf("%+q", string(r)), `"`))
+			// \uXXXX (UTF-16, as JSON writes it): the same escape is
+			// valid inside a --json string, which passes here too.
+			for _, u := range utf16.Encode([]rune{r}) {
+				fmt.Fprintf(&b, `\u%04x`, u)
+			}
 		default:
 			b.WriteRune(r)
 		}

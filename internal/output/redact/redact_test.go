@@ -84,7 +84,10 @@ func TestPrintable(t *testing.T) {
 		"app.db.20260101_120000":  "app.db.20260101_120000",
 		"my app.db":               "my app.db",
 		"ünïcode.db":              "ünïcode.db",
-		"x\x1b]0;pwned\x07.db":    `x\x1b]0;pwned\a.db`,
+		"x\x1b]0;pwned\x07.db":    `x\u001b]0;pwned\u0007.db`,
+		"del\x7f":                 `del\u007f`,
+		"tag\U000E0001":           `tag\udb40\udc01`,
+		"tab\there":               `tab\there`,
 		"a\nb: ok":                `a\nb: ok`,
 		"a\rb":                    `a\rb`,
 		"bad\xffutf8":             `bad\xffutf8`,
@@ -96,7 +99,18 @@ func TestPrintable(t *testing.T) {
 			t.Errorf("Printable(%q) = %q, want %q", in, got, want)
 		}
 	}
-	if got, want := Text("line1\n\tx\x1b[2J"), "line1\n\tx\\x1b[2J"; got != want {
+	if got, want := Text("line1\n\tx\x1b[2J"), "line1\n\tx\\u001b[2J"; got != want {
 		t.Errorf("Text: got %q, want %q", got, want)
+	}
+	// --json passes Text too: it must stay valid JSON and mean the same.
+	for _, name := range []string{"del\x7f", "c1\u009b", "rtl\u202e", "tag\U000E0001", "esc\x1b", "bad\xff", "nl\n"} {
+		js, _ := json.Marshal(map[string]string{"name": name})
+		out := Text(string(js))
+		var back map[string]string
+		if err := json.Unmarshal([]byte(out), &back); err != nil {
+			t.Errorf("Text(%s) = %s: not JSON: %v", js, out, err)
+		} else if want := strings.ToValidUTF8(name, "\uFFFD"); back["name"] != want {
+			t.Errorf("Text(%s) = %s decodes to %q, want %q", js, out, back["name"], want)
+		}
 	}
 }
