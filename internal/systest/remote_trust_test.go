@@ -1,14 +1,24 @@
 package systest
 
 import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
 	"syscall"
 	"testing"
+	"time"
+
+	"filippo.io/age"
+	"github.com/minio/minio-go/v7"
 
 	"sqlite-backup/internal/testdb"
+	"sqlite-backup/internal/testserver"
 )
 
 // remoteBackup makes one backup of a fresh database and sends it to the
@@ -149,6 +159,117 @@ func TestKilledFetchLeavesNothing(t *testing.T) {
 			}
 			if len(extra) > 0 {
 				t.Errorf("%s %s after a killed one: left %v", c.args[0], obj, extra)
+			}
+		}
+	}
+}
+
+// putRemote puts name with data on both servers of e, as anyone with
+// write access to them could: a file in the SFTP directory, an object
+// through the S3 API (another client than the tool's).
+func putRemote(t *testing.T, e *remoteEnv, name string, data []byte) {
+	t.Helper()
+	if err := os.WriteFile(filepath.Join(e.sshd.Dir, name), data, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if _, err := e.s3.Client(t).PutObject(ctx, "backups", "host1/"+name, bytes.NewReader(data), int64(len(data)), minio.PutObjectOptions{}); err != nil {
+		t.Fatalf("put %q: %v", name, err)
+	}
+}
+
+// TestRemoteNamesShownNotObeyed: names in a remote listing are the
+// server's. One with terminal escapes, a bidi override and a tab is
+// listed escaped by list --remote, and cannot break the table. (A name
+// with a newline is not a backup name: it is never listed.)
+func TestRemoteNamesShownNotObeyed(t *testing.T) {
+	e := newRemoteEnv(t)
+	dir := t.TempDir()
+	db := filepath.Join(dir, "app.db")
+	cli3(t, db, "CREATE TABLE t(x); INSERT INTO t VALUES(1);")
+	data, _ := os.ReadFile(db)
+	evil := "\x1b]0;pwned\x07\x1b[2J\u202e\x7f\u009bevil\tx.db.20260101_120000"
+	sum := sha256.Sum256(data)
+	putRemote(t, e, evil, data)
+	putRemote(t, e, evil+".sha256", []byte(hex.EncodeToString(sum[:])+"  "+evil+"\n"))
+	putRemote(t, e, evil+".json", []byte("{}"))
+	for _, url := range []string{e.sshd.URL(), e.s3URL} {
+		for _, args := range [][]string{{"list", "--remote", url}, {"list", "--remote", url, "--json"}} {
+			r := e.run(t, nil, append(args, e.flags...)...)
+			out := r.out + r.err
+			if len(args) == 4 && !json.Valid([]byte(r.out)) {
+				t.Errorf("%q: --json output is not JSON:\n%s", args, r.out)
+			}
+			for _, c := range out {
+				if (c < 0x20 && c != '\n' && c != '\t') || c == 0x7f || (c >= 0x80 && c < 0xa0) || c == '\u202e' {
+					t.Errorf("%q: exit %d, control character %U printed raw:\n%s", args, r.code, c, out)
+					break
+				}
+			}
+			if !strings.Contains(out, "evil") {
+				t.Errorf("%q: exit %d, the backup is not listed:\n%s", args, r.code, out)
+			}
+			if len(args) == 3 && !strings.Contains(out, `evil\tx.db`) {
+				t.Errorf("%q: the tab in the name is not shown escaped:\n%s", args, out)
+			}
+		}
+	}
+}
+
+// TestRemoteForgeryPasses documents a limit, not a defect: a .sha256
+// sidecar detects damage, not forgery. Whoever can write to a remote can
+// put another database there under a backup's name with a .sha256 (and
+// a .json) that match it, and verify, verify --deep and restore accept
+// it. With encryption too: age proves who can read a backup, not who
+// wrote it, and a recipient's key is public, so a forgery encrypted to
+// it with the independent age CLI opens with the private key and
+// passes. docs/SECURITY.md says so and what does authenticate.
+func TestRemoteForgeryPasses(t *testing.T) {
+	ageBin := testserver.Need(t, "age")
+	e := newRemoteEnv(t)
+	dir := t.TempDir()
+	local := remoteBackup(t, e, dir)
+	name := filepath.Base(local)
+	forged := filepath.Join(dir, "forged.db")
+	cli3(t, forged, "CREATE TABLE t(x); INSERT INTO t VALUES('forged');")
+	forge := func(name string, data []byte) {
+		sum := sha256.Sum256(data)
+		putRemote(t, e, name, data)
+		putRemote(t, e, name+".sha256", []byte(hex.EncodeToString(sum[:])+"  "+name+"\n"))
+		putRemote(t, e, name+".json", []byte("{}"))
+	}
+	data, _ := os.ReadFile(forged)
+	forge(name, data)
+
+	// The same with age: the forger needs only the public key.
+	id, err := age.GenerateX25519Identity()
+	if err != nil {
+		t.Fatal(err)
+	}
+	key := filepath.Join(dir, "key.txt")
+	os.WriteFile(key, []byte(id.String()+"\n"), 0o600)
+	encName := name + "-2.age"
+	encFile := filepath.Join(dir, "forged.age")
+	if out, err := exec.Command(ageBin, "-r", id.Recipient().String(), "-o", encFile, forged).CombinedOutput(); err != nil {
+		t.Fatalf("age -r: %v\n%s", err, out)
+	}
+	enc, _ := os.ReadFile(encFile)
+	forge(encName, enc)
+
+	for _, url := range []string{e.sshd.URL(), e.s3URL} {
+		for _, c := range []struct {
+			obj  string
+			args []string
+		}{{url + "/" + name, nil}, {url + "/" + encName, []string{"-i", key}}} {
+			v := e.run(t, nil, append(append([]string{"verify", c.obj}, c.args...), e.flags...)...)
+			if v.code != 0 || !strings.Contains(v.out, ": ok") {
+				t.Errorf("verify %s: exit %d; the limit moved (a forgery no longer passes): update docs/SECURITY.md\n%s%s", c.obj, v.code, v.out, v.err)
+			}
+			to := filepath.Join(t.TempDir(), "restored.db")
+			e.run(t, nil, append(append([]string{"restore", c.obj, "--to", to}, c.args...), e.flags...)...).must(t)
+			if got := cli3(t, to, "SELECT x FROM t;"); got != "forged\n" {
+				t.Errorf("restore %s: %q", c.obj, got)
 			}
 		}
 	}
