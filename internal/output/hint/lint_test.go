@@ -15,7 +15,7 @@ import (
 
 // quoters are the calls whose result may stand in a hint's command:
 // they shell-quote what they are given (or print only quoted values).
-var quoters = map[string]bool{"Quote": true, "QuoteGlob": true, "shellQuote": true, "backupExample": true, "keyscan": true}
+var quoters = map[string]bool{"Quote": true, "QuoteGlob": true, "shellQuote": true, "backupExample": true}
 
 // prose are values a hint shows that are not pasted as a word of a
 // command, or cannot hold anything a shell would act on, by file and
@@ -33,6 +33,7 @@ var prose = map[string]string{
 	"remote/s3/s3.go: h":                                 "fail: checked at each call",
 	"internal/snapshot/snapshot.go: h":                   "a write error's hint, built in writeerr.go",
 	"internal/format/compress/compress.go: fullHint":     "\"free space in DIR\": prose",
+	"verify/file.go: compress.FullHint(dir)":             "\"free space in DIR\": prose",
 	"restore/restore.go: res.SafetyCopy":                 "\"saved in PATH\": prose",
 }
 
