@@ -229,6 +229,15 @@ func published(ctx context.Context, opts Options, res *snapshot.Result, snap *co
 	}
 	rep.Manifest = res.Path + manifest.JSONSuffix
 	rep.manifest = m
+	if opts.Backup.Path == "" {
+		recorded, err := recordGuard(dir, res, m, opts.ShrinkGuard)
+		if err != nil {
+			return err
+		}
+		if recorded && rep.GuardNote != "" {
+			rep.GuardNote += "; the next run compares with this backup's counts, now recorded there"
+		}
+	}
 
 	switch {
 	case opts.Backup.Path != "":
@@ -259,8 +268,10 @@ func published(ctx context.Context, opts Options, res *snapshot.Result, snap *co
 
 // previousVerified finds the newest other backup of the same source
 // whose manifest says it was verified and has row counts. When that
-// backup's counts are sealed and ids cannot open them, the guard does
-// not fall back on an older backup: it says why it did not compare.
+// backup's counts are sealed, they come from the directory's guard
+// state if it records exactly that file, else from opening them with
+// ids; when neither works the guard does not fall back on an older
+// backup: it says why it did not compare.
 func previousVerified(dir string, res *snapshot.Result, loc *time.Location, ids []age.Identity) (string, *manifest.Manifest, string) {
 	bs, err := retention.Find(dir, filepath.Base(res.Source), loc)
 	if err != nil {
@@ -275,8 +286,14 @@ func previousVerified(dir string, res *snapshot.Result, loc *time.Location, ids 
 			continue
 		}
 		if m.Sealed != "" {
+			// The counts this host recorded for exactly this file come
+			// first: no key needed (guardstate.go).
+			if c := guardCounts(dir, res.Source, b, m); c != nil {
+				m.Content = c
+				return b.Path, m, ""
+			}
 			if len(ids) == 0 {
-				return "", nil, fmt.Sprintf("shrink guard did not compare: the row counts of %s are encrypted; give --identity to compare", b.Name)
+				return "", nil, fmt.Sprintf("shrink guard did not compare: the row counts of %s are encrypted and %s has no record of them; give --identity to compare", b.Name, GuardStateName)
 			}
 			if err := m.Open(b.Path+manifest.JSONSuffix, ids); err != nil {
 				return "", nil, fmt.Sprintf("shrink guard did not compare: %v", err)

@@ -140,8 +140,10 @@ func kindOf(err error) string {
 	return ""
 }
 
-// TestHostKeyRefused: an unknown and a changed host key are refused with
-// an ssh-keyscan hint, before any file is written.
+// TestHostKeyRefused: an unknown (or no known_hosts file) and a changed
+// host key are refused with an ssh-keyscan hint, before any file is
+// written. remote/sftp's TestHostKeysLikeOpenSSH holds every case
+// against the ssh client's decisions.
 func TestHostKeyRefused(t *testing.T) {
 	ctx := context.Background()
 	sd := testserver.StartSSHD(t)
@@ -156,7 +158,7 @@ func TestHostKeyRefused(t *testing.T) {
 		name, kh, want string
 	}{
 		{"unknown", empty, "unknown host key"},
-		{"missing file", filepath.Join(dir, "nope"), "read known hosts"},
+		{"missing file", filepath.Join(dir, "nope"), "unknown host key"},
 		{"changed", changed, "HOST KEY CHANGED"},
 	} {
 		t.Run(c.name, func(t *testing.T) {
@@ -168,7 +170,7 @@ func TestHostKeyRefused(t *testing.T) {
 			if kindOf(err) != remote.KindHostKey || !strings.Contains(err.Error(), c.want) {
 				t.Fatalf("err %v", err)
 			}
-			if h := hint.Of(err); !strings.Contains(h, "ssh-keyscan -p "+itoa(sd.Port)+" 127.0.0.1") {
+			if h := hint.Of(err); !strings.Contains(h, "ssh-keyscan -t ed25519 -p "+itoa(sd.Port)+" 127.0.0.1") {
 				t.Fatalf("hint %q", h)
 			}
 			if ents, _ := os.ReadDir(sd.Dir); len(ents) != 0 {
@@ -237,7 +239,7 @@ func TestSFTPMissingDir(t *testing.T) {
 	if !errors.As(err, &re) || re.Kind != remote.KindNoDir || re.Transient {
 		t.Fatalf("missing dir: %v", err)
 	}
-	if h := hint.Of(err); !strings.Contains(h, "mkdir -p "+sd.Dir+"/nope") {
+	if h := hint.Of(err); !strings.Contains(h, "'mkdir -p -m 700 -- "+sd.Dir+"/nope'") {
 		t.Fatalf("hint %q", h)
 	}
 }

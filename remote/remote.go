@@ -51,14 +51,34 @@ type Remote interface {
 	Close() error
 }
 
+// Checker is a Remote that can tell before a backup, in a few round
+// trips and leaving nothing behind, whether an upload could succeed:
+// the server reached, its identity trusted, the credentials accepted,
+// the place there and writable. The error is what Put would return.
+type Checker interface {
+	Check(ctx context.Context) error
+}
+
 // Source is what Put uploads: Size bytes of R whose SHA-256 is SHA256
-// (hex). Progress, if set, is told how many bytes went out so far.
+// (hex). Progress, if set, is told how many bytes went out so far;
+// Phase, if set, is told when the upload's check begins and how it is
+// made (PhaseServerHash, PhaseReadBack), for a check can take as long
+// as the upload.
 type Source struct {
 	R        io.ReaderAt
 	Size     int64
 	SHA256   string
 	Progress func(done int64)
+	Phase    func(phase string)
 }
+
+// How an upload is checked once its bytes went out, told to
+// Source.Phase. A backend that checks during the upload (S3) reports
+// none.
+const (
+	PhaseServerHash = "server hash" // the server hashes its copy
+	PhaseReadBack   = "read back"   // the copy is read back and hashed here
+)
 
 // ErrNotExist is returned by Stat and Get for a missing name.
 var ErrNotExist = errors.New("no such file on the remote")

@@ -33,7 +33,10 @@ type SyncOptions struct {
 	Attempts int
 	Backoff  time.Duration
 	Progress func(name string, done, total int64)
-	Loc      *time.Location
+	// Phase, if set, is told how an upload of name is being checked
+	// once its bytes went out (PhaseServerHash, PhaseReadBack).
+	Phase func(name, phase string)
+	Loc   *time.Location
 }
 
 // SyncReport is what Sync did on one remote.
@@ -183,6 +186,9 @@ func upload(ctx context.Context, r Remote, b retention.Backup, sum string, o Syn
 	src := Source{R: f, Size: fi.Size(), SHA256: sum}
 	if o.Progress != nil {
 		src.Progress = func(n int64) { o.Progress(b.Name, n, fi.Size()) }
+	}
+	if o.Phase != nil {
+		src.Phase = func(p string) { o.Phase(b.Name, p) }
 	}
 	if err := retry(func() error { return r.Put(ctx, b.Name, src) }); err != nil {
 		return err

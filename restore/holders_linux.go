@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"sort"
 	"strconv"
+	"strings"
 	"syscall"
 
 	"golang.org/x/sys/unix"
@@ -116,4 +117,14 @@ func lockHolder(path string, start, n int64) int {
 		return 0
 	}
 	return int(lk.Pid)
+}
+
+// command is the name of process pid as the kernel keeps it (/proc comm,
+// at most 15 bytes), or "" when the process is gone.
+func command(pid int) string {
+	b, err := os.ReadFile(filepath.Join("/proc", strconv.Itoa(pid), "comm"))
+	if err != nil {
+		return ""
+	}
+	return strings.TrimSpace(string(b))
 }

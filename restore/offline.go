@@ -61,7 +61,7 @@ func offline(ctx context.Context, plain string, owned bool, target string, tgt t
 		if tmp, err = createTemp(dir, filepath.Base(target)); err != nil {
 			return err
 		}
-		if err := copyFile(ctx, plain, tmp); err != nil {
+		if err := copyFile(ctx, plain, tmp, opts.Pages); err != nil {
 			os.Remove(tmp)
 			return err
 		}
@@ -78,6 +78,8 @@ func offline(ctx context.Context, plain string, owned bool, target string, tgt t
 		if err := keepOwner(tmp, target, tgt.fi); err != nil {
 			return err
 		}
+	} else if err := dirOwner(tmp, dir); err != nil {
+		return err
 	}
 	mode := "delete"
 	if tgt.wal {
@@ -237,12 +239,26 @@ func createTemp(dir, base string) (string, error) {
 	return p, nil
 }
 
-func copyFile(ctx context.Context, src, dst string) error {
+// copyFile copies src into dst, reporting progress (if set) in pages of
+// src's page size.
+func copyFile(ctx context.Context, src, dst string, progress func(done, total int64)) error {
 	in, err := os.Open(src)
 	if err != nil {
 		return fmt.Errorf("open backup %q: %w", src, fsx.PathErr(err))
 	}
 	defer in.Close()
+	ps, total, done := int64(4096), int64(0), int64(0)
+	if progress != nil {
+		if h, err := sqlitefile.ReadHeader(in); err == nil && h.PageSize > 0 {
+			ps = int64(h.PageSize)
+		}
+		if fi, err := in.Stat(); err == nil {
+			total = fi.Size()
+		}
+		if _, err := in.Seek(0, io.SeekStart); err != nil {
+			return fmt.Errorf("read backup %q: %w", src, fsx.PathErr(err))
+		}
+	}
 	out, err := os.OpenFile(dst, os.O_WRONLY|os.O_TRUNC, 0)
 	if err != nil {
 		return fmt.Errorf("open %q: %w", dst, fsx.PathErr(err))
@@ -258,6 +274,9 @@ func copyFile(ctx context.Context, src, dst string) error {
 			if _, err := out.Write(buf[:n]); err != nil {
 				return fmt.Errorf("write %q: %w", dst, fsx.PathErr(err))
 			}
+			if done += int64(n); progress != nil {
+				progress(done/ps, total/ps)
+			}
 		}
 		if rerr == io.EOF {
 			break
@@ -267,6 +286,25 @@ func copyFile(ctx context.Context, src, dst string) error {
 		}
 	}
 	return out.Close()
+}
+
+// dirOwner gives a new database the owner and group of its directory
+// when this runs as root and the directory belongs to another user: the
+// application that keeps its data there (www-data in /srv/app/data) must
+// be able to open it, as a file it created itself. Otherwise the file
+// stays this user's (mode 0600, and the CLI says so when that is root).
+func dirOwner(tmp, dir string) error {
+	if os.Geteuid() != 0 {
+		return nil
+	}
+	var st syscall.Stat_t
+	if err := syscall.Stat(dir, &st); err != nil || st.Uid == 0 {
+		return nil
+	}
+	if err := os.Chown(tmp, int(st.Uid), int(st.Gid)); err != nil {
+		return fmt.Errorf("give the new database the owner %d:%d of %q: %w", st.Uid, st.Gid, dir, fsx.PathErr(err))
+	}
+	return nil
 }
 
 // keepOwner gives the new file the old one's permission bits and owner,

@@ -64,6 +64,10 @@ func online(ctx context.Context, plain, target string, opts Options) error {
 				b.Finish() // rolls back the target's write transaction
 				return fmt.Errorf("nothing was restored: %w", targetError(ctx, target, "copy into", err, opts))
 			}
+			if opts.Pages != nil {
+				n := int64(b.PageCount())
+				opts.Pages(n-int64(b.Remaining()), n)
+			}
 			if !more {
 				break
 			}
@@ -159,7 +163,11 @@ func targetError(ctx context.Context, target, op string, err error, opts Options
 	if errors.As(err, &se) {
 		switch se.Code() & 0xff {
 		case sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED:
-			return hint.Wrap(fmt.Errorf("%s %q: database is locked: the application held a write lock longer than the busy timeout (%s)", op, target, opts.BusyTimeout),
+			who := ""
+			if len(opts.holders) > 0 {
+				who = "; open by " + HolderList(opts.holders)
+			}
+			return hint.Wrap(fmt.Errorf("%s %q: database is locked: the application held a write lock longer than the busy timeout (%s)%s", op, target, opts.BusyTimeout, who),
 				"wait longer for the writer: --busy-timeout 2m, or stop the application and restore offline")
 		case sqlite3.SQLITE_INTERRUPT:
 			return context.Canceled

@@ -1,5 +1,6 @@
 // Package restore puts a verified backup back in place of a database.
-// Nothing is touched until the backup has passed verification. An
+// Nothing is touched until the backup has passed verification and the
+// space the restore writes beside the target is known to be free. An
 // existing target is first saved as a consistent snapshot beside it.
 // When no other process has the target open, the backup is written to a
 // temp file beside it and renamed over it (offline); when the application
@@ -16,12 +17,15 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"time"
 
 	"filippo.io/age"
 
+	"sqlite-backup/internal/format/compress"
 	"sqlite-backup/internal/format/encrypt"
 	"sqlite-backup/internal/format/sqlitefile"
+	"sqlite-backup/internal/host/passwd"
 	"sqlite-backup/internal/output/hint"
 	"sqlite-backup/internal/snapshot"
 	"sqlite-backup/internal/sys/fsx"
@@ -62,24 +66,66 @@ type Options struct {
 	// FetchProgress follows the download.
 	Remote        remote.Options
 	FetchProgress func(done, total int64)
+	// Phase, Pages and Check follow the restore on a terminal: Phase as
+	// each step starts (see the Phase* names), Pages with the pages a
+	// copy has done, Check as verify.Options.Progress for the checks of
+	// the backup and of the safety copy.
+	Phase func(name string)
+	Pages func(done, total int64)
+	Check func(done, total int64, finished bool)
+
+	holders []Process // named in a busy error
+}
+
+// The steps Options.Phase names.
+const (
+	PhaseVerify  = "verify backup"
+	PhaseSave    = "save current"
+	PhaseSaveChk = "check saved"
+	PhaseRestore = "restore"
+	PhaseCheck   = "check restored"
+)
+
+func (o Options) phase(name string) {
+	if o.Phase != nil {
+		o.Phase(name)
+	}
+}
+
+// Process is another process that has the target open.
+type Process struct {
+	PID     int    `json:"pid"`
+	Command string `json:"command,omitempty"` // its /proc comm name
 }
 
 // Result says what was done (or, with DryRun, what would be done).
 type Result struct {
-	Backup        string   `json:"backup"`
-	Target        string   `json:"target"`
-	DryRun        bool     `json:"dry_run,omitempty"`
-	Mode          Mode     `json:"mode"`
-	TargetExisted bool     `json:"target_existed"`
-	Holders       []int    `json:"holders,omitempty"` // pids that had the target open
-	SafetyCopy    string   `json:"safety_copy,omitempty"`
-	SafetyCheck   string   `json:"safety_copy_check,omitempty"` // "ok" or the problems found
-	JournalMode   string   `json:"journal_mode"`                // "wal" or "delete" (rollback)
-	Removed       []string `json:"removed,omitempty"`           // stale sidecars removed (offline)
-	Check         string   `json:"check"`                       // "integrity_check ok" after restore
-	Size          int64    `json:"size"`
-	PageSize      int      `json:"page_size"`
-	Pages         int64    `json:"pages"`
+	Backup        string `json:"backup"`
+	Target        string `json:"target"`
+	DryRun        bool   `json:"dry_run,omitempty"`
+	Mode          Mode   `json:"mode"`
+	TargetExisted bool   `json:"target_existed"`
+	Holders       []int  `json:"holders,omitempty"` // pids that had the target open
+	// HolderProcesses names them (the same pids, with their command).
+	HolderProcesses []Process `json:"holder_processes,omitempty"`
+	SafetyCopy      string    `json:"safety_copy,omitempty"`
+	SafetySize      int64     `json:"safety_copy_size,omitempty"`
+	SafetyCheck     string    `json:"safety_copy_check,omitempty"` // "ok" or the problems found
+	JournalMode     string    `json:"journal_mode"`                // "wal" or "delete" (rollback)
+	Removed         []string  `json:"removed,omitempty"`           // stale sidecars removed (offline)
+	Check           string    `json:"check"`                       // "integrity_check ok" after restore
+	Size            int64     `json:"size"`
+	PageSize        int       `json:"page_size"`
+	Pages           int64     `json:"pages"`
+	// Space is what the restore writes beside the target before it
+	// frees anything, and what was free there (checked before).
+	Space *Space `json:"space,omitempty"`
+	// Owner ("user:group") and FileMode ("0640") of the restored file.
+	Owner    string `json:"owner,omitempty"`
+	FileMode string `json:"file_mode,omitempty"`
+	// OwnerNote is set when a new database ended up owned by root,
+	// which an application running as another user cannot open.
+	OwnerNote string `json:"owner_note,omitempty"`
 
 	Duration time.Duration `json:"-"`
 	// Replaced: the target holds the backup's content (set before the
@@ -164,10 +210,32 @@ func Run(ctx context.Context, opts Options) (*Result, error) {
 		}
 	}
 
-	// 1. The backup must be sound before anything is touched. A compressed
+	// 1. Room for what the restore writes beside the target, before the
+	// first byte of it: the decompressed copy of a compressed or
+	// encrypted backup comes first. The target's state and who holds it
+	// are looked at again after the check, which takes a while.
+	var download int64
+	if remoteURL != "" {
+		download = sizeOf(bk)
+	}
+	if packed := encrypt.IsAge(bk) || compress.KindOf(bk) != compress.None; packed {
+		if tgt, err := inspectTarget(target); err == nil && (!tgt.exists || opts.Force) {
+			holders, _ := Holders(target)
+			if mode, err := chooseMode(opts, target, tgt, holders); err == nil {
+				size := newSizeOf(bk, true)
+				sp := spacePlan(target, tgt, mode, size, download, size, false)
+				if err := checkSpace(&sp, target, mode, download); err != nil {
+					return nil, err
+				}
+			}
+		}
+	}
+
+	// 2. The backup must be sound before anything is touched. A compressed
 	// one is decompressed once, beside the target, and the checked copy is
 	// what gets restored.
-	vr, err := verify.File(ctx, bk, verify.Options{TempDir: filepath.Dir(target), KeepDecompressed: true, Identities: opts.Identities})
+	opts.phase(PhaseVerify)
+	vr, err := verify.File(ctx, bk, verify.Options{TempDir: filepath.Dir(target), KeepDecompressed: true, Identities: opts.Identities, Progress: opts.Check})
 	defer vr.RemoveDecompressed()
 	if err != nil {
 		return nil, fmt.Errorf("restore from %q: %w", opts.Backup, err)
@@ -181,7 +249,7 @@ func Run(ctx context.Context, opts Options) (*Result, error) {
 		return nil, err
 	}
 
-	// 2. What is there now, and who has it open.
+	// 3. What is there now, and who has it open.
 	tgt, err := inspectTarget(target)
 	if err != nil {
 		return nil, err
@@ -194,22 +262,9 @@ func Run(ctx context.Context, opts Options) (*Result, error) {
 	if err != nil {
 		return nil, err
 	}
-	res.Holders = holders
-	res.Mode = opts.Mode
-	switch {
-	case opts.Mode == ModeAuto && len(holders) > 0:
-		res.Mode = ModeOnline
-	case opts.Mode == ModeAuto && tgt.exists && !holdersVisible():
-		// Who has it open cannot be known here; copying in under SQLite's
-		// own locking is safe either way.
-		res.Mode = ModeOnline
-	case opts.Mode == ModeAuto:
-		res.Mode = ModeOffline
-	case opts.Mode == ModeOffline && len(holders) > 0:
-		return nil, hint.Wrap(fmt.Errorf("restore to %q: %s; an offline restore would pull the file from under it", target, describeHolders(holders)),
-			"stop the application first, or copy into the live database: sqlite-backup restore %s --to %s --force --online", hint.Quote(opts.Backup), hint.Quote(target))
-	case opts.Mode == ModeOnline && !tgt.exists:
-		return nil, fmt.Errorf("restore to %q: --online needs an existing database to copy into; without it the restore is offline", target)
+	res.Holders, res.HolderProcesses = holders, processes(holders)
+	if res.Mode, err = chooseMode(opts, target, tgt, holders); err != nil {
+		return nil, err
 	}
 	res.JournalMode = "delete"
 	if tgt.wal {
@@ -222,6 +277,17 @@ func Run(ctx context.Context, opts Options) (*Result, error) {
 			return nil, err
 		}
 	}
+	// 4. Room for all of it again, now that the sizes are exact: what
+	// was written so far (download, checked copy) counts as free.
+	var decompressed int64
+	if plain != bk {
+		decompressed = sizeOf(plain)
+	}
+	sp := spacePlan(target, tgt, res.Mode, sizeOf(plain), download, decompressed, plain == bk)
+	res.Space = &sp
+	if err := checkSpace(&sp, target, res.Mode, download+decompressed); err != nil {
+		return nil, err
+	}
 	if opts.DryRun {
 		if tgt.exists {
 			res.SafetyCopy = target + SafetySuffix + opts.Now().Format(snapshot.TimeFormat)
@@ -232,16 +298,18 @@ func Run(ctx context.Context, opts Options) (*Result, error) {
 		return res, nil
 	}
 
-	// 3. A consistent snapshot of what is about to be replaced.
+	// 5. A consistent snapshot of what is about to be replaced.
 	if tgt.exists {
 		if err := safetyCopy(ctx, target, res, opts); err != nil {
 			return nil, err
 		}
 	}
 
-	// 4. Put the backup in place.
+	// 6. Put the backup in place.
+	opts.phase(PhaseRestore)
 	switch res.Mode {
 	case ModeOnline:
+		opts.holders = res.HolderProcesses
 		err = online(ctx, plain, target, opts)
 	default:
 		err = offline(ctx, plain, plain != bk, target, tgt, res, opts)
@@ -251,12 +319,54 @@ func Run(ctx context.Context, opts Options) (*Result, error) {
 	}
 	res.Replaced = true
 
-	// 5. Check what is now in place.
+	// 7. Check what is now in place.
+	opts.phase(PhaseCheck)
 	if err := checkRestored(ctx, target, res, opts); err != nil {
 		return res, withSafetyHint(err, res)
 	}
+	describeOwner(target, res)
 	res.Duration = time.Since(started)
 	return res, nil
+}
+
+// chooseMode turns Options.Mode into the mode this restore takes, given
+// the target's state and the processes that have it open.
+func chooseMode(opts Options, target string, tgt targetState, holders []int) (Mode, error) {
+	switch {
+	case opts.Mode == ModeAuto && len(holders) > 0:
+		return ModeOnline, nil
+	case opts.Mode == ModeAuto && tgt.exists && !holdersVisible():
+		// Who has it open cannot be known here; copying in under SQLite's
+		// own locking is safe either way.
+		return ModeOnline, nil
+	case opts.Mode == ModeAuto:
+		return ModeOffline, nil
+	case opts.Mode == ModeOffline && len(holders) > 0:
+		return "", hint.Wrap(fmt.Errorf("restore to %q: %s; an offline restore would pull the file from under it", target, describeHolders(holders)),
+			"stop the application first, or copy into the live database: sqlite-backup restore %s --to %s --force --online", hint.Quote(opts.Backup), hint.Quote(target))
+	case opts.Mode == ModeOnline && !tgt.exists:
+		return "", fmt.Errorf("restore to %q: --online needs an existing database to copy into; without it the restore is offline", target)
+	}
+	return opts.Mode, nil
+}
+
+// describeOwner records the restored file's owner and mode, and says so
+// when a new database belongs to root: an application that runs as
+// another user (www-data) cannot open it.
+func describeOwner(target string, res *Result) {
+	fi, err := os.Stat(target)
+	if err != nil {
+		return
+	}
+	res.FileMode = fmt.Sprintf("%04o", fi.Mode().Perm())
+	st, ok := fi.Sys().(*syscall.Stat_t)
+	if !ok {
+		return
+	}
+	res.Owner = passwd.Name(int(st.Uid)) + ":" + passwd.GroupName(int(st.Gid))
+	if !res.TargetExisted && st.Uid == 0 && os.Geteuid() == 0 {
+		res.OwnerNote = fmt.Sprintf("new database %s is owned by %s, mode %s: an application that runs as another user cannot open it", target, res.Owner, res.FileMode)
+	}
 }
 
 // checkTarget resolves the target and refuses names that cannot be a
@@ -333,20 +443,26 @@ func inspectTarget(target string) (targetState, error) {
 // the only copy of the last state, so it is kept and reported.
 func safetyCopy(ctx context.Context, target string, res *Result, opts Options) error {
 	p := safetyName(target, opts.Now())
-	br, err := snapshot.Run(ctx, snapshot.Options{
+	so := snapshot.Options{
 		Source:      target,
 		Path:        p,
 		Verify:      snapshot.VerifyNone,
 		BusyTimeout: opts.BusyTimeout,
 		Now:         opts.Now,
 		LockHeld:    true,
-	})
+	}
+	if opts.Pages != nil {
+		so.Progress = func(done, total int) { opts.Pages(int64(done), int64(total)) }
+	}
+	opts.phase(PhaseSave)
+	br, err := snapshot.Run(ctx, so)
 	if err != nil {
 		return hint.Wrap(fmt.Errorf("safety copy of %q failed, nothing was restored: %w", target, err),
 			"if the current file is beyond reading, move it aside yourself and restore to the free name: mv %s %s", hint.Quote(target), hint.Quote(target+".damaged"))
 	}
-	res.SafetyCopy = br.Path
-	vr, err := verify.File(ctx, br.Path, verify.Options{})
+	res.SafetyCopy, res.SafetySize = br.Path, br.Size
+	opts.phase(PhaseSaveChk)
+	vr, err := verify.File(ctx, br.Path, verify.Options{Progress: opts.Check})
 	switch {
 	case err != nil:
 		return fmt.Errorf("check safety copy %q: %w", br.Path, err)
@@ -385,9 +501,33 @@ func withSafetyHint(err error, res *Result) error {
 	return hint.Wrap(err, "the database as it was before is saved in %s", res.SafetyCopy)
 }
 
+// processes names the pids by their command.
+func processes(pids []int) []Process {
+	var out []Process
+	for _, p := range pids {
+		out = append(out, Process{PID: p, Command: command(p)})
+	}
+	return out
+}
+
+// HolderList is "pid 1234 (gunicorn), pid 1240 (sqlite3)".
+func HolderList(ps []Process) string {
+	var b strings.Builder
+	for i, p := range ps {
+		if i > 0 {
+			b.WriteString(", ")
+		}
+		fmt.Fprintf(&b, "pid %d", p.PID)
+		if p.Command != "" {
+			fmt.Fprintf(&b, " (%s)", p.Command)
+		}
+	}
+	return b.String()
+}
+
 func describeHolders(pids []int) string {
 	if len(pids) == 1 {
-		return fmt.Sprintf("another process (pid %d) has it open", pids[0])
+		return "another process has it open: " + HolderList(processes(pids))
 	}
-	return fmt.Sprintf("other processes (pids %v) have it open", pids)
+	return fmt.Sprintf("%d other processes have it open: %s", len(pids), HolderList(processes(pids)))
 }

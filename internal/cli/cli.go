@@ -145,6 +145,9 @@ func Run(args []string, stdout, stderr io.Writer) int {
 		return exitUsage
 	}
 	command := commandName(kctx.Command())
+	if command == "backup" && len(cli.Backup.Verify) > 0 {
+		command = "verify" // --verify FILE is the verify command
+	}
 	asJSON := cli.JSON && command != "completion" && command != "help"
 	if CheckParsed != nil {
 		if err := CheckParsed(kctx); err != nil {

@@ -2,6 +2,7 @@ package cli
 
 import (
 	"errors"
+	"strings"
 
 	"filippo.io/age"
 
@@ -25,6 +26,16 @@ func (f *EncryptFlags) recipients() ([]age.Recipient, error) {
 	if len(f.Recipient) == 0 && len(f.RecipientsFile) == 0 {
 		return nil, nil
 	}
+	for _, k := range f.Recipient {
+		// A file given to -r (age's own mistake to make): -R reads one.
+		if isKeyText(k) {
+			continue
+		}
+		if fileExists(k) || strings.ContainsRune(k, '/') || strings.HasSuffix(k, ".txt") || strings.HasSuffix(k, ".pub") {
+			return nil, usagef("give the file with -R (--recipients-file): sqlite-backup --source app.db -R "+shellQuote(k),
+				"--recipient %q: -r takes a public key (age1…, ssh-ed25519 …), not a file", k)
+		}
+	}
 	rs, err := encrypt.ParseRecipients(f.Recipient, f.RecipientsFile)
 	if err != nil {
 		return nil, usagef("sqlite-backup --source app.db -r age1…   (age-keygen -o key.txt makes a key and prints its public key)", "%v", err)
@@ -46,4 +57,10 @@ func (f *IdentityFlags) identities() ([]age.Identity, error) {
 		return nil, usagef("sqlite-backup verify FILE.age -i key.txt   (an age identity file or an SSH private key)", "%v", err)
 	}
 	return ids, nil
+}
+
+// isKeyText says whether s starts like a key rather than a file name.
+func isKeyText(s string) bool {
+	s = strings.TrimSpace(s)
+	return strings.HasPrefix(s, "age1") || strings.HasPrefix(s, "ssh-") || strings.HasPrefix(s, "AGE-")
 }

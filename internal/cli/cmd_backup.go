@@ -109,7 +109,7 @@ func (c *BackupCmd) Run(ctx context.Context, kctx *kong.Context, g *Globals) err
 			bo.Verify = snapshot.VerifyQuick
 		}
 		tty := newTTYStatus(g.stderr(), src.Path)
-		bo.Progress, bo.VerifyProgress, bo.Phase = tty.copyProgress(), tty.checkProgress("check"), tty.phaseFn()
+		bo.Progress, bo.VerifyProgress, bo.Phase = tty.copyProgress(), tty.checkProgress("verify"), tty.phaseFn()
 		if len(rcpts) > 0 {
 			bo.EncryptProgress = tty.encryptProgress()
 		}

@@ -3,6 +3,7 @@ package cli
 import (
 	"fmt"
 	"os"
+	"regexp"
 	"slices"
 	"strings"
 
@@ -102,6 +103,9 @@ func usageHint(app *kong.Application, args []string, err error) error {
 			names = append(names, n.Name)
 		}
 	}
+	if m := enumErr.FindStringSubmatch(err.Error()); m != nil {
+		return enumHint(args, names, err, m[1], m[2], m[3])
+	}
 	arg, ok := strings.CutPrefix(err.Error(), "unexpected argument ")
 	if !ok || strings.Contains(arg, " ") {
 		return hint.Wrap(err, "%s --help", commandOf(args, names))
@@ -130,6 +134,30 @@ func usageHint(app *kong.Application, args []string, err error) error {
 		return hint.Wrap(fmt.Errorf("unexpected argument %q: the database is given with --source", arg), "sqlite-backup --source %s", shellQuote(arg))
 	}
 	return hint.Wrap(fmt.Errorf("unknown command %q; the commands are %s", arg, strings.Join(names, ", ")), "sqlite-backup help")
+}
+
+// enumErr is kong's message for a value outside a flag's choices.
+var enumErr = regexp.MustCompile(`^(--[a-z0-9-]+) must be one of ((?:"[^"]*",?)+) but got "(.*)"$`)
+
+// enumHint turns a value outside a flag's choices into "did you mean"
+// when one choice is close (a prefix, a letter or two off, another case),
+// with that choice in a working example.
+func enumHint(args, names []string, err error, flag, list, got string) error {
+	var choices, close []string
+	for _, c := range strings.Split(list, ",") {
+		choices = append(choices, strings.Trim(c, `"`))
+	}
+	for _, c := range choices {
+		l := strings.ToLower(got)
+		if got != "" && (strings.HasPrefix(c, l) || strings.HasPrefix(l, c) || levenshtein(c, l) <= 2) {
+			close = append(close, c)
+		}
+	}
+	all := strings.Join(choices, ", ")
+	if len(close) == 1 {
+		return hint.Wrap(fmt.Errorf("%s %q: did you mean %q? (one of %s)", flag, got, close[0], all), "%s %s %s", commandOf(args, names), flag, close[0])
+	}
+	return hint.Wrap(fmt.Errorf("%s %q: must be one of %s", flag, got, all), "%s %s %s", commandOf(args, names), flag, choices[0])
 }
 
 // commandOf is "sqlite-backup CMD" for the first command name in args.

@@ -6,6 +6,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"syscall"
 
@@ -43,7 +44,11 @@ func backupHint(err error, src, dir, file string) error {
 		if file != "" {
 			d = filepath.Dir(file)
 		}
-		return hint.Wrap(err, "user %s may not write %s: sudo install -d -m 700 -o %s %s (or choose one it may write: sqlite-backup --source %s --backup-dir ~/backups)", me, d, shellQuote(me), shellQuote(d), shellQuote(src))
+		h := fmt.Sprintf("user %s may not write %s: sudo install -d -m 700 -o %s %s", me, d, shellQuote(me), shellQuote(d))
+		if home := writableHome(); home != "" {
+			h += fmt.Sprintf(" (or choose one it may write: sqlite-backup --source %s --backup-dir %s)", shellQuote(src), shellQuote(filepath.Join(home, "backups")))
+		}
+		return hint.Wrap(err, "%s", h)
 	case file != "" && errors.Is(err, fs.ErrNotExist) && !exists(filepath.Dir(file)):
 		return hint.Wrap(err, "--backup does not create directories: mkdir -p %s && sqlite-backup --source %s --backup %s", shellQuote(filepath.Dir(file)), shellQuote(src), shellQuote(file))
 	}
@@ -59,6 +64,20 @@ func restoreHint(err error, backupFile, to string) error {
 		return hint.Wrap(err, "restore does not create directories: mkdir -p %s && sqlite-backup restore %s --to %s", shellQuote(d), shellQuote(backupFile), shellQuote(to))
 	}
 	return err
+}
+
+// writableHome is this user's home directory from /etc/passwd when the
+// user may write it, else "": a service account's home is often
+// /nonexistent or root's, where ~/backups would fail again.
+func writableHome() string {
+	u, ok := passwd.Lookup(strconv.Itoa(os.Geteuid()))
+	if !ok || !filepath.IsAbs(u.Home) {
+		return ""
+	}
+	if fi, err := os.Stat(u.Home); err != nil || !fi.IsDir() || syscall.Access(u.Home, 2 /* W_OK */) != nil {
+		return ""
+	}
+	return u.Home
 }
 
 func exists(p string) bool {

@@ -120,27 +120,58 @@ func listRemotes(ctx context.Context, g *Globals, urls []string, flags RemoteFla
 		}
 		return nil
 	}
-	tw := tabwriter.NewWriter(g.stdout, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "REMOTE\tTIME\tBACKUP\tSIZE\tCOMPRESSION\tSHA256\tNOTE")
-	for _, l := range all {
+	// Rows fit 100 columns: the remote is a heading, not a column; the
+	// name carries the time and compression; the SHA-256 is cut to the
+	// 12 digits that tell backups apart by eye (--json has it whole).
+	for i, l := range all {
+		if i > 0 {
+			fmt.Fprintln(g.stdout)
+		}
 		if len(l.Backups) == 0 {
 			// A bare header looks like a listing that went wrong.
-			fmt.Fprintf(tw, "%s\t-\t(no backups)\t\t\t\t\n", redact.Printable(l.Remote))
+			what := "no backups"
+			if len(dbs) > 0 {
+				what += " of " + strings.Join(dbs, ", ")
+			}
+			fmt.Fprintf(g.stdout, "%s: %s\n", redact.Printable(l.Remote), what)
+			continue
 		}
+		n := fmt.Sprintf("%d backups", len(l.Backups))
+		if len(l.Backups) == 1 {
+			n = "1 backup"
+		}
+		fmt.Fprintf(g.stdout, "%s: %s\n", redact.Printable(l.Remote), n)
+		tw := tabwriter.NewWriter(g.stdout, 0, 4, 2, ' ', 0)
+		fmt.Fprintln(tw, "BACKUP\tSIZE\tSHA256\tNOTE")
+		incomplete := false
 		for _, e := range l.Backups {
 			var note []string
 			if e.Encryption != "" {
 				note = append(note, e.Encryption)
 			}
 			if !e.Complete {
-				note = append(note, "INCOMPLETE (sidecars missing: not a usable backup yet)")
+				note = append(note, "INCOMPLETE")
+				incomplete = true
+			}
+			sum := e.SHA256
+			if len(sum) > 12 {
+				sum = sum[:12]
+			}
+			if sum == "" {
+				sum = "-"
 			}
 			// Names come from the remote's listing: escapes and
 			// newlines in them are shown, not obeyed.
-			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", redact.Printable(l.Remote), e.Time.Format(time.DateTime), redact.Printable(e.Name), humanBytes(e.Size), e.Compression, e.SHA256, strings.Join(note, " "))
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", redact.Printable(e.Name), humanBytes(e.Size), redact.Printable(sum), strings.Join(note, " "))
+		}
+		if err := tw.Flush(); err != nil {
+			return err
+		}
+		if incomplete {
+			fmt.Fprintln(g.stdout, "INCOMPLETE: its .sha256 or .json is missing; not usable until a backup run sends it")
 		}
 	}
-	return tw.Flush()
+	return nil
 }
 
 // fetchProgress follows the download of URL/NAME on a terminal.

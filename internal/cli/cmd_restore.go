@@ -10,6 +10,7 @@ import (
 	"github.com/alecthomas/kong"
 
 	"sqlite-backup/config"
+	"sqlite-backup/internal/output/journal"
 	"sqlite-backup/internal/output/redact"
 	"sqlite-backup/remote"
 	"sqlite-backup/restore"
@@ -65,7 +66,10 @@ func (c *RestoreCmd) Run(ctx context.Context, kctx *kong.Context, g *Globals) er
 	case c.Offline:
 		opts.Mode = restore.ModeOffline
 	}
+	tty := newTTYStatus(g.stderr(), to)
+	opts.Phase, opts.Pages, opts.Check = tty.phaseFn(), tty.pagesFn(), tty.checkProgress("")
 	res, err := restore.Run(ctx, opts)
+	tty.clear()
 	shown := c.File
 	if remote.IsURL(c.File) {
 		shown = remote.Redact(c.File)
@@ -78,10 +82,10 @@ func (c *RestoreCmd) Run(ctx context.Context, kctx *kong.Context, g *Globals) er
 		return usagef(fmt.Sprintf("sqlite-backup restore %s --to %s --force   (saves the current database first)", shellQuote(shown), shellQuote(to)), "%v", err)
 	}
 	if res != nil && res.SafetyCopy != "" && err != nil && !g.JSON {
-		fmt.Fprintf(g.stdout, "safety copy: %s (integrity_check %s)\n", res.SafetyCopy, res.SafetyCheck)
+		printSafetyCopy(g.stdout, res)
 	}
 	if err != nil && res != nil && res.Replaced {
-		done := fmt.Sprintf("%s already holds the restored backup, not yet checked (check it: sqlite-backup verify %q)", res.Target, res.Target)
+		done := fmt.Sprintf("%s already holds the restored backup, not yet checked (check it: sqlite-backup verify %s)", redact.Printable(res.Target), shellQuote(res.Target))
 		if res.SafetyCopy != "" {
 			done += "; the database before is saved as " + res.SafetyCopy
 		}
@@ -90,11 +94,23 @@ func (c *RestoreCmd) Run(ctx context.Context, kctx *kong.Context, g *Globals) er
 	if err != nil {
 		return err
 	}
+	var ownerHint string
+	if res.OwnerNote != "" {
+		ownerHint = fmt.Sprintf("if the application runs as another user, give it the file: chown USER: %s", shellQuote(res.Target))
+		fmt.Fprintf(g.stderr(), "sqlite-backup: note: %s\n", res.OwnerNote)
+		fmt.Fprintf(g.stderr(), "%shint: %s\n", journal.Prefix(g.stderr(), journal.Notice), ownerHint)
+	}
 	if g.JSON {
-		g.addResult(restoreJSON{Result: res, OK: true, Check: "integrity_check", DurationMS: res.Duration.Milliseconds()})
+		g.addResult(restoreJSON{Result: res, OK: true, Check: "integrity_check", DurationMS: res.Duration.Milliseconds(), Hint: ownerHint})
 		return nil
 	}
 	return printRestore(g.stdout, res)
+}
+
+// printSafetyCopy says where the database as it was before went, how
+// large it is and whether it passed its check.
+func printSafetyCopy(w io.Writer, r *restore.Result) {
+	fmt.Fprintf(w, "safety copy: %s (%s, integrity_check %s)\n", redact.Printable(r.SafetyCopy), humanBytes(r.SafetySize), r.SafetyCheck)
 }
 
 // restoreJSON is restore's --json result: check and ok as backup and
@@ -104,6 +120,8 @@ type restoreJSON struct {
 	OK         bool   `json:"ok"`
 	Check      string `json:"check"`
 	DurationMS int64  `json:"duration_ms"`
+	// Hint goes with the result's owner_note.
+	Hint string `json:"hint,omitempty"`
 }
 
 func printRestore(w io.Writer, r *restore.Result) error {
@@ -116,19 +134,35 @@ func printRestore(w io.Writer, r *restore.Result) error {
 		if r.Mode == restore.ModeOnline {
 			how = "online: copy into the live database with SQLite's backup API"
 		}
-		if len(r.Holders) > 0 {
-			how += fmt.Sprintf(" (open by pid %v)", r.Holders)
+		if len(r.HolderProcesses) > 0 {
+			how += " (open by " + restore.HolderList(r.HolderProcesses) + ")"
 		}
-		_, err := fmt.Fprintf(w, "dry run: would restore %s to %s %s, journal_mode %s\n", redact.Printable(r.Backup), redact.Printable(r.Target), how, r.JournalMode)
-		return err
+		fmt.Fprintf(w, "dry run: would restore %s to %s %s, journal_mode %s\n", redact.Printable(r.Backup), redact.Printable(r.Target), how, r.JournalMode)
+		printSpace(w, "dry run: would write", r.Space)
+		return nil
 	}
 	if r.SafetyCopy != "" {
-		fmt.Fprintf(w, "safety copy: %s (integrity_check %s)\n", redact.Printable(r.SafetyCopy), r.SafetyCheck)
+		printSafetyCopy(w, r)
+	}
+	if len(r.HolderProcesses) > 0 {
+		fmt.Fprintf(w, "open by %s: copied into the live database\n", restore.HolderList(r.HolderProcesses))
 	}
 	for _, p := range r.Removed {
 		fmt.Fprintf(w, "removed stale %s\n", redact.Printable(p))
 	}
-	_, err := fmt.Fprintf(w, "restored %s -> %s (%s, journal_mode %s): %s, %d bytes, %d pages, %s\n",
+	fmt.Fprintf(w, "restored %s -> %s (%s, journal_mode %s): %s, %d bytes, %d pages, %s\n",
 		redact.Printable(r.Backup), redact.Printable(r.Target), r.Mode, r.JournalMode, r.Check, r.Size, r.Pages, r.Duration.Round(time.Millisecond))
-	return err
+	if !r.TargetExisted && r.Owner != "" {
+		fmt.Fprintf(w, "new database %s: owner %s, mode %s\n", redact.Printable(r.Target), r.Owner, r.FileMode)
+	}
+	return nil
+}
+
+// printSpace says what the restore writes beside the target before it
+// frees anything, and what was free there.
+func printSpace(w io.Writer, prefix string, s *restore.Space) {
+	if s == nil || s.Dir == "" {
+		return
+	}
+	fmt.Fprintf(w, "%s up to %s in %s before freeing anything; %s free\n", prefix, humanBytes(s.Needed), redact.Printable(s.Dir), humanBytes(s.Free))
 }

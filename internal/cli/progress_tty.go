@@ -12,7 +12,7 @@ import (
 )
 
 // ttyStatus keeps one status line on stderr for the phases of one
-// backup or verify of db: copy and check draw pages done; a phase that
+// backup or verify of db: copy and verify draw pages done; a phase that
 // reports no counts (compress, hash, the end of integrity_check, and
 // later uploads) shows its name and a running clock, redrawn by a
 // ticker, so no phase over a second leaves the terminal silent. It is
@@ -139,7 +139,9 @@ func (s *ttyStatus) checkProgress(label string) func(done, total int64, finished
 		return nil
 	}
 	return func(done, total int64, finished bool) {
-		s.phase(label)
+		if label != "" { // "": the check belongs to the current phase
+			s.phase(label)
+		}
 		switch {
 		case finished:
 		case done >= total:
@@ -150,6 +152,14 @@ func (s *ttyStatus) checkProgress(label string) func(done, total int64, finished
 			s.pages(done, total)
 		}
 	}
+}
+
+// pagesFn draws pages done in the current phase (restore's copies).
+func (s *ttyStatus) pagesFn() func(done, total int64) {
+	if s == nil {
+		return nil
+	}
+	return s.pages
 }
 
 func (s *ttyStatus) phaseFn() func(string) {

@@ -75,9 +75,8 @@ func checkSource(src string) (given, real string, _ sqlitefile.Header, _ error) 
 		}
 		return "", "", h, fmt.Errorf("open source %q: %w", src, err)
 	}
-	if err := checkTruncated(abs, fi.Size(), h); err != nil {
-		return "", "", h, hint.Wrap(err, "the source is damaged; restore it from a backup (sqlite-backup verify FILE checks one)")
-	}
+	// Its size is judged later, under SQLite's lock (truncatedUnderLock):
+	// read here, a writer could be caught extending it.
 	return given, abs, h, nil
 }
 

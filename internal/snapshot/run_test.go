@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"sqlite-backup/internal/format/compress"
 	"sqlite-backup/internal/format/sqlitefile"
 	"sqlite-backup/internal/output/hint"
 	"sqlite-backup/internal/sys/lock"
@@ -355,5 +356,32 @@ func TestCheckLeavesACoreToAWriter(t *testing.T) {
 	}
 	if runtime.GOMAXPROCS(0) < 2 {
 		t.Fatal("GOMAXPROCS was not given back")
+	}
+}
+
+// A backup is named by the instant its copy began (what it holds), not
+// by when it was published after the check: the clock moves 10 s at each
+// phase, as a large database's copy and check would.
+func TestNamedBySnapshotTime(t *testing.T) {
+	dir := t.TempDir()
+	src := filepath.Join(dir, "app.db")
+	testdb.Create(t, src, testdb.Options{Rows: 100})
+	t0 := time.Date(2026, 11, 27, 0, 35, 46, 0, time.Local)
+	phases := 0
+	res, err := Run(context.Background(), Options{
+		Source: src, Dir: filepath.Join(dir, "out"), Compress: compress.Zstd,
+		Now:   func() time.Time { return t0.Add(time.Duration(phases) * 10 * time.Second) },
+		Phase: func(string) { phases++ },
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Phases: copy (clock 00:35:56, read as the copy begins), verify,
+	// compress (00:36:16 by the time it is published).
+	if want := filepath.Join(dir, "out", "app.db.20261127_003556.zst"); res.Path != want {
+		t.Errorf("published as %s, want %s (named when the copy began)", filepath.Base(res.Path), filepath.Base(want))
+	}
+	if want := t0.Add(10 * time.Second); !res.Started.Equal(want) {
+		t.Errorf("started %v, want %v, the time in the name", res.Started, want)
 	}
 }

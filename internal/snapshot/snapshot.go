@@ -73,7 +73,8 @@ type Options struct {
 	// would wait on itself, nor removes temp files, which may be the
 	// caller's own.
 	LockHeld bool
-	// Now names the backup; tests inject a clock. Defaults to time.Now.
+	// Now is read when the copy begins, which names the backup; tests
+	// inject a clock. Defaults to time.Now.
 	Now func() time.Time
 	// Progress, if set, is called as pages are copied.
 	Progress func(done, total int)
@@ -98,7 +99,7 @@ type Options struct {
 	Published func(ctx context.Context, res *Result) error
 	// VerifyProgress, if set, is passed to verify.Options.Progress.
 	VerifyProgress func(done, total int64, finished bool)
-	// Phase, if set, is called as each phase starts ("copy", "check",
+	// Phase, if set, is called as each phase starts ("copy", "verify",
 	// "compress", "encrypt"), so a terminal can show one that reports no counts.
 	Phase func(name string)
 }
@@ -133,8 +134,10 @@ type Result struct {
 	// the size of the database inside).
 	Encryption string        `json:"encryption,omitempty"`
 	Duration   time.Duration `json:"-"`
-	Started    time.Time     `json:"started"`
-	SourceWAL  bool          `json:"source_wal"`
+	// Started is when the copy began: the database as of this instant
+	// is what the backup holds, and its name carries this time.
+	Started   time.Time `json:"started"`
+	SourceWAL bool      `json:"source_wal"`
 	// Copier says what copied the pages; FileCopySkipped why the file
 	// copy could not be used, when it could not.
 	Copier          Copier `json:"copier"`
@@ -212,6 +215,10 @@ func Run(ctx context.Context, opts Options) (res *Result, err error) {
 	before := sourceState(src)
 	moved := func() bool { return sourceState(src) != before }
 	opts.phase("copy")
+	// The backup holds the database as of now (its read transaction
+	// begins here): this instant names it and is its "started", however
+	// long the lock wait before or the check after.
+	taken := opts.Now()
 	cp, err := copySnapshot(ctx, src, tmp, opts, moved)
 	if err != nil {
 		return nil, err
@@ -250,7 +257,7 @@ func Run(ctx context.Context, opts Options) (res *Result, err error) {
 
 	verdict, threads := "skipped", 0
 	if opts.Verify != VerifyNone {
-		opts.phase("check")
+		opts.phase("verify")
 		// While the application writes, the check keeps to one core and
 		// leaves it the other: held to one P, the Go runtime keeps the
 		// check's thread on one core, and the application's commits' p99
@@ -309,7 +316,7 @@ func Run(ctx context.Context, opts Options) (res *Result, err error) {
 		tmp, uncompressed = ctmp, size
 	}
 
-	final, err := publish(tmp, dst, opts.Now(), suffix)
+	final, err := publish(tmp, dst, taken, suffix)
 	if err != nil {
 		return nil, err
 	}
@@ -332,7 +339,7 @@ func Run(ctx context.Context, opts Options) (res *Result, err error) {
 		Verify:       verdict,
 		Check:        opts.Verify,
 		Duration:     time.Since(started),
-		Started:      started,
+		Started:      taken,
 		SourceWAL:    srcHdr.WAL,
 
 		CheckThreads:    threads,
@@ -369,15 +376,17 @@ func linkError(err error, given, real string) error {
 func copySnapshot(ctx context.Context, src, tmp string, opts Options, moved func() bool) (_ copied, err error) {
 	// Opened before SQLite opens the source and closed after it closed
 	// it (defers run last-in first-out): see sourceFiles.
-	var files *sourceFiles
-	if opts.Method == MethodBackup {
-		files = openSourceFiles(src)
-		defer func() {
-			if !errors.Is(err, fault.ErrFault) { // the abandoned connection keeps its locks
-				files.Close()
-			}
-		}()
-	}
+	files := openSourceFiles(src)
+	defer func() {
+		if !errors.Is(err, fault.ErrFault) { // the abandoned connection keeps its locks
+			files.Close()
+		}
+	}()
+	defer func() {
+		if terr := truncatedAfterFailure(src, files, err); terr != nil {
+			err = terr
+		}
+	}()
 	uri, err := sqlitefile.URI(src, url.Values{
 		"mode":    {"ro"},
 		"_pragma": {"busy_timeout(" + strconv.FormatInt(opts.BusyTimeout.Milliseconds(), 10) + ")", mmapPragma()},
@@ -408,6 +417,11 @@ func copySnapshot(ctx context.Context, src, tmp string, opts Options, moved func
 
 	switch opts.Method {
 	case MethodVacuum:
+		if damage, err := truncatedBeforeVacuum(ctx, conn, files); err != nil {
+			return copied{}, sourceError(ctx, src, "read source", err, opts.BusyTimeout)
+		} else if damage != nil {
+			return copied{}, damage
+		}
 		err := fault.Guard(func() error {
 			_, err := conn.ExecContext(ctx, "VACUUM INTO ?", tmp)
 			return err
@@ -479,6 +493,11 @@ func onlineBackup(ctx context.Context, conn *sql.Conn, files *sourceFiles, src, 
 			conn.ExecContext(context.Background(), "ROLLBACK")
 		}
 	}()
+	if damage, err := truncatedUnderLock(ctx, conn, files); err != nil {
+		return copied{}, sourceError(ctx, src, "read source", err, opts.BusyTimeout)
+	} else if damage != nil {
+		return copied{}, damage
+	}
 	hook := func(ctx context.Context) error {
 		if opts.Snapshot == nil {
 			return nil

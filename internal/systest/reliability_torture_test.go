@@ -26,6 +26,9 @@ type tortureCase struct {
 	// beside the link: frames not checkpointed, or all checkpointed).
 	link   string
 	nobody bool // back up as the user nobody, to whom the -shm is read-only
+	// journal is the journal mode every writer's connection sets (""
+	// leaves the schema's WAL and whatever -chaos mode does to it).
+	journal string
 }
 
 // TestTortureCopier: backups taken back to back while 1 to 4 writer
@@ -33,7 +36,11 @@ type tortureCase struct {
 // and WAL restarts, the last connection closing and reopening, WAL <->
 // DELETE switches, VACUUM and auto_vacuum shrinking), of sources behind
 // symbolic links with and without stale sidecars, and as a user who may
-// not write the -shm. Every backup the tool calls ok must hold a state
+// not write the -shm, and with writers in every journal mode (DELETE,
+// TRUNCATE, PERSIST, MEMORY, OFF, WAL): with MEMORY and OFF no journal
+// file stands beside the database while a writer extends it. Every
+// backup must succeed (a busy source is no reason to fail), and every
+// backup the tool calls ok must hold a state
 // the writers committed: each writer's rows a gapless prefix 1..n with
 // every payload exact, byte for byte, balances summing to the constant
 // every transfer keeps; the C sqlite3 CLI must find it sound; and each
@@ -56,6 +63,13 @@ func TestTortureCopier(t *testing.T) {
 		{name: "link with a stale empty index", pageSize: 1024, writers: 3, chaos: "ckpt", autoVacuum: "NONE", link: "stale empty"},
 		{name: "link, nothing beside it", pageSize: 16384, writers: 1, chaos: "reopen,ckpt", autoVacuum: "NONE", link: "clean"},
 		{name: "read-only -shm as nobody", pageSize: 2048, writers: 2, chaos: "ckpt", autoVacuum: "NONE", nobody: true},
+		{name: "journal_mode=DELETE", pageSize: 4096, writers: 2, chaos: "reopen,grow", autoVacuum: "FULL", journal: "DELETE"},
+		{name: "journal_mode=TRUNCATE", pageSize: 1024, writers: 1, chaos: "reopen,vacuum", autoVacuum: "NONE", journal: "TRUNCATE"},
+		{name: "journal_mode=PERSIST", pageSize: 2048, writers: 2, chaos: "shrink", autoVacuum: "INCREMENTAL", journal: "PERSIST"},
+		{name: "journal_mode=MEMORY", pageSize: 4096, writers: 2, chaos: "reopen,grow", autoVacuum: "FULL", journal: "MEMORY"},
+		{name: "journal_mode=OFF", pageSize: 4096, writers: 2, chaos: "grow", autoVacuum: "FULL", journal: "OFF"},
+		{name: "journal_mode=OFF, vacuum and shrinking", pageSize: 1024, writers: 1, chaos: "vacuum,shrink", autoVacuum: "INCREMENTAL", journal: "OFF"},
+		{name: "journal_mode=WAL", pageSize: 4096, writers: 2, chaos: "reopen,grow,ckpt", autoVacuum: "FULL", journal: "WAL"},
 	}
 	backups := 6
 	if full {
@@ -76,7 +90,13 @@ func TestTortureCopier(t *testing.T) {
 	total, copiers := 0, map[string]int{}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
-			n, by := torture(t, c, backups)
+			n := backups
+			if c.journal != "" {
+				// A backup meets a writer's commit in mid-write only
+				// now and then: more tries.
+				n *= 2
+			}
+			n, by := torture(t, c, n)
 			total += n
 			for k, v := range by {
 				copiers[k] += v
@@ -101,6 +121,9 @@ func torture(t *testing.T, c tortureCase, backups int) (int, map[string]int) {
 	}
 	db := filepath.Join(dir, "app.db")
 	cli3(t, db, tortureSchema(c.pageSize, c.autoVacuum))
+	if c.journal != "" && c.journal != "WAL" {
+		cli3(t, db, "PRAGMA journal_mode=DELETE")
+	}
 	source := db
 	if c.link != "" {
 		source = linkedSource(t, db, c.link)
@@ -120,6 +143,9 @@ func torture(t *testing.T, c tortureCase, backups int) (int, map[string]int) {
 	for k := 1; k <= c.writers; k++ {
 		ready := filepath.Join(dir, fmt.Sprintf("ready%d", k))
 		cmd := exec.Command(writer, "-torture", strconv.Itoa(k), "-chaos", c.chaos, "-ready", ready, db)
+		if c.journal != "" {
+			cmd.Env = append(os.Environ(), "TORTURE_JOURNAL_MODE="+c.journal)
+		}
 		var so, se strings.Builder
 		cmd.Stdout, cmd.Stderr = &so, &se
 		if err := cmd.Start(); err != nil {

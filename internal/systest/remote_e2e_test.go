@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"unicode/utf8"
 
 	"sqlite-backup/internal/testdb"
 	"sqlite-backup/internal/testserver"
@@ -182,8 +183,19 @@ func TestRemoteBothInOneRun(t *testing.T) {
 
 	for _, url := range []string{e.sshd.URL(), e.s3URL} {
 		l := e.run(t, nil, append([]string{"list", "--remote", url}, e.flags...)...).must(t)
-		if !strings.Contains(l.out, name) || !strings.Contains(l.out, b.SHA256) || strings.Contains(l.out, "INCOMPLETE") {
+		if !strings.Contains(l.out, name) || !strings.Contains(l.out, b.SHA256[:12]) || strings.Contains(l.out, "INCOMPLETE") {
 			t.Fatalf("list --remote %s:\n%s", url, l.out)
+		}
+		// A terminal's 100 columns hold every row (the heading is the
+		// URL, as long as it is); --json keeps the rest.
+		for _, line := range strings.Split(l.out, "\n") {
+			if n := utf8.RuneCountInString(line); n > 100 && !strings.HasPrefix(line, url+":") {
+				t.Errorf("list --remote %s: a line of %d columns:\n%s", url, n, line)
+			}
+		}
+		lj := e.run(t, nil, append([]string{"list", "--remote", url, "--json"}, e.flags...)...).must(t)
+		if !strings.Contains(lj.out, `"sha256":"`+b.SHA256+`"`) || !strings.Contains(lj.out, `"remote":"`+url+`"`) {
+			t.Fatalf("list --remote %s --json lacks the whole SHA-256 or the remote:\n%s", url, lj.out)
 		}
 		v := e.run(t, nil, append([]string{"verify", url + "/" + name}, e.flags...)...).must(t)
 		if !strings.Contains(v.out, ": ok") || !strings.Contains(v.out, url+"/"+name) {

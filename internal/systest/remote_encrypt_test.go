@@ -11,6 +11,7 @@ import (
 
 	"filippo.io/age"
 
+	"sqlite-backup/backup"
 	"sqlite-backup/internal/testdb"
 )
 
@@ -42,7 +43,8 @@ func TestRemoteEncrypted(t *testing.T) {
 	bdir := filepath.Join(dir, "backups")
 	os.Mkdir(bdir, 0o755)
 	// -i lets the shrink guard read the previous backup's sealed counts;
-	// without it pruning waits (checked at the end).
+	// without it the guard uses the backup dir's private state, and
+	// without both pruning waits (checked at the end).
 	args := append([]string{"--source", src, "--backup-dir", bdir, "-r", id.Recipient().String(), "-i", key, "--remote", e.sshd.URL(), "--remote", e.s3URL, "--keep", "2", "--json"}, e.flags...)
 	var newest string
 	for i := range 3 {
@@ -98,28 +100,32 @@ func TestRemoteEncrypted(t *testing.T) {
 	}
 	// Every file either server keeps, whatever its place (multipart
 	// parts and metadata included), is free of plaintext.
-	for _, root := range []string{e.sshd.Dir, e.s3.Dir} {
-		seen := 0
-		filepath.WalkDir(root, func(p string, d fs.DirEntry, err error) error {
-			if err != nil || !d.Type().IsRegular() {
-				return nil
-			}
-			data, err := os.ReadFile(p)
-			if err != nil {
-				t.Fatal(err)
-			}
-			seen++
-			for _, plain := range []string{"SQLite format 3", table, marker} {
-				if strings.Contains(string(data), plain) {
-					t.Fatalf("%s holds %q in the clear", p, plain)
+	noPlaintext := func() {
+		t.Helper()
+		for _, root := range []string{e.sshd.Dir, e.s3.Dir} {
+			seen := 0
+			filepath.WalkDir(root, func(p string, d fs.DirEntry, err error) error {
+				if err != nil || !d.Type().IsRegular() {
+					return nil
 				}
+				data, err := os.ReadFile(p)
+				if err != nil {
+					t.Fatal(err)
+				}
+				seen++
+				for _, plain := range []string{"SQLite format 3", table, marker, backup.GuardStateName} {
+					if strings.Contains(string(data), plain) || strings.Contains(p, plain) {
+						t.Fatalf("%s holds %q in the clear", p, plain)
+					}
+				}
+				return nil
+			})
+			if seen < 6 {
+				t.Fatalf("%s: read %d files, want at least 6", root, seen)
 			}
-			return nil
-		})
-		if seen < 6 {
-			t.Fatalf("%s: read %d files, want at least 6", root, seen)
 		}
 	}
+	noPlaintext()
 
 	for _, url := range []string{e.sshd.URL(), e.s3URL} {
 		obj := url + "/" + newest
@@ -175,9 +181,37 @@ func TestRemoteEncrypted(t *testing.T) {
 		}
 	}
 
-	// Without -i the shrink guard cannot compare with the sealed counts:
+	// Without -i the guard compares with the counts the backup dir's
+	// private state recorded (table names included, so the walk above
+	// would see it on a server): the run prunes here and on both
+	// remotes, and the state goes to neither.
+	state := filepath.Join(bdir, backup.GuardStateName)
+	if fi, err := os.Stat(state); err != nil || fi.Mode().Perm() != 0o600 {
+		t.Fatalf("guard state: %v, want a 0600 file", err)
+	}
+	if data, _ := os.ReadFile(state); !strings.Contains(string(data), table) {
+		t.Fatalf("guard state lacks the counts of %s:\n%s", table, data)
+	}
+	keyless := append([]string{"--source", src, "--backup-dir", bdir, "-r", id.Recipient().String(), "--remote", e.sshd.URL(), "--remote", e.s3URL, "--keep", "2", "--json"}, e.flags...)
+	pruned := parseBackup(t, e.run(t, nil, keyless...).must(t).out)
+	for _, r := range pruned.Remotes {
+		if r.Error != "" || len(r.Uploaded) != 1 || len(r.Removed) != 3 || !strings.HasSuffix(r.Removed[0], ".age") {
+			t.Fatalf("guard from the state: remote %+v, want one upload and one backup removed with its sidecars", r)
+		}
+	}
+	for _, d := range []string{bdir, e.sshd.Dir, e.s3Dir} {
+		if n := sha256sumCheck(t, d); len(n) != 2 {
+			t.Fatalf("guard from the state: %s holds %v, want 2 backups after --keep 2", d, n)
+		}
+	}
+	noPlaintext()
+
+	// Without the state the guard cannot compare with the sealed counts:
 	// the backup goes to both remotes, but nothing is pruned anywhere.
-	blind := parseBackup(t, e.run(t, nil, append([]string{"--source", src, "--backup-dir", bdir, "-r", id.Recipient().String(), "--remote", e.sshd.URL(), "--remote", e.s3URL, "--keep", "2", "--json"}, e.flags...)...).must(t).out)
+	if err := os.Remove(state); err != nil {
+		t.Fatal(err)
+	}
+	blind := parseBackup(t, e.run(t, nil, keyless...).must(t).out)
 	for _, r := range blind.Remotes {
 		if r.Error != "" || len(r.Uploaded) != 1 || len(r.Removed) != 0 {
 			t.Fatalf("blind guard: remote %+v", r)
@@ -188,6 +222,7 @@ func TestRemoteEncrypted(t *testing.T) {
 			t.Fatalf("blind guard: %s holds %v, want all 3 backups kept", d, n)
 		}
 	}
+	noPlaintext()
 
 	// A damaged ciphertext on the server fails verify -i, never passes.
 	p := filepath.Join(e.s3Dir, newest)

@@ -45,7 +45,7 @@ func TestRemoteRefusals(t *testing.T) {
 		fixFlag []string
 	}{
 		{"unknown host key", e.sshd.URL(), []string{"--ssh-key", e.sshd.Key, "--known-hosts", emptyKH}, nil,
-			[]string{"remote " + e.sshd.URL() + "/c0: host key: unknown host key"}, "hint: check the key's fingerprint with the server's owner, then: ssh-keyscan -p " + strconv.Itoa(e.sshd.Port) + " 127.0.0.1 >> " + emptyKH,
+			[]string{"remote " + e.sshd.URL() + "/c0: host key: unknown host key"}, "add it: ssh-keyscan -t ed25519 -p " + strconv.Itoa(e.sshd.Port) + " 127.0.0.1 >> " + emptyKH,
 			e.sshd.URL(), nil, e.flags},
 		{"changed host key", e.sshd.URL(), []string{"--ssh-key", e.sshd.Key, "--known-hosts", changedKH}, nil,
 			[]string{"host key: HOST KEY CHANGED", "this may be an attack"}, "ssh-keygen -R",

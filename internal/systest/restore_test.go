@@ -327,3 +327,227 @@ func TestRestoreSIGKILL(t *testing.T) {
 		}
 	}
 }
+
+// TestRestoreNamesHolders: an online restore over a database that other
+// processes hold open names each of them, pid and command, in its
+// output (text and --json), as --dry-run does; a busy one names them in
+// its error.
+func TestRestoreNamesHolders(t *testing.T) {
+	dir := t.TempDir()
+	db := filepath.Join(dir, "app.db")
+	bk := filepath.Join(dir, "app.bak")
+	sqlite3Out(t, db, "pragma journal_mode=wal; create table t(x); insert into t values (1)")
+	if _, e, code := runTool(t, "--source", db, "--backup", bk); code != 0 {
+		t.Fatalf("backup: exit %d\n%s", code, e)
+	}
+	app := startCLI(t, db)
+	if got := app.query(t, "select count(*) from t;"); got != "1" {
+		t.Fatalf("app: %q", got)
+	}
+	named := "pid " + strconv.Itoa(app.cmd.Process.Pid) + " (sqlite3)"
+
+	out, e, code := runTool(t, "restore", bk, "--to", db, "--force", "--dry-run")
+	if code != 0 || !strings.Contains(out, "(open by "+named+")") {
+		t.Fatalf("dry run: exit %d, want %q named\n%s%s", code, named, out, e)
+	}
+	out, e, code = runTool(t, "restore", bk, "--to", db, "--force")
+	if code != 0 || !strings.Contains(out, "open by "+named+": copied into the live database\n") || !strings.Contains(out, "(online, journal_mode wal)") {
+		t.Fatalf("restore: exit %d, want %q named\n%s%s", code, named, out, e)
+	}
+	out, e, code = runTool(t, "restore", bk, "--to", db, "--force", "--json")
+	var res struct {
+		HolderProcesses []struct {
+			PID     int    `json:"pid"`
+			Command string `json:"command"`
+		} `json:"holder_processes"`
+	}
+	oneResult(t, out, &res)
+	if code != 0 || len(res.HolderProcesses) != 1 || res.HolderProcesses[0].PID != app.cmd.Process.Pid || res.HolderProcesses[0].Command != "sqlite3" {
+		t.Fatalf("restore --json: exit %d, holder_processes %+v\n%s", code, res.HolderProcesses, e)
+	}
+
+	// Holding the write lock past --busy-timeout: the error says whose.
+	if got := app.query(t, "begin immediate; insert into t values (2); select count(*) from t;"); got != "2" {
+		t.Fatalf("app: %q", got)
+	}
+	_, e, code = runTool(t, "restore", bk, "--to", db, "--force", "--busy-timeout", "200ms")
+	if code != 1 || !strings.Contains(e, "database is locked") || !strings.Contains(e, "open by "+named) {
+		t.Fatalf("restore against a held write lock: exit %d, want 1 naming %q\n%s", code, named, e)
+	}
+	app.query(t, "commit; select 1;")
+}
+
+// TestRestoreSpace: on a real small file system (tmpfs) holding the
+// database, a restore that would not fit is refused before it writes a
+// byte, with the numbers: an online restore of a compressed backup
+// needs room for the decompressed copy, the safety copy and the -wal at
+// once. --dry-run says the same. Without the application the offline
+// restore needs no -wal, fits, and goes through.
+func TestRestoreSpace(t *testing.T) {
+	base := t.TempDir()
+	src := filepath.Join(base, "src.db")
+	// Random blobs: zstd cannot shrink them, the decompressed size is
+	// about the compressed one.
+	sqlite3Out(t, src, "pragma journal_mode=wal; create table t(id integer primary key, v blob); insert into t(v) select randomblob(3000) from generate_series(1, 700);")
+	bdir := filepath.Join(base, "bk")
+	if _, e, code := runTool(t, "--source", src, "--backup-dir", bdir, "--compress", "zstd"); code != 0 {
+		t.Fatalf("backup: exit %d\n%s", code, e)
+	}
+	bks, _ := filepath.Glob(filepath.Join(bdir, "src.db.*.zst"))
+	if len(bks) != 1 {
+		t.Fatalf("backups: %v", bks)
+	}
+	bk := bks[0]
+	size := fileSize(t, src)
+
+	// Room for the database and a bit over twice its size more.
+	mnt := mountTmpfs(t, filepath.Join(base, "data"), 3*size+size/4)
+	db := filepath.Join(mnt, "app.db")
+	b, err := os.ReadFile(src)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(db, b, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	sqlite3Out(t, db, "delete from t where id > 10")
+	oldSum := sqlite3Out(t, db, ".sha3sum")
+	app := startCLI(t, db)
+	if got := app.query(t, "select count(*) from t;"); got != "10" {
+		t.Fatalf("app: %q", got)
+	}
+	listing := func() string {
+		ents, _ := os.ReadDir(mnt)
+		var n []string
+		for _, e := range ents {
+			if e.Name() != ".sqlite-backup.lock" { // an empty file, every run's
+				n = append(n, e.Name())
+			}
+		}
+		return strings.Join(n, " ")
+	}
+	before := listing()
+
+	for _, dry := range []bool{true, false} {
+		args := []string{"restore", bk, "--to", db, "--force"}
+		if dry {
+			args = append(args, "--dry-run")
+		}
+		_, e, code := runTool(t, args...)
+		for _, want := range []string{"not enough free space in \"" + mnt + "\"", "decompressed backup ", "safety copy ", "-wal of the copy into the live database ", " is free; nothing was changed", "hint: free ", "offline restore needs no -wal"} {
+			if code != 1 || !strings.Contains(e, want) {
+				t.Fatalf("restore %q on a small disk: exit %d, want 1 and %q\n%s", args, code, want, e)
+			}
+		}
+		if got := listing(); got != before {
+			t.Fatalf("refused restore left %q, before %q", got, before)
+		}
+	}
+	if got := app.query(t, "select count(*) from t;"); got != "10" {
+		t.Fatalf("app after the refused restore: %q", got)
+	}
+	if got := sqlite3Out(t, db, ".sha3sum"); got != oldSum {
+		t.Fatal("the refused restore changed the database")
+	}
+
+	// The application stops: offline, the decompressed copy is renamed
+	// into place, so only it and the safety copy need room.
+	app.in.Close()
+	app.cmd.Wait()
+	out, e, code := runTool(t, "restore", bk, "--to", db, "--force")
+	if code != 0 || !strings.Contains(out, "(offline, journal_mode wal)") {
+		t.Fatalf("offline restore on the small disk: exit %d\n%s%s", code, out, e)
+	}
+	if got := sqlite3Out(t, db, "pragma integrity_check; select count(*) from t"); got != "ok\n700" {
+		t.Fatalf("restored: %q", got)
+	}
+}
+
+// TestRestoreOwner: a restore over a database of another user (nobody,
+// mode 0640) keeps its owner, group and mode, offline and online, and
+// the -wal and -shm of the live database stay the application's; a new
+// database in a directory of that user's becomes theirs. The
+// application runs as that user.
+func TestRestoreOwner(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("SKIP: needs root to chown")
+	}
+	const uid, gid = 65534, 65534
+	base := t.TempDir()
+	for _, d := range []string{filepath.Dir(base), base} {
+		if err := os.Chmod(d, 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	data := filepath.Join(base, "data")
+	if err := os.Mkdir(data, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chown(data, uid, gid); err != nil {
+		t.Fatal(err)
+	}
+	bk := filepath.Join(base, "app.bak")
+	sqlite3Out(t, bk, "create table t(x); insert into t values (1), (2), (3)")
+	db := filepath.Join(data, "app.db")
+	sqlite3Out(t, db, "pragma journal_mode=wal; create table t(x); insert into t values (9)")
+	if err := os.Chown(db, uid, gid); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chmod(db, 0o640); err != nil {
+		t.Fatal(err)
+	}
+	owned := func(what, p string, mode os.FileMode) {
+		t.Helper()
+		var st syscall.Stat_t
+		if err := syscall.Stat(p, &st); err != nil {
+			t.Fatalf("%s: %v", what, err)
+		}
+		if st.Uid != uid || st.Gid != gid || (mode != 0 && os.FileMode(st.Mode).Perm() != mode) {
+			t.Fatalf("%s: %s is %d:%d mode %04o, want %d:%d mode %04o", what, p, st.Uid, st.Gid, os.FileMode(st.Mode).Perm(), uid, gid, mode)
+		}
+	}
+
+	// Offline: nobody has it open.
+	if out, e, code := runTool(t, "restore", bk, "--to", db, "--force", "--offline"); code != 0 {
+		t.Fatalf("offline restore: exit %d\n%s%s", code, out, e)
+	}
+	owned("after the offline restore", db, 0o640)
+	if got := sqlite3Out(t, db, "select count(*) from t; pragma journal_mode"); got != "3\nwal" {
+		t.Fatalf("restored: %q", got)
+	}
+
+	// Online: the application, running as nobody, holds it open.
+	cmd := exec.Command("sqlite3", "-batch", db)
+	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: uid, Gid: gid}}
+	in, _ := cmd.StdinPipe()
+	outp, _ := cmd.StdoutPipe()
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { in.Close(); cmd.Process.Kill(); cmd.Wait() })
+	app := &cliSession{cmd: cmd, in: in, out: bufio.NewReader(outp)}
+	if got := app.query(t, "insert into t values (4); select count(*) from t;"); got != "4" {
+		t.Fatalf("app as nobody: %q", got)
+	}
+	out, e, code := runTool(t, "restore", bk, "--to", db, "--force")
+	if code != 0 || !strings.Contains(out, "(online, journal_mode wal)") {
+		t.Fatalf("online restore: exit %d\n%s%s", code, out, e)
+	}
+	owned("after the online restore", db, 0o640)
+	owned("the -wal", db+"-wal", 0)
+	owned("the -shm", db+"-shm", 0)
+	if got := app.query(t, "insert into t values (5); select count(*) from t;"); got != "4" {
+		t.Fatalf("app as nobody after the restore: %q rows, want the backup's 3 and its new one", got)
+	}
+
+	// A new database in nobody's directory is nobody's, 0600; no note.
+	fresh := filepath.Join(data, "fresh.db")
+	out, e, code = runTool(t, "restore", bk, "--to", fresh)
+	if code != 0 || strings.Contains(e, "note:") || !strings.Contains(out, "new database "+fresh+": owner nobody:") {
+		t.Fatalf("restore to a new path: exit %d\n%s%s", code, out, e)
+	}
+	owned("the new database", fresh, 0o600)
+	if o, err := exec.Command("setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", "sqlite3", fresh, "insert into t values (4); select count(*) from t").CombinedOutput(); err != nil || strings.TrimSpace(string(o)) != "4" {
+		t.Fatalf("nobody writes the new database: %v %q", err, o)
+	}
+}

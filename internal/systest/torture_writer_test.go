@@ -26,7 +26,15 @@ import (
 // -wal/-shm, and open anew), mode (switch WAL <-> DELETE: only succeeds
 // while no other connection is open, so a failure is not fatal), vacuum
 // (VACUUM, which rewrites and shrinks the file), shrink (insert a batch
-// of filler rows, delete them, incremental_vacuum).
+// of filler rows, delete them, incremental_vacuum), grow (a burst of
+// small commits that each add a page or so to the file, then one that
+// deletes them: with auto_vacuum the file shrinks again, so the next
+// burst grows it anew).
+//
+// $TORTURE_JOURNAL_MODE, if set, is the journal mode every connection of
+// the writer sets as it opens (DELETE, TRUNCATE, PERSIST, MEMORY, OFF,
+// WAL); the rollback modes other than the default are per connection, so
+// the test cannot set them once on the file.
 const (
 	tortureAccounts = 64
 	tortureTotal    = tortureAccounts * 1000
@@ -65,12 +73,29 @@ func tortureMain(path string, id, max int, chaos, ready string, stop chan os.Sig
 		want[c] = c != ""
 	}
 	rng := rand.New(rand.NewPCG(uint64(id), uint64(time.Now().UnixNano())))
+	dsn := "file:" + path + "?_pragma=busy_timeout(10000)"
+	journal := os.Getenv("TORTURE_JOURNAL_MODE")
+	if journal != "" {
+		dsn += "&_pragma=journal_mode(" + journal + ")"
+	}
 	open := func() (*sql.DB, error) {
-		db, err := sql.Open("sqlite", "file:"+path+"?_pragma=busy_timeout(10000)")
+		db, err := sql.Open("sqlite", dsn)
 		if err != nil {
 			return nil, err
 		}
 		db.SetMaxOpenConns(1)
+		if journal != "" {
+			// The pragma ran as the connection opened: make sure it took.
+			var got string
+			if err := db.QueryRow("PRAGMA journal_mode").Scan(&got); err != nil {
+				db.Close()
+				return nil, err
+			}
+			if !strings.EqualFold(got, journal) {
+				db.Close()
+				return nil, fmt.Errorf("journal_mode is %s, not %s", got, journal)
+			}
+		}
 		return db, nil
 	}
 	db, err := open()
@@ -162,6 +187,27 @@ func tortureMain(path string, id, max int, chaos, ready string, stop chan os.Sig
 			db.Exec("DELETE FROM filler")
 			_, err := db.Exec("PRAGMA incremental_vacuum")
 			note("shrink", err)
+		case want["grow"] && r < 40:
+			// Without fsyncs the burst commits as fast as the CPU
+			// allows: many growing commits a second.
+			var sync int
+			err := db.QueryRow("PRAGMA synchronous").Scan(&sync)
+			if err == nil {
+				_, err = db.Exec("PRAGMA synchronous=OFF")
+			}
+			for i := 0; i < 50 && err == nil; i++ {
+				_, err = db.Exec("INSERT INTO filler VALUES(randomblob(1500))")
+			}
+			if err == nil {
+				_, err = db.Exec("DELETE FROM filler")
+			}
+			if err == nil {
+				_, err = db.Exec("PRAGMA incremental_vacuum")
+			}
+			if err == nil {
+				_, err = db.Exec(fmt.Sprintf("PRAGMA synchronous=%d", sync))
+			}
+			note("grow", err)
 		}
 		time.Sleep(time.Duration(rng.IntN(3)) * time.Millisecond)
 	}

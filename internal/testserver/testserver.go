@@ -99,10 +99,30 @@ type SSHD struct {
 	Dir        string // a directory for uploads (absolute)
 	Key        string // client private key, authorized
 	KnownHosts string // a known_hosts file with the server's key
-	HostPub    string // the server's public host key line
-	User       string
-	bin, cfg   string
-	cmd        *exec.Cmd
+	HostPub    string // the server's (first) public host key line
+	// HostKeys are the server's public host key lines by type
+	// ("ssh-ed25519", "ecdsa-sha2-nistp256", "ssh-rsa").
+	HostKeys map[string]string
+	// CAPub is the public key line of the CA that signed the first host
+	// key's certificate (SSHDConfig.Cert), for @cert-authority lines.
+	CAPub    string
+	User     string
+	bin, cfg string
+	cmd      *exec.Cmd
+}
+
+// SSHDConfig says how StartSSHDWith sets up the server.
+type SSHDConfig struct {
+	// KeyTypes are the host keys' types as ssh-keygen -t takes them;
+	// default ed25519. The first is HostPub and the one certified.
+	KeyTypes []string
+	// Cert makes a CA (ssh-keygen) and serves a host certificate for the
+	// first key, valid for the principal 127.0.0.1 from an hour ago for
+	// a day, or for CertValidity (ssh-keygen -V) when given.
+	Cert         bool
+	CertValidity string
+	// Extra lines go into sshd_config.
+	Extra []string
 }
 
 // URL is sftp://user@127.0.0.1:port/<Dir>.
@@ -110,33 +130,71 @@ func (s *SSHD) URL() string {
 	return fmt.Sprintf("sftp://%s@127.0.0.1:%d%s", s.User, s.Port, s.Dir)
 }
 
-// StartSSHD starts sshd with a fresh host key; extra lines go into its
-// config (e.g. "ForceCommand internal-sftp" for an sftp-only account).
+// StartSSHD starts sshd with a fresh ed25519 host key; extra lines go
+// into its config (e.g. "ForceCommand internal-sftp" for an sftp-only
+// account).
 func StartSSHD(t TB, extra ...string) *SSHD {
+	t.Helper()
+	return StartSSHDWith(t, SSHDConfig{Extra: extra})
+}
+
+// StartSSHDWith starts sshd with the host keys (and certificate) c asks
+// for.
+func StartSSHDWith(t TB, c SSHDConfig) *SSHD {
 	t.Helper()
 	bin := Need(t, "sshd", "/usr/sbin/sshd")
 	keygen := Need(t, "ssh-keygen")
 	if _, err := os.Stat("/run/sshd"); err != nil {
 		t.Fatalf("sshd needs /run/sshd: run scripts/install-deps.sh")
 	}
+	if len(c.KeyTypes) == 0 {
+		c.KeyTypes = []string{"ed25519"}
+	}
 	root := t.TempDir()
-	s := &SSHD{Root: root, Dir: filepath.Join(root, "remote"), bin: bin, User: currentUser()}
+	s := &SSHD{Root: root, Dir: filepath.Join(root, "remote"), bin: bin, User: currentUser(), HostKeys: map[string]string{}}
 	if err := os.Mkdir(s.Dir, 0o755); err != nil {
 		t.Fatalf("%v", err)
 	}
-	for _, k := range []string{"host_ed25519", "client_ed25519"} {
-		out, err := exec.Command(keygen, "-q", "-t", "ed25519", "-N", "", "-C", k, "-f", filepath.Join(root, k)).CombinedOutput()
+	gen := func(typ, name string) string {
+		t.Helper()
+		f := filepath.Join(root, name)
+		out, err := exec.Command(keygen, "-q", "-t", typ, "-N", "", "-C", name, "-f", f).CombinedOutput()
 		if err != nil {
-			t.Fatalf("ssh-keygen: %v\n%s", err, out)
+			t.Fatalf("ssh-keygen -t %s: %v\n%s", typ, err, out)
 		}
+		pub, _ := os.ReadFile(f + ".pub")
+		return strings.TrimSpace(string(pub))
 	}
+	var hostKeys []string
+	for i, typ := range c.KeyTypes {
+		name := "host_" + typ
+		line := gen(typ, name)
+		ff := strings.Fields(line)
+		s.HostKeys[ff[0]] = ff[0] + " " + ff[1]
+		if i == 0 {
+			s.HostPub = line
+		}
+		hostKeys = append(hostKeys, "HostKey "+filepath.Join(root, name))
+	}
+	if c.Cert {
+		s.CAPub = gen("ed25519", "host_ca")
+		first := filepath.Join(root, "host_"+c.KeyTypes[0])
+		validity := c.CertValidity
+		if validity == "" {
+			validity = "-1h:+1d"
+		}
+		out, err := exec.Command(keygen, "-q", "-s", filepath.Join(root, "host_ca"), "-h", "-I", "testserver", "-n", "127.0.0.1", "-V", validity, first+".pub").CombinedOutput()
+		if err != nil {
+			t.Fatalf("ssh-keygen -s: %v\n%s", err, out)
+		}
+		hostKeys = append(hostKeys, "HostCertificate "+first+"-cert.pub")
+	}
+	gen("ed25519", "client_ed25519")
 	s.Key = filepath.Join(root, "client_ed25519")
 	pub, _ := os.ReadFile(s.Key + ".pub")
 	if err := os.WriteFile(filepath.Join(root, "authorized_keys"), pub, 0o600); err != nil {
 		t.Fatalf("%v", err)
 	}
-	hp, _ := os.ReadFile(filepath.Join(root, "host_ed25519.pub"))
-	s.HostPub = strings.TrimSpace(string(hp))
 	s.Port = FreePort(t)
 	s.KnownHosts = filepath.Join(root, "known_hosts")
 	if err := os.WriteFile(s.KnownHosts, []byte(s.KnownHostsLine()+"\n"), 0o600); err != nil {
@@ -145,7 +203,7 @@ func StartSSHD(t TB, extra ...string) *SSHD {
 	s.cfg = filepath.Join(root, "sshd_config")
 	cfg := fmt.Sprintf(`ListenAddress 127.0.0.1
 Port %d
-HostKey %s
+%s
 PidFile %s
 AuthorizedKeysFile %s
 StrictModes no
@@ -157,8 +215,13 @@ UsePAM no
 Subsystem sftp internal-sftp
 LogLevel ERROR
 MaxStartups 100
+# bash runs ~/.bashrc for a command over ssh only as a top-level shell:
+# this keeps the account's rc files (a pyenv init waiting 60 s on a stale
+# lock, seen here) out of the tests, which make a slow start-up on
+# purpose where they need one.
+SetEnv SHLVL=1
 %s
-`, s.Port, filepath.Join(root, "host_ed25519"), filepath.Join(root, "sshd.pid"), filepath.Join(root, "authorized_keys"), strings.Join(extra, "\n"))
+`, s.Port, strings.Join(hostKeys, "\n"), filepath.Join(root, "sshd.pid"), filepath.Join(root, "authorized_keys"), strings.Join(c.Extra, "\n"))
 	if err := os.WriteFile(s.cfg, []byte(cfg), 0o600); err != nil {
 		t.Fatalf("%v", err)
 	}

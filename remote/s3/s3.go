@@ -21,15 +21,18 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"net"
 	"net/http"
 	"net/url"
 	"os"
+	"path/filepath"
 	"strings"
 	"time"
 
 	"github.com/minio/minio-go/v7"
 	"github.com/minio/minio-go/v7/pkg/credentials"
+	"github.com/minio/minio-go/v7/pkg/s3utils"
 
 	"sqlite-backup/internal/output/hint"
 	"sqlite-backup/remote"
@@ -50,14 +53,29 @@ type Client struct {
 	bucket   string
 	prefix   string // "" or "dir/"
 	endpoint string
-	mc       *minio.Client
+	// endpointURL is the endpoint as given (--s3-endpoint or
+	// AWS_ENDPOINT_URL*), "" for AWS: hints that run the aws CLI need it.
+	endpointURL string
+	// noCreds says where credentials were looked for when none were
+	// found (requests then go unsigned); "" when some were. credFile
+	// and profile are the shared credentials file and profile looked in.
+	noCreds, credFile, profile string
+	mc                         *minio.Client
 }
+
+// bucketRules is the hint for a bucket name S3 refuses.
+const bucketRules = "S3 bucket names are 3 to 63 characters: lowercase letters, digits, dots and hyphens, beginning and ending with a letter or digit, e.g. s3://acme-backups/app"
 
 // Open builds the client; nothing is sent until the first call.
 func Open(ctx context.Context, u *url.URL, o remote.Options) (remote.Remote, error) {
 	c := &Client{url: u.String(), bucket: u.Host}
 	if p := strings.Trim(u.Path, "/"); p != "" {
 		c.prefix = p + "/"
+	}
+	// The library's own check, before any request: a name S3 refuses is
+	// a mistake in the URL, not a failed transfer.
+	if err := s3utils.CheckValidBucketName(c.bucket); err != nil {
+		return nil, c.fail(remote.KindUsage, false, fmt.Errorf("bucket %q: %s", c.bucket, lowerFirst(err.Error())), bucketRules)
 	}
 	ep := o.S3Endpoint
 	for _, v := range []string{"AWS_ENDPOINT_URL_S3", "AWS_ENDPOINT_URL"} {
@@ -78,6 +96,7 @@ func Open(ctx context.Context, u *url.URL, o remote.Options) (remote.Remote, err
 				"give them in AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or AWS_PROFILE in ~/.aws/credentials")
 		}
 		host, secure = eu.Host, eu.Scheme == "https"
+		c.endpointURL = ep
 	}
 	c.endpoint = host
 	region := os.Getenv("AWS_REGION")
@@ -95,6 +114,11 @@ func Open(ctx context.Context, u *url.URL, o remote.Options) (remote.Remote, err
 		&credentials.EnvAWS{},
 		&credentials.FileAWSCredentials{}, // AWS_SHARED_CREDENTIALS_FILE or ~/.aws/credentials, AWS_PROFILE
 	})
+	// With none found the library signs nothing and the server answers
+	// Access Denied: remember where they were looked for, to say so.
+	if v, _ := creds.GetWithContext(nil); v.SignerType == credentials.SignatureAnonymous {
+		c.noCreds, c.credFile, c.profile = credentialPlaces()
+	}
 	mc, err := minio.New(host, &minio.Options{
 		Creds:           creds,
 		Secure:          secure,
@@ -109,6 +133,43 @@ func Open(ctx context.Context, u *url.URL, o remote.Options) (remote.Remote, err
 	}
 	c.mc = mc
 	return c, nil
+}
+
+// credentialPlaces says where credentials were looked for, for an error
+// when none were found: the AWS variables, then the shared credentials
+// file and profile the AWS CLI would read.
+func credentialPlaces() (places, file, profile string) {
+	file = os.Getenv("AWS_SHARED_CREDENTIALS_FILE")
+	state := ""
+	if file == "" {
+		if h, err := os.UserHomeDir(); err == nil {
+			file = filepath.Join(h, ".aws", "credentials")
+		} else {
+			file, state = "~/.aws/credentials", "cannot be found: HOME is not set"
+		}
+	}
+	profile = os.Getenv("AWS_PROFILE")
+	if profile == "" {
+		profile = "default"
+	}
+	if state == "" {
+		switch _, err := os.Stat(file); {
+		case err == nil:
+			state = fmt.Sprintf("has no keys for profile %q", profile)
+		case errors.Is(err, fs.ErrNotExist):
+			state = "does not exist"
+		default:
+			state = "cannot be read: " + err.Error()
+		}
+	}
+	return fmt.Sprintf("AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY are not set, and %s %s", file, state), file, profile
+}
+
+func lowerFirst(s string) string {
+	if s == "" {
+		return s
+	}
+	return strings.ToLower(s[:1]) + s[1:]
 }
 
 // transport honours AWS_CA_BUNDLE as the AWS CLI does: the bundle's
@@ -156,11 +217,25 @@ func (c *Client) classify(op string, err error) error {
 	}
 	resp := minio.ToErrorResponse(err)
 	err = fmt.Errorf("%s: %w", op, err)
+	denied := resp.StatusCode == http.StatusForbidden || resp.StatusCode == http.StatusUnauthorized
 	switch resp.Code {
-	case "NoSuchBucket":
-		return c.fail(remote.KindNoBucket, false, fmt.Errorf("bucket %q does not exist at %s", c.bucket, c.endpoint), "create it first (e.g. aws s3 mb "+hint.Quote("s3://"+c.bucket)+"), or check the bucket name and --s3-endpoint")
 	case "InvalidAccessKeyId", "SignatureDoesNotMatch", "AccessDenied", "InvalidToken", "ExpiredToken", "AuthorizationHeaderMalformed",
 		"XAdminUserNotFound": // versitygw's word for an unknown access key
+		denied = true
+	}
+	if c.noCreds != "" && (denied || resp.Code == "NoSuchBucket") {
+		// Unsigned, every answer is about the missing credentials (a
+		// server may even call a bucket it will not show missing).
+		return c.fail(remote.KindAuth, false, fmt.Errorf("no S3 credentials found (%s); the server refused the unsigned request: %w", c.noCreds, err),
+			fmt.Sprintf("set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (a systemd unit reads them from its EnvironmentFile=), or put them in the [%s] section of %s", c.profile, shellQuote(c.credFile)))
+	}
+	switch resp.Code {
+	case "NoSuchBucket":
+		return c.fail(remote.KindNoBucket, false, fmt.Errorf("bucket %q does not exist at %s", c.bucket, c.endpoint), "create it first ("+c.makeBucket()+"), or check the bucket name and --s3-endpoint")
+	case "InvalidBucketName":
+		return c.fail(remote.KindUsage, false, fmt.Errorf("bucket %q: the server refuses the name: %w", c.bucket, err), bucketRules)
+	case "InvalidAccessKeyId", "SignatureDoesNotMatch", "AccessDenied", "InvalidToken", "ExpiredToken", "AuthorizationHeaderMalformed",
+		"XAdminUserNotFound":
 		return c.fail(remote.KindAuth, false, err, "check AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (or AWS_PROFILE in ~/.aws/credentials)")
 	case "QuotaExceeded", "EntityTooLarge", "XMinioStorageFull", "StorageFull":
 		return c.fail(remote.KindQuota, false, err, "")
@@ -181,6 +256,19 @@ func (c *Client) classify(op string, err error) error {
 	}
 	return c.fail(remote.KindIO, false, err, "")
 }
+
+// makeBucket is the aws CLI command that creates the bucket where this
+// client looks for it: at the endpoint given, not at AWS.
+func (c *Client) makeBucket() string {
+	cmd := "aws "
+	if c.endpointURL != "" {
+		cmd += "--endpoint-url " + shellQuote(c.endpointURL) + " "
+	}
+	return cmd + "s3 mb " + shellQuote("s3://"+c.bucket)
+}
+
+// shellQuote quotes s for a hint's command line only where a shell needs it.
+func shellQuote(s string) string { return hint.Quote(s) }
 
 // ctxErr prefers the interruption to the failure it caused.
 func ctxErr(ctx context.Context, err error) error {

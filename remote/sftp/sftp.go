@@ -1,12 +1,15 @@
 // Package sftp is the sftp:// remote: a directory on an SSH server,
 // spoken to with github.com/pkg/sftp over golang.org/x/crypto/ssh. The
-// server's host key is always checked against a known_hosts file; an
-// unknown or changed key is refused with the ssh-keyscan line that adds
-// it. An upload goes to a hidden temp name in the target directory, is
-// fsynced where the server offers fsync@openssh.com, hashed (by the
-// server where the account may run commands, else read back and hashed
-// here), and only then renamed to its final name, so a reader never
-// finds a partial or unproven file under a backup's name.
+// server's host key is always checked against a known_hosts file and
+// accepted or refused as OpenSSH's ssh would (hostkey.go); an unknown,
+// changed or revoked key is refused with its fingerprint and the
+// commands that fix it. An upload goes to a hidden 0700 temp directory
+// in the target directory as a 0600 file, is fsynced where the server
+// offers fsync@openssh.com, hashed (by the server where the account may
+// run commands and does so in time, else read back and hashed here),
+// and only then renamed to its final name, so a reader never finds a
+// partial or unproven file under a backup's name, and no other account
+// on the server reads it.
 package sftp
 
 import (
@@ -34,7 +37,6 @@ import (
 	"github.com/pkg/sftp"
 	"golang.org/x/crypto/ssh"
 	"golang.org/x/crypto/ssh/agent"
-	"golang.org/x/crypto/ssh/knownhosts"
 
 	"sqlite-backup/remote"
 )
@@ -56,10 +58,13 @@ type Client struct {
 	sftp *sftp.Client
 
 	lastCheck string // how the last upload was checked, for tests
+	// slowHash: the server's hash missed its deadline once; the
+	// following uploads are read back without waiting for it again.
+	slowHash bool
 }
 
-// LastCheck says how the last upload was checked: "server hash" or
-// "read back".
+// LastCheck says how the last upload was checked: "server hash", "read
+// back", or "read back (server hash too slow)".
 func (c *Client) LastCheck() string { return c.lastCheck }
 
 // Open checks the URL; the connection is made by the first call.
@@ -100,7 +105,7 @@ func (c *Client) classify(op string, err error) error {
 	var se *sftp.StatusError
 	switch {
 	case errors.Is(err, fs.ErrNotExist):
-		return c.fail(remote.KindNoDir, false, err, fmt.Sprintf("create the directory on the server: ssh -p %s %s@%s mkdir -p %s", c.port, c.user, c.host, c.dir))
+		return c.fail(remote.KindNoDir, false, err, "create the directory on the server: "+c.sshCmd("mkdir -p -m 700 -- "+quote(c.dir)))
 	case errors.Is(err, fs.ErrPermission):
 		return c.fail(remote.KindIO, false, err, "")
 	case errors.As(err, &se) && se.FxCode() == sftp.ErrSSHFxFailure && strings.Contains(strings.ToLower(se.Error()), "space"):
@@ -143,36 +148,24 @@ func (c *Client) conn(ctx context.Context) (*sftp.Client, error) {
 	if khPath == "" {
 		khPath = filepath.Join(home(), ".ssh", "known_hosts")
 	}
-	check, err := knownhosts.New(khPath)
+	kh, err := loadKnownHosts(khPath)
 	if err != nil {
-		return nil, c.fail(remote.KindHostKey, false, fmt.Errorf("read known hosts %q: %w", khPath, err), c.keyscan(khPath))
+		return nil, c.fail(remote.KindHostKey, false, fmt.Errorf("read known hosts %q: %w", khPath, err), "ssh-keygen -l -f "+quote(khPath)+" lists the keys it holds and names a bad line")
 	}
-	var algos []string
-	for try := 0; ; try++ {
-		cl, err := c.dial(ctx, auths, check, algos)
-		var ke *knownhosts.KeyError
-		if errors.As(err, &ke) && len(ke.Want) > 0 && try == 0 {
-			// known_hosts may hold another type of key for this host
-			// than the one the server offered first: ask for those.
-			algos = keyAlgos(ke.Want)
-			if len(algos) > 0 {
-				continue
-			}
-		}
-		if err != nil {
-			return nil, c.dialErr(err, khPath)
-		}
-		// 32 requests of 32 KiB: 1 MiB in flight. With 64 (2 MiB, as
-		// much as OpenSSH's channel window) writes to a loopback sshd
-		// took 1.5-2x as long; 8-32 were alike (docs/REMOTE.md).
-		sc, err := sftp.NewClient(cl, sftp.UseConcurrentWrites(true), sftp.MaxConcurrentRequestsPerFile(32))
-		if err != nil {
-			cl.Close()
-			return nil, c.fail(remote.KindUnreachable, true, fmt.Errorf("start sftp: %w", err), "the server must offer the sftp subsystem (Subsystem sftp internal-sftp in sshd_config)")
-		}
-		c.ssh, c.sftp = cl, sc
-		return sc, nil
+	cl, err := c.dial(ctx, auths, kh.check, kh.algorithms(c.addr))
+	if err != nil {
+		return nil, c.dialErr(err, khPath)
 	}
+	// 32 requests of 32 KiB: 1 MiB in flight. With 64 (2 MiB, as
+	// much as OpenSSH's channel window) writes to a loopback sshd
+	// took 1.5-2x as long; 8-32 were alike (docs/REMOTE.md).
+	sc, err := sftp.NewClient(cl, sftp.UseConcurrentWrites(true), sftp.MaxConcurrentRequestsPerFile(32))
+	if err != nil {
+		cl.Close()
+		return nil, c.fail(remote.KindUnreachable, true, fmt.Errorf("start sftp: %w", err), "the server must offer the sftp subsystem (Subsystem sftp internal-sftp in sshd_config)")
+	}
+	c.ssh, c.sftp = cl, sc
+	return sc, nil
 }
 
 func (c *Client) dial(ctx context.Context, auths []ssh.AuthMethod, check ssh.HostKeyCallback, algos []string) (*ssh.Client, error) {
@@ -197,40 +190,87 @@ func (c *Client) dial(ctx context.Context, auths []ssh.AuthMethod, check ssh.Hos
 	return ssh.NewClient(cc, chans, reqs), nil
 }
 
-func keyAlgos(want []knownhosts.KnownKey) []string {
-	var out []string
-	for _, k := range want {
-		switch t := k.Key.Type(); t {
-		case ssh.KeyAlgoRSA:
-			out = append(out, ssh.KeyAlgoRSASHA512, ssh.KeyAlgoRSASHA256)
-		default:
-			out = append(out, t)
-		}
+// keyscanType is a key's type as ssh-keyscan -t and the server's key
+// file names (/etc/ssh/ssh_host_<type>_key.pub) spell it.
+func keyscanType(k ssh.PublicKey) string {
+	switch t := k.Type(); {
+	case t == ssh.KeyAlgoRSA:
+		return "rsa"
+	case strings.HasPrefix(t, "ecdsa-"):
+		return "ecdsa"
+	default:
+		return strings.TrimPrefix(t, "ssh-")
 	}
-	return out
 }
 
-func (c *Client) keyscan(khPath string) string {
-	host := c.host
+// keyscan is the command that adds the server's key of type t to
+// khPath, creating its directory when it does not exist yet.
+func (c *Client) keyscan(khPath, t string) string {
+	cmd := "ssh-keyscan -t " + t
 	if c.port != "22" {
-		return fmt.Sprintf("check the key's fingerprint with the server's owner, then: ssh-keyscan -p %s %s >> %s", c.port, host, khPath)
+		cmd += " -p " + c.port
 	}
-	return fmt.Sprintf("check the key's fingerprint with the server's owner, then: ssh-keyscan %s >> %s", host, khPath)
+	cmd += " " + quote(c.host) + " >> " + quote(khPath)
+	if d := filepath.Dir(khPath); !exists(d) {
+		cmd = "mkdir -p -m 700 " + quote(d) + " && " + cmd
+	}
+	return cmd
+}
+
+// sshCmd is the ssh command line that runs the shell command remoteCmd
+// on the server: quoted once for the local shell; remoteCmd quotes what
+// it holds for the server's shell.
+func (c *Client) sshCmd(remoteCmd string) string {
+	cmd := "ssh"
+	if c.port != "22" {
+		cmd += " -p " + c.port
+	}
+	return cmd + " " + quote(c.user+"@"+c.host) + " " + quote(remoteCmd)
+}
+
+func exists(p string) bool { _, err := os.Stat(p); return err == nil }
+
+// hostKeyFail words a refused host key: what the server offered, its
+// fingerprint as ssh-keygen -lf prints it, what the file holds, and the
+// commands that fix it once the fingerprint is checked.
+func (c *Client) hostKeyFail(e *hostKeyError, khPath string) error {
+	fp := ssh.FingerprintSHA256(e.key)
+	offered := e.key.Type() + " key " + fp
+	if e.cert != "" {
+		offered = "a certificate for its " + offered + " (" + e.cert + ")"
+	}
+	t := keyscanType(e.key)
+	check := fmt.Sprintf("ask the server's owner whether %s is its key (on the server: ssh-keygen -lf /etc/ssh/ssh_host_%s_key.pub)", fp, t)
+	switch e.why {
+	case hostUnknown:
+		return c.fail(remote.KindHostKey, false, fmt.Errorf("unknown host key: %s is not in %q; the server offers %s", e.addr, khPath, offered),
+			check+"; if it is, add it: "+c.keyscan(khPath, t))
+	case hostChanged:
+		var lines []string
+		for _, k := range e.known {
+			lines = append(lines, fmt.Sprintf("line %d (%s)", k.Line, k.Key.Type()))
+		}
+		return c.fail(remote.KindHostKey, false, fmt.Errorf("HOST KEY CHANGED for %s: the server offers %s, but %q holds another key for it at %s: refused, this may be an attack", e.addr, offered, khPath, strings.Join(lines, ", ")),
+			check+"; if it is, replace the old key: ssh-keygen -R "+quote(e.addr)+" -f "+quote(khPath)+" && "+c.keyscan(khPath, t))
+	}
+	what := "its key"
+	if r := e.known[0]; !bytes.Equal(r.Key.Marshal(), e.key.Marshal()) {
+		what = "the CA that signed its certificate (" + r.Key.Type() + " " + ssh.FingerprintSHA256(r.Key) + ")"
+	}
+	return c.fail(remote.KindHostKey, false, fmt.Errorf("REVOKED host key for %s: the server offers %s, and %q marks %s @revoked (line %d): refused, the key may be stolen", e.addr, offered, khPath, what, e.known[0].Line),
+		"a revoked key is never accepted: ask the server's owner to replace it, then add the new key after checking its fingerprint")
 }
 
 func (c *Client) dialErr(err error, khPath string) error {
-	var ke *knownhosts.KeyError
-	var re *knownhosts.RevokedError
+	var he *hostKeyError
 	var ne net.Error
 	switch {
-	case errors.As(err, &ke) && len(ke.Want) == 0:
-		return c.fail(remote.KindHostKey, false, fmt.Errorf("unknown host key: %s is not in %s", c.addr, khPath), c.keyscan(khPath))
-	case errors.As(err, &ke):
-		kh := knownhosts.Normalize(c.addr)
-		return c.fail(remote.KindHostKey, false, fmt.Errorf("HOST KEY CHANGED for %s (%s line %d): refused, this may be an attack", c.addr, ke.Want[0].Filename, ke.Want[0].Line),
-			fmt.Sprintf("if the server's key really changed, check the new fingerprint with its owner, then: ssh-keygen -R '%s' -f %s && %s", kh, khPath, strings.TrimPrefix(c.keyscan(khPath), "check the key's fingerprint with the server's owner, then: ")))
-	case errors.As(err, &re):
-		return c.fail(remote.KindHostKey, false, fmt.Errorf("host key of %s is revoked in %s", c.addr, khPath), "")
+	case errors.As(err, &he):
+		return c.hostKeyFail(he, khPath)
+	case strings.Contains(err.Error(), "no common algorithm for host key"):
+		return c.fail(remote.KindHostKey, false, err, "the server offers no host key type OpenSSH accepts by default (ssh-ed25519, ecdsa-sha2-*, rsa-sha2-*)")
+	case strings.Contains(err.Error(), "no common algorithm"):
+		return c.fail(remote.KindUnreachable, false, err, "")
 	case strings.Contains(err.Error(), "unable to authenticate"):
 		return c.fail(remote.KindAuth, false, fmt.Errorf("user %q: %w", c.user, err), "give the key the server accepts: --ssh-key FILE, or load it into ssh-agent")
 	case errors.As(err, &ne), errors.Is(err, syscall.ECONNREFUSED), errors.Is(err, io.EOF), errors.Is(err, syscall.ECONNRESET):
@@ -267,7 +307,7 @@ func (c *Client) auth() ([]ssh.AuthMethod, func(), error) {
 	}
 	if len(signers) == 0 {
 		closeAgent()
-		return nil, none, c.fail(remote.KindAuth, false, errors.New("no SSH key: no ssh-agent (SSH_AUTH_SOCK) and no ~/.ssh/id_ed25519 or ~/.ssh/id_rsa"), "sqlite-backup --remote "+c.url+" --ssh-key /root/.ssh/backup_ed25519")
+		return nil, none, c.fail(remote.KindAuth, false, errors.New("no SSH key: no ssh-agent (SSH_AUTH_SOCK) and no ~/.ssh/id_ed25519 or ~/.ssh/id_rsa"), "sqlite-backup --remote "+quote(c.url)+" --ssh-key /root/.ssh/backup_ed25519")
 	}
 	return []ssh.AuthMethod{ssh.PublicKeys(signers...)}, closeAgent, nil
 }
@@ -296,11 +336,23 @@ func home() string {
 	return "/root"
 }
 
-// tmpRE matches this tool's temp names: .<final>.sqlite-backup-tmp-<hex>.
+// tmpRE matches this tool's temp names: .<final>.sqlite-backup-tmp-<hex>,
+// a private directory holding <final> while it is uploaded (a plain
+// file of that name was left by older versions).
 var tmpRE = regexp.MustCompile(`^\.(.+)\.sqlite-backup-tmp-[0-9a-f]{16}$`)
 
-// Put uploads to a temp name, fsyncs it while the server hashes it (or
-// reads it back and hashes it here), then renames it into place.
+// Put uploads into a private temp directory beside the final name,
+// fsyncs the file while the server hashes it (or reads it back and
+// hashes it here), then renames it into place.
+//
+// The file is 0600 from before its first byte and unreachable by anyone
+// else from its creation: SFTP's open can carry a mode but pkg/sftp
+// sends none, so the server creates it 0666 less its umask (0644 as a
+// rule) in a directory others may list and watch; a chmod after the
+// open leaves a moment in which another account can open it and read
+// everything written later. So the file is created in a directory made
+// 0700 before anything is in it, and chmodded 0600 before it is
+// written; the rename keeps the mode.
 func (c *Client) Put(ctx context.Context, name string, src remote.Source) error {
 	sc, err := c.conn(ctx)
 	if err != nil {
@@ -308,28 +360,39 @@ func (c *Client) Put(ctx context.Context, name string, src remote.Source) error 
 	}
 	var rnd [8]byte
 	rand.Read(rnd[:])
-	tmp := path.Join(c.dir, "."+name+".sqlite-backup-tmp-"+hex.EncodeToString(rnd[:]))
+	tmpDir := path.Join(c.dir, "."+name+".sqlite-backup-tmp-"+hex.EncodeToString(rnd[:]))
+	tmp := path.Join(tmpDir, name)
 	final := path.Join(c.dir, name)
 	// A cancelled context closes the connection: the blocked write
 	// returns and the temp file is removed on the next connection.
 	stop := context.AfterFunc(ctx, c.drop)
 	defer stop()
-	ok := false
+	made, ok := false, false
 	defer func() {
-		if !ok {
+		if made {
 			// Briefly: an interrupted run must not hang on a dead server;
 			// the next run removes what is left (Cleanup).
 			cctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 			defer cancel()
 			if sc, err := c.conn(cctx); err == nil {
-				sc.Remove(tmp)
+				if !ok {
+					sc.Remove(tmp)
+				}
+				sc.RemoveDirectory(tmpDir)
 			}
 		}
 	}()
+	if err := sc.Mkdir(tmpDir); err != nil {
+		return c.ctxErr(ctx, c.classify("create "+tmpDir, err))
+	}
+	made = true
+	if err := sc.Chmod(tmpDir, 0o700); err != nil {
+		return c.ctxErr(ctx, c.classify("chmod 700 "+tmpDir, err))
+	}
 	// The server-side hash's shell starts while the bytes go out, so
 	// its start-up (the account's shell rc files) costs no time.
 	var sh *serverHash
-	if src.Size >= serverHashMin {
+	if src.Size >= serverHashMin && !c.slowHash {
 		sh = c.startHash(tmp)
 	}
 	defer sh.close()
@@ -337,7 +400,13 @@ func (c *Client) Put(ctx context.Context, name string, src remote.Source) error 
 	if err != nil {
 		return c.ctxErr(ctx, c.classify("create "+tmp, err))
 	}
+	if err := f.Chmod(0o600); err != nil {
+		f.Close()
+		return c.ctxErr(ctx, c.classify("chmod 600 "+tmp, err))
+	}
+	t0 := time.Now()
 	n, err := f.ReadFrom(&counting{SectionReader: io.NewSectionReader(src.R, 0, src.Size), progress: src.Progress})
+	sent := time.Since(t0)
 	if err == nil && n != src.Size {
 		err = fmt.Errorf("wrote %d of %d bytes", n, src.Size)
 	}
@@ -357,7 +426,7 @@ func (c *Client) Put(ctx context.Context, name string, src remote.Source) error 
 	if err != nil {
 		return c.ctxErr(ctx, c.classify("upload "+tmp, err))
 	}
-	if err := c.check(ctx, sc, sh, tmp, src.Size, src.SHA256); err != nil {
+	if err := c.check(ctx, sc, sh, hashWait(sent), tmp, src); err != nil {
 		return c.ctxErr(ctx, err)
 	}
 	if err := ctx.Err(); err != nil {
@@ -376,11 +445,35 @@ func (c *Client) Put(ctx context.Context, name string, src remote.Source) error 
 	return nil
 }
 
-// check compares the server's copy with size and sum: the server hashes
-// it (sha256sum over an exec channel, which costs no transfer) where the
-// account may run commands, else it is read back and hashed here.
-func (c *Client) check(ctx context.Context, sc *sftp.Client, sh *serverHash, p string, size int64, sum string) error {
-	if got, ok := sh.result(p); ok {
+// hashFloor is the least time the server's hash gets once every byte
+// is acknowledged. The hash's session starts with the upload, so
+// normally it is done at once; what delays it is the account's shell
+// start-up (rc files: 1-3 s for a pyenv init here, 60 s when pyenv
+// waited on a stale lock) or a slow disk.
+var hashFloor = 10 * time.Second
+
+// hashWait is how long the server's hash may take after the upload: as
+// long as the upload took, and hashFloor at least. Reading the copy back
+// costs about the upload's time again (same link, same size), so waiting
+// longer for the server cannot beat it.
+func hashWait(upload time.Duration) time.Duration { return max(hashFloor, upload) }
+
+// check compares the server's copy with the source's size and sum: the
+// server hashes it (sha256sum over an exec channel, which costs no
+// transfer) where the account may run commands and does so within wait,
+// else it is read back and hashed here.
+func (c *Client) check(ctx context.Context, sc *sftp.Client, sh *serverHash, wait time.Duration, p string, src remote.Source) error {
+	phase := func(s string) {
+		if src.Phase != nil {
+			src.Phase(s)
+		}
+	}
+	size, sum := src.Size, src.SHA256
+	if sh != nil {
+		phase(remote.PhaseServerHash)
+	}
+	got, ok, late := sh.result(p, wait)
+	if ok {
 		c.lastCheck = "server hash"
 		fi, err := sc.Lstat(p)
 		if err != nil {
@@ -392,6 +485,13 @@ func (c *Client) check(ctx context.Context, sc *sftp.Client, sh *serverHash, p s
 		return nil
 	}
 	c.lastCheck = "read back"
+	if late {
+		// Its shell may still be starting: end the session now.
+		sh.close()
+		c.slowHash = true
+		c.lastCheck = "read back (server hash too slow)"
+	}
+	phase(remote.PhaseReadBack)
 	g, err := sc.Open(p)
 	if err != nil {
 		return c.classify("read back "+p, err)
@@ -418,7 +518,7 @@ type serverHash struct {
 	stdin io.WriteCloser
 	out   bytes.Buffer
 	done  chan error
-	begun bool
+	begun time.Time
 }
 
 // startHash starts the hash's session, or returns nil where the
@@ -455,34 +555,41 @@ func (c *Client) startHash(p string) *serverHash {
 // begin lets the hash run: call it only once every write to the file
 // has been acknowledged.
 func (h *serverHash) begin() {
-	if h == nil || h.begun {
+	if h == nil || !h.begun.IsZero() {
 		return
 	}
-	h.begun = true
+	h.begun = time.Now()
 	h.stdin.Write([]byte("\n"))
 	h.stdin.Close()
 }
 
-// result waits for the hash (begun here if it was not) and returns its
-// output; ok is false when there is none to trust (no session,
-// sftp-only account, no sha256sum, output other than one sha256sum line
-// for p).
-func (h *serverHash) result(p string) (string, bool) {
+// result waits up to wait after begin for the hash (begun here if it
+// was not) and returns its output; ok is false when there is none to
+// trust (no session, sftp-only account, no sha256sum, output other than
+// one sha256sum line for p), late when it did not come in time.
+func (h *serverHash) result(p string, wait time.Duration) (sum string, ok, late bool) {
 	if h == nil {
-		return "", false
+		return "", false, false
 	}
 	h.begin()
-	if err := <-h.done; err != nil {
-		return "", false
+	t := time.NewTimer(time.Until(h.begun.Add(wait)))
+	defer t.Stop()
+	select {
+	case err := <-h.done:
+		if err != nil {
+			return "", false, false
+		}
+	case <-t.C:
+		return "", false, true
 	}
 	f := strings.Fields(h.out.String())
 	if len(f) != 2 || len(f[0]) != 64 || strings.TrimPrefix(f[1], "*") != p {
-		return "", false
+		return "", false, false
 	}
 	if _, err := hex.DecodeString(f[0]); err != nil {
-		return "", false
+		return "", false, false
 	}
-	return strings.ToLower(f[0]), true
+	return strings.ToLower(f[0]), true, false
 }
 
 func (h *serverHash) close() {
@@ -493,6 +600,15 @@ func (h *serverHash) close() {
 
 func shellQuote(s string) string {
 	return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'"
+}
+
+// quote quotes s for a hint's command line where a shell needs it: a
+// hint may be pasted, and a path must not run anything.
+func quote(s string) string {
+	if s != "" && strings.Trim(s, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_@%+=:,./-") == "" {
+		return s
+	}
+	return shellQuote(s)
 }
 
 // ctxErr prefers the interruption to the broken connection it caused.
@@ -523,6 +639,60 @@ func (r *counting) Read(p []byte) (int, error) {
 		r.progress(r.done)
 	}
 	return n, err
+}
+
+// Check connects (host key, authentication) and proves the directory
+// exists and takes an upload: it makes, chmods and removes a private
+// temp directory and an empty 0600 file in it, as Put does.
+func (c *Client) Check(ctx context.Context) error {
+	sc, err := c.conn(ctx)
+	if err != nil {
+		return err
+	}
+	fi, err := sc.Stat(c.dir)
+	if err != nil {
+		return c.classify("stat "+c.dir, err)
+	}
+	if !fi.IsDir() {
+		return c.fail(remote.KindNoDir, false, fmt.Errorf("%s on the server is not a directory", c.dir), "give the directory the backups go to: sftp://user@host[:port]/abs/dir")
+	}
+	var rnd [8]byte
+	rand.Read(rnd[:])
+	d := path.Join(c.dir, ".sqlite-backup-check.sqlite-backup-tmp-"+hex.EncodeToString(rnd[:]))
+	f := path.Join(d, "sqlite-backup-check")
+	writable := func(op string, err error) error {
+		if err == nil {
+			return nil
+		}
+		var se *sftp.StatusError
+		if errors.Is(err, fs.ErrPermission) || errors.As(err, &se) {
+			return c.fail(remote.KindIO, false, fmt.Errorf("directory %s is not writable by %s: %s: %w", c.dir, c.user, op, err), "the account needs to create, rename and remove files in it: "+c.sshCmd("ls -ld -- "+quote(c.dir)))
+		}
+		return c.classify(op, err)
+	}
+	if err := sc.Mkdir(d); err != nil {
+		return writable("create "+d, err)
+	}
+	defer sc.RemoveDirectory(d)
+	if err := sc.Chmod(d, 0o700); err != nil {
+		return writable("chmod 700 "+d, err)
+	}
+	h, err := sc.OpenFile(f, os.O_WRONLY|os.O_CREATE|os.O_EXCL)
+	if err != nil {
+		return writable("create "+f, err)
+	}
+	defer sc.Remove(f)
+	err = h.Chmod(0o600)
+	if cerr := h.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return writable("chmod 600 "+f, err)
+	}
+	if err := sc.Remove(f); err != nil {
+		return writable("remove "+f, err)
+	}
+	return nil
 }
 
 // Get streams a file from the server.
@@ -588,18 +758,43 @@ func (c *Client) Delete(ctx context.Context, name string) error {
 	return nil
 }
 
-// Cleanup removes temp files of interrupted uploads; the temp file's
-// mtime is when its upload last wrote.
+// Cleanup removes the temp directories (and older versions' temp files)
+// of interrupted uploads; the file's mtime is when its upload last
+// wrote.
 func (c *Client) Cleanup(ctx context.Context, stale func(string, time.Time) bool) error {
-	os, err := c.List(ctx)
+	sc, err := c.conn(ctx)
 	if err != nil {
 		return err
 	}
-	for _, o := range os {
-		m := tmpRE.FindStringSubmatch(o.Name)
-		if m != nil && stale(m[1], o.ModTime) {
-			if err := c.Delete(ctx, o.Name); err != nil {
-				return err
+	fis, err := sc.ReadDir(c.dir)
+	if err != nil {
+		return c.classify("list "+c.dir, err)
+	}
+	for _, fi := range fis {
+		m := tmpRE.FindStringSubmatch(fi.Name())
+		if m == nil {
+			continue
+		}
+		p := path.Join(c.dir, fi.Name())
+		switch {
+		case fi.Mode().IsRegular():
+			if stale(m[1], fi.ModTime()) {
+				if err := sc.Remove(p); err != nil && !errors.Is(err, fs.ErrNotExist) {
+					return c.classify("remove "+p, err)
+				}
+			}
+		case fi.IsDir():
+			inner, mtime := path.Join(p, m[1]), fi.ModTime()
+			if ifi, err := sc.Lstat(inner); err == nil {
+				mtime = ifi.ModTime()
+			}
+			if stale(m[1], mtime) {
+				if err := sc.Remove(inner); err != nil && !errors.Is(err, fs.ErrNotExist) {
+					return c.classify("remove "+inner, err)
+				}
+				if err := sc.RemoveDirectory(p); err != nil && !errors.Is(err, fs.ErrNotExist) {
+					return c.classify("remove "+p, err)
+				}
 			}
 		}
 	}

@@ -97,8 +97,11 @@ func SidecarOf(name string) (db string, ok bool) {
 
 // CheckSize reports a file of size bytes that is shorter than its header
 // h says, or not a whole number of pages, as "truncated: …". It is only
-// meaningful when HasJournal is false: beside a -wal or a hot -journal
-// the file's size may legitimately disagree with the header.
+// meaningful for a file nobody writes: beside a -wal or a hot -journal
+// the file's size may legitimately disagree with the header, and a live
+// database must be read under SQLite's lock (a writer in
+// journal_mode=MEMORY or OFF extends the file with no journal beside it,
+// page 1 first).
 func CheckSize(h Header, size int64) error {
 	have := size / int64(h.PageSize)
 	switch {

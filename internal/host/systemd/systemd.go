@@ -23,6 +23,28 @@ type Spec struct {
 	WritablePaths []string
 	User          string // run as this user; empty for root
 	Every         string // hourly, daily, weekly or an OnCalendar= expression
+	// Environment holds KEY=VALUE settings the command needs that are no
+	// secret (an S3 endpoint, a region): they are written in the unit.
+	Environment []string
+	// EnvironmentFile, when set, is read by systemd (as root, before it
+	// drops to User=) for the secrets, which never go into the unit.
+	EnvironmentFile string
+	// SharedTmp lists paths under /tmp or /var/tmp the command needs: a
+	// private /tmp would hide them, so PrivateTmp= is off and /tmp stays
+	// writable for temp files, as the private one was.
+	SharedTmp []string
+}
+
+// UnderTmp says whether p lies in /tmp or /var/tmp, which PrivateTmp=yes
+// replaces with empty private directories.
+func UnderTmp(p string) bool {
+	p = filepath.Clean(p)
+	for _, t := range []string{"/tmp", "/var/tmp"} {
+		if p == t || strings.HasPrefix(p, t+"/") {
+			return true
+		}
+	}
+	return false
 }
 
 // Schedules with a name; anything else is passed to OnCalendar= as is.
@@ -57,13 +79,36 @@ func Units(s Spec) (service, timer string, err error) {
 	if s.User != "" {
 		fmt.Fprintf(&sv, "User=%s\n", specifier(s.User))
 	}
+	if s.EnvironmentFile != "" {
+		if !filepath.IsAbs(s.EnvironmentFile) || !plainWord.MatchString(s.EnvironmentFile) {
+			return "", "", fmt.Errorf("environment file %q: give an absolute path of letters, digits and _@%%+=:,./-", s.EnvironmentFile)
+		}
+		sv.WriteString("# Secrets come from this file (root's, mode 0600), never from the unit.\n")
+		fmt.Fprintf(&sv, "EnvironmentFile=%s\n", specifier(s.EnvironmentFile))
+	}
+	for _, kv := range s.Environment {
+		k, _, ok := strings.Cut(kv, "=")
+		if !ok || k == "" || strings.ContainsAny(kv, "\n\r") {
+			return "", "", fmt.Errorf("environment %q: give one KEY=VALUE line", kv)
+		}
+		// Environment= expands % specifiers but not $: only % is escaped.
+		fmt.Fprintf(&sv, "Environment=%s\n", quoteWord(kv))
+	}
 	fmt.Fprintf(&sv, "ExecStart=%s\n", CommandLine(s.Command))
 	sv.WriteString("# Stay out of the application's way.\nNice=10\nIOSchedulingClass=idle\n")
 	sv.WriteString("# Read-only view of the system except where the backup writes.\n")
-	sv.WriteString("ProtectSystem=strict\nPrivateTmp=yes\nNoNewPrivileges=yes\nPrivateDevices=yes\nProtectKernelTunables=yes\nProtectControlGroups=yes\nRestrictSUIDSGID=yes\n")
+	sv.WriteString("ProtectSystem=strict\n")
+	writable := s.WritablePaths
+	if len(s.SharedTmp) > 0 {
+		fmt.Fprintf(&sv, "# PrivateTmp= is off: a private /tmp would hide %s.\nPrivateTmp=no\n", oneLine(strings.Join(s.SharedTmp, ", ")))
+		writable = append(append([]string{}, writable...), "/tmp")
+	} else {
+		sv.WriteString("PrivateTmp=yes\n")
+	}
+	sv.WriteString("NoNewPrivileges=yes\nPrivateDevices=yes\nProtectKernelTunables=yes\nProtectControlGroups=yes\nRestrictSUIDSGID=yes\n")
 	var paths []string
 	seen := map[string]bool{}
-	for _, p := range s.WritablePaths {
+	for _, p := range writable {
 		if p = filepath.Clean(p); !seen[p] {
 			seen[p] = true
 			paths = append(paths, quoteWord(p))

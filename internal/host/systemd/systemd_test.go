@@ -121,3 +121,56 @@ func TestUnitsRejects(t *testing.T) {
 		}
 	}
 }
+
+// Settings the command needs from its environment: the secrets by
+// EnvironmentFile= (systemd reads it as root), the rest written out;
+// paths under /tmp turn the private /tmp off and keep /tmp writable.
+func TestUnitsEnvironmentAndTmp(t *testing.T) {
+	service, _ := verify(t, Spec{
+		Name:            "sqlite-backup-app",
+		Description:     "sqlite-backup of /tmp/app/app.db",
+		Command:         []string{"/bin/true", "backup", "--source", "/tmp/app/app.db"},
+		WritablePaths:   []string{"/backup", "/tmp/app"},
+		User:            "root",
+		Every:           "daily",
+		Environment:     []string{"AWS_ENDPOINT_URL=http://127.0.0.1:7070", "AWS_REGION=eu west %n"},
+		EnvironmentFile: "/etc/sqlite-backup/app.env",
+		SharedTmp:       []string{"/tmp/app/app.db"},
+	})
+	if got := line(t, service, "EnvironmentFile"); got != "/etc/sqlite-backup/app.env" {
+		t.Errorf("EnvironmentFile=%s", got)
+	}
+	if !strings.Contains(service, "Environment=AWS_ENDPOINT_URL=http://127.0.0.1:7070\nEnvironment=\"AWS_REGION=eu west %%n\"\n") {
+		t.Errorf("Environment= lines:\n%s", service)
+	}
+	if got := line(t, service, "PrivateTmp"); got != "no" {
+		t.Errorf("PrivateTmp=%s with a path under /tmp", got)
+	}
+	if got := line(t, service, "ReadWritePaths"); got != "/backup /tmp/app /tmp" {
+		t.Errorf("ReadWritePaths=%s", got)
+	}
+	if !strings.Contains(service, "# PrivateTmp= is off: a private /tmp would hide /tmp/app/app.db.\n") {
+		t.Errorf("no comment that says why:\n%s", service)
+	}
+
+	// Without such a path the private /tmp stays.
+	plain, _ := verify(t, Spec{Name: "x", Command: []string{"/bin/true"}, WritablePaths: []string{"/backup"}, Every: "daily"})
+	if got := line(t, plain, "PrivateTmp"); got != "yes" {
+		t.Errorf("PrivateTmp=%s", got)
+	}
+	for _, s := range []Spec{
+		{Name: "x", Command: []string{"/bin/true"}, Every: "daily", EnvironmentFile: "relative.env"},
+		{Name: "x", Command: []string{"/bin/true"}, Every: "daily", EnvironmentFile: "/etc/my app.env"},
+		{Name: "x", Command: []string{"/bin/true"}, Every: "daily", Environment: []string{"NOEQUALS"}},
+		{Name: "x", Command: []string{"/bin/true"}, Every: "daily", Environment: []string{"A=b\nExecStartPre=/bin/evil"}},
+	} {
+		if _, _, err := Units(s); err == nil {
+			t.Errorf("Units(%+v) succeeded", s)
+		}
+	}
+	for p, want := range map[string]bool{"/tmp": true, "/tmp/a": true, "/var/tmp/x/y": true, "/tmpx": false, "/srv/tmp": false, "/var/tmpfoo": false} {
+		if UnderTmp(p) != want {
+			t.Errorf("UnderTmp(%q) = %v", p, !want)
+		}
+	}
+}

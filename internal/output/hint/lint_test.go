@@ -35,6 +35,22 @@ var prose = map[string]string{
 	"internal/format/compress/compress.go: fullHint":     "\"free space in DIR\": prose",
 	"verify/file.go: compress.FullHint(dir)":             "\"free space in DIR\": prose",
 	"restore/restore.go: res.SafetyCopy":                 "\"saved in PATH\": prose",
+	"internal/cli/cmd_help.go: flag":                     "a flag name from the model",
+	"internal/cli/cmd_help.go: choices[0]":               "an enum value from the model",
+	"internal/cli/cmd_hints.go: h":                       "built of shellQuote'd parts above",
+	"internal/cli/cmd_systemd.go: f.Name":                "a flag name, in a config file line",
+	"internal/cli/cmd_systemd.go: g.configFile.Path":     "\"in FILE\": prose",
+	"remote/s3/s3.go: bucketRules":                       "a constant",
+	"remote/s3/s3.go: c.profile":                         "\"the [PROFILE] section of FILE\": prose",
+	"remote/s3/s3.go: c.makeBucket()":                    "shellQuote's the endpoint and bucket itself",
+	"restore/space.go: more":                             "a size",
+	"restore/space.go: qdir":                             "hint.Quote(dir) above",
+	"restore/space.go: old":                              "hint.Quote(…)+\"*\" above",
+}
+
+// formats are hint formats that may use %q, by file and format, with why.
+var formats = map[string]string{
+	"internal/cli/cmd_systemd.go: write %s = %q in %s": "a config file line, in the config file's own string quoting",
 }
 
 // owned elsewhere: files whose hints another change reviews.
@@ -129,7 +145,7 @@ func TestHintsQuotePaths(t *testing.T) {
 				if v == "%%" {
 					continue
 				}
-				if strings.HasSuffix(v, "q") {
+				if _, ok := formats[rel+": "+fs]; strings.HasSuffix(v, "q") && !ok {
 					bad(format, "uses %q, which a shell does not take as quoting")
 				}
 				if n < len(args) && (strings.HasSuffix(v, "s") || strings.HasSuffix(v, "v")) {
