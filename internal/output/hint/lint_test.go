@@ -14,8 +14,9 @@ import (
 )
 
 // quoters are the calls whose result may stand in a hint's command:
-// they shell-quote what they are given (or print only quoted values).
-var quoters = map[string]bool{"Quote": true, "QuoteGlob": true, "shellQuote": true, "backupExample": true}
+// they shell-quote what they are given, or (remote/sftp's keyscan and
+// sshCmd) build a command of quoted values.
+var quoters = map[string]bool{"Quote": true, "QuoteGlob": true, "shellQuote": true, "quote": true, "backupExample": true, "keyscan": true, "sshCmd": true}
 
 // prose are values a hint shows that are not pasted as a word of a
 // command, or cannot hold anything a shell would act on, by file and
@@ -46,6 +47,8 @@ var prose = map[string]string{
 	"restore/space.go: more":                             "a size",
 	"restore/space.go: qdir":                             "hint.Quote(dir) above",
 	"restore/space.go: old":                              "hint.Quote(…)+\"*\" above",
+	"remote/sftp/sftp.go: h":                             "fail: checked at each call",
+	"remote/sftp/sftp.go: check":                         "a fingerprint and ssh-keygen -lf of a fixed path by key type",
 }
 
 // formats are hint formats that may use %q, by file and format, with why.
@@ -53,8 +56,8 @@ var formats = map[string]string{
 	"internal/cli/cmd_systemd.go: write %s = %q in %s": "a config file line, in the config file's own string quoting",
 }
 
-// owned elsewhere: files whose hints another change reviews.
-var skipFiles = map[string]bool{"remote/sftp/sftp.go": true}
+// skipFiles: files whose hints this test does not read (none).
+var skipFiles = map[string]bool{}
 
 // TestHintsQuotePaths reads every hint the tool can give (hint.Wrap,
 // usagef and the backends' fail calls, outside tests) and requires that
