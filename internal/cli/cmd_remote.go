@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"sqlite-backup/internal/output/progress"
+	"sqlite-backup/internal/output/redact"
 	"sqlite-backup/internal/retention"
 	"sqlite-backup/remote"
 	_ "sqlite-backup/remote/s3"   // s3://bucket[/prefix]
@@ -42,8 +43,8 @@ func remoteRetry() (int, time.Duration) {
 
 // uploadProgress keeps one status line per upload on a terminal.
 func uploadProgress(stderr io.Writer, url string) (func(name string, done, total int64), func()) {
-	f, ok := stderr.(*os.File)
-	if !ok || !progress.IsTerminal(f) {
+	f, ok := terminal(stderr)
+	if !ok {
 		return nil, func() {}
 	}
 	var line *progress.Line
@@ -53,13 +54,13 @@ func uploadProgress(stderr io.Writer, url string) (func(name string, done, total
 			if line != nil {
 				line.Done()
 			}
-			line, cur = progress.New(stderr, "upload "+remote.Redact(url), 0), name
+			line, cur = progress.New(f, "upload "+redact.Printable(remote.Redact(url)), 0), name
 		}
 		pct := int64(100)
 		if total > 0 {
 			pct = done * 100 / total
 		}
-		line.Note(fmt.Sprintf("%s %d/%d MB %d%%", name, done>>20, total>>20, pct))
+		line.Note(fmt.Sprintf("%s %d/%d MB %d%%", redact.Printable(name), done>>20, total>>20, pct))
 	}
 	return fn, func() {
 		if line != nil {
@@ -132,14 +133,14 @@ func listRemotes(ctx context.Context, g *Globals, urls []string, flags RemoteFla
 			if len(dbs) > 0 {
 				what += " of " + strings.Join(dbs, ", ")
 			}
-			fmt.Fprintf(g.stdout, "%s: %s\n", l.Remote, what)
+			fmt.Fprintf(g.stdout, "%s: %s\n", redact.Printable(l.Remote), what)
 			continue
 		}
 		n := fmt.Sprintf("%d backups", len(l.Backups))
 		if len(l.Backups) == 1 {
 			n = "1 backup"
 		}
-		fmt.Fprintf(g.stdout, "%s: %s\n", l.Remote, n)
+		fmt.Fprintf(g.stdout, "%s: %s\n", redact.Printable(l.Remote), n)
 		tw := tabwriter.NewWriter(g.stdout, 0, 4, 2, ' ', 0)
 		fmt.Fprintln(tw, "BACKUP\tSIZE\tSHA256\tNOTE")
 		incomplete := false
@@ -159,7 +160,9 @@ func listRemotes(ctx context.Context, g *Globals, urls []string, flags RemoteFla
 			if sum == "" {
 				sum = "-"
 			}
-			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", e.Name, humanBytes(e.Size), sum, strings.Join(note, " "))
+			// Names come from the remote's listing: escapes and
+			// newlines in them are shown, not obeyed.
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", redact.Printable(e.Name), humanBytes(e.Size), redact.Printable(sum), strings.Join(note, " "))
 		}
 		if err := tw.Flush(); err != nil {
 			return err
@@ -209,11 +212,11 @@ func pruneRemotes(ctx context.Context, g *Globals, urls []string, flags RemoteFl
 					}
 				}
 				for _, n := range names {
-					fmt.Fprintf(g.stdout, "%s %s/%s\n", verb, remote.Redact(url), n)
+					fmt.Fprintf(g.stdout, "%s %s/%s\n", verb, redact.Printable(remote.Redact(url)), redact.Printable(n))
 				}
 				fmt.Fprintf(g.stdout, "prune %s: %s: kept %d, %s %d backups\n", remote.Redact(url), rep.Policy, len(rep.Kept), verb, len(rep.Remove))
 				if len(rep.Incomplete) > 0 {
-					fmt.Fprintf(g.stdout, "prune %s: left alone %d incomplete uploads: %s\n", remote.Redact(url), len(rep.Incomplete), strings.Join(rep.Incomplete, ", "))
+					fmt.Fprintf(g.stdout, "prune %s: left alone %d incomplete uploads: %s\n", remote.Redact(url), len(rep.Incomplete), redact.Printable(strings.Join(rep.Incomplete, ", ")))
 				}
 			}
 		}

@@ -272,7 +272,7 @@ func ReadSHA256(file string) (string, error) {
 		}
 		return strings.ToLower(sum), nil
 	}
-	return "", fmt.Errorf("read %q: no sha256 line for %s", p, base)
+	return "", fmt.Errorf("read %q: no sha256 line for %q", p, base)
 }
 
 // WriteAtomic writes data to path through a private temp file in the
