@@ -174,7 +174,9 @@ func (in *increment) open(parentState string) error {
 			return damaged(p.Path, "sha256 mismatch: file has %s, its .sha256 says %s (the file changed since it was written)", sum, p.SHA256)
 		}
 	}
-	in.dec = ltx.NewDecoder(bufio.NewReaderSize(f, 1<<20))
+	// A small buffer each: a restore may merge many increments, and
+	// memory stays bounded by their number, not their size.
+	in.dec = ltx.NewDecoder(bufio.NewReaderSize(f, 64<<10))
 	in.dec.SetRetainPageIndex(false)
 	if err := in.dec.DecodeHeader(); err != nil {
 		return damaged(p.Path, "LTX header: %v", err)
