@@ -170,6 +170,7 @@ type incrRound struct {
 	incAnon                  [2]int64
 	incStats                 [2]incrStats
 	restoreFull, restoreHead time.Duration
+	verifyFull               time.Duration // one integrity_check of the full: what materializing checks too
 	restoreAnon              [2]int64
 	headStats                incrStats
 }
@@ -325,6 +326,9 @@ func runIncremental(c config, out io.Writer) error {
 		}
 		rd.restoreFull, rd.restoreAnon[0] = d, anon
 		removeDB(restored)
+		if rd.verifyFull, _, _, _, err = runMeasured([]string{c.bin, "verify", full}); err != nil {
+			return err
+		}
 		d, anon, st, err := child("materialize", incrArgs{Chain: points, Path: restored})
 		if err != nil {
 			return err
@@ -371,6 +375,7 @@ func printIncremental(w io.Writer, c config, src string, fullSize, fullZstd int6
 			secs(med(func(r incrRound) time.Duration { return time.Duration(r.incStats[i].ProveMS) * time.Millisecond })))
 	}
 	fmt.Fprintf(w, "| restore of the full (`restore FULL --to NEW`) | %s | %s | | | |\n", secs(med(func(r incrRound) time.Duration { return r.restoreFull })), mb(peak(func(r incrRound) int64 { return r.restoreAnon[0] })))
+	fmt.Fprintf(w, "| verify of the full (`verify FULL`: its hash and one integrity_check) | %s | | | | |\n", secs(med(func(r incrRound) time.Duration { return r.verifyFull })))
 	fmt.Fprintf(w, "| materialize the head of 24 increments + integrity_check | %s | %s | | write %s | check %s |\n",
 		secs(med(func(r incrRound) time.Duration { return r.restoreHead })), mb(peak(func(r incrRound) int64 { return r.restoreAnon[1] })),
 		secs(med(func(r incrRound) time.Duration { return time.Duration(r.headStats.WriteMS) * time.Millisecond })),
@@ -389,6 +394,9 @@ func printIncremental(w io.Writer, c config, src string, fullSize, fullZstd int6
 	}
 	fmt.Fprintf(w, "| restore of the head of 24 increments / restore of a full | %.2f | ≤ 1.5 |\n",
 		float64(med(func(r incrRound) time.Duration { return r.restoreHead }))/float64(med(func(r incrRound) time.Duration { return r.restoreFull })))
+	// restore checks the backup before and the result after: twice.
+	fmt.Fprintf(w, "| restore of the head of 24 increments / verify of a full (one check each) | %.2f | |\n",
+		float64(med(func(r incrRound) time.Duration { return r.restoreHead }))/float64(med(func(r incrRound) time.Duration { return r.verifyFull })))
 	fmt.Fprintln(w)
 }
 

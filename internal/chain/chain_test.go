@@ -2,7 +2,9 @@ package chain
 
 import (
 	"context"
+	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"sqlite-backup/internal/format/pageindex"
@@ -25,14 +27,24 @@ func TestChainBasic(t *testing.T) {
 	points := []Point{full(t, src, bdir, c)}
 	refs := []string{filepath.Join(dir, "ref0.db")}
 	reference(t, src, refs[0])
+	// The application's path may be a symbolic link: the second
+	// increment reads the database through one, as a backup does.
+	link := filepath.Join(dir, "link.db")
+	if err := os.Symlink(src, link); err != nil {
+		t.Fatal(err)
+	}
 	for i, q := range []string{
 		"UPDATE t SET v = randomblob(200) WHERE id % 100 = 0",
 		"INSERT INTO t(v) SELECT randomblob(300) FROM t WHERE id < 500; DELETE FROM t WHERE id BETWEEN 1000 AND 1100",
 	} {
 		exec(q)
 		c.tick()
+		source := src
+		if i == 1 {
+			source = link
+		}
 		inc, err := WriteIncrement(context.Background(), IncrementOptions{
-			Source: src, Parent: points[len(points)-1], Index: pageindex.Path(bdir, "app.db"), Path: incName(bdir, "app.db", c),
+			Source: source, Parent: points[len(points)-1], Index: pageindex.Path(bdir, "app.db"), Path: incName(bdir, "app.db", c),
 		})
 		if err != nil {
 			t.Fatal(err)
@@ -55,5 +67,24 @@ func TestChainBasic(t *testing.T) {
 			t.Fatalf("point %d: %+v", i, m.Check)
 		}
 		judge(t, out, refs[i])
+	}
+	// A database already there is never replaced, and refused before
+	// any work.
+	if err := os.WriteFile(filepath.Join(dir, "taken.db"), []byte("mine"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Materialize(context.Background(), points, MaterializeOptions{Path: filepath.Join(dir, "taken.db")}); err == nil || !strings.Contains(err.Error(), "exists") {
+		t.Fatalf("materialize over a file: %v", err)
+	}
+	if b, _ := os.ReadFile(filepath.Join(dir, "taken.db")); string(b) != "mine" {
+		t.Fatal("the file was replaced")
+	}
+	// Checked only: nothing stays.
+	tmp := t.TempDir()
+	if m, err := Materialize(context.Background(), points, MaterializeOptions{TempDir: tmp}); err != nil || m.Path != "" || !m.Check.OK {
+		t.Fatalf("check only: %+v %v", m, err)
+	}
+	if left, _ := os.ReadDir(tmp); len(left) > 0 {
+		t.Fatalf("check only left %v", left)
 	}
 }

@@ -229,6 +229,12 @@ func Materialize(ctx context.Context, chain []Point, o MaterializeOptions) (_ *M
 	}
 	target := chain[len(chain)-1]
 	base := chain[0]
+	if o.Path != "" {
+		// Known before the work, not only at the rename.
+		if _, err := os.Lstat(o.Path); err == nil {
+			return nil, fmt.Errorf("materialize %q: file exists; refusing to overwrite it", o.Path)
+		}
+	}
 	defer func() {
 		// Damage to another file of the chain: say which point needs it.
 		var fe *verify.FailedError
