@@ -88,3 +88,26 @@ func TestChainBasic(t *testing.T) {
 		t.Fatalf("check only left %v", left)
 	}
 }
+
+// TestIncrementRefusesExisting: an increment never replaces a file, and
+// says so before reading the source.
+func TestIncrementRefusesExisting(t *testing.T) {
+	dir := t.TempDir()
+	src := filepath.Join(dir, "app.db")
+	bdir := filepath.Join(dir, "backups")
+	testdb.Create(t, src, testdb.Options{WAL: true, Rows: 100})
+	c := newClock()
+	p := full(t, src, bdir, c)
+	c.tick()
+	path := incName(bdir, "app.db", c)
+	if err := os.WriteFile(path, []byte("mine"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	_, err := WriteIncrement(context.Background(), IncrementOptions{Source: src, Parent: p, Index: pageindex.Path(bdir, "app.db"), Path: path})
+	if err == nil || !strings.Contains(err.Error(), "exists") {
+		t.Fatalf("got %v", err)
+	}
+	if b, _ := os.ReadFile(path); string(b) != "mine" {
+		t.Fatal("the file was replaced")
+	}
+}

@@ -89,6 +89,10 @@ func WriteIncrement(ctx context.Context, o IncrementOptions) (*Increment, error)
 	if _, err := checksum(pc.State); err != nil {
 		return nil, needFull("the manifest of %s: %v", o.Parent.Name(), err)
 	}
+	if _, err := os.Lstat(o.Path); err == nil {
+		// Known before the source is read, not only at the rename.
+		return nil, fmt.Errorf("increment %q: file exists; refusing to overwrite it", o.Path)
+	}
 	inc, err := o.write(ctx, o.throughSQLite)
 	if errors.Is(err, snapshot.ErrPlan) {
 		// Not expected: the file read's own guard fired. Read the
