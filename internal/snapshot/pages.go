@@ -293,6 +293,22 @@ func (p *Pages) readSQLite(ctx context.Context, fn func(first int64, buf []byte)
 	return nil
 }
 
+// Snapshot calls fn with a connection that sees exactly the snapshot the
+// pages are read from (inside the read transaction that pins it), as
+// Options.Snapshot is for Run: row counts and content hashes. Call it
+// before or after Read, not during.
+func (p *Pages) Snapshot(ctx context.Context, fn func(ctx context.Context, conn *sql.Conn) error) error {
+	err := fault.Guard(func() error { return fn(ctx, p.conn) })
+	if errors.Is(err, fault.ErrFault) {
+		p.faulted = true
+		return fmt.Errorf("read source %q: %w", p.real, err)
+	}
+	if err != nil {
+		return sourceError(ctx, p.real, "read source", err, p.busy)
+	}
+	return nil
+}
+
 // Close ends the read transaction and closes the source, the file
 // descriptors last (their POSIX locks are SQLite's too).
 func (p *Pages) Close() {

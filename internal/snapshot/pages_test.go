@@ -2,6 +2,7 @@ package snapshot
 
 import (
 	"context"
+	"database/sql"
 	"errors"
 	"os"
 	"path/filepath"
@@ -101,6 +102,21 @@ func TestPages(t *testing.T) {
 				samePages(t, src, out)
 				if got := cli(t, out, "pragma integrity_check"); got != "ok" {
 					t.Fatalf("integrity_check: %s", got)
+				}
+				// The snapshot hook sees the pages' snapshot.
+				q, err := OpenPages(context.Background(), src, PagesOptions{ThroughSQLite: viaSQLite})
+				if err != nil {
+					t.Fatal(err)
+				}
+				defer q.Close()
+				var rows int
+				if err := q.Snapshot(context.Background(), func(ctx context.Context, conn *sql.Conn) error {
+					return conn.QueryRowContext(ctx, "SELECT count(*) FROM t").Scan(&rows)
+				}); err != nil {
+					t.Fatal(err)
+				}
+				if want := testdb.Count(t, out, "t"); rows != want {
+					t.Fatalf("the hook counted %d rows, the pages hold %d", rows, want)
 				}
 			})
 		}
