@@ -2,6 +2,8 @@ package chain
 
 import (
 	"context"
+	"database/sql"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -43,11 +45,18 @@ func TestChainBasic(t *testing.T) {
 		if i == 1 {
 			source = link
 		}
+		var counted int
 		inc, err := WriteIncrement(context.Background(), IncrementOptions{
 			Source: source, Parent: points[len(points)-1], Index: pageindex.Path(bdir, "app.db"), Path: incName(bdir, "app.db", c),
+			Snapshot: func(ctx context.Context, conn *sql.Conn) error {
+				return conn.QueryRowContext(ctx, "SELECT count(*) FROM t").Scan(&counted)
+			},
 		})
 		if err != nil {
 			t.Fatal(err)
+		}
+		if want := cli(t, src, "SELECT count(*) FROM t"); fmt.Sprint(counted) != want {
+			t.Fatalf("increment %d: the snapshot hook counted %d rows, the source has %s", i+1, counted, want)
 		}
 		if inc.Chain.Read != "file" || inc.Chain.Changed == 0 || inc.Chain.Changed > inc.Chain.Pages/4 {
 			t.Fatalf("increment %d: read via %s, %d of %d pages changed", i+1, inc.Chain.Read, inc.Chain.Changed, inc.Chain.Pages)

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"crypto/sha256"
+	"database/sql"
 	"encoding/binary"
 	"encoding/hex"
 	"errors"
@@ -48,6 +49,9 @@ type IncrementOptions struct {
 	NoChecksum  bool
 	BusyTimeout time.Duration
 	Now         func() time.Time // the LTX timestamp; time.Now if nil
+	// Snapshot, if set, is called with a connection that sees exactly the
+	// snapshot the increment holds (row counts for the manifest).
+	Snapshot func(ctx context.Context, conn *sql.Conn) error
 	// Published, if set, is called once the increment has its name and
 	// before the page index is replaced (the sidecars): if it fails, the
 	// index stays the parent's, so the next run takes a full.
@@ -152,6 +156,11 @@ func (o IncrementOptions) write(ctx context.Context, throughSQLite bool) (_ *Inc
 		return nil, err
 	}
 	defer src.Close()
+	if o.Snapshot != nil {
+		if err := src.Snapshot(ctx, o.Snapshot); err != nil {
+			return nil, err
+		}
+	}
 	if src.PageSize != pc.PageSize {
 		return nil, needFull("the page size changed from %d to %d bytes", pc.PageSize, src.PageSize)
 	}
