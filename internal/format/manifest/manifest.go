@@ -126,6 +126,8 @@ type Manifest struct {
 	// backup's recipients, base64-encoded: anyone with a key reads it
 	// with jq -r .sealed FILE.json | base64 -d | age -d -i KEY.
 	Sealed string `json:"sealed,omitempty"`
+	// Chain places the backup in an incremental chain (--incremental).
+	Chain *Chain `json:"chain,omitempty"`
 }
 
 // Flagged says the shrink guard fired for this backup (read from the

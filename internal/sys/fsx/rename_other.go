@@ -1,0 +1,5 @@
+//go:build !linux
+
+package fsx
+
+func renameNoReplace(oldpath, newpath string) error { return linkRename(oldpath, newpath) }
