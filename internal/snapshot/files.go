@@ -197,7 +197,7 @@ func removeTemp(tmp string) {
 // replacing an existing file, then makes the rename durable.
 func publish(tmp string, dst destination, now time.Time, suffix string) (string, error) {
 	if dst.explicit != "" {
-		if err := renameNoReplace(tmp, dst.explicit); err != nil {
+		if err := fsx.RenameNoReplace(tmp, dst.explicit); err != nil {
 			if errors.Is(err, fs.ErrExist) {
 				return "", hint.Wrap(fmt.Errorf("backup %q: file exists; refusing to overwrite it", dst.explicit), "choose a new name")
 			}
@@ -218,7 +218,7 @@ func publish(tmp string, dst destination, now time.Time, suffix string) (string,
 		}
 		name += suffix
 		final := filepath.Join(dst.dir, name)
-		err := renameNoReplace(tmp, final)
+		err := fsx.RenameNoReplace(tmp, final)
 		if errors.Is(err, fs.ErrExist) {
 			continue
 		}

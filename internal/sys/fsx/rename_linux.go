@@ -16,7 +16,10 @@ func renameNoReplace(oldpath, newpath string) error {
 	case errors.Is(err, unix.EEXIST):
 		return fs.ErrExist
 	case errors.Is(err, unix.EINVAL), errors.Is(err, unix.ENOSYS):
-		// File systems without RENAME_NOREPLACE: a hard link cannot replace.
+		// A file system without RENAME_NOREPLACE (EINVAL), or a kernel
+		// without renameat2 (before 3.15: ENOSYS; TestLegacyKernel): a
+		// hard link cannot replace either, and the callers hold the
+		// directory's lock, so no other run renames in between.
 		return linkRename(oldpath, newpath)
 	}
 	return &os.LinkError{Op: "rename", Old: oldpath, New: newpath, Err: err}

@@ -1,5 +1,0 @@
-//go:build !linux
-
-package snapshot
-
-func renameNoReplace(oldpath, newpath string) error { return linkRename(oldpath, newpath) }
