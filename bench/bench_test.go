@@ -553,3 +553,19 @@ func TestKthreadTimesReal(t *testing.T) {
 		t.Errorf("%q: %v on a CPU in schedstat while getrusage counted %v (%d)", name[0], got, spent, x%2)
 	}
 }
+
+// TestIncrementalSmoke runs the incremental benchmark on a 4 MB
+// database, one round: the children (this test binary re-run) work and
+// the report has its rows. It checks no time.
+func TestIncrementalSmoke(t *testing.T) {
+	var out bytes.Buffer
+	c := config{sizeMB: 4, rounds: 1, dir: t.TempDir(), seed: 1}
+	if err := runIncremental(c, &out); err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"| full backup + verify |", "| increment after 1 % of pages at random", "| increment after 1 % of pages clustered", "| materialize the head of 24 increments", "| restore of the head of 24 increments / restore of a full |"} {
+		if !strings.Contains(out.String(), want) {
+			t.Errorf("report lacks %q:\n%s", want, out.String())
+		}
+	}
+}

@@ -7,6 +7,7 @@
 //	go run ./bench -size 1024 -n 5          # 1 GB database, 5 timed rounds
 //	go run ./bench -smoke                   # seconds: proves the program works
 //	go run ./bench -remote -size 200 -n 3   # uploads: sftp/scp, rclone (docs/REMOTE.md)
+//	go run ./bench -incremental -size 200 -n 3   # increments (docs/INCREMENTAL.md)
 //
 // The databases live in a temp dir (-dir) and are deleted at the end
 // unless -db names an existing one. Timings are wall clock of the child
@@ -42,6 +43,7 @@ type config struct {
 	smoke    bool
 	age      bool
 	remote   bool
+	incr     bool
 	interval time.Duration
 
 	writerIdle   time.Duration
@@ -73,6 +75,7 @@ func main() {
 	flag.BoolVar(&c.age, "age", false, "measure the cost of encryption instead (-r, the age CLI on the same data; no writer phase)")
 	flag.BoolVar(&c.smoke, "smoke", false, "tiny database, one round: checks that the benchmark works")
 	flag.BoolVar(&c.remote, "remote", false, "benchmark uploads instead: sqlite-backup --remote against OpenSSH sftp/scp and rclone copy on loopback sshd and versitygw (see docs/REMOTE.md)")
+	flag.BoolVar(&c.incr, "incremental", false, "benchmark incremental backups instead: an increment after 1 % of pages changed at random and clustered against a full backup + verify, and the restore of a chain of 24 (see docs/INCREMENTAL.md)")
 	flag.Parse()
 	if c.smoke {
 		c.sizeMB, c.rounds = 4, 1
@@ -80,6 +83,9 @@ func main() {
 	runner := run
 	if c.remote {
 		runner = runRemote
+	}
+	if c.incr {
+		runner = runIncremental
 	}
 	if err := runner(c, os.Stdout); err != nil {
 		fmt.Fprintln(os.Stderr, "bench:", err)

@@ -114,7 +114,7 @@ func (inv *inventory) conflict(url string, o Owner) error {
 	if m.Owner != "" && m.Source == o.Source && m.BackupDir == o.Dir && m.Host == o.Host {
 		// The same directory on the same host under another ID: its ID
 		// file was removed or replaced.
-		return hint.Wrap(err, "if those backups are this directory's, give it back its ID: printf '%%s\\n' %s > %s", m.Owner, hint.Quote(filepath.Join(o.Dir, IDFile)))
+		return hint.Wrap(err, "if those backups are this directory's, give it back its ID: printf '%%s\\n' %s > %s", hint.Quote(m.Owner), hint.Quote(filepath.Join(o.Dir, IDFile)))
 	}
 	return hint.Wrap(err, "give each database and backup directory its own remote directory or prefix, e.g. --remote %s", hint.Quote(url+"/"+safeHost(o.Host)))
 }

@@ -153,7 +153,9 @@ func Parse(raw string) (*url.URL, error) {
 	return u, nil
 }
 
-// Redact removes any password from a URL for messages.
+// Redact removes any password from a URL for messages: user:PASSWORD@
+// in the authority, and what comes before an @ in a URL without // (such
+// as key:secret@host, which parses as scheme "key").
 func Redact(raw string) string {
 	u, err := url.Parse(raw)
 	if err != nil {
@@ -161,6 +163,9 @@ func Redact(raw string) string {
 	}
 	if _, has := u.User.Password(); has {
 		u.User = url.UserPassword(u.User.Username(), "xxxxx")
+	}
+	if i := strings.LastIndex(u.Opaque, "@"); i >= 0 {
+		u.Opaque = "xxxxx" + u.Opaque[i:]
 	}
 	return u.String()
 }
@@ -208,6 +213,19 @@ type Error struct {
 
 func (e *Error) Error() string { return fmt.Sprintf("remote %s: %s: %v", e.URL, e.Kind, e.Err) }
 func (e *Error) Unwrap() error { return e.Err }
+
+// DamagedError is a download whose bytes are not the ones its .sha256
+// sidecar records: the copy on the remote (or its sidecar) changed
+// since it was written. It is a verdict on the backup, like a local
+// sha256 mismatch (verify's exit 3), not trouble reaching the remote.
+type DamagedError struct {
+	Name      string // the backup's name on the remote
+	Got, Want string // SHA-256 of the download, and the sidecar's
+}
+
+func (e *DamagedError) Error() string {
+	return fmt.Sprintf("%s: downloaded sha256 %s, its .sha256 sidecar says %s (the copy on the remote changed since it was written)", e.Name, e.Got, e.Want)
+}
 
 // Fail is how a backend reports a failure: an Error for url, with the
 // hint line h (a command that helps) when there is one.

@@ -71,3 +71,18 @@ func TestRetryBound(t *testing.T) {
 		t.Fatalf("recovered after %d tries", n)
 	}
 }
+
+func TestRedact(t *testing.T) {
+	for in, want := range map[string]string{
+		"sftp://backup@host/srv":         "sftp://backup@host/srv",
+		"sftp://u:secret@host/srv":       "sftp://u:xxxxx@host/srv",
+		"https://AKIA:secret@s3.example": "https://AKIA:xxxxx@s3.example",
+		"AKIA:secret@s3.example:9000":    "akia:xxxxx@s3.example:9000",
+		"https://AKIA:sec ret@host/%zz":  "(unparsable remote URL)",
+		"s3://bucket/prefix":             "s3://bucket/prefix",
+	} {
+		if got := Redact(in); got != want {
+			t.Errorf("Redact(%q) = %q, want %q", in, got, want)
+		}
+	}
+}

@@ -494,7 +494,7 @@ func Fetch(ctx context.Context, r Remote, name, dir string, progress func(done, 
 		return "", err
 	}
 	if got := hex.EncodeToString(h.Sum(nil)); got != sum {
-		return "", fmt.Errorf("%s: downloaded sha256 %s, its .sha256 sidecar says %s", name, got, sum)
+		return "", &DamagedError{Name: name, Got: got, Want: sum}
 	}
 	for _, s := range []string{manifest.SHA256Suffix, manifest.JSONSuffix} {
 		err := download(ctx, r, name+s, dst+s, io.Discard, nil, 0)
@@ -553,33 +553,3 @@ func (p *progressWriter) Write(b []byte) (int, error) {
 	p.fn(p.done)
 	return n, err
 }
-
-// FetchURL downloads the backup URL/NAME names, with its sidecars, into a
-// new private directory under parent (Fetch) and returns the local
-// backup's path and the directory, which the caller removes. A URL
-// without a NAME is a usage error.
-func FetchURL(ctx context.Context, objURL string, o Options, parent string, progress func(done, total int64)) (local, dir string, err error) {
-	url, name, ok := SplitObjectURL(objURL)
-	if !ok {
-		return "", "", &Error{URL: Redact(objURL), Kind: KindUsage, Err: hint.Wrap(errors.New("give the remote and the backup's name, URL/NAME"), "sqlite-backup verify s3://bucket/prefix/app.db.20250101_120000")}
-	}
-	r, err := Open(ctx, url, o)
-	if err != nil {
-		return "", "", err
-	}
-	defer r.Close()
-	dir, err = os.MkdirTemp(parent, FetchDirPrefix)
-	if err != nil {
-		return "", "", fmt.Errorf("temp dir for %s: %w", name, err)
-	}
-	p, err := Fetch(ctx, r, name, dir, progress)
-	if err != nil {
-		os.RemoveAll(dir)
-		return "", "", err
-	}
-	return p, dir, nil
-}
-
-// FetchDirPrefix starts the name of the private directory FetchURL
-// downloads into.
-const FetchDirPrefix = ".sqlite-backup-fetch-"

@@ -37,7 +37,7 @@ func prepare(ctx context.Context, path, decompressed string) (plain string, err 
 	for _, s := range []string{"-wal", "-journal"} {
 		if fi, err := os.Stat(path + s); err == nil && fi.Size() > 0 {
 			return "", hint.Wrap(fmt.Errorf("backup %q is not self-contained: it has a %s file beside it", path, s),
-				"make a self-contained copy first: sqlite-backup --source %q --backup %q", path, path+".plain")
+				"make a self-contained copy first: sqlite-backup --source %s --backup %s", hint.Quote(path), hint.Quote(path+".plain"))
 		}
 	}
 	return path, nil

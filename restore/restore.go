@@ -174,7 +174,7 @@ func Run(ctx context.Context, opts Options) (*Result, error) {
 			return nil, fmt.Errorf("restore from %q: %w", opts.Backup, ErrNeedIdentity)
 		}
 	}
-	target, err := checkTarget(opts.Target, bk)
+	target, err := checkTarget(opts.Target, bk, opts.Backup)
 	if err != nil {
 		return nil, err
 	}
@@ -193,11 +193,17 @@ func Run(ctx context.Context, opts Options) (*Result, error) {
 	defer lk.Release()
 	snapshot.RemoveStaleTemps(filepath.Dir(target))
 	if remoteURL != "" {
-		local, dir, err := remote.FetchURL(ctx, remoteURL, opts.Remote, filepath.Dir(target), opts.FetchProgress)
+		local, release, err := remote.FetchURL(ctx, remoteURL, opts.Remote, filepath.Dir(target), opts.FetchProgress)
+		var de *remote.DamagedError
+		if errors.As(err, &de) {
+			vr := verify.Result{Path: opts.Backup, Check: "integrity_check", SHA256: "mismatch", Problems: []string{"sha256 mismatch: " + de.Error()}}
+			return nil, hint.Wrap(fmt.Errorf("backup %q failed verification; nothing was restored: %w", opts.Backup, &verify.FailedError{Result: vr}),
+				"pick another backup: sqlite-backup list --remote %s", hint.Quote(remote.Redact(remoteURLOf(remoteURL))))
+		}
 		if err != nil {
 			return nil, err
 		}
-		defer os.RemoveAll(dir)
+		defer release()
 		bk = local
 		if len(opts.Identities) == 0 && encrypt.IsAge(bk) {
 			return nil, fmt.Errorf("restore from %q: %w", opts.Backup, ErrNeedIdentity)
@@ -230,15 +236,13 @@ func Run(ctx context.Context, opts Options) (*Result, error) {
 	// what gets restored.
 	opts.phase(PhaseVerify)
 	vr, err := verify.File(ctx, bk, verify.Options{TempDir: filepath.Dir(target), KeepDecompressed: true, Identities: opts.Identities, Progress: opts.Check})
-	if vr.Decompressed != "" {
-		defer os.Remove(vr.Decompressed)
-	}
+	defer vr.RemoveDecompressed()
 	if err != nil {
 		return nil, fmt.Errorf("restore from %q: %w", opts.Backup, err)
 	}
 	if !vr.OK {
 		return nil, hint.Wrap(fmt.Errorf("backup %q failed verification; nothing was restored: %w", opts.Backup, &verify.FailedError{Result: vr}),
-			"pick an older backup: ls -l %s", filepath.Dir(bk))
+			"pick an older backup: ls -l %s", hint.Quote(filepath.Dir(bk)))
 	}
 	plain, err := prepare(ctx, bk, vr.Decompressed)
 	if err != nil {
@@ -339,7 +343,7 @@ func chooseMode(opts Options, target string, tgt targetState, holders []int) (Mo
 		return ModeOffline, nil
 	case opts.Mode == ModeOffline && len(holders) > 0:
 		return "", hint.Wrap(fmt.Errorf("restore to %q: %s; an offline restore would pull the file from under it", target, describeHolders(holders)),
-			"stop the application first, or copy into the live database: sqlite-backup restore %q --to %q --force --online", opts.Backup, target)
+			"stop the application first, or copy into the live database: sqlite-backup restore %s --to %s --force --online", hint.Quote(opts.Backup), hint.Quote(target))
 	case opts.Mode == ModeOnline && !tgt.exists:
 		return "", fmt.Errorf("restore to %q: --online needs an existing database to copy into; without it the restore is offline", target)
 	}
@@ -367,7 +371,7 @@ func describeOwner(target string, res *Result) {
 
 // checkTarget resolves the target and refuses names that cannot be a
 // database to replace.
-func checkTarget(t, bk string) (string, error) {
+func checkTarget(t, bk, shown string) (string, error) {
 	if t == "" {
 		return "", hint.Wrap(errors.New("no database to restore to"), "name it: sqlite-backup restore BACKUP --to /srv/app/app.db")
 	}
@@ -388,7 +392,7 @@ func checkTarget(t, bk string) (string, error) {
 	if db, ok := sqlitefile.SidecarOf(abs); ok {
 		if _, err := os.Stat(db); err == nil {
 			return "", hint.Wrap(fmt.Errorf("restore to %q: that is SQLite's %s file, not a database", t, abs[len(db):]),
-				"restore to the database itself: --to %q", db)
+				"restore to the database itself: sqlite-backup restore %s --to %s", hint.Quote(shown), hint.Quote(db))
 		}
 	}
 	if abs == bk || fsx.SameFile(abs, bk) {
@@ -454,7 +458,7 @@ func safetyCopy(ctx context.Context, target string, res *Result, opts Options) e
 	br, err := snapshot.Run(ctx, so)
 	if err != nil {
 		return hint.Wrap(fmt.Errorf("safety copy of %q failed, nothing was restored: %w", target, err),
-			"if the current file is beyond reading, move it aside yourself and restore to the free name: mv %q %q", target, target+".damaged")
+			"if the current file is beyond reading, move it aside yourself and restore to the free name: mv %s %s", hint.Quote(target), hint.Quote(target+".damaged"))
 	}
 	res.SafetyCopy, res.SafetySize = br.Path, br.Size
 	opts.phase(PhaseSaveChk)
@@ -482,6 +486,12 @@ func safetyName(target string, now time.Time) string {
 		}
 		p = fmt.Sprintf("%s-%d", base, i)
 	}
+}
+
+// remoteURLOf is the remote of URL/NAME.
+func remoteURLOf(objURL string) string {
+	u, _, _ := remote.SplitObjectURL(objURL)
+	return u
 }
 
 func withSafetyHint(err error, res *Result) error {

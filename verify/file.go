@@ -9,6 +9,8 @@ import (
 	"io/fs"
 	"os"
 	"strings"
+	"sync"
+	"syscall"
 
 	"sqlite-backup/internal/format/compress"
 	"sqlite-backup/internal/format/content"
@@ -62,6 +64,9 @@ func SidecarOf(path string) (backup, kind string, ok bool) {
 // sidecars first (remote.FetchURL) and the copy is checked; the Result
 // names the URL without secrets.
 func File(ctx context.Context, path string, opts Options) (Result, error) {
+	// Every run that may leave a decrypted copy or a download in the
+	// temp dir removes what killed ones left there, whatever it checks.
+	sweep(opts.TempDir)
 	if remote.IsURL(path) {
 		return fetched(ctx, path, opts)
 	}
@@ -114,9 +119,7 @@ func File(ctx context.Context, path string, opts Options) (Result, error) {
 	}
 	c := <-cc
 	if h.err != nil || h.sum != want {
-		if c.r.Decompressed != "" {
-			os.Remove(c.r.Decompressed)
-		}
+		c.r.RemoveDecompressed()
 		if h.err != nil {
 			return res, fmt.Errorf("verify %q: %w", path, h.err)
 		}
@@ -147,7 +150,7 @@ func checkFile(ctx context.Context, path string, fi os.FileInfo, opts Options) (
 		if m.Sealed != "" {
 			if len(opts.Identities) == 0 {
 				return res, hint.Wrap(fmt.Errorf("verify --deep %q: the manifest's content record is encrypted", path),
-					"give the key: sqlite-backup verify --deep -i key.txt %q", path)
+					"give the key: sqlite-backup verify --deep -i key.txt %s", hint.Quote(path))
 			}
 			if err := m.Open(path+manifest.JSONSuffix, opts.Identities); err != nil {
 				return res, fmt.Errorf("verify --deep %q: %w", path, err)
@@ -160,7 +163,7 @@ func checkFile(ctx context.Context, path string, fi os.FileInfo, opts Options) (
 			problems, err := compareContent(ctx, db, m.Content)
 			if err != nil {
 				return nil, hint.Wrap(fmt.Errorf("verify --deep %q: %w", path, err),
-					"check it without --deep: sqlite-backup verify %q", path)
+					"check it without --deep: sqlite-backup verify %s", hint.Quote(path))
 			}
 			return problems, nil
 		}
@@ -171,6 +174,13 @@ func checkFile(ctx context.Context, path string, fi os.FileInfo, opts Options) (
 	encrypted := fi.Mode().IsRegular() && encrypt.IsAge(path)
 	if fi.Mode().IsRegular() && !encrypted {
 		kind = compress.KindOf(path)
+	}
+	var note string
+	if fi.Mode().IsRegular() && !encrypted && strings.HasSuffix(path, encrypt.Suffix) {
+		// The name promises what the bytes do not: say so, whatever the
+		// verdict (a plain copy under an encrypted name, by mistake or
+		// not, is readable by anyone who can read the file).
+		note = "NOT ENCRYPTED: named " + encrypt.Suffix + " but not an age file"
 	}
 	if encrypted {
 		res.Encryption = "age"
@@ -189,8 +199,13 @@ func checkFile(ctx context.Context, path string, fi os.FileInfo, opts Options) (
 			res.NotChecked = "encrypted, give --identity"
 			return res, nil
 		}
-		tmp, inner, err := encrypt.DecryptTo(ctx, path, opts.TempDir, opts.Identities)
+		held, err := checkDir(opts.TempDir)
 		if err != nil {
+			return res, fmt.Errorf("verify %q: %w", path, err)
+		}
+		tmp, inner, err := encrypt.DecryptTo(ctx, path, held.Path, opts.Identities)
+		if err != nil {
+			held.Release()
 			var ce *encrypt.CorruptError
 			var we *encrypt.WrongIdentityError
 			switch {
@@ -200,28 +215,34 @@ func checkFile(ctx context.Context, path string, fi os.FileInfo, opts Options) (
 			case errors.As(err, &we):
 				return res, hint.Wrap(fmt.Errorf("verify %q: %w", path, err), "give the private key of one of its recipients: -i key.txt (age identity) or -i ~/.ssh/id_ed25519")
 			}
+			return res, fullHint(fmt.Errorf("verify %q: %w", path, err), opts.TempDir)
+		}
+		dbPath, kind, res.held = tmp, inner, held
+	} else if kind != compress.None {
+		held, err := checkDir(opts.TempDir)
+		if err != nil {
 			return res, fmt.Errorf("verify %q: %w", path, err)
 		}
-		dbPath, kind = tmp, inner
-	} else if kind != compress.None {
-		tmp, err := compress.DecompressTo(ctx, path, opts.TempDir)
+		tmp, err := compress.DecompressTo(ctx, path, held.Path)
 		if err != nil {
+			held.Release()
 			var ce *compress.CorruptError
 			if errors.As(err, &ce) {
 				res.Compression = string(kind)
 				res.Problems = append(res.Problems, ce.Error())
 				return res, nil
 			}
-			return res, fmt.Errorf("verify %q: %w", path, err)
+			return res, fullHint(fmt.Errorf("verify %q: %w", path, err), opts.TempDir)
 		}
-		dbPath = tmp
+		dbPath, res.held = tmp, held
 	}
 	r, err := checkDB(ctx, dbPath, opts, deep)
 	if dbPath != path {
 		if opts.KeepDecompressed && err == nil && r.OK {
-			r.Decompressed = dbPath
+			r.Decompressed, r.held = dbPath, res.held
 		} else {
-			os.Remove(dbPath)
+			// The plaintext lives no longer than the check.
+			res.held.Release()
 		}
 	}
 	r.Path = path
@@ -233,6 +254,7 @@ func checkFile(ctx context.Context, path string, fi os.FileInfo, opts Options) (
 		r.Size = res.Size
 	}
 	r.Encryption = res.Encryption
+	r.Note = note
 	if encrypted {
 		r.ContentChecked = new(true)
 	}
@@ -292,13 +314,65 @@ func fetched(ctx context.Context, url string, opts Options) (Result, error) {
 	if opts.Quick {
 		res.Check = "quick_check"
 	}
-	local, dir, err := remote.FetchURL(ctx, url, opts.Remote, opts.TempDir, opts.FetchProgress)
+	local, release, err := remote.FetchURL(ctx, url, opts.Remote, opts.TempDir, opts.FetchProgress)
+	var de *remote.DamagedError
+	if errors.As(err, &de) {
+		// The same verdict as a local file that no longer matches its
+		// sidecar: FAILED, wherever the file lives.
+		res.SHA256 = "mismatch"
+		res.Problems = append(res.Problems, "sha256 mismatch: "+de.Error())
+		return res, nil
+	}
 	if err != nil {
 		return res, err
 	}
-	defer os.RemoveAll(dir)
+	defer release()
 	opts.FetchProgress = nil
 	res, err = File(ctx, local, opts)
 	res.Path = shown
 	return res, err
+}
+
+// checkDir is a new private directory in dir (os.TempDir() when "") for
+// a decrypted or decompressed copy, held by this run (fsx.HeldDir); what
+// killed runs left in dir is removed first.
+func checkDir(dir string) (*fsx.HeldDir, error) {
+	sweep(dir)
+	h, err := fsx.MkdirHeld(dir, fsx.CheckDirPrefix)
+	if err != nil {
+		if dir == "" {
+			dir = os.TempDir()
+		}
+		return nil, fmt.Errorf("private dir in %q: %w", dir, fsx.PathErr(err))
+	}
+	return h, nil
+}
+
+var swept sync.Map // dirs swept by this process
+
+// sweep removes, once a process, the private directories that killed
+// runs left in dir (a decrypted copy, a download): every run that may
+// leave one there cleans up after the dead ones.
+func sweep(dir string) {
+	if dir == "" {
+		dir = os.TempDir()
+	}
+	if _, done := swept.LoadOrStore(dir, true); !done {
+		fsx.RemoveDead(dir)
+	}
+}
+
+// fullHint gives a full disk under the decrypted or decompressed copy
+// the way out: free space in the temp dir, or another one.
+func fullHint(err error, dir string) error {
+	if errors.Is(err, syscall.ENOSPC) || errors.Is(err, syscall.EDQUOT) {
+		return hint.Wrap(err, "%s", compress.FullHint(dir))
+	}
+	return err
+}
+
+// RemoveDecompressed removes the copy KeepDecompressed kept, with its
+// private directory.
+func (r Result) RemoveDecompressed() {
+	r.held.Release()
 }

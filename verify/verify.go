@@ -90,6 +90,9 @@ type Result struct {
 	// Encryption is "age" for an encrypted backup, checked through a
 	// decrypted temp copy when Options.Identities open it.
 	Encryption string `json:"encryption,omitempty"`
+	// Note is what the verdict alone does not say: a file named .age
+	// that is not encrypted.
+	Note string `json:"note,omitempty"`
 	// ContentChecked, set for an encrypted backup only, says whether the
 	// database inside was checked: false without an identity.
 	ContentChecked *bool `json:"content_checked,omitempty"`
@@ -104,6 +107,8 @@ type Result struct {
 	// Threads is how many connections the SQLite check ran on: more than
 	// one for a full check split by parallelPlan.
 	Threads int `json:"-"`
+	// held is the private directory of Decompressed (RemoveDecompressed).
+	held *fsx.HeldDir
 }
 
 // Summary is the first problems on one line, for "FILE: FAILED: …".
@@ -268,13 +273,13 @@ func checkDB(ctx context.Context, path string, opts Options, deep func(*sql.DB) 
 		switch code := sqliteCode(err); {
 		case code&0xff == sqlite3.SQLITE_BUSY, code&0xff == sqlite3.SQLITE_LOCKED:
 			return res, hint.Wrap(fmt.Errorf("verify %q: database is locked: another process held a lock longer than the busy timeout (%s)", path, opts.BusyTimeout),
-				"wait longer: sqlite-backup verify --busy-timeout 2m %q; or check a backup of it: %s", path, backupExample(path))
+				"wait longer: sqlite-backup verify --busy-timeout 2m %s; or check a backup of it: %s", hint.Quote(path), backupExample(path))
 		case code == sqlite3.SQLITE_READONLY_ROLLBACK:
 			return res, hint.Wrap(fmt.Errorf("verify %q: a writer stopped in mid-transaction; its journal %q must be rolled back before the file can be judged (SQLite: %w)", path, real+"-journal", err),
-				"do not delete the journal: it holds what the file needs. Open the database once with the application, or as its owner run: sqlite3 %q \"PRAGMA quick_check\" (either rolls it back); then: sqlite-backup verify %q", path, path)
+				"do not delete the journal: it holds what the file needs. Open the database once with the application, or as its owner run: sqlite3 %s \"PRAGMA quick_check\" (either rolls it back); then: sqlite-backup verify %s", hint.Quote(path), hint.Quote(path))
 		case code&0xff == sqlite3.SQLITE_READONLY:
 			return res, hint.Wrap(fmt.Errorf("verify %q: reading it needs a write beside it that a read-only check does not make (SQLite: %w)", path, err),
-				"run verify as a user who may write in %q, or check a backup of it: %s", filepath.Dir(path), backupExample(path))
+				"run verify as a user who may write in %s, or check a backup of it: %s", hint.Quote(filepath.Dir(path)), backupExample(path))
 		}
 		// SQLite refusing to read the file is itself the verdict.
 		return fail("%v", err)
@@ -329,7 +334,7 @@ func sqliteCode(err error) int {
 // backupExample is the command that checks a database in use the safe
 // way: a backup copies one consistent snapshot and checks that.
 func backupExample(path string) string {
-	return fmt.Sprintf("sqlite-backup --source %q --backup-dir /tmp --keep 1", path)
+	return fmt.Sprintf("sqlite-backup --source %s --backup-dir /tmp --keep 1", hint.Quote(path))
 }
 
 // changedError is the answer for a file that changed during its check:

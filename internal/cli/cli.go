@@ -21,6 +21,8 @@ import (
 	"sqlite-backup/config"
 	"sqlite-backup/internal/output/hint"
 	"sqlite-backup/internal/output/journal"
+	"sqlite-backup/internal/output/progress"
+	"sqlite-backup/internal/output/redact"
 	"sqlite-backup/remote"
 	"sqlite-backup/verify"
 )
@@ -75,6 +77,10 @@ type Globals struct {
 // returns the exit code (main exits with it).
 func Run(args []string, stdout, stderr io.Writer) int {
 	unsetEmptyEnv()
+	// Whatever reaches stdout or stderr passes the scrubber: a private key given
+	// by mistake is never echoed, a name with escape sequences never
+	// drives the terminal (see internal/output/redact).
+	stdout, stderr = scrubbed{stdout}, scrubbed{stderr}
 	var cli CLI
 	cli.stdout = stdout
 	cli.stderrW = stderr
@@ -222,10 +228,40 @@ var CheckParsed func(kctx *kong.Context) error
 // printError writes "sqlite-backup: error: …" and, when the error carries
 // one, a "hint: …" line with an example that works.
 func printError(w io.Writer, err error) {
-	fmt.Fprintf(w, "%ssqlite-backup: error: %v\n", journal.Prefix(w, journal.Err), err)
+	fmt.Fprintf(w, "%ssqlite-backup: error: %s\n", journal.Prefix(w, journal.Err), scrub(err.Error()))
 	if h := hint.Of(err); h != "" {
-		fmt.Fprintf(w, "%shint: %s\n", journal.Prefix(w, journal.Notice), h)
+		fmt.Fprintf(w, "%shint: %s\n", journal.Prefix(w, journal.Notice), scrub(h))
 	}
+}
+
+// scrub is a message as it may be printed: no key material, no URL
+// password, no control characters but newlines and tabs.
+func scrub(s string) string { return redact.Text(redact.Secrets(s)) }
+
+// scrubbed is stdout or stderr through scrub. Each write is scrubbed
+// whole: the commands write a line, a table cell or the --json report
+// at a time, and values that may hold a secret over several lines
+// (config) are scrubbed before they are laid out. Progress lines on a
+// terminal, which draw with control characters, go to the file itself
+// (terminal); journald's priority prefix looks through it (Unwrap).
+type scrubbed struct{ w io.Writer }
+
+func (s scrubbed) Write(p []byte) (int, error) {
+	if _, err := io.WriteString(s.w, scrub(string(p))); err != nil {
+		return 0, err
+	}
+	return len(p), nil
+}
+
+func (s scrubbed) Unwrap() io.Writer { return s.w }
+
+// terminal is the terminal behind w, if w is one (progress lines).
+func terminal(w io.Writer) (*os.File, bool) {
+	if u, ok := w.(interface{ Unwrap() io.Writer }); ok {
+		w = u.Unwrap()
+	}
+	f, ok := w.(*os.File)
+	return f, ok && progress.IsTerminal(f)
 }
 
 // doneBefore is an error that came after the command had already

@@ -17,6 +17,7 @@ import (
 	"sqlite-backup/internal/output/hint"
 	"sqlite-backup/internal/output/journal"
 	"sqlite-backup/internal/output/metrics"
+	"sqlite-backup/internal/output/redact"
 	"sqlite-backup/internal/retention"
 	"sqlite-backup/internal/snapshot"
 	"sqlite-backup/remote"
@@ -140,7 +141,7 @@ func (c *BackupCmd) Run(ctx context.Context, kctx *kong.Context, g *Globals) err
 			done = append(done, published.Path)
 		}
 		if rep != nil && rep.RemoteNote != "" {
-			fmt.Fprintf(g.stderr(), "sqlite-backup: note: %s %s\n", published.Path, rep.RemoteNote)
+			fmt.Fprintf(g.stderr(), "sqlite-backup: note: %s %s\n", redact.Printable(published.Path), rep.RemoteNote)
 		}
 		for _, r := range remotes {
 			err = errors.Join(err, mf.RecordRemote(src.Path, r.Remote, r.Error == "", time.Duration(r.DurationMS)*time.Millisecond, len(r.Pending)))
@@ -268,7 +269,7 @@ func printBackup(w, errw io.Writer, rep *backup.Report, remotes []*remote.SyncRe
 	if r.Verify == "skipped" {
 		verdict = "NOT VERIFIED (--no-verify)"
 	}
-	_, err := fmt.Fprintf(w, "%s: %s, %d bytes, %d pages, %s\n", r.Path, verdict, r.Size, r.Pages, r.Duration.Round(time.Millisecond))
+	_, err := fmt.Fprintf(w, "%s: %s, %d bytes, %d pages, %s\n", redact.Printable(r.Path), verdict, r.Size, r.Pages, r.Duration.Round(time.Millisecond))
 	printRemotes(w, remotes)
 	printPruned(w, errw, rep)
 	warnOffsite(errw, rep)
@@ -329,7 +330,7 @@ func warnShrink(w io.Writer, r *backup.Report) {
 	}
 	fmt.Fprintf(w, "sqlite-backup: WARNING: %s shrank sharply since %s:\n", r.Source, r.Compared)
 	for _, s := range r.Shrink {
-		fmt.Fprintf(w, "  table %s: %d -> %d rows (-%.0f%%)\n", s.Table, s.Before, s.After, s.Percent)
+		fmt.Fprintf(w, "  table %s: %d -> %d rows (-%.0f%%)\n", redact.Printable(s.Table), s.Before, s.After, s.Percent)
 	}
 	fmt.Fprintf(w, "sqlite-backup: WARNING: older backups were NOT pruned; check the application before the next runs (--shrink-guard 0 turns this off)\n")
 }
@@ -348,7 +349,7 @@ func printPruned(w, errw io.Writer, r *backup.Report) {
 		// Cron output stays short: the backups removed, not each sidecar.
 		for _, rm := range r.Prune.Removed {
 			if !isSidecar(rm.Path) {
-				fmt.Fprintf(w, "removed %s\n", rm.Path)
+				fmt.Fprintf(w, "removed %s\n", redact.Printable(rm.Path))
 			}
 		}
 		warnNotOurs(errw, r.Prune.Policy, r.Prune.Removed)
@@ -383,6 +384,6 @@ func notWrittenByUs(removed []retention.Removed) []string {
 // warnNotOurs says on stderr which removed backups this tool did not write.
 func warnNotOurs(w io.Writer, policy string, removed []retention.Removed) {
 	for _, p := range notWrittenByUs(removed) {
-		fmt.Fprintf(w, "sqlite-backup: note: removed %s by the retention rules (%s): it was not written by sqlite-backup (no .sha256 or .json beside it), e.g. by backup_database.py; see docs/MIGRATION.md\n", p, policy)
+		fmt.Fprintf(w, "sqlite-backup: note: removed %s by the retention rules (%s): it was not written by sqlite-backup (no .sha256 or .json beside it), e.g. by backup_database.py; see docs/MIGRATION.md\n", redact.Printable(p), policy)
 	}
 }

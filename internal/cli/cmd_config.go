@@ -9,6 +9,7 @@ import (
 	"github.com/alecthomas/kong"
 
 	"sqlite-backup/config"
+	"sqlite-backup/internal/output/redact"
 	"sqlite-backup/remote"
 )
 
@@ -48,6 +49,9 @@ func (c *ConfigCmd) Run(kctx *kong.Context, g *Globals) error {
 			// A password in a URL is a secret: config shows it masked.
 			v = redactURLs(v)
 		}
+		// A private key given as a recipient (or anywhere) is never
+		// shown, not even in part; a multi-line value stays on its row.
+		v = redact.Printable(redact.Secrets(v))
 		out = append(out, setting{f.Name, v, o.Origin, o.Detail})
 	}
 	cfg := setting{Name: "config", Origin: config.FromNone, Detail: g.configErr}

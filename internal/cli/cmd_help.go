@@ -179,12 +179,7 @@ func fileExists(p string) bool {
 }
 
 // shellQuote quotes s for a hint's command line only where a shell needs it.
-func shellQuote(s string) string {
-	if s != "" && strings.Trim(s, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_@%+=:,./-") == "" {
-		return s
-	}
-	return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'"
-}
+func shellQuote(s string) string { return hint.Quote(s) }
 
 // levenshtein is the edit distance, for "did you mean".
 func levenshtein(a, b string) int {

@@ -37,14 +37,14 @@ func backupHint(err error, src, dir, file string) error {
 	case strings.HasPrefix(msg, "open source") && errors.Is(err, fs.ErrPermission) && statErr == nil:
 		owner, me := ownerOf(fi), passwd.Name(os.Geteuid())
 		err = fmt.Errorf("%w (owned by %s, mode %04o; this runs as %s)", err, owner, fi.Mode().Perm(), me)
-		return hint.Wrap(err, "run it as the database's owner, with a backup directory that user may write: sudo -u %s sqlite-backup --source %s %s", owner, shellQuote(src), to)
+		return hint.Wrap(err, "run it as the database's owner, with a backup directory that user may write: sudo -u %s sqlite-backup --source %s %s", shellQuote(owner), shellQuote(src), to)
 	case errors.Is(err, fs.ErrPermission) && (strings.Contains(msg, "lock") || strings.Contains(msg, "backup dir")):
 		me := passwd.Name(os.Geteuid())
 		d := dir
 		if file != "" {
 			d = filepath.Dir(file)
 		}
-		h := fmt.Sprintf("user %s may not write %s: sudo install -d -m 700 -o %s %s", me, d, me, shellQuote(d))
+		h := fmt.Sprintf("user %s may not write %s: sudo install -d -m 700 -o %s %s", me, d, shellQuote(me), shellQuote(d))
 		if home := writableHome(); home != "" {
 			h += fmt.Sprintf(" (or choose one it may write: sqlite-backup --source %s --backup-dir %s)", shellQuote(src), shellQuote(filepath.Join(home, "backups")))
 		}

@@ -15,6 +15,7 @@ import (
 	"sqlite-backup/config"
 	"sqlite-backup/internal/format/manifest"
 	"sqlite-backup/internal/output/hint"
+	"sqlite-backup/internal/output/redact"
 )
 
 // ListCmd shows the backups in the backup directory with what their
@@ -116,11 +117,16 @@ func (c *ListCmd) Run(ctx context.Context, kctx *kong.Context, g *Globals) error
 				} else {
 					note += "check FAILED: " + e.Verify.Summary()
 				}
+				if e.Verify.Note != "" {
+					note += "; " + e.Verify.Note
+				}
 			}
 			if e.Error != "" {
 				note += "ERROR: " + e.Error
 			}
-			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", when, e.Name, humanBytes(e.Size), e.Compression, verified, e.SHA256, rows, strings.TrimSpace(note))
+			// A file name is anyone's: escapes and newlines in it are
+			// shown, not obeyed.
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", when, redact.Printable(e.Name), humanBytes(e.Size), e.Compression, verified, redact.Printable(e.SHA256), rows, redact.Printable(strings.TrimSpace(note)))
 		}
 		if err := tw.Flush(); err != nil {
 			return err

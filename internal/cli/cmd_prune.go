@@ -11,6 +11,7 @@ import (
 
 	"sqlite-backup/backup"
 	"sqlite-backup/config"
+	"sqlite-backup/internal/output/redact"
 	"sqlite-backup/internal/retention"
 )
 
@@ -131,16 +132,16 @@ func printPrune(w io.Writer, p *backup.PruneReport) {
 	if p.DryRun {
 		verb = "would remove"
 		for _, d := range p.Remove {
-			fmt.Fprintf(w, "%s %s\n", verb, d.Path)
+			fmt.Fprintf(w, "%s %s\n", verb, redact.Printable(d.Path))
 		}
 	} else {
 		for _, r := range p.Removed {
-			fmt.Fprintf(w, "%s %s\n", verb, r.Path)
+			fmt.Fprintf(w, "%s %s\n", verb, redact.Printable(r.Path))
 		}
 	}
 	n := len(p.Remove)
 	fmt.Fprintf(w, "prune: %s: kept %d, %s %d\n", p.Policy, len(p.Kept), verb, n)
 	if len(p.Foreign) > 0 {
-		fmt.Fprintf(w, "prune: left alone %d backups of another database with the same file name: %s\n", len(p.Foreign), strings.Join(p.Foreign, ", "))
+		fmt.Fprintf(w, "prune: left alone %d backups of another database with the same file name: %s\n", len(p.Foreign), redact.Printable(strings.Join(p.Foreign, ", ")))
 	}
 }

@@ -13,6 +13,7 @@ import (
 	"sqlite-backup/backup"
 	"sqlite-backup/internal/output/hint"
 	"sqlite-backup/internal/output/progress"
+	"sqlite-backup/internal/output/redact"
 	"sqlite-backup/internal/retention"
 	"sqlite-backup/remote"
 	_ "sqlite-backup/remote/s3"   // s3://bucket[/prefix]
@@ -62,11 +63,11 @@ type uploadLine struct {
 
 // newUploadLine returns nil where stderr is no terminal.
 func newUploadLine(stderr io.Writer, url string) *uploadLine {
-	f, ok := stderr.(*os.File)
-	if !ok || !progress.IsTerminal(f) {
+	f, ok := terminal(stderr)
+	if !ok {
 		return nil
 	}
-	return &uploadLine{stderr: stderr, url: url}
+	return &uploadLine{stderr: f, url: url}
 }
 
 func (u *uploadLine) at(name string) {
@@ -74,7 +75,7 @@ func (u *uploadLine) at(name string) {
 		if u.line != nil {
 			u.line.Done()
 		}
-		u.line, u.cur = progress.New(u.stderr, "upload "+remote.Redact(u.url), 0), name
+		u.line, u.cur = progress.New(u.stderr, "upload "+redact.Printable(remote.Redact(u.url)), 0), name
 	}
 }
 
@@ -84,12 +85,12 @@ func (u *uploadLine) progress(name string, done, total int64) {
 	if total > 0 {
 		pct = done * 100 / total
 	}
-	u.line.Note(fmt.Sprintf("%s %d/%d MB %d%%", name, done>>20, total>>20, pct))
+	u.line.Note(fmt.Sprintf("%s %d/%d MB %d%%", redact.Printable(name), done>>20, total>>20, pct))
 }
 
 func (u *uploadLine) phase(name, phase string) {
 	u.at(name)
-	u.line.Note(fmt.Sprintf("%s sent, checking: %s", name, phase))
+	u.line.Note(fmt.Sprintf("%s sent, checking: %s", redact.Printable(name), phase))
 }
 
 func (u *uploadLine) done() {
@@ -103,9 +104,9 @@ func printRemotes(w io.Writer, srs []*remote.SyncReport) {
 	seen := map[string]bool{}
 	for _, s := range srs {
 		if s.Error != "" {
-			fmt.Fprintf(w, "remote %s: FAILED after %d uploaded: %s\n", s.Remote, len(s.Uploaded), s.Error)
+			fmt.Fprintf(w, "remote %s: FAILED after %d uploaded: %s\n", redact.Printable(s.Remote), len(s.Uploaded), redact.Printable(s.Error))
 		} else {
-			fmt.Fprintf(w, "remote %s: ok, uploaded %d (%d bytes), %d already there", s.Remote, len(s.Uploaded), s.Bytes, s.Present)
+			fmt.Fprintf(w, "remote %s: ok, uploaded %d (%d bytes), %d already there", redact.Printable(s.Remote), len(s.Uploaded), s.Bytes, s.Present)
 			if s.Pruned {
 				fmt.Fprintf(w, "; kept %d, removed %d files", s.Kept, len(s.Removed))
 			}
@@ -114,7 +115,7 @@ func printRemotes(w io.Writer, srs []*remote.SyncReport) {
 		for _, sk := range s.Skipped {
 			if !seen[sk] {
 				seen[sk] = true
-				fmt.Fprintf(w, "not sent off-site: %s\n", sk)
+				fmt.Fprintf(w, "not sent off-site: %s\n", redact.Printable(sk))
 			}
 		}
 	}
@@ -126,11 +127,11 @@ func printRemotes(w io.Writer, srs []*remote.SyncReport) {
 func warnOffsite(w io.Writer, rep *backup.Report) {
 	for _, s := range rep.Remotes {
 		if s.Error != "" && len(s.Pending) > 0 {
-			fmt.Fprintf(w, "sqlite-backup: warning: remote %s lacks %s of %s, oldest %s; kept here until it has them\n", s.Remote, backups(len(s.Pending)), rep.Source, s.Pending[len(s.Pending)-1])
+			fmt.Fprintf(w, "sqlite-backup: warning: remote %s lacks %s of %s, oldest %s; kept here until it has them\n", redact.Printable(s.Remote), backups(len(s.Pending)), redact.Printable(rep.Source), redact.Printable(s.Pending[len(s.Pending)-1]))
 		}
 	}
 	for _, d := range rep.Damaged {
-		fmt.Fprintf(w, "sqlite-backup: WARNING: %s is %s: not sent off-site, the other backups were; check the disk, then remove it (sqlite-backup verify %s)\n", d.Path, d.Error, hint.Quote(d.Path))
+		fmt.Fprintf(w, "sqlite-backup: WARNING: %s is %s: not sent off-site, the other backups were; check the disk, then remove it (sqlite-backup verify %s)\n", redact.Printable(d.Path), d.Error, redact.Printable(hint.Quote(d.Path)))
 	}
 	if n := len(rep.KeptForRemotes); n > 0 {
 		var size int64
@@ -140,7 +141,7 @@ func warnOffsite(w io.Writer, rep *backup.Report) {
 			}
 		}
 		fmt.Fprintf(w, "sqlite-backup: warning: %s (%s) kept past the retention rules until every remote has them, oldest %s; the backlog grows with each run until the remotes work again\n",
-			backups(n), humanBytes(size), filepath.Base(rep.KeptForRemotes[len(rep.KeptForRemotes)-1]))
+			backups(n), humanBytes(size), redact.Printable(filepath.Base(rep.KeptForRemotes[len(rep.KeptForRemotes)-1])))
 	}
 }
 
@@ -198,14 +199,14 @@ func listRemotes(ctx context.Context, g *Globals, urls []string, flags RemoteFla
 			if len(dbs) > 0 {
 				what += " of " + strings.Join(dbs, ", ")
 			}
-			fmt.Fprintf(g.stdout, "%s: %s\n", l.Remote, what)
+			fmt.Fprintf(g.stdout, "%s: %s\n", redact.Printable(l.Remote), what)
 			continue
 		}
 		n := fmt.Sprintf("%d backups", len(l.Backups))
 		if len(l.Backups) == 1 {
 			n = "1 backup"
 		}
-		fmt.Fprintf(g.stdout, "%s: %s\n", l.Remote, n)
+		fmt.Fprintf(g.stdout, "%s: %s\n", redact.Printable(l.Remote), n)
 		tw := tabwriter.NewWriter(g.stdout, 0, 4, 2, ' ', 0)
 		fmt.Fprintln(tw, "BACKUP\tSIZE\tSHA256\tNOTE")
 		incomplete := false
@@ -225,7 +226,9 @@ func listRemotes(ctx context.Context, g *Globals, urls []string, flags RemoteFla
 			if sum == "" {
 				sum = "-"
 			}
-			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", e.Name, humanBytes(e.Size), sum, strings.Join(note, " "))
+			// Names come from the remote's listing: escapes and
+			// newlines in them are shown, not obeyed.
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", redact.Printable(e.Name), humanBytes(e.Size), redact.Printable(sum), strings.Join(note, " "))
 		}
 		if err := tw.Flush(); err != nil {
 			return err
@@ -282,14 +285,14 @@ func pruneRemotes(ctx context.Context, g *Globals, urls []string, flags RemoteFl
 					}
 				}
 				for _, n := range names {
-					fmt.Fprintf(g.stdout, "%s %s/%s\n", verb, remote.Redact(url), n)
+					fmt.Fprintf(g.stdout, "%s %s/%s\n", verb, redact.Printable(remote.Redact(url)), redact.Printable(n))
 				}
 				fmt.Fprintf(g.stdout, "prune %s: %s: kept %d, %s %d backups\n", remote.Redact(url), rep.Policy, len(rep.Kept), verb, len(rep.Remove))
 				if len(rep.Foreign) > 0 {
-					fmt.Fprintf(g.stdout, "prune %s: left alone %d backups that another backup directory or database sent (their manifests name another owner): %s\n", remote.Redact(url), len(rep.Foreign), strings.Join(rep.Foreign, ", "))
+					fmt.Fprintf(g.stdout, "prune %s: left alone %d backups that another backup directory or database sent (their manifests name another owner): %s\n", remote.Redact(url), len(rep.Foreign), redact.Printable(strings.Join(rep.Foreign, ", ")))
 				}
 				if len(rep.Incomplete) > 0 {
-					fmt.Fprintf(g.stdout, "prune %s: left alone %d incomplete uploads: %s\n", remote.Redact(url), len(rep.Incomplete), strings.Join(rep.Incomplete, ", "))
+					fmt.Fprintf(g.stdout, "prune %s: left alone %d incomplete uploads: %s\n", remote.Redact(url), len(rep.Incomplete), redact.Printable(strings.Join(rep.Incomplete, ", ")))
 				}
 			}
 		}

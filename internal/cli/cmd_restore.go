@@ -11,6 +11,7 @@ import (
 
 	"sqlite-backup/config"
 	"sqlite-backup/internal/output/journal"
+	"sqlite-backup/internal/output/redact"
 	"sqlite-backup/remote"
 	"sqlite-backup/restore"
 )
@@ -69,22 +70,22 @@ func (c *RestoreCmd) Run(ctx context.Context, kctx *kong.Context, g *Globals) er
 	opts.Phase, opts.Pages, opts.Check = tty.phaseFn(), tty.pagesFn(), tty.checkProgress("")
 	res, err := restore.Run(ctx, opts)
 	tty.clear()
+	shown := c.File
+	if remote.IsURL(c.File) {
+		shown = remote.Redact(c.File)
+	}
 	if errors.Is(err, restore.ErrNeedIdentity) {
-		shown := c.File
-		if remote.IsURL(c.File) {
-			shown = remote.Redact(c.File)
-		}
 		return usagef(fmt.Sprintf("sqlite-backup restore %s --to %s -i KEY", shellQuote(shown), shellQuote(to)), "%v", err)
 	}
-	err = restoreHint(err, c.File, to)
+	err = restoreHint(err, shown, to)
 	if errors.Is(err, restore.ErrTargetExists) {
-		return usagef(fmt.Sprintf("sqlite-backup restore %q --to %q --force   (saves the current database first)", c.File, to), "%v", err)
+		return usagef(fmt.Sprintf("sqlite-backup restore %s --to %s --force   (saves the current database first)", shellQuote(shown), shellQuote(to)), "%v", err)
 	}
 	if res != nil && res.SafetyCopy != "" && err != nil && !g.JSON {
 		printSafetyCopy(g.stdout, res)
 	}
 	if err != nil && res != nil && res.Replaced {
-		done := fmt.Sprintf("%s already holds the restored backup, not yet checked (check it: sqlite-backup verify %q)", res.Target, res.Target)
+		done := fmt.Sprintf("%s already holds the restored backup, not yet checked (check it: sqlite-backup verify %s)", redact.Printable(res.Target), shellQuote(res.Target))
 		if res.SafetyCopy != "" {
 			done += "; the database before is saved as " + res.SafetyCopy
 		}
@@ -109,7 +110,7 @@ func (c *RestoreCmd) Run(ctx context.Context, kctx *kong.Context, g *Globals) er
 // printSafetyCopy says where the database as it was before went, how
 // large it is and whether it passed its check.
 func printSafetyCopy(w io.Writer, r *restore.Result) {
-	fmt.Fprintf(w, "safety copy: %s (%s, integrity_check %s)\n", r.SafetyCopy, humanBytes(r.SafetySize), r.SafetyCheck)
+	fmt.Fprintf(w, "safety copy: %s (%s, integrity_check %s)\n", redact.Printable(r.SafetyCopy), humanBytes(r.SafetySize), r.SafetyCheck)
 }
 
 // restoreJSON is restore's --json result: check and ok as backup and
@@ -125,9 +126,9 @@ type restoreJSON struct {
 
 func printRestore(w io.Writer, r *restore.Result) error {
 	if r.DryRun {
-		fmt.Fprintf(w, "dry run: backup %s: integrity_check ok, %d bytes, %d pages\n", r.Backup, r.Size, r.Pages)
+		fmt.Fprintf(w, "dry run: backup %s: integrity_check ok, %d bytes, %d pages\n", redact.Printable(r.Backup), r.Size, r.Pages)
 		if r.TargetExisted {
-			fmt.Fprintf(w, "dry run: would save the current %s as %s\n", r.Target, r.SafetyCopy)
+			fmt.Fprintf(w, "dry run: would save the current %s as %s\n", redact.Printable(r.Target), redact.Printable(r.SafetyCopy))
 		}
 		how := "offline: write a temp file beside it, remove its stale -wal/-shm, rename it into place"
 		if r.Mode == restore.ModeOnline {
@@ -136,7 +137,7 @@ func printRestore(w io.Writer, r *restore.Result) error {
 		if len(r.HolderProcesses) > 0 {
 			how += " (open by " + restore.HolderList(r.HolderProcesses) + ")"
 		}
-		fmt.Fprintf(w, "dry run: would restore %s to %s %s, journal_mode %s\n", r.Backup, r.Target, how, r.JournalMode)
+		fmt.Fprintf(w, "dry run: would restore %s to %s %s, journal_mode %s\n", redact.Printable(r.Backup), redact.Printable(r.Target), how, r.JournalMode)
 		printSpace(w, "dry run: would write", r.Space)
 		return nil
 	}
@@ -147,12 +148,12 @@ func printRestore(w io.Writer, r *restore.Result) error {
 		fmt.Fprintf(w, "open by %s: copied into the live database\n", restore.HolderList(r.HolderProcesses))
 	}
 	for _, p := range r.Removed {
-		fmt.Fprintf(w, "removed stale %s\n", p)
+		fmt.Fprintf(w, "removed stale %s\n", redact.Printable(p))
 	}
 	fmt.Fprintf(w, "restored %s -> %s (%s, journal_mode %s): %s, %d bytes, %d pages, %s\n",
-		r.Backup, r.Target, r.Mode, r.JournalMode, r.Check, r.Size, r.Pages, r.Duration.Round(time.Millisecond))
+		redact.Printable(r.Backup), redact.Printable(r.Target), r.Mode, r.JournalMode, r.Check, r.Size, r.Pages, r.Duration.Round(time.Millisecond))
 	if !r.TargetExisted && r.Owner != "" {
-		fmt.Fprintf(w, "new database %s: owner %s, mode %s\n", r.Target, r.Owner, r.FileMode)
+		fmt.Fprintf(w, "new database %s: owner %s, mode %s\n", redact.Printable(r.Target), r.Owner, r.FileMode)
 	}
 	return nil
 }
@@ -163,5 +164,5 @@ func printSpace(w io.Writer, prefix string, s *restore.Space) {
 	if s == nil || s.Dir == "" {
 		return
 	}
-	fmt.Fprintf(w, "%s up to %s in %s before freeing anything; %s free\n", prefix, humanBytes(s.Needed), s.Dir, humanBytes(s.Free))
+	fmt.Fprintf(w, "%s up to %s in %s before freeing anything; %s free\n", prefix, humanBytes(s.Needed), redact.Printable(s.Dir), humanBytes(s.Free))
 }

@@ -6,6 +6,7 @@ import (
 	"strings"
 
 	"sqlite-backup/internal/output/hint"
+	"sqlite-backup/internal/output/redact"
 	"sqlite-backup/remote"
 	"sqlite-backup/verify"
 )
@@ -51,17 +52,18 @@ func (c *VerifyCmd) Run(ctx context.Context, g *Globals) error {
 	checked := 0
 	for i, f := range c.Files {
 		if of, kind, ok := verify.SidecarOf(f); ok {
-			why, cmd := fmt.Sprintf("the %s sidecar of %s, checked with it", kind, of), "sqlite-backup verify"
+			shown := redact.Printable(of)
+			why, cmd := fmt.Sprintf("the %s sidecar of %s, checked with it", kind, shown), "sqlite-backup verify"
 			if kind == "json" && !c.Deep {
-				why, cmd = fmt.Sprintf("the manifest of %s, checked with it by verify --deep", of), "sqlite-backup verify --deep"
+				why, cmd = fmt.Sprintf("the manifest of %s, checked with it by verify --deep", shown), "sqlite-backup verify --deep"
 			}
 			if !given[of] {
-				why += fmt.Sprintf(" (%s %s)", cmd, of)
+				why += fmt.Sprintf(" (%s %s)", cmd, shellQuote(of))
 			}
 			if g.JSON {
 				g.addResult(skippedResult{Path: f, Skipped: why})
 			} else {
-				fmt.Fprintf(g.stdout, "%s: skipped: %s\n", f, why)
+				fmt.Fprintf(g.stdout, "%s: skipped: %s\n", redact.Printable(f), why)
 			}
 			continue
 		}
@@ -89,7 +91,7 @@ func (c *VerifyCmd) Run(ctx context.Context, g *Globals) error {
 			if g.JSON {
 				g.addResult(failedResult("", f, err))
 			} else {
-				fmt.Fprintf(g.stdout, "%s: ERROR: %v\n", f, err)
+				fmt.Fprintf(g.stdout, "%s: ERROR: %v\n", redact.Printable(f), err)
 			}
 			continue
 		}
@@ -108,11 +110,11 @@ func (c *VerifyCmd) Run(ctx context.Context, g *Globals) error {
 			}
 		} else {
 			if res.NotChecked != "" {
-				fmt.Fprintf(g.stdout, "%s: %s; content NOT CHECKED: %s\n", f, readable(res), res.NotChecked)
+				fmt.Fprintf(g.stdout, "%s: %s; content NOT CHECKED: %s\n", redact.Printable(f), readable(res), res.NotChecked)
 			} else if res.OK {
-				fmt.Fprintf(g.stdout, "%s: ok%s\n", f, okDetails(res))
+				fmt.Fprintf(g.stdout, "%s: ok%s%s\n", redact.Printable(f), okDetails(res), noteOf(res))
 			} else {
-				fmt.Fprintf(g.stdout, "%s: FAILED: %s\n", f, res.Summary())
+				fmt.Fprintf(g.stdout, "%s: FAILED: %s%s\n", redact.Printable(f), res.Summary(), noteOf(res))
 			}
 		}
 	}
@@ -177,4 +179,12 @@ func okDetails(r verify.Result) string {
 		return ""
 	}
 	return " (" + strings.Join(d, ", ") + ")"
+}
+
+// noteOf is a result's note, when it has one, for the end of its line.
+func noteOf(r verify.Result) string {
+	if r.Note == "" {
+		return ""
+	}
+	return "; " + r.Note
 }

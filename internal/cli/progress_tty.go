@@ -31,11 +31,11 @@ type ttyStatus struct {
 }
 
 func newTTYStatus(stderr io.Writer, db string) *ttyStatus {
-	f, ok := stderr.(*os.File)
-	if !ok || !progress.IsTerminal(f) {
+	f, ok := terminal(stderr)
+	if !ok {
 		return nil
 	}
-	s := &ttyStatus{w: stderr, pageSize: 4096, stop: make(chan struct{})}
+	s := &ttyStatus{w: f, pageSize: 4096, stop: make(chan struct{})}
 	if fh, err := os.Open(db); err == nil {
 		if h, err := sqlitefile.ReadHeader(fh); err == nil {
 			s.pageSize = h.PageSize

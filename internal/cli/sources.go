@@ -43,7 +43,7 @@ func findSources(kctx *kong.Context, g *Globals) ([]config.Source, error) {
 					return nil, usagef(`source = "/srv/*/data/app.db"`, "source %q in %s: %v", v, base.ConfigFile, err)
 				}
 				if len(m) == 0 {
-					return nil, hint.Wrap(fmt.Errorf("source %q in %s matches no file", v, base.ConfigFile), "check the pattern: ls %s", v)
+					return nil, hint.Wrap(fmt.Errorf("source %q in %s matches no file", v, base.ConfigFile), "check the pattern: ls %s", hint.QuoteGlob(v))
 				}
 				expanded = m
 			}

@@ -50,7 +50,7 @@ func checkSource(src string) (given, real string, _ sqlitefile.Header, _ error) 
 	if db, ok := sqlitefile.SidecarOf(abs); ok {
 		if _, err := os.Stat(db); err == nil {
 			return "", "", h, hint.Wrap(fmt.Errorf("source %q is SQLite's %s file, not a database", src, abs[len(db):]),
-				"back up the database itself: sqlite-backup --source %q", db)
+				"back up the database itself: sqlite-backup --source %s", hint.Quote(db))
 		}
 	}
 	fi, err := os.Stat(abs)
@@ -97,7 +97,7 @@ func planDestination(given, src string, opts Options) (destination, error) {
 		for _, s := range append([]string{""}, sqlitefile.Sidecars...) {
 			if fsx.SameFile(p, src+s) {
 				return destination{}, hint.Wrap(fmt.Errorf("backup %q: that is the source database%s itself", opts.Path, s),
-					"write the backup elsewhere: sqlite-backup --source %q --backup %q", src, src+".bak")
+					"write the backup elsewhere: sqlite-backup --source %s --backup %s", hint.Quote(src), hint.Quote(src+".bak"))
 			}
 		}
 		if _, err := os.Lstat(p); err == nil {
@@ -165,13 +165,15 @@ func createTemp(dir, base string) (string, error) {
 
 // RemoveStaleTemps removes temp files that runs killed before they could
 // clean up left in dir, and returns their names. Call it only while
-// holding the directory's lock: then no live run owns any of them.
+// holding the directory's lock: then no live run owns any of them. The
+// private directories of runs that work without the lock (a download,
+// a decrypted copy: fsx.HeldDir) go only when their run is dead.
 func RemoveStaleTemps(dir string) []string {
 	entries, err := os.ReadDir(dir)
 	if err != nil {
 		return nil
 	}
-	var removed []string
+	removed := fsx.RemoveDead(dir)
 	for _, e := range entries {
 		if !strings.HasPrefix(e.Name(), TempPrefix) || e.IsDir() {
 			continue
@@ -195,7 +197,7 @@ func removeTemp(tmp string) {
 // replacing an existing file, then makes the rename durable.
 func publish(tmp string, dst destination, now time.Time, suffix string) (string, error) {
 	if dst.explicit != "" {
-		if err := renameNoReplace(tmp, dst.explicit); err != nil {
+		if err := fsx.RenameNoReplace(tmp, dst.explicit); err != nil {
 			if errors.Is(err, fs.ErrExist) {
 				return "", hint.Wrap(fmt.Errorf("backup %q: file exists; refusing to overwrite it", dst.explicit), "choose a new name")
 			}
@@ -216,7 +218,7 @@ func publish(tmp string, dst destination, now time.Time, suffix string) (string,
 		}
 		name += suffix
 		final := filepath.Join(dst.dir, name)
-		err := renameNoReplace(tmp, final)
+		err := fsx.RenameNoReplace(tmp, final)
 		if errors.Is(err, fs.ErrExist) {
 			continue
 		}

@@ -25,7 +25,7 @@ func checkNameLength(src, dir, published string) error {
 	}
 	return hint.Wrap(fmt.Errorf("backup of %q: names in %q would be up to %d bytes, longer than file systems allow (%d): file name too long",
 		src, dir, longest, nameMax),
-		"name the backup yourself: sqlite-backup --source %q --backup %q", src, filepath.Join(dir, "short.db"))
+		"name the backup yourself: sqlite-backup --source %s --backup %s", hint.Quote(src), hint.Quote(filepath.Join(dir, "short.db")))
 }
 
 // longestPublished is the longest name a named backup of src may get:

@@ -281,7 +281,7 @@ func Run(ctx context.Context, opts Options) (res *Result, err error) {
 		if !vr.OK {
 			vr.Path = src
 			return nil, hint.Wrap(fmt.Errorf("backup of %q failed %s, so it was not kept: %w", src, vr.Check, &verify.FailedError{Result: vr}),
-				"the source itself may be damaged; check it with: sqlite-backup verify %q", src)
+				"the source itself may be damaged; check it with: sqlite-backup verify %s", hint.Quote(src))
 		}
 		verdict = "ok"
 		threads = vr.Threads
@@ -709,7 +709,7 @@ func sourceError(ctx context.Context, src, op string, err error, timeout time.Du
 		switch se.Code() & 0xff {
 		case sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED:
 			return hint.Wrap(fmt.Errorf("%s %q: database is locked: another process held a write lock longer than the busy timeout (%s)", op, src, timeout),
-				"wait longer for the writer: sqlite-backup --source %q --busy-timeout 2m", src)
+				"wait longer for the writer: sqlite-backup --source %s --busy-timeout 2m", hint.Quote(src))
 		case sqlite3.SQLITE_INTERRUPT:
 			return context.Canceled
 		}
@@ -727,7 +727,7 @@ func sourceError(ctx context.Context, src, op string, err error, timeout time.Du
 func hotJournalError(src, op string, err error) error {
 	return hint.Wrap(fmt.Errorf("%s %q: a writer stopped in mid-transaction; its journal %q must be rolled back into the database before it can be copied, and a backup never writes to the source (SQLite: %w)",
 		op, src, src+"-journal", err),
-		"do not delete the journal: it holds what the file needs. Open the database once with the application, or as its owner run: sqlite3 %q \"PRAGMA quick_check\" (either rolls it back); then back up again", src)
+		"do not delete the journal: it holds what the file needs. Open the database once with the application, or as its owner run: sqlite3 %s \"PRAGMA quick_check\" (either rolls it back); then back up again", hint.Quote(src))
 }
 
 // fileState is what a commit to a database changes: the size and time of

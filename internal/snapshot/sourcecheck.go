@@ -127,5 +127,5 @@ func readonlyDirError(src, op string, err error) error {
 	}
 	return hint.Wrap(fmt.Errorf("%s %q: it is a WAL database with no %s file, and SQLite must create one to read it, but this user may not write to %q",
 		op, src, filepath.Base(src)+"-shm", filepath.Dir(src)),
-		"run the backup as the database's owner: sudo -u %s sqlite-backup --source %q (or while the application has the database open)", owner, src)
+		"run the backup as the database's owner: sudo -u %s sqlite-backup --source %s (or while the application has the database open)", hint.Quote(owner), hint.Quote(src))
 }

@@ -213,7 +213,7 @@ func TestHostileInputs(t *testing.T) {
 			f.Close()
 		}, args: []string{"--source", "{D}/app.db"}, code: 3, want: []string{`backup of "{D}/app.db" failed integrity_check, so it was not kept`, "hint: "}},
 		{name: "-wal file as source", setup: func(c *hcase) { c.db("app.db", true); c.write("app.db-wal", junk(4096), 0o644) },
-			args: []string{"--source", "{D}/app.db-wal"}, code: 1, want: []string{`source "{D}/app.db-wal" is SQLite's -wal file`, `--source "{D}/app.db"`}},
+			args: []string{"--source", "{D}/app.db-wal"}, code: 1, want: []string{`source "{D}/app.db-wal" is SQLite's -wal file`, `hint: back up the database itself: sqlite-backup --source {D}/app.db`}},
 		{name: "-shm file as source", setup: func(c *hcase) { c.db("app.db", true); c.write("app.db-shm", junk(32768), 0o644) },
 			args: []string{"--source", "{D}/app.db-shm"}, code: 1, want: []string{`source "{D}/app.db-shm" is SQLite's -shm file`}},
 		{name: "-journal file as source", setup: func(c *hcase) { c.db("app.db", false); c.write("app.db-journal", junk(512), 0o644) },

@@ -34,6 +34,7 @@ import (
 	"github.com/minio/minio-go/v7/pkg/credentials"
 	"github.com/minio/minio-go/v7/pkg/s3utils"
 
+	"sqlite-backup/internal/output/hint"
 	"sqlite-backup/remote"
 )
 
@@ -85,9 +86,14 @@ func Open(ctx context.Context, u *url.URL, o remote.Options) (remote.Remote, err
 	secure := true
 	host := "s3.amazonaws.com"
 	if ep != "" {
+		// The endpoint is never quoted as given: it may hold a password.
 		eu, err := url.Parse(ep)
 		if err != nil || eu.Host == "" || (eu.Scheme != "http" && eu.Scheme != "https") {
-			return nil, c.fail(remote.KindUsage, false, fmt.Errorf("endpoint %q: give a URL like https://s3.example.com or http://127.0.0.1:7070", ep), "")
+			return nil, c.fail(remote.KindUsage, false, fmt.Errorf("endpoint %q: give a URL like https://s3.example.com or http://127.0.0.1:7070", remote.Redact(ep)), "")
+		}
+		if eu.User != nil {
+			return nil, c.fail(remote.KindUsage, false, fmt.Errorf("endpoint %q: credentials in the endpoint URL are refused (they would show in process lists and logs)", remote.Redact(ep)),
+				"give them in AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or AWS_PROFILE in ~/.aws/credentials")
 		}
 		host, secure = eu.Host, eu.Scheme == "https"
 		c.endpointURL = ep
@@ -262,12 +268,7 @@ func (c *Client) makeBucket() string {
 }
 
 // shellQuote quotes s for a hint's command line only where a shell needs it.
-func shellQuote(s string) string {
-	if s != "" && strings.Trim(s, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_@%+=:,./-") == "" {
-		return s
-	}
-	return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'"
-}
+func shellQuote(s string) string { return hint.Quote(s) }
 
 // ctxErr prefers the interruption to the failure it caused.
 func ctxErr(ctx context.Context, err error) error {
@@ -286,7 +287,7 @@ func (c *Client) Put(ctx context.Context, name string, src remote.Source) error 
 		return fmt.Errorf("read %s for upload: %w", name, err)
 	}
 	if whole != src.SHA256 {
-		return c.fail(remote.KindMismatch, false, fmt.Errorf("the local file %s no longer has the SHA-256 its sidecar records (%s, now %s): not uploaded", name, src.SHA256, whole), "sqlite-backup verify <backup-dir>/"+name)
+		return c.fail(remote.KindMismatch, false, fmt.Errorf("the local file %s no longer has the SHA-256 its sidecar records (%s, now %s): not uploaded", name, src.SHA256, whole), "check it where it lies, in the backup directory: sqlite-backup verify "+hint.Quote(name))
 	}
 	opts := minio.PutObjectOptions{
 		PartSize:     PartSize,

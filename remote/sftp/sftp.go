@@ -39,6 +39,7 @@ import (
 	"golang.org/x/crypto/ssh/agent"
 
 	"sqlite-backup/internal/format/manifest"
+	"sqlite-backup/internal/output/hint"
 	"sqlite-backup/remote"
 )
 
@@ -599,18 +600,14 @@ func (h *serverHash) close() {
 	}
 }
 
+// shellQuote always quotes: it builds the commands the server runs.
 func shellQuote(s string) string {
 	return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'"
 }
 
-// quote quotes s for a hint's command line where a shell needs it: a
-// hint may be pasted, and a path must not run anything.
-func quote(s string) string {
-	if s != "" && strings.Trim(s, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_@%+=:,./-") == "" {
-		return s
-	}
-	return shellQuote(s)
-}
+// quote is hint.Quote: a hint may be pasted, and a path in it must not
+// run anything.
+var quote = hint.Quote
 
 // ctxErr prefers the interruption to the broken connection it caused.
 func (c *Client) ctxErr(ctx context.Context, err error) error {

@@ -366,6 +366,10 @@ func DecompressTo(ctx context.Context, path, dir string) (tmpPath string, err er
 	return tmp, nil
 }
 
+// FullHint is the hint for a full disk under a decompressed copy in
+// dir ("" for the system temp dir).
+func FullHint(dir string) string { return fullHintFor(dir) }
+
 // fullHintFor is the hint for a full disk under DecompressTo's temp file
 // in dir; os.TempDir() comes from TMPDIR, which the operator can move.
 func fullHintFor(dir string) string {

@@ -15,6 +15,8 @@ import (
 	"filippo.io/age"
 	"filippo.io/age/agessh"
 	"golang.org/x/crypto/ssh"
+
+	"sqlite-backup/internal/output/redact"
 )
 
 // ErrNoTerminal is returned for an identity that needs a passphrase when
@@ -37,12 +39,15 @@ const keyFileLimit = 16 << 20
 func ParseRecipients(keys, files []string) ([]age.Recipient, error) {
 	var out []age.Recipient
 	for _, k := range keys {
-		r, err := parseRecipient(strings.TrimSpace(k))
+		k = strings.TrimSpace(k)
+		if redact.HasSecret(k) {
+			return nil, privateKeyError("--recipient", k)
+		}
+		r, err := parseRecipient(k)
 		if err != nil {
-			if strings.HasPrefix(k, "AGE-") {
-				return nil, errors.New("--recipient: that is a private key (AGE-SECRET-KEY-…), not a recipient; give its public key (age-keygen -y KEYFILE)")
-			}
-			return nil, fmt.Errorf("--recipient %q: %v", k, err)
+			// Never the whole value: a key with a typo may still be a
+			// private key the patterns do not know.
+			return nil, fmt.Errorf("--recipient %s: %s", shorten(k), strings.ReplaceAll(err.Error(), k, "…"))
 		}
 		out = append(out, r)
 	}
@@ -54,6 +59,26 @@ func ParseRecipients(keys, files []string) ([]age.Recipient, error) {
 		out = append(out, rs...)
 	}
 	return out, nil
+}
+
+// privateKeyError says a private key was given where a public one
+// belongs, and how to get the public one, without a byte of the key.
+func privateKeyError(flag, k string) error {
+	if strings.HasPrefix(strings.ToUpper(k), "AGE-") {
+		return fmt.Errorf("%s: that is a private key (AGE-SECRET-KEY-…), not a recipient; give its public key (age-keygen -y KEYFILE)", flag)
+	}
+	return fmt.Errorf("%s: that is a private key, not a recipient; give its public key (ssh-keygen -y -f KEYFILE, or age-keygen -y KEYFILE)", flag)
+}
+
+// shorten names a value in a message by its first characters and its
+// length, e.g. "age1qyqszqgp…" (62 characters).
+func shorten(k string) string {
+	const shown = 12
+	r := []rune(k)
+	if len(r) <= shown {
+		return fmt.Sprintf("%q", k)
+	}
+	return fmt.Sprintf("%q (%d characters)", string(r[:shown])+"…", len(r))
 }
 
 func parseRecipient(s string) (age.Recipient, error) {
@@ -88,7 +113,7 @@ func parseRecipientsFile(name string) ([]age.Recipient, error) {
 		}
 		r, err := parseRecipient(line)
 		if err != nil {
-			if strings.HasPrefix(line, "AGE-") {
+			if redact.HasSecret(line) || strings.HasPrefix(strings.ToUpper(line), "AGE-") || strings.HasPrefix(line, "-----BEGIN") {
 				return nil, fmt.Errorf("--recipients-file %q: line %d is a private key, not a recipient", name, n)
 			}
 			return nil, fmt.Errorf("--recipients-file %q: line %d: malformed recipient", name, n)

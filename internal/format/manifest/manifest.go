@@ -136,6 +136,8 @@ type Manifest struct {
 	// backup's recipients, base64-encoded: anyone with a key reads it
 	// with jq -r .sealed FILE.json | base64 -d | age -d -i KEY.
 	Sealed string `json:"sealed,omitempty"`
+	// Chain places the backup in an incremental chain (--incremental).
+	Chain *Chain `json:"chain,omitempty"`
 }
 
 // Flagged says the shrink guard fired for this backup (read from the
@@ -349,7 +351,7 @@ func ReadSHA256(file string) (string, error) {
 			return sum, nil
 		}
 	}
-	return "", fmt.Errorf("read %q: no sha256 line for %s", p, base)
+	return "", fmt.Errorf("read %q: no sha256 line for %q", p, base)
 }
 
 // WriteAtomic writes data to path through a private temp file in the

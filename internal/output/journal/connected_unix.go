@@ -10,7 +10,12 @@ import (
 )
 
 // Connected reports whether w is the journal stream.
+// A writer that filters what goes through it (the CLI's scrubber) is
+// looked through by its Unwrap method.
 func Connected(w io.Writer) bool {
+	if u, ok := w.(interface{ Unwrap() io.Writer }); ok {
+		w = u.Unwrap()
+	}
 	f, ok := w.(*os.File)
 	if !ok {
 		return false

@@ -1,4 +1,4 @@
-package snapshot
+package fsx
 
 import (
 	"errors"
@@ -17,7 +17,7 @@ func TestRenameNoReplace(t *testing.T) {
 	for _, tc := range []struct {
 		name   string
 		rename func(string, string) error
-	}{{"renameNoReplace", renameNoReplace}, {"linkRename", linkRename}} {
+	}{{"RenameNoReplace", RenameNoReplace}, {"linkRename", linkRename}} {
 		t.Run(tc.name, func(t *testing.T) {
 			dir := t.TempDir()
 			write := func(name, data string) string {

@@ -1,5 +1,5 @@
 //go:build !linux
 
-package snapshot
+package fsx
 
 func renameNoReplace(oldpath, newpath string) error { return linkRename(oldpath, newpath) }

@@ -1,4 +1,4 @@
-package snapshot
+package fsx
 
 import (
 	"errors"
@@ -8,8 +8,6 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// renameNoReplace renames old to new, failing with fs.ErrExist rather
-// than replacing a file that is already there.
 func renameNoReplace(oldpath, newpath string) error {
 	err := unix.Renameat2(unix.AT_FDCWD, oldpath, unix.AT_FDCWD, newpath, unix.RENAME_NOREPLACE)
 	switch {
@@ -20,7 +18,7 @@ func renameNoReplace(oldpath, newpath string) error {
 	case errors.Is(err, unix.EINVAL), errors.Is(err, unix.ENOSYS):
 		// A file system without RENAME_NOREPLACE (EINVAL), or a kernel
 		// without renameat2 (before 3.15: ENOSYS; TestLegacyKernel): a
-		// hard link cannot replace either, and the caller holds the
+		// hard link cannot replace either, and the callers hold the
 		// directory's lock, so no other run renames in between.
 		return linkRename(oldpath, newpath)
 	}
