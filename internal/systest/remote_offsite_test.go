@@ -353,7 +353,7 @@ func TestRemoteDamagedLocalBackup(t *testing.T) {
 			t.Fatalf("remote %+v: want 3 sent, %s named damaged", rm, names[1])
 		}
 		got := sha256sumCheck(t, d)
-		if len(got) != 3 || containsPrefix(got, names[1]) {
+		if len(got) != 3 || slices.Contains(got, names[1]) {
 			t.Fatalf("%s holds %v: want all but the damaged one", d, got)
 		}
 	}
