@@ -45,8 +45,11 @@ type Options struct {
 	// Loc is the time zone of backup names (default time.Local).
 	Loc *time.Location
 	// Remotes get their copies after the backup is published; local
-	// pruning then waits until every remote has its copy (offsite.go).
+	// pruning then keeps what a remote lacks (offsite.go).
 	Remotes Remotes
+	// MinFree is the floor of free space a new backup must leave on the
+	// backup file system; a run that would go below it writes nothing.
+	MinFree MinFree
 }
 
 // Report is what one run did.
@@ -67,9 +70,26 @@ type Report struct {
 	// Remotes is what happened on each remote (Options.Remotes).
 	Remotes []*remote.SyncReport `json:"remotes,omitempty"`
 	// RemoteNote says why the backup was not sent to the remotes.
-	RemoteNote string             `json:"-"`
-	manifest   *manifest.Manifest // as written
+	RemoteNote string `json:"-"`
+	// Damaged are older local backups whose bytes no longer match their
+	// .sha256: not sent off-site; the others were.
+	Damaged []Damaged `json:"damaged,omitempty"`
+	// KeptForRemotes are local backups the retention rules would have
+	// removed, kept because a remote lacks them (a remote failed).
+	KeptForRemotes []string `json:"kept_for_remotes,omitempty"`
+	// RemotesPruneSkipped says why no remote was pruned.
+	RemotesPruneSkipped string `json:"remotes_prune_skipped,omitempty"`
+	// RemoteErr is the remotes' failure, LocalErr one of the local
+	// backup's after it was published (sidecars, pruning); the run's
+	// error joins them.
+	RemoteErr error              `json:"-"`
+	LocalErr  error              `json:"-"`
+	manifest  *manifest.Manifest // as written
 }
+
+// LocalOK says the local backup stands: published, with its sidecars,
+// and nothing failed here after that.
+func (r *Report) LocalOK() bool { return r != nil && r.Result != nil && r.LocalErr == nil }
 
 // Why pruning was skipped after a backup (Report.Skipped).
 const (
@@ -117,6 +137,16 @@ func Run(ctx context.Context, opts Options) (*Report, error) {
 		}
 		return err
 	}
+	// Before anything is written: room for it, and remotes that can
+	// take it.
+	if err := checkFree(opts); err != nil {
+		return nil, err
+	}
+	if len(opts.Remotes.URLs) > 0 && opts.Backup.Path == "" {
+		if err := preflight(ctx, opts); err != nil {
+			return nil, err
+		}
+	}
 	rep := &Report{}
 	bo.Published = func(ctx context.Context, res *snapshot.Result) error {
 		rep.Result = res
@@ -134,6 +164,7 @@ func Run(ctx context.Context, opts Options) (*Report, error) {
 		return nil, err
 	}
 	rep.Result = res
+	rep.LocalErr = err
 	if err == nil && len(opts.Remotes.URLs) > 0 {
 		err = sendOffsite(ctx, opts, rep)
 	}
@@ -166,10 +197,25 @@ func published(ctx context.Context, opts Options, res *snapshot.Result, snap *co
 	if fi, err := os.Stat(res.Source); err == nil {
 		srcSize = fi.Size()
 	}
+	dir := filepath.Dir(res.Path)
+	var owner string
+	if len(opts.Remotes.URLs) > 0 && opts.Backup.Path == "" {
+		// A directory that sends off-site needs its ID before its first
+		// backup goes: the manifest says whose the backup is.
+		var err error
+		if owner, err = ownerID(dir); err != nil {
+			return err
+		}
+	} else {
+		owner, _ = readOwnerID(dir)
+	}
 	m := &manifest.Manifest{
 		Version:       manifest.Version,
 		Backup:        filepath.Base(res.Path),
 		Source:        res.Source,
+		Host:          hostName(),
+		BackupDir:     dir,
+		Owner:         owner,
 		SourceSize:    srcSize,
 		SourcePages:   res.Pages,
 		PageSize:      res.PageSize,
@@ -204,7 +250,6 @@ func published(ctx context.Context, opts Options, res *snapshot.Result, snap *co
 		rep.Content = c.SHA256
 	}
 
-	dir := filepath.Dir(res.Path)
 	if opts.ShrinkGuard > 0 && m.Content != nil {
 		prev, pm, note := previousVerified(dir, res, opts.Loc, opts.Identities)
 		rep.GuardNote = note
@@ -255,7 +300,7 @@ func published(ctx context.Context, opts Options, res *snapshot.Result, snap *co
 	case opts.Policy.KeepsAll(), len(opts.Remotes.URLs) > 0:
 		return nil
 	}
-	pr, err := prune(ctx, dir, res.Source, opts.Policy, false, opts.Loc, res.Path)
+	pr, err := prune(ctx, dir, res.Source, opts.Policy, false, opts.Loc, res.Path, nil)
 	rep.Prune = pr
 	if err != nil && ctx.Err() != nil {
 		// Interrupted between removals: the new backup and everything

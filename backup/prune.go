@@ -61,7 +61,7 @@ func Prune(ctx context.Context, opts PruneOptions) (*PruneReport, error) {
 		return nil, err
 	}
 	defer lk.Release()
-	return prune(ctx, dir, src, opts.Policy, opts.DryRun, opts.Loc, "")
+	return prune(ctx, dir, src, opts.Policy, opts.DryRun, opts.Loc, "", nil)
 }
 
 // NewestWritten is the reason the standalone prune gives for keeping the
@@ -69,8 +69,9 @@ func Prune(ctx context.Context, opts PruneOptions) (*PruneReport, error) {
 const NewestWritten = "newest by modification time"
 
 // prune applies p; newest, if set, is the backup just made, kept
-// whatever its name sorts like.
-func prune(ctx context.Context, dir, src string, p retention.Policy, dryRun bool, loc *time.Location, newest string) (*PruneReport, error) {
+// whatever its name sorts like; hold names other backups kept whatever
+// the rules say (path: why).
+func prune(ctx context.Context, dir, src string, p retention.Policy, dryRun bool, loc *time.Location, newest string, hold map[string]string) (*PruneReport, error) {
 	rep := &PruneReport{Policy: p.String(), DryRun: dryRun, Kept: []retention.Decision{}, Remove: []retention.Decision{}, Removed: []retention.Removed{}}
 	all, err := retention.Find(dir, filepath.Base(src), loc)
 	if err != nil {
@@ -78,6 +79,9 @@ func prune(ctx context.Context, dir, src string, p retention.Policy, dryRun bool
 	}
 	var mine []retention.Backup
 	protect := map[string]string{}
+	for p, why := range hold {
+		protect[p] = why
+	}
 	if newest != "" {
 		protect[newest] = "just made"
 	}

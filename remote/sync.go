@@ -20,15 +20,75 @@ import (
 	"sqlite-backup/internal/retention"
 )
 
-// SyncOptions say which local backups go to a remote and how it is
-// pruned after.
+// Local is a local backup that may go off-site, with the SHA-256 its
+// .sha256 sidecar records.
+type Local struct {
+	retention.Backup
+	SHA256 string
+}
+
+// Outgoing selects the backups of o's database in dir that may leave the
+// machine, newest first, and says for each other one why it stays
+// ("NAME: why"): only verified backups of this database made by this
+// directory go; with encrypted (a run with -r/-R) only encrypted backups
+// with sealed manifests, so that turning encryption on never sends the
+// plaintext backups and clear manifests made before it.
+func Outgoing(dir string, o Owner, encrypted bool, loc *time.Location) ([]Local, []string, error) {
+	if loc == nil {
+		loc = time.Local
+	}
+	bs, err := retention.Find(dir, filepath.Base(o.Source), loc)
+	if err != nil {
+		return nil, nil, err
+	}
+	var out []Local
+	var stay []string
+	for _, b := range bs {
+		m, err := manifest.Read(b.Path)
+		switch {
+		case err != nil:
+			stay = append(stay, b.Name+": no readable manifest")
+			continue
+		case m.Source != "" && m.Source != o.Source:
+			continue // another database with the same file name
+		case m.Owner != "" && o.ID != "" && m.Owner != o.ID:
+			stay = append(stay, b.Name+": made by another backup directory (owner "+m.Owner+")")
+			continue
+		case m.Verify != "ok":
+			stay = append(stay, b.Name+": not verified")
+			continue
+		case encrypted && !sealed(b, m):
+			stay = append(stay, b.Name+": "+NotEncrypted)
+			continue
+		}
+		sum, err := manifest.ReadSHA256(b.Path)
+		if err != nil {
+			stay = append(stay, b.Name+": "+err.Error())
+			continue
+		}
+		out = append(out, Local{Backup: b, SHA256: sum})
+	}
+	return out, stay, nil
+}
+
+// NotEncrypted is why a plaintext backup stays here in a run with
+// encryption on.
+const NotEncrypted = "not encrypted (made before -r/-R): with encryption on, only encrypted backups and sealed manifests leave this machine"
+
+// sealed says that a backup and its manifest tell nothing in the clear:
+// an .age file whose manifest holds no content outside its sealed part.
+func sealed(b retention.Backup, m *manifest.Manifest) bool {
+	return b.Encryption == "age" && m.Encryption == "age" && m.Content == nil && m.ContentError == "" && len(m.ShrinkWarnings) == 0
+}
+
+// SyncOptions say how local backups go to a remote.
 type SyncOptions struct {
-	Dir    string // local backup directory
-	Source string // absolute path of the database; its base name selects the backups
-	// Newest is the backup just made (kept on the remote whatever the rules).
-	Newest string
-	Policy retention.Policy
-	Prune  bool // apply Policy on the remote once every upload there succeeded
+	Dir   string // local backup directory
+	Owner Owner  // whose backups these are; Owner.Source's base name selects them
+	// Check, if set, proves a local backup intact before it is sent (its
+	// bytes against its .sha256); one it fails is not sent and is named
+	// in SyncReport.Damaged, and the others still go.
+	Check func(Local) error
 	// Attempts and Backoff bound the retries of a transient failure.
 	Attempts int
 	Backoff  time.Duration
@@ -39,27 +99,44 @@ type SyncOptions struct {
 	Loc   *time.Location
 }
 
-// SyncReport is what Sync did on one remote.
+// SyncReport is what one run did on one remote.
 type SyncReport struct {
 	Remote   string   `json:"remote"`
 	Uploaded []string `json:"uploaded"`
 	Present  int      `json:"already_present"`
 	Skipped  []string `json:"skipped,omitempty"` // local backups not sent, with why
-	Removed  []string `json:"removed"`
-	Kept     int      `json:"kept"`
-	Pruned   bool     `json:"pruned"`
-	Bytes    int64    `json:"bytes_uploaded"`
+	// Damaged are local backups not sent because their bytes no longer
+	// match their .sha256 (also in Skipped, with the sums).
+	Damaged []string `json:"damaged,omitempty"`
+	// Pending are local backups this remote still lacks after the run:
+	// they stay here until it has them.
+	Pending []string `json:"pending,omitempty"`
+	Removed []string `json:"removed"`
+	Kept    int      `json:"kept"`
+	Pruned  bool     `json:"pruned"`
+	Bytes   int64    `json:"bytes_uploaded"`
 	// DurationMS is the whole exchange with this remote: listing,
 	// uploads with their checks, sidecars and pruning.
-	DurationMS int64  `json:"duration_ms"`
-	Error      string `json:"error,omitempty"`
+	DurationMS int64 `json:"duration_ms"`
+	// Error is why this remote failed (its URL is in Remote), Hint what
+	// to do about it.
+	Error string `json:"error,omitempty"`
+	Hint  string `json:"hint,omitempty"`
+	// Held is what the remote holds of the owner's backups, complete
+	// (name to SHA-256), as this run last saw it; nil if it was not
+	// listed.
+	Held map[string]string `json:"-"`
 }
 
-// Sync uploads the verified local backups of one database that the remote
-// lacks, newest first, each with its sidecars after it; then, if every
-// upload succeeded and the newest backup is complete there, prunes the
-// remote by the policy. It stops at the first failure: nothing is pruned.
-func Sync(ctx context.Context, r Remote, url string, o SyncOptions) (*SyncReport, error) {
+// Sync uploads the local backups that the remote lacks (out, from
+// Outgoing; newest first), each with its sidecars after it. It refuses a
+// place that holds another owner's backups of this database, and
+// removes what interrupted uploads of the owner's own backups left
+// (their names are those of the backups in o.Dir): the caller must hold
+// the directory's off-site lock, so no other run is sending them. It
+// stops at the first failure; it never prunes (Prune, once every remote
+// has its copies).
+func Sync(ctx context.Context, r Remote, url string, out []Local, o SyncOptions) (*SyncReport, error) {
 	rep := &SyncReport{Remote: url, Uploaded: []string{}, Removed: []string{}}
 	t0 := time.Now()
 	defer func() { rep.DurationMS = time.Since(t0).Milliseconds() }()
@@ -72,94 +149,80 @@ func Sync(ctx context.Context, r Remote, url string, o SyncOptions) (*SyncReport
 	if o.Backoff <= 0 {
 		o.Backoff = time.Second
 	}
-	db := filepath.Base(o.Source)
 	retry := func(fn func() error) error { return Retry(ctx, o.Attempts, o.Backoff, fn) }
-	var objs []Object
-	if err := retry(func() (err error) { objs, err = r.List(ctx); return err }); err != nil {
-		return rep, err
-	}
-	have := map[string]int64{}
-	for _, ob := range objs {
-		have[ob.Name] = ob.Size
-	}
-	local, err := retention.Find(o.Dir, db, o.Loc)
+	inv, err := inspect(ctx, r, o.Owner, o.Loc, retry)
 	if err != nil {
 		return rep, err
 	}
-	// What an interrupted upload of this database left is stale: no
-	// other run sends this database's backups while this one holds them.
-	mine := func(name string, _ time.Time) bool {
-		d, _, _, _, ok := retention.Parse(trimSidecar(name), o.Loc)
-		return ok && d == db
+	rep.Held = map[string]string{}
+	for _, b := range inv.mine {
+		rep.Held[b.Name] = inv.manifests[b.Name].SHA256
 	}
-	if err := retry(func() error { return r.Cleanup(ctx, mine) }); err != nil {
+	if err := inv.conflict(url, o.Owner); err != nil {
+		return rep, err
+	}
+	// Stale: an upload of a backup in this directory. Under the off-site
+	// lock no other run sends them, and another owner's uploads have
+	// other names (a same-second name is refused below).
+	local, err := retention.Find(o.Dir, filepath.Base(o.Owner.Source), o.Loc)
+	if err != nil {
+		return rep, err
+	}
+	ours := map[string]bool{}
+	for _, b := range local {
+		ours[b.Name] = true
+	}
+	stale := func(name string, _ time.Time) bool { return ours[trimSidecar(name)] }
+	if err := retry(func() error { return r.Cleanup(ctx, stale) }); err != nil {
 		return rep, err
 	}
 
-	complete := func(b retention.Backup) bool {
-		sz, ok := have[b.Name]
+	have := inv.objs
+	complete := func(b Local) bool {
+		ob, ok := have[b.Name]
 		_, s1 := have[b.Name+manifest.SHA256Suffix]
 		_, s2 := have[b.Name+manifest.JSONSuffix]
-		return ok && sz == b.Size && s1 && s2
+		return ok && ob.Size == b.Size && s1 && s2
 	}
-	for _, b := range local {
+	for _, b := range out {
 		if err := ctx.Err(); err != nil {
 			return rep, err
 		}
-		m, err := manifest.Read(b.Path)
-		switch {
-		case err != nil:
-			rep.Skipped = append(rep.Skipped, b.Name+": no readable manifest")
-			continue
-		case m.Source != "" && m.Source != o.Source:
-			continue // another database with the same file name
-		case m.Verify != "ok":
-			rep.Skipped = append(rep.Skipped, b.Name+": not verified")
-			continue
-		}
-		sum, err := manifest.ReadSHA256(b.Path)
-		if err != nil {
-			rep.Skipped = append(rep.Skipped, b.Name+": "+err.Error())
-			continue
-		}
 		if _, ok := have[b.Name+manifest.SHA256Suffix]; ok {
 			// Same name, other bytes: another database with this file
-			// name sends to the same place. Neither is overwritten.
+			// name, or another owner's backup of the same second, sends
+			// to the same place. Neither is overwritten.
 			var theirs string
 			if err := retry(func() (err error) { theirs, err = readSHA256(ctx, r, b.Name); return err }); err != nil {
 				return rep, err
 			}
-			if theirs != sum {
-				return rep, hint.Wrap(&Error{URL: url, Kind: KindConflict, Err: fmt.Errorf("it already holds a different %s (sha256 %s, this one %s): another database with the file name %s sends here", b.Name, theirs, sum, db)},
-					"give each database its own remote directory or prefix")
+			if theirs != b.SHA256 {
+				return rep, hint.Wrap(&Error{URL: url, Kind: KindConflict, Err: fmt.Errorf("it already holds a different %s (sha256 %s, this one %s): another database or backup directory with the file name %s sends here", b.Name, theirs, b.SHA256, filepath.Base(o.Owner.Source))},
+					"give each database and backup directory its own remote directory or prefix")
 			}
 			if complete(b) {
 				rep.Present++
 				continue
 			}
 		}
-		if err := upload(ctx, r, b, sum, o, retry); err != nil {
+		if o.Check != nil {
+			if err := o.Check(b); err != nil {
+				rep.Damaged = append(rep.Damaged, b.Name)
+				rep.Skipped = append(rep.Skipped, b.Name+": "+err.Error())
+				continue
+			}
+		}
+		if err := upload(ctx, r, b, o, retry); err != nil {
 			return rep, err
 		}
 		rep.Uploaded = append(rep.Uploaded, b.Name)
 		rep.Bytes += b.Size
-		have[b.Name] = b.Size
-		have[b.Name+manifest.SHA256Suffix] = 0
-		have[b.Name+manifest.JSONSuffix] = 0
+		rep.Held[b.Name] = b.SHA256
+		have[b.Name] = Object{Name: b.Name, Size: b.Size}
+		have[b.Name+manifest.SHA256Suffix] = Object{}
+		have[b.Name+manifest.JSONSuffix] = Object{}
 	}
-	if !o.Prune || o.Policy.KeepsAll() {
-		return rep, nil
-	}
-	if o.Newest != "" {
-		if _, ok := have[filepath.Base(o.Newest)+manifest.JSONSuffix]; !ok {
-			return rep, nil // never prune where the newest backup is not
-		}
-	}
-	pr, err := Prune(ctx, r, PruneOptions{Source: o.Source, Newest: o.Newest, Policy: o.Policy, Loc: o.Loc, Attempts: o.Attempts, Backoff: o.Backoff})
-	if pr != nil {
-		rep.Removed, rep.Kept, rep.Pruned = pr.Removed, len(pr.Kept), err == nil
-	}
-	return rep, err
+	return rep, nil
 }
 
 func trimSidecar(name string) string {
@@ -173,7 +236,7 @@ func trimSidecar(name string) string {
 
 // upload sends one backup, then its .sha256 and .json: a backup is
 // complete on a remote only once its sidecars are there.
-func upload(ctx context.Context, r Remote, b retention.Backup, sum string, o SyncOptions, retry func(func() error) error) error {
+func upload(ctx context.Context, r Remote, b Local, o SyncOptions, retry func(func() error) error) error {
 	f, err := os.Open(b.Path)
 	if err != nil {
 		return fmt.Errorf("open backup %q: %w", b.Path, err)
@@ -183,7 +246,7 @@ func upload(ctx context.Context, r Remote, b retention.Backup, sum string, o Syn
 	if err != nil {
 		return fmt.Errorf("stat backup %q: %w", b.Path, err)
 	}
-	src := Source{R: f, Size: fi.Size(), SHA256: sum}
+	src := Source{R: f, Size: fi.Size(), SHA256: b.SHA256}
 	if o.Progress != nil {
 		src.Progress = func(n int64) { o.Progress(b.Name, n, fi.Size()) }
 	}
@@ -209,7 +272,7 @@ func upload(ctx context.Context, r Remote, b retention.Backup, sum string, o Syn
 
 // PruneOptions for Prune.
 type PruneOptions struct {
-	Source   string // absolute path of the database
+	Owner    Owner  // only this owner's backups of Owner.Source are pruned
 	Newest   string // kept whatever the rules say (the backup just made)
 	Policy   retention.Policy
 	DryRun   bool
@@ -225,15 +288,16 @@ type PruneReport struct {
 	Kept    []retention.Decision `json:"kept"`
 	Remove  []retention.Decision `json:"remove"`
 	Removed []string             `json:"removed"`
-	// Foreign backups have this database's file name but another source
-	// in their manifest; Incomplete ones lack a sidecar. Neither is touched.
+	// Foreign backups have this database's file name but another owner
+	// (source or backup directory) in their manifest; Incomplete ones
+	// lack a sidecar. Neither is touched.
 	Foreign    []string `json:"foreign,omitempty"`
 	Incomplete []string `json:"incomplete,omitempty"`
 }
 
-// Prune applies the policy to the complete backups of one database on a
-// remote, with the same care as locally: only this database's exact
-// names, never one whose manifest names another source.
+// Prune applies the policy to the owner's complete backups of one
+// database on a remote, with the same care as locally: only this
+// database's exact names, never one whose manifest names another owner.
 func Prune(ctx context.Context, r Remote, o PruneOptions) (*PruneReport, error) {
 	rep := &PruneReport{Policy: o.Policy.String(), DryRun: o.DryRun, Kept: []retention.Decision{}, Remove: []retention.Decision{}, Removed: []string{}}
 	if o.Loc == nil {
@@ -246,29 +310,15 @@ func Prune(ctx context.Context, r Remote, o PruneOptions) (*PruneReport, error) 
 		o.Backoff = time.Second
 	}
 	retry := func(fn func() error) error { return Retry(ctx, o.Attempts, o.Backoff, fn) }
-	es, err := List(ctx, r, []string{filepath.Base(o.Source)}, o.Loc)
+	inv, err := inspect(ctx, r, o.Owner, o.Loc, retry)
 	if err != nil {
 		return rep, err
 	}
-	var mine []retention.Backup
-	flagged := map[string]bool{}
-	for _, e := range es {
-		switch {
-		case !e.Complete:
-			rep.Incomplete = append(rep.Incomplete, e.Name)
-			continue
-		}
-		m, err := readManifest(ctx, r, e.Name)
-		if err != nil {
-			return rep, err
-		}
-		if m.Source != "" && m.Source != o.Source {
-			rep.Foreign = append(rep.Foreign, e.Name)
-			continue
-		}
-		mine = append(mine, e.Backup)
-		flagged[e.Backup.Path] = m.Flagged()
+	rep.Incomplete = inv.incomplete
+	for _, f := range inv.foreign {
+		rep.Foreign = append(rep.Foreign, f.name)
 	}
+	mine := inv.mine
 	protect := map[string]string{}
 	if o.Newest != "" {
 		protect[filepath.Base(o.Newest)] = "just made"
@@ -276,9 +326,8 @@ func Prune(ctx context.Context, r Remote, o PruneOptions) (*PruneReport, error) 
 	// As locally (backup.Prune): a backup that tripped the shrink guard
 	// and the last one before it outlive every rule until a person
 	// removes the flagged one.
-	retention.SortNewestFirst(mine)
 	for i, b := range mine {
-		if !flagged[b.Path] {
+		if !inv.manifests[b.Name].Flagged() {
 			continue
 		}
 		protect[b.Path] = "shrink warning"
@@ -331,6 +380,8 @@ type Entry struct {
 	// Complete: the backup and both sidecars are there.
 	Complete bool   `json:"complete"`
 	SHA256   string `json:"sha256,omitempty"` // as its .sha256 sidecar records
+
+	hasSHA256 bool
 }
 
 // List describes the backups on a remote, newest first; dbs narrows to
@@ -343,6 +394,20 @@ func List(ctx context.Context, r Remote, dbs []string, loc *time.Location) ([]En
 	if err != nil {
 		return nil, err
 	}
+	out := entries(objs, dbs, loc)
+	for i, e := range out {
+		if e.hasSHA256 {
+			if s, err := readSHA256(ctx, r, e.Name); err == nil {
+				out[i].SHA256 = s
+			}
+		}
+	}
+	return out, nil
+}
+
+// entries picks the backups of dbs (all if empty) out of a listing,
+// newest first.
+func entries(objs []Object, dbs []string, loc *time.Location) []Entry {
 	sortObjects(objs)
 	have := map[string]bool{}
 	for _, ob := range objs {
@@ -363,15 +428,10 @@ func List(ctx context.Context, r Remote, dbs []string, loc *time.Location) ([]En
 	retention.SortNewestFirst(bs)
 	out := make([]Entry, 0, len(bs))
 	for _, b := range bs {
-		e := Entry{Backup: b, Complete: have[b.Name+manifest.SHA256Suffix] && have[b.Name+manifest.JSONSuffix]}
-		if have[b.Name+manifest.SHA256Suffix] {
-			if s, err := readSHA256(ctx, r, b.Name); err == nil {
-				e.SHA256 = s
-			}
-		}
-		out = append(out, e)
+		s1 := have[b.Name+manifest.SHA256Suffix]
+		out = append(out, Entry{Backup: b, Complete: s1 && have[b.Name+manifest.JSONSuffix], hasSHA256: s1})
 	}
-	return out, nil
+	return out
 }
 
 func contains(ss []string, s string) bool {
@@ -394,19 +454,24 @@ func readSHA256(ctx context.Context, r Remote, name string) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	f := strings.Fields(string(b))
-	if len(f) != 2 || len(f[0]) != 64 || strings.TrimPrefix(f[1], "*") != name {
-		return "", fmt.Errorf("%s%s: not a sha256sum line for %s", name, manifest.SHA256Suffix, name)
+	// Parsed as sha256sum -c parses it: a name with spaces is one name.
+	for _, line := range strings.Split(string(b), "\n") {
+		if sum, n, ok := manifest.ParseSHA256Line(line); ok && n == name {
+			return sum, nil
+		}
 	}
-	return strings.ToLower(f[0]), nil
+	return "", fmt.Errorf("%s%s: not a sha256sum line for %s", name, manifest.SHA256Suffix, name)
 }
 
+// Fetch downloads a remote backup and its sidecars into dir (which the
 // Fetch downloads a remote backup and its sidecars into dir (which the
 // caller creates private and removes), checking the download against the
 // .sha256 sidecar, and returns the local path of the backup. A backup
 // without its .sha256 is refused: it cannot be proven intact.
 func Fetch(ctx context.Context, r Remote, name, dir string, progress func(done, total int64)) (string, error) {
-	if name == "" || strings.ContainsAny(name, "/\\") || name == "." || name == ".." {
+	// A base name here and there: no separator of either side's paths
+	// (a backslash is one only where filepath says so).
+	if name == "" || strings.Contains(name, "/") || filepath.Base(name) != name || name == "." || name == ".." {
 		return "", fmt.Errorf("remote backup name %q: give a file name", name)
 	}
 	sum, err := readSHA256(ctx, r, name)

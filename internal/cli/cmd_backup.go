@@ -42,6 +42,7 @@ type BackupSettings struct {
 	ShrinkGuard int           `default:"50" placeholder:"PCT" help:"Warn and skip pruning if any table lost more than PCT% of its rows since the previous verified backup (0: off; default ${default})."`
 	MetricsFile string        `placeholder:"PATH" help:"Record the outcome in PATH (*.prom) for the node_exporter textfile collector, replaced atomically."`
 	Remote      []string      `placeholder:"URL" help:"Also send each verified backup with its sidecars to URL: sftp://user@host[:port]/abs/dir or s3://bucket[/prefix]; repeat for several. The --keep rules then apply there too, after a checked upload."`
+	MinFree     string        `default:"5%" placeholder:"SIZE|PCT" help:"Take no backup that would leave less free space than this on the backup file system: a size (500M, 2G) or a percentage of it (0: no floor; default ${default})."`
 	RetentionFlags
 	EncryptFlags
 	// Identities here let the shrink guard read an encrypted previous
@@ -87,6 +88,10 @@ func (c *BackupCmd) Run(ctx context.Context, kctx *kong.Context, g *Globals) err
 	if err != nil {
 		return err
 	}
+	minFree, err := backup.ParseMinFree(c.MinFree)
+	if err != nil {
+		return usagef("sqlite-backup --source app.db --min-free 2G", "%v", err)
+	}
 	var failed int
 	var firstErr error
 	var done []string // published so far, for an interruption's message
@@ -121,6 +126,7 @@ func (c *BackupCmd) Run(ctx context.Context, kctx *kong.Context, g *Globals) err
 			ToolVersion: buildInfo().Version,
 			Identities:  ids,
 			Remotes:     c.remotes(g.stderr()),
+			MinFree:     minFree,
 		})
 		tty.clear()
 		var published *snapshot.Result // set once the backup is in place
@@ -138,13 +144,17 @@ func (c *BackupCmd) Run(ctx context.Context, kctx *kong.Context, g *Globals) err
 			fmt.Fprintf(g.stderr(), "sqlite-backup: note: %s %s\n", redact.Printable(published.Path), rep.RemoteNote)
 		}
 		for _, r := range remotes {
-			err = errors.Join(err, mf.RecordRemote(src.Path, r.Remote, r.Error == "", time.Duration(r.DurationMS)*time.Millisecond))
+			err = errors.Join(err, mf.RecordRemote(src.Path, r.Remote, r.Error == "", time.Duration(r.DurationMS)*time.Millisecond, len(r.Pending)))
+		}
+		if remotes != nil {
+			err = errors.Join(err, mf.RecordDamaged(src.Path, len(rep.Damaged)))
 		}
 		err = errors.Join(err, mf.RecordBackup(src.Path, published, err))
 		switch {
 		case g.JSON && rep != nil && rep.Result != nil:
 			warnShrink(g.stderr(), rep)
 			printPruned(io.Discard, g.stderr(), rep)
+			warnOffsite(g.stderr(), rep)
 			g.addResult(backupResult(rep, len(rcpts), remotes, err))
 		case g.JSON:
 			g.addResult(failedResult(src.Path, "", err))
@@ -185,7 +195,13 @@ func (c *BackupCmd) remotes(stderr io.Writer) backup.Remotes {
 		Options:  c.RemoteFlags.options(),
 		Attempts: attempts,
 		Backoff:  backoff,
-		Progress: func(url string) (func(name string, done, total int64), func()) { return uploadProgress(stderr, url) },
+		Progress: func(url string) (func(name string, done, total int64), func(name, phase string), func()) {
+			u := newUploadLine(stderr, url)
+			if u == nil {
+				return nil, nil, func() {}
+			}
+			return u.progress, u.phase, u.done
+		},
 	}
 }
 
@@ -203,8 +219,15 @@ type backupJSON struct {
 	Recipients int `json:"recipients,omitempty"`
 	runFields
 	// Remotes is what happened on each --remote (absent without one).
-	Remotes []*remote.SyncReport `json:"remotes,omitempty"`
-	Error   string               `json:"error,omitempty"`
+	// With remotes, LocalOK says the local backup stands whatever they
+	// did, and RemotesOK whether every remote has its copies.
+	Remotes             []*remote.SyncReport `json:"remotes,omitempty"`
+	LocalOK             *bool                `json:"local_ok,omitempty"`
+	RemotesOK           *bool                `json:"remotes_ok,omitempty"`
+	Damaged             []backup.Damaged     `json:"damaged,omitempty"`
+	KeptForRemotes      []string             `json:"kept_for_remotes,omitempty"`
+	RemotesPruneSkipped string               `json:"remotes_prune_skipped,omitempty"`
+	Error               string               `json:"error,omitempty"`
 	// Hint is the error's, or with none the way out of a skipped prune.
 	Hint string `json:"hint,omitempty"`
 }
@@ -214,6 +237,11 @@ func backupResult(rep *backup.Report, recipients int, remotes []*remote.SyncRepo
 	b := backupJSON{Result: r, OK: err == nil, Check: string(r.Check), DurationMS: r.Duration.Milliseconds(), runFields: fieldsOf(rep), Remotes: remotes}
 	if r.Encryption != "" {
 		b.Recipients = recipients
+	}
+	if remotes != nil {
+		local, all := rep.LocalOK(), rep.RemoteErr == nil
+		b.LocalOK, b.RemotesOK = &local, &all
+		b.Damaged, b.KeptForRemotes, b.RemotesPruneSkipped = rep.Damaged, rep.KeptForRemotes, rep.RemotesPruneSkipped
 	}
 	if r.Verify == "skipped" {
 		b.Check = "none"
@@ -244,6 +272,7 @@ func printBackup(w, errw io.Writer, rep *backup.Report, remotes []*remote.SyncRe
 	_, err := fmt.Fprintf(w, "%s: %s, %d bytes, %d pages, %s\n", redact.Printable(r.Path), verdict, r.Size, r.Pages, r.Duration.Round(time.Millisecond))
 	printRemotes(w, remotes)
 	printPruned(w, errw, rep)
+	warnOffsite(errw, rep)
 	return err
 }
 
@@ -314,8 +343,6 @@ func printPruned(w, errw io.Writer, r *backup.Report) {
 	case r.Skipped == backup.SkipGuardBlind:
 		fmt.Fprintf(errw, "sqlite-backup: note: older backups not pruned: the shrink guard could not compare with the previous backup\n")
 		fmt.Fprintf(errw, "%shint: %s\n", journal.Prefix(errw, journal.Notice), guardBlindHint)
-	case r.Skipped == backup.SkipRemote:
-		fmt.Fprintf(errw, "sqlite-backup: note: older backups not pruned, here or on any remote: a remote failed; the next run sends what is missing, then prunes\n")
 	case r.Skipped == backup.SkipInterrupted:
 		fmt.Fprintf(errw, "sqlite-backup: note: pruning interrupted; the backup above is complete, the next run prunes the rest\n")
 	case r.Prune != nil:
@@ -326,6 +353,9 @@ func printPruned(w, errw io.Writer, r *backup.Report) {
 			}
 		}
 		warnNotOurs(errw, r.Prune.Policy, r.Prune.Removed)
+	}
+	if r.RemotesPruneSkipped != "" {
+		fmt.Fprintf(errw, "sqlite-backup: note: no remote was pruned: %s; here the rules applied, keeping what a failed remote lacks and would keep; the next run sends it, then prunes the remotes\n", r.RemotesPruneSkipped)
 	}
 }
 

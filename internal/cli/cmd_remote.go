@@ -10,6 +10,8 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"sqlite-backup/backup"
+	"sqlite-backup/internal/output/hint"
 	"sqlite-backup/internal/output/progress"
 	"sqlite-backup/internal/output/redact"
 	"sqlite-backup/internal/retention"
@@ -43,47 +45,111 @@ func remoteRetry() (int, time.Duration) {
 
 // uploadProgress keeps one status line per upload on a terminal.
 func uploadProgress(stderr io.Writer, url string) (func(name string, done, total int64), func()) {
-	f, ok := terminal(stderr)
-	if !ok {
+	u := newUploadLine(stderr, url)
+	if u == nil {
 		return nil, func() {}
 	}
-	var line *progress.Line
-	var cur string
-	fn := func(name string, done, total int64) {
-		if name != cur {
-			if line != nil {
-				line.Done()
-			}
-			line, cur = progress.New(f, "upload "+redact.Printable(remote.Redact(url)), 0), name
-		}
-		pct := int64(100)
-		if total > 0 {
-			pct = done * 100 / total
-		}
-		line.Note(fmt.Sprintf("%s %d/%d MB %d%%", redact.Printable(name), done>>20, total>>20, pct))
+	return u.progress, u.done
+}
+
+// uploadLine is the status line of the uploads to one remote: the bytes
+// sent, then how the copy is being checked (that can take as long).
+type uploadLine struct {
+	stderr io.Writer
+	url    string
+	line   *progress.Line
+	cur    string
+}
+
+// newUploadLine returns nil where stderr is no terminal.
+func newUploadLine(stderr io.Writer, url string) *uploadLine {
+	f, ok := terminal(stderr)
+	if !ok {
+		return nil
 	}
-	return fn, func() {
-		if line != nil {
-			line.Done()
+	return &uploadLine{stderr: f, url: url}
+}
+
+func (u *uploadLine) at(name string) {
+	if name != u.cur {
+		if u.line != nil {
+			u.line.Done()
 		}
+		u.line, u.cur = progress.New(u.stderr, "upload "+redact.Printable(remote.Redact(u.url)), 0), name
+	}
+}
+
+func (u *uploadLine) progress(name string, done, total int64) {
+	u.at(name)
+	pct := int64(100)
+	if total > 0 {
+		pct = done * 100 / total
+	}
+	u.line.Note(fmt.Sprintf("%s %d/%d MB %d%%", redact.Printable(name), done>>20, total>>20, pct))
+}
+
+func (u *uploadLine) phase(name, phase string) {
+	u.at(name)
+	u.line.Note(fmt.Sprintf("%s sent, checking: %s", redact.Printable(name), phase))
+}
+
+func (u *uploadLine) done() {
+	if u.line != nil {
+		u.line.Done()
 	}
 }
 
 func printRemotes(w io.Writer, srs []*remote.SyncReport) {
+	// Why a local backup stays is the same for every remote: said once.
+	seen := map[string]bool{}
 	for _, s := range srs {
 		if s.Error != "" {
-			fmt.Fprintf(w, "remote %s: FAILED after %d uploaded: %s\n", s.Remote, len(s.Uploaded), s.Error)
-			continue
+			fmt.Fprintf(w, "remote %s: FAILED after %d uploaded: %s\n", redact.Printable(s.Remote), len(s.Uploaded), redact.Printable(s.Error))
+		} else {
+			fmt.Fprintf(w, "remote %s: ok, uploaded %d (%d bytes), %d already there", redact.Printable(s.Remote), len(s.Uploaded), s.Bytes, s.Present)
+			if s.Pruned {
+				fmt.Fprintf(w, "; kept %d, removed %d files", s.Kept, len(s.Removed))
+			}
+			fmt.Fprintln(w)
 		}
-		fmt.Fprintf(w, "remote %s: ok, uploaded %d (%d bytes), %d already there", s.Remote, len(s.Uploaded), s.Bytes, s.Present)
-		if s.Pruned {
-			fmt.Fprintf(w, "; kept %d, removed %d files", s.Kept, len(s.Removed))
-		}
-		fmt.Fprintln(w)
 		for _, sk := range s.Skipped {
-			fmt.Fprintf(w, "remote %s: not sent: %s\n", s.Remote, sk)
+			if !seen[sk] {
+				seen[sk] = true
+				fmt.Fprintf(w, "not sent off-site: %s\n", redact.Printable(sk))
+			}
 		}
 	}
+}
+
+// warnOffsite says on stderr what needs a person after a run with
+// remotes: damaged local backups, and backups kept past the retention
+// rules because a remote lacks them.
+func warnOffsite(w io.Writer, rep *backup.Report) {
+	for _, s := range rep.Remotes {
+		if s.Error != "" && len(s.Pending) > 0 {
+			fmt.Fprintf(w, "sqlite-backup: warning: remote %s lacks %s of %s, oldest %s; kept here until it has them\n", redact.Printable(s.Remote), backups(len(s.Pending)), redact.Printable(rep.Source), redact.Printable(s.Pending[len(s.Pending)-1]))
+		}
+	}
+	for _, d := range rep.Damaged {
+		fmt.Fprintf(w, "sqlite-backup: WARNING: %s is %s: not sent off-site, the other backups were; check the disk, then remove it (sqlite-backup verify %s)\n", redact.Printable(d.Path), d.Error, redact.Printable(hint.Quote(d.Path)))
+	}
+	if n := len(rep.KeptForRemotes); n > 0 {
+		var size int64
+		for _, p := range rep.KeptForRemotes {
+			if fi, err := os.Stat(p); err == nil {
+				size += fi.Size()
+			}
+		}
+		fmt.Fprintf(w, "sqlite-backup: warning: %s (%s) kept past the retention rules until every remote has them, oldest %s; the backlog grows with each run until the remotes work again\n",
+			backups(n), humanBytes(size), redact.Printable(filepath.Base(rep.KeptForRemotes[len(rep.KeptForRemotes)-1])))
+	}
+}
+
+func backups(n int) string {
+	if n == 1 {
+		return "1 backup"
+	}
+	return fmt.Sprintf("%d backups", n)
 }
 
 // remoteListJSON is one backup on a remote in list --remote's --json
@@ -194,7 +260,14 @@ func pruneRemotes(ctx context.Context, g *Globals, urls []string, flags RemoteFl
 		}
 		for _, src := range sources {
 			abs, _ := filepath.Abs(src)
-			rep, err := remote.Prune(ctx, r, remote.PruneOptions{Source: abs, Policy: pol, DryRun: dryRun, Attempts: attempts, Backoff: backoff})
+			// Only the backups this backup directory's runs sent: the
+			// owner their manifests record.
+			owner, err := backup.OwnerOf(g.BackupDir, abs)
+			if err != nil {
+				r.Close()
+				return err
+			}
+			rep, err := remote.Prune(ctx, r, remote.PruneOptions{Owner: owner, Policy: pol, DryRun: dryRun, Attempts: attempts, Backoff: backoff})
 			if err != nil {
 				r.Close()
 				return err
@@ -215,6 +288,9 @@ func pruneRemotes(ctx context.Context, g *Globals, urls []string, flags RemoteFl
 					fmt.Fprintf(g.stdout, "%s %s/%s\n", verb, redact.Printable(remote.Redact(url)), redact.Printable(n))
 				}
 				fmt.Fprintf(g.stdout, "prune %s: %s: kept %d, %s %d backups\n", remote.Redact(url), rep.Policy, len(rep.Kept), verb, len(rep.Remove))
+				if len(rep.Foreign) > 0 {
+					fmt.Fprintf(g.stdout, "prune %s: left alone %d backups that another backup directory or database sent (their manifests name another owner): %s\n", remote.Redact(url), len(rep.Foreign), redact.Printable(strings.Join(rep.Foreign, ", ")))
+				}
 				if len(rep.Incomplete) > 0 {
 					fmt.Fprintf(g.stdout, "prune %s: left alone %d incomplete uploads: %s\n", remote.Redact(url), len(rep.Incomplete), redact.Printable(strings.Join(rep.Incomplete, ", ")))
 				}

@@ -12,6 +12,7 @@ import (
 
 	"github.com/alecthomas/kong"
 
+	"sqlite-backup/backup"
 	"sqlite-backup/config"
 	"sqlite-backup/internal/format/encrypt"
 	"sqlite-backup/internal/host/passwd"
@@ -249,6 +250,9 @@ func (c *SystemdCmd) checkCarriable() error {
 	}
 	if c.ShrinkGuard < 0 || c.ShrinkGuard > 100 {
 		return usagef("sqlite-backup systemd --source app.db --shrink-guard 50", "--shrink-guard %v: give a percentage from 0 (off) to 100", c.ShrinkGuard)
+	}
+	if _, err := backup.ParseMinFree(c.MinFree); err != nil {
+		return usagef("sqlite-backup systemd --source app.db --min-free 2G", "%v", err)
 	}
 	if len(c.Identity) > 0 {
 		// No terminal answers a timer: a passphrase-protected identity

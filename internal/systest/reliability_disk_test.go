@@ -15,7 +15,9 @@ import (
 // process's file size limit (RLIMIT_FSIZE, set on the child with
 // prlimit) and by a real full file system (a 512 KB tmpfs). Either way:
 // exit 1 (not death by SIGXFSZ), an error naming the backup directory,
-// no partial file, the source untouched.
+// no partial file, the source untouched. These runs give --min-free 0,
+// so that the write itself meets the full disk; with the default floor
+// (5% free) a backup that would not fit is refused before it starts.
 func TestDiskFull(t *testing.T) {
 	dir := publicTempDir(t)
 	src := filepath.Join(dir, "app.db")
@@ -52,7 +54,7 @@ func TestDiskFull(t *testing.T) {
 	t.Run("WAL source, 16 KB to spare", func(t *testing.T) {
 		tight := mountTmpfs(t, filepath.Join(dir, "tight"), fileSize(t, src)+16384)
 		out := filepath.Join(tight, "out")
-		r := runBin(t, runOpts{}, "--source", src, "--backup-dir", out)
+		r := runBin(t, runOpts{}, "--source", src, "--backup-dir", out, "--min-free", "0")
 		if r.code != 0 {
 			t.Fatalf("exit %d\n%s", r.code, r.stderr)
 		}
@@ -66,7 +68,7 @@ func TestDiskFull(t *testing.T) {
 	t.Run("compress onto a full disk", func(t *testing.T) {
 		mnt := mountTmpfs(t, filepath.Join(dir, "zfull"), fileSize(t, src)+65536)
 		out := filepath.Join(mnt, "out")
-		r := runBin(t, runOpts{}, "--source", src, "--backup-dir", out, "--compress", "zstd")
+		r := runBin(t, runOpts{}, "--source", src, "--backup-dir", out, "--compress", "zstd", "--min-free", "0")
 		if r.code != 1 {
 			t.Fatalf("exit %d, want 1\n%s", r.code, r.stderr)
 		}
@@ -78,11 +80,30 @@ func TestDiskFull(t *testing.T) {
 		nothingLeft(t, out, src, sum)
 	})
 
+	// The default floor: a backup that would leave the file system
+	// under 5% free is refused before anything is written.
+	t.Run("default --min-free", func(t *testing.T) {
+		mnt := mountTmpfs(t, filepath.Join(dir, "floor"), fileSize(t, src)+16384)
+		out := filepath.Join(mnt, "out")
+		r := runBin(t, runOpts{}, "--source", src, "--backup-dir", out)
+		if r.code != 1 {
+			t.Fatalf("exit %d, want 1\n%s", r.code, r.stderr)
+		}
+		for _, want := range []string{out, "not enough free space", "--min-free 5%", "nothing was written", "hint: "} {
+			if !strings.Contains(r.stderr, want) {
+				t.Errorf("stderr lacks %q:\n%s", want, r.stderr)
+			}
+		}
+		if _, err := os.Stat(out); err == nil {
+			t.Errorf("the refused run created %s: %v", out, listDir(t, out))
+		}
+	})
+
 	for _, tg := range targets {
 		for _, method := range []string{"backup", "vacuum"} {
 			t.Run(tg.name+"/"+method, func(t *testing.T) {
 				out := filepath.Join(tg.out, method)
-				r := runBin(t, runOpts{wrap: tg.wrap}, "--source", src, "--backup-dir", out, "--method", method)
+				r := runBin(t, runOpts{wrap: tg.wrap}, "--source", src, "--backup-dir", out, "--method", method, "--min-free", "0")
 				if r.signal != 0 {
 					t.Fatalf("killed by %v: a full destination must be an error, not a crash\n%s", r.signal, r.stderr)
 				}

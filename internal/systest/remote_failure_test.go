@@ -19,9 +19,11 @@ import (
 )
 
 // TestRemoteRefusals: an unknown or changed host key, a wrong S3 secret
-// and a missing bucket each fail the run with the remote and the reason
-// named (exit 1), keep the new local backup, prune nothing; the next run
-// with the fault fixed sends what was missed.
+// and a missing bucket are found before the snapshot (preflight): the
+// run fails with the remote and the reason named (exit 1) and makes no
+// backup, so each try to fix the setup costs seconds, not a full copy;
+// nothing is pruned. The next run with the fault fixed sends every
+// backup the remote lacks.
 func TestRemoteRefusals(t *testing.T) {
 	e := newRemoteEnv(t)
 	other := testserver.StartSSHD(t)
@@ -84,22 +86,22 @@ func TestRemoteRefusals(t *testing.T) {
 			if !strings.Contains(r.err, c.hint) {
 				t.Errorf("stderr lacks the hint %q:\n%s", c.hint, r.err)
 			}
-			if !strings.Contains(r.err, "not pruned") {
-				t.Errorf("no note that nothing was pruned:\n%s", r.err)
-			}
 			for _, s := range []string{e.s3.Secret, "not-the-secret"} {
 				if strings.Contains(r.out+r.err, s) {
 					t.Fatalf("a secret is in the output:\n%s%s", r.out, r.err)
 				}
 			}
-			if n := sha256sumCheck(t, bdir); len(n) != 2 {
-				t.Fatalf("local backups after the failure: %v (the new one must stay, none pruned)", n)
+			if n := sha256sumCheck(t, bdir); len(n) != 1 {
+				t.Fatalf("local backups after the refusal: %v (no new backup, none pruned)", n)
+			}
+			if r.out != "" || len(tempsIn(t, bdir)) != 0 {
+				t.Fatalf("the refused run took a backup or left a temp file:\n%s%v", r.out, tempsIn(t, bdir))
 			}
 			// Fixed: both backups go, then --keep 1 prunes here and there.
 			env := c.fixEnv
 			fix := parseBackup(t, e.run(t, env, append([]string{"--source", src, "--backup-dir", bdir, "--keep", "1", "--remote", c.fixURL, "--json"}, c.fixFlag...)...).must(t).out)
-			if len(fix.Remotes) != 1 || len(fix.Remotes[0].Uploaded) != 3 {
-				t.Fatalf("the next run sent %+v, want all 3 backups", fix.Remotes)
+			if len(fix.Remotes) != 1 || len(fix.Remotes[0].Uploaded) != 2 {
+				t.Fatalf("the next run sent %+v, want both backups", fix.Remotes)
 			}
 			if n := sha256sumCheck(t, bdir); len(n) != 1 {
 				t.Fatalf("local after the fixed run with --keep 1: %v", n)
@@ -328,8 +330,8 @@ func rssAnon(pid int) int64 {
 
 // TestRemoteNameConflict: two databases with the same file name sending
 // to one place must not overwrite each other's backups, nor count one's
-// backup as the other's: a backup name that the remote holds with other
-// bytes is an error naming the conflict.
+// backup as the other's: the second is refused before its snapshot
+// (the remote's manifests name another owner), naming the conflict.
 func TestRemoteNameConflict(t *testing.T) {
 	e := newRemoteEnv(t)
 	d := t.TempDir()
@@ -352,8 +354,11 @@ func TestRemoteNameConflict(t *testing.T) {
 	os.Remove(other.Path + ".sha256")
 	os.WriteFile(filepath.Join(b2, name+".sha256"), []byte(other.SHA256+"  "+name+"\n"), 0o644)
 	r := e.run(t, nil, "--source", src2, "--backup-dir", b2, "--remote", e.s3URL)
-	if r.code != 1 || !strings.Contains(r.err, "name conflict") || !strings.Contains(r.err, "hint: give each database its own remote directory or prefix") {
+	if r.code != 1 || !strings.Contains(r.err, "name conflict") || !strings.Contains(r.err, "hint: give each database and backup directory its own remote directory or prefix") {
 		t.Fatalf("exit %d\n%s%s", r.code, r.out, r.err)
+	}
+	if n := sha256sumCheck(t, b2); len(n) != 1 {
+		t.Fatalf("the refused run made a backup: %v", n)
 	}
 	got, _ := os.ReadFile(filepath.Join(e.s3Dir, name))
 	want, _ := os.ReadFile(first.Path)

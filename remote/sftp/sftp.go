@@ -38,6 +38,7 @@ import (
 	"golang.org/x/crypto/ssh"
 	"golang.org/x/crypto/ssh/agent"
 
+	"sqlite-backup/internal/format/manifest"
 	"sqlite-backup/internal/output/hint"
 	"sqlite-backup/remote"
 )
@@ -583,14 +584,14 @@ func (h *serverHash) result(p string, wait time.Duration) (sum string, ok, late 
 	case <-t.C:
 		return "", false, true
 	}
-	f := strings.Fields(h.out.String())
-	if len(f) != 2 || len(f[0]) != 64 || strings.TrimPrefix(f[1], "*") != p {
+	// One sha256sum line naming p, read as sha256sum -c reads it: a
+	// backup name with spaces is one name, not a reason to read back.
+	out := strings.TrimSuffix(h.out.String(), "\n")
+	sum, name, ok := manifest.ParseSHA256Line(out)
+	if !ok || name != p || strings.Contains(out, "\n") {
 		return "", false, false
 	}
-	if _, err := hex.DecodeString(f[0]); err != nil {
-		return "", false, false
-	}
-	return strings.ToLower(f[0]), true, false
+	return sum, true, false
 }
 
 func (h *serverHash) close() {

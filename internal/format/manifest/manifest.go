@@ -91,9 +91,19 @@ type Shrink struct {
 
 // Manifest is the <backup>.json sidecar.
 type Manifest struct {
-	Version        int        `json:"manifest_version"`
-	Backup         string     `json:"backup"` // base name of the backup file
-	Source         string     `json:"source"`
+	Version int    `json:"manifest_version"`
+	Backup  string `json:"backup"` // base name of the backup file
+	Source  string `json:"source"`
+	// Host, BackupDir and Owner say whose backup this is: the machine,
+	// the backup directory and that directory's ID (its
+	// .sqlite-backup-id, kept while it has remotes). On a remote, a run
+	// prunes and cleans up only its owner's backups, and refuses a place
+	// that holds another owner's backups of the same file name. In the
+	// clear, also beside an encrypted backup: pruning needs them without
+	// a key.
+	Host           string     `json:"host,omitempty"`
+	BackupDir      string     `json:"backup_dir,omitempty"`
+	Owner          string     `json:"owner,omitempty"`
 	SourceSize     int64      `json:"source_size"`
 	SourcePages    int        `json:"source_pages"`
 	PageSize       int        `json:"page_size"`
@@ -230,7 +240,86 @@ func FileSHA256(path string) (string, error) {
 // spaces, the base name (relative, so the directory can be moved and
 // `cd dir && sha256sum -c app.db.X.sha256` still works).
 func WriteSHA256(backup, sum string) error {
-	return WriteAtomic(backup+SHA256Suffix, []byte(sum+"  "+filepath.Base(backup)+"\n"))
+	return WriteAtomic(backup+SHA256Suffix, []byte(SHA256Line(sum, filepath.Base(backup))))
+}
+
+// SHA256Line is one line of sha256sum's output for name, newline
+// included: the hash, two spaces, the name. A name with a backslash, a
+// newline or a carriage return is escaped as GNU sha256sum escapes it
+// (the line starts with a backslash, and \\, \n, \r stand for those), so
+// `sha256sum -c` reads it back.
+func SHA256Line(sum, name string) string {
+	if strings.ContainsAny(name, "\\\n\r") {
+		r := strings.NewReplacer("\\", "\\\\", "\n", "\\n", "\r", "\\r")
+		return "\\" + sum + "  " + r.Replace(name) + "\n"
+	}
+	return sum + "  " + name + "\n"
+}
+
+// ParseSHA256Line reads one line of a checksum file the way
+// `sha256sum -c` does (GNU coreutils): leading blanks skipped, an
+// optional backslash that marks an escaped name, 64 hex digits, one
+// blank, an optional mode character (' ' text, '*' binary), and the
+// name, which is the rest of the line: spaces, quotes, a leading dash
+// and any byte but a newline are part of it. A name is never split on
+// whitespace. sum is lower case.
+func ParseSHA256Line(line string) (sum, name string, ok bool) {
+	line = strings.TrimSuffix(line, "\n")
+	line = strings.TrimLeft(line, " \t")
+	escaped := strings.HasPrefix(line, "\\")
+	if escaped {
+		line = line[1:]
+	}
+	if len(line) < 66 || (line[64] != ' ' && line[64] != '\t') {
+		return "", "", false
+	}
+	sum = line[:64]
+	if _, err := hex.DecodeString(sum); err != nil {
+		return "", "", false
+	}
+	name = line[65:]
+	// "HASH  NAME" or "HASH *NAME"; GNU also takes "HASH NAME" (one
+	// blank, no mode character), as long as the name is not one byte.
+	if len(name) > 1 && (name[0] == ' ' || name[0] == '*') {
+		name = name[1:]
+	}
+	if escaped {
+		var ok bool
+		if name, ok = unescapeName(name); !ok {
+			return "", "", false
+		}
+	}
+	if name == "" {
+		return "", "", false
+	}
+	return strings.ToLower(sum), name, true
+}
+
+// unescapeName undoes sha256sum's escaping: \\ \n \r; any other
+// backslash sequence makes the line invalid, as for sha256sum -c.
+func unescapeName(s string) (string, bool) {
+	var b strings.Builder
+	for i := 0; i < len(s); i++ {
+		if s[i] != '\\' {
+			b.WriteByte(s[i])
+			continue
+		}
+		if i+1 == len(s) {
+			return "", false
+		}
+		i++
+		switch s[i] {
+		case '\\':
+			b.WriteByte('\\')
+		case 'n':
+			b.WriteByte('\n')
+		case 'r':
+			b.WriteByte('\r')
+		default:
+			return "", false
+		}
+	}
+	return b.String(), true
 }
 
 // ErrNoSHA256 reports that a file has no .sha256 sidecar.
@@ -256,23 +345,11 @@ func ReadSHA256(file string) (string, error) {
 	}
 	base := filepath.Base(file)
 	for _, line := range strings.Split(string(b), "\n") {
-		line = strings.TrimSpace(line)
-		sum, name, ok := strings.Cut(line, " ")
-		if !ok {
-			continue
+		// A path in the line (sha256sum run from elsewhere) names the
+		// same file: only its base name must match.
+		if sum, name, ok := ParseSHA256Line(line); ok && (name == base || filepath.Base(name) == base) {
+			return sum, nil
 		}
-		name = strings.TrimPrefix(name, " ")
-		name = strings.TrimPrefix(name, "*")
-		if filepath.Base(name) != base {
-			continue
-		}
-		if len(sum) != 64 {
-			break
-		}
-		if _, err := hex.DecodeString(sum); err != nil {
-			break
-		}
-		return strings.ToLower(sum), nil
 	}
 	return "", fmt.Errorf("read %q: no sha256 line for %q", p, base)
 }

@@ -72,3 +72,85 @@ func TestManifestRoundTrip(t *testing.T) {
 		t.Errorf("dir holds %d files, want the manifest only", len(es))
 	}
 }
+
+// sidecarNames are database file names that broke parsing by whitespace
+// or would break a line-based format.
+var sidecarNames = []string{
+	"my app.db", "two  spaces.db", "trailing .db", " leading.db", `it's "quoted".db`,
+	"überdatenbank-日本.db", "-leading-dash.db", "*star.db", `back\slash.db`, "new\nline.db", "carriage\rreturn.db", "tab\there.db",
+}
+
+// TestSHA256SidecarNames: a sidecar written for any file name is read
+// back by this package and accepted by the real `sha256sum --strict -c`
+// run in the directory; lines that sha256sum writes itself (text and
+// binary mode, escaped names) are parsed to the same name and sum.
+func TestSHA256SidecarNames(t *testing.T) {
+	sha, err := exec.LookPath("sha256sum")
+	if err != nil {
+		t.Fatal("sha256sum (coreutils) is needed")
+	}
+	dir := t.TempDir()
+	for _, db := range sidecarNames {
+		name := db + ".20250101_000000"
+		p := filepath.Join(dir, name)
+		if err := os.WriteFile(p, []byte("content of "+db), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		sum, _ := FileSHA256(p)
+		if err := WriteSHA256(p, sum); err != nil {
+			t.Fatal(err)
+		}
+		if got, err := ReadSHA256(p); err != nil || got != sum {
+			t.Errorf("%q: ReadSHA256 = %q, %v; want %s", name, got, err, sum)
+		}
+		cmd := exec.Command(sha, "--strict", "-c", "--", name+SHA256Suffix)
+		cmd.Dir = dir
+		if out, err := cmd.CombinedOutput(); err != nil {
+			t.Errorf("%q: sha256sum -c on the sidecar: %v\n%s", name, err, out)
+		}
+		for _, mode := range []string{"-t", "-b"} {
+			cmd := exec.Command(sha, mode, "--", name)
+			cmd.Dir = dir
+			out, err := cmd.Output()
+			if err != nil {
+				t.Fatalf("sha256sum %s %q: %v", mode, name, err)
+			}
+			gs, gn, ok := ParseSHA256Line(string(out))
+			if !ok || gs != sum || gn != name {
+				t.Errorf("sha256sum %s wrote %q: parsed %q %q %v", mode, out, gs, gn, ok)
+			}
+		}
+	}
+}
+
+func TestParseSHA256Line(t *testing.T) {
+	h := "2d711642b726b04401627ca9fbac32f5c8530fb1903cc4db02258717921a4881"
+	for _, c := range []struct {
+		line, name string
+		ok         bool
+	}{
+		{h + "  a b", "a b", true},
+		{h + " *a b", "a b", true},
+		{h + " a b", "a b", true},     // one blank, no mode character
+		{h + "\ta b", "a b", true},    // a tab is a blank too
+		{h + "  a b ", "a b ", true},  // trailing space is part of the name
+		{"  " + h + "  x", "x", true}, // leading blanks skipped
+		{h + "   x", " x", true},      // a name that starts with a space
+		{h + "  -x", "-x", true},      // a leading dash is a name
+		{"\\" + h + "  a\\\\b\\nc", "a\\b\nc", true},
+		{"\\" + h + "  a\\tb", "", false}, // only \\ \n \r are escapes
+		{"\\" + h + "  ab\\", "", false},
+		{h[:63] + "   x", "", false},
+		{h + "x  x", "", false},
+		{"zz" + h[2:] + "  x", "", false},
+		{h + "  ", " ", true}, // as for sha256sum -c: a file named " "
+		{h + " ", "", false},
+		{h, "", false},
+		{"", "", false},
+	} {
+		_, name, ok := ParseSHA256Line(c.line)
+		if ok != c.ok || name != c.name {
+			t.Errorf("%q: %q %v, want %q %v", c.line, name, ok, c.name, c.ok)
+		}
+	}
+}

@@ -49,6 +49,7 @@ var prose = map[string]string{
 	"restore/space.go: old":                              "hint.Quote(…)+\"*\" above",
 	"remote/sftp/sftp.go: h":                             "fail: checked at each call",
 	"remote/sftp/sftp.go: check":                         "a fingerprint and ssh-keygen -lf of a fixed path by key type",
+	"backup/offsite.go: cmd":                             "built of hint.Quote'd parts above",
 }
 
 // formats are hint formats that may use %q, by file and format, with why.

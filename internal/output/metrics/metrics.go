@@ -44,10 +44,15 @@ const (
 	// and keep an alert firing, after the typo is fixed.
 	UnknownSourceFailure = "sqlite_backup_last_unknown_source_failure_timestamp_seconds"
 
+	// DamagedBackups (per database, written by runs with remotes): local
+	// backups found damaged when about to be sent.
+	DamagedBackups = "sqlite_backup_damaged_backups"
+
 	// Per database and remote (labels database, remote).
 	RemoteLastRunSuccess       = "sqlite_backup_remote_last_run_success"
 	RemoteLastSuccessTimestamp = "sqlite_backup_remote_last_success_timestamp_seconds"
 	RemoteLastDuration         = "sqlite_backup_remote_last_duration_seconds"
+	RemotePendingBackups       = "sqlite_backup_remote_pending_backups"
 )
 
 var help = map[string]string{
@@ -58,36 +63,54 @@ var help = map[string]string{
 	LastSize:             "Size in bytes of the last successful backup.",
 	LastVerifyOK:         "1 if the last checked backup passed integrity_check/quick_check; 0 if it failed or was taken with --no-verify.",
 	UnknownSourceFailure: "Unix time of the last run that failed for a database that does not exist and has no series here (e.g. a mistyped --source).",
+	DamagedBackups:       "Local backups of this database the last run with remotes found damaged (bytes no longer matching their .sha256) and did not send.",
 
 	RemoteLastRunSuccess:       "1 if the last run sent every backup of this database to this remote, checked, else 0.",
 	RemoteLastSuccessTimestamp: "Unix time this remote last held every backup of this database, checked.",
 	RemoteLastDuration:         "Duration in seconds of the last successful exchange with this remote.",
+	RemotePendingBackups:       "Verified local backups of this database that this remote still lacked after the last run; they are kept here until it has them.",
 }
 
-var order = []string{LastRunTimestamp, LastRunSuccess, LastSuccessTimestamp, LastDuration, LastSize, LastVerifyOK, UnknownSourceFailure,
-	RemoteLastRunSuccess, RemoteLastSuccessTimestamp, RemoteLastDuration}
+var order = []string{LastRunTimestamp, LastRunSuccess, LastSuccessTimestamp, LastDuration, LastSize, LastVerifyOK, UnknownSourceFailure, DamagedBackups,
+	RemoteLastRunSuccess, RemoteLastSuccessTimestamp, RemoteLastDuration, RemotePendingBackups}
 
 // remoteSep joins database and remote in a series key; no path or URL
 // holds a NUL.
 const remoteSep = "\x00"
 
 // RecordRemote writes the outcome of sending source's backups to one
-// remote (its URL without secrets). A failure keeps the last success's
-// time, so an alert on its age fires. It does nothing on a nil File.
-func (f *File) RecordRemote(source, remote string, ok bool, d time.Duration) error {
+// remote (its URL without secrets), and how many backups it still
+// lacks. A failure keeps the last success's time, so an alert on its
+// age fires. It does nothing on a nil File.
+func (f *File) RecordRemote(source, remote string, ok bool, d time.Duration, pending int) error {
 	if f == nil {
 		return nil
 	}
 	if abs, err := filepath.Abs(source); err == nil {
 		source = abs
 	}
-	set := map[string]float64{RemoteLastRunSuccess: 0}
+	set := map[string]float64{RemoteLastRunSuccess: 0, RemotePendingBackups: float64(pending)}
 	if ok {
 		set[RemoteLastRunSuccess] = 1
 		set[RemoteLastSuccessTimestamp] = unixSeconds(f.now())
 		set[RemoteLastDuration] = d.Seconds()
 	}
 	if err := f.update(source+remoteSep+remote, set, false); err != nil {
+		return fmt.Errorf("write metrics %q: %w", f.Path, err)
+	}
+	return nil
+}
+
+// RecordDamaged writes how many local backups of source a run with
+// remotes found damaged. It does nothing on a nil File.
+func (f *File) RecordDamaged(source string, n int) error {
+	if f == nil {
+		return nil
+	}
+	if abs, err := filepath.Abs(source); err == nil {
+		source = abs
+	}
+	if err := f.update(source, map[string]float64{DamagedBackups: float64(n)}, false); err != nil {
 		return fmt.Errorf("write metrics %q: %w", f.Path, err)
 	}
 	return nil

@@ -276,12 +276,15 @@ func TestRecordRemote(t *testing.T) {
 	t0 := time.Unix(1700000000, 0)
 	f := openAt(t, p, t0)
 	for _, r := range []string{"sftp://b@h/srv/x", `s3://bucket/a"b`} {
-		if err := f.RecordRemote(db, r, true, 2*time.Second); err != nil {
+		if err := f.RecordRemote(db, r, true, 2*time.Second, 0); err != nil {
 			t.Fatal(err)
 		}
 	}
 	f = openAt(t, p, t0.Add(time.Hour))
-	if err := f.RecordRemote(db, "sftp://b@h/srv/x", false, 0); err != nil {
+	if err := f.RecordRemote(db, "sftp://b@h/srv/x", false, 0, 3); err != nil {
+		t.Fatal(err)
+	}
+	if err := f.RecordDamaged(db, 1); err != nil {
 		t.Fatal(err)
 	}
 	if err := f.RecordBackup(db, nil, errors.New("x")); err != nil {
@@ -293,6 +296,9 @@ func TestRecordRemote(t *testing.T) {
 		`sqlite_backup_remote_last_success_timestamp_seconds{database="` + db + `",remote="sftp://b@h/srv/x"} 1700000000`,
 		`sqlite_backup_remote_last_run_success{database="` + db + `",remote="s3://bucket/a\"b"} 1`,
 		`sqlite_backup_remote_last_duration_seconds{database="` + db + `",remote="s3://bucket/a\"b"} 2`,
+		`sqlite_backup_remote_pending_backups{database="` + db + `",remote="sftp://b@h/srv/x"} 3`,
+		`sqlite_backup_remote_pending_backups{database="` + db + `",remote="s3://bucket/a\"b"} 0`,
+		`sqlite_backup_damaged_backups{database="` + db + `"} 1`,
 		`sqlite_backup_last_run_success{database="` + db + `"} 0`,
 	} {
 		if !strings.Contains(string(b), want+"\n") {

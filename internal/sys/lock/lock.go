@@ -32,9 +32,39 @@ type Lock struct {
 // the lock past the timeout.
 var ErrBusy = errors.New("locked by another sqlite-backup run")
 
+// OffsiteName is the lock a run holds while it sends a backup
+// directory's backups to its remotes: one run at a time does, so what a
+// run finds half-uploaded under its own backups' names is provably a dead
+// run's, and another run's upload is never taken for one. The directory
+// lock (Name) is not held meanwhile: a slow upload does not hold up the
+// next local backup.
+const OffsiteName = ".sqlite-backup-offsite.lock"
+
 // Acquire takes the lock of dir, waiting up to timeout (0: fail at once).
 func Acquire(ctx context.Context, dir string, timeout time.Duration) (*Lock, error) {
-	p := filepath.Join(dir, Name)
+	return acquire(ctx, dir, Name, timeout, func(holder string) error {
+		return hint.Wrap(fmt.Errorf("backup dir %q is %w%s", dir, ErrBusy, holder),
+			"wait for it to finish, or let this run wait: --lock-timeout 10m")
+	})
+}
+
+// AcquireOffsite takes dir's off-site lock (OffsiteName), waiting up to
+// timeout (0: fail at once).
+func AcquireOffsite(ctx context.Context, dir string, timeout time.Duration) (*Lock, error) {
+	return acquire(ctx, dir, OffsiteName, timeout, func(holder string) error {
+		return hint.Wrap(busyError(fmt.Sprintf("the backups in %q are being sent off-site by another sqlite-backup run%s", dir, holder)),
+			"this run's backup goes with the next run; to wait for the other run instead: --lock-timeout 1h")
+	})
+}
+
+// busyError is a busy lock said in its own words; it is ErrBusy.
+type busyError string
+
+func (e busyError) Error() string        { return string(e) }
+func (e busyError) Is(target error) bool { return target == ErrBusy }
+
+func acquire(ctx context.Context, dir, name string, timeout time.Duration, busy func(holder string) error) (*Lock, error) {
+	p := filepath.Join(dir, name)
 	f, err := openLockFile(p)
 	if err != nil {
 		// The path is in the message already: not twice.
@@ -57,8 +87,7 @@ func Acquire(ctx context.Context, dir string, timeout time.Duration) (*Lock, err
 		if !time.Now().Before(deadline) {
 			holder := readPID(f)
 			f.Close()
-			return nil, hint.Wrap(fmt.Errorf("backup dir %q is %w%s", dir, ErrBusy, holder),
-				"wait for it to finish, or let this run wait: --lock-timeout 10m")
+			return nil, busy(holder)
 		}
 		select {
 		case <-ctx.Done():
