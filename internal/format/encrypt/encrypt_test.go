@@ -295,13 +295,19 @@ func TestParseErrors(t *testing.T) {
 			secretLine = l
 		}
 	}
+	// The last character changed to another one (a "q" for a "q" would
+	// change nothing): the bech32 checksum no longer holds.
+	other := "q"
+	if strings.HasSuffix(pub, "q") {
+		other = "p"
+	}
 	rcases := []struct {
 		name        string
 		keys, files []string
 		want        string
 	}{
 		{"garbage", []string{"hello"}, nil, "not an age"},
-		{"bad checksum", []string{pub[:len(pub)-1] + "q"}, nil, "--recipient"},
+		{"bad checksum", []string{pub[:len(pub)-1] + other}, nil, "--recipient"},
 		{"private key as recipient", []string{secretLine}, nil, "private key"},
 		{"private key after a space", []string{" " + secretLine}, nil, "private key"},
 		{"private key in lower case", []string{strings.ToLower(secretLine)}, nil, "private key"},
