@@ -97,3 +97,63 @@ func cliRW(t *testing.T, db, sql string) string {
 	out, _ := exec.Command("sqlite3", db, sql).CombinedOutput() // a failed check exits non-zero
 	return strings.TrimSpace(string(out))
 }
+
+// TestFoldedChecksAgree: on the parallel path a table's CHECKs are
+// evaluated in its first index query's scan (or in a scan of their own
+// where it has no index, or is named x); on sound and damaged databases
+// it lists exactly the problems of SQLite's own check followed by the
+// sequential CHECK scans, and damage to the index whose query carries the
+// CHECKs is still found.
+func TestFoldedChecksAgree(t *testing.T) {
+	dir := t.TempDir()
+	schema := []string{
+		"CREATE TABLE t(id INTEGER PRIMARY KEY, a, b BLOB, c TEXT CHECK (length(c) < 10), CHECK (typeof(b) IN ('text', 'null')), CHECK (t.id > 0))",
+		fill,
+		"CREATE INDEX t_a ON t(a)",
+		"CREATE INDEX t_c ON t(c)",
+		"CREATE TABLE plain(v INTEGER CHECK (v >= 0))", series + "INSERT INTO plain SELECT value FROM s",
+		`CREATE TABLE "x"(v INTEGER CHECK (v >= 0))`, series + `INSERT INTO "x" SELECT value FROM s`, `CREATE INDEX x_v ON "x"(v)`,
+	}
+	broken := []string{"PRAGMA ignore_check_constraints=ON", "UPDATE t SET c = 'a long text ' || c WHERE id % 50 = 0", "UPDATE plain SET v = -1 WHERE v = 7", `UPDATE "x" SET v = -v WHERE v < 3`}
+	tests := []struct {
+		name  string
+		stmts []string
+		ok    bool
+	}{
+		{"sound", schema, true},
+		{"rows break CHECKs", append(slices.Clone(schema), broken...), false},
+		{"CHECKs broken and the carrying index on other columns", append(append(slices.Clone(schema), broken...),
+			"UPDATE sqlite_schema SET sql = 'CREATE INDEX t_a ON t(c)' WHERE name = 't_a'"), false},
+		{"the carrying index is another table's", append(slices.Clone(schema),
+			"UPDATE sqlite_schema SET rootpage = (SELECT rootpage FROM sqlite_schema WHERE name = 'x_v') WHERE name = 't_a'"), false},
+	}
+	for i, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			path := makeDB(t, dir, fmt.Sprintf("f%d.db", i), tt.stmts...)
+			db := openImmutable(t, path)
+			want, err := Check(context.Background(), db, Options{MaxProblems: 10000})
+			if err != nil {
+				want = []string{err.Error()}
+			}
+			if ok := len(want) == 0; ok != tt.ok {
+				t.Fatalf("integrity_check and the CHECK scans: ok=%v, the case expects %v: %q", ok, tt.ok, want)
+			}
+			plan, err := planParallel(context.Background(), db, 10000)
+			if err != nil || plan == nil {
+				t.Fatalf("not planned: %v", err)
+			}
+			if len(plan.folded) != 1 || len(plan.checks.scans) != 3 {
+				t.Fatalf("folded %v of %d CHECK scans; want t's only, of 3", plan.folded, len(plan.checks.scans))
+			}
+			got, err := plan.run(context.Background(), db, 2, 10000)
+			if err != nil {
+				t.Fatal(err)
+			}
+			slices.Sort(got)
+			slices.Sort(want)
+			if !slices.Equal(got, want) {
+				t.Fatalf("parallel plan found\n  %q\nintegrity_check and the CHECK scans found\n  %q", got, want)
+			}
+		})
+	}
+}

@@ -53,8 +53,19 @@ import (
 // plan is confirmed (the table scanned, the index searched covering, by
 // its key and rowid). Anything else, virtual tables included, gets
 // SQLite's own single integrity_check.
+//
+// The CHECK constraints (checkConstraints) are evaluated in the same
+// scan as a table's first index query, which reads every row anyway: it
+// also lists rows that break a CHECK (a second column) and counts them,
+// so a table with CHECKs and an index costs no scan of its own. A table
+// without an index, or whose folded query does not plan as it must, gets
+// its own scan, run beside the other queries.
 type parallelPlan struct {
 	queries []string // quick_check first, then the indexes'
+	checks  *constraintPlan
+	// folded maps a query (by index into queries) to the CHECK scan (by
+	// index into checks.scans) it does on the way.
+	folded map[int]int
 }
 
 // The plan pays off where the index lookups dominate: in files of some
@@ -95,7 +106,16 @@ func planParallel(ctx context.Context, db *sql.DB, max int) (*parallelPlan, erro
 	if err != nil {
 		return nil, err
 	}
-	p := &parallelPlan{queries: []string{fmt.Sprintf("PRAGMA quick_check(%d)", max)}}
+	p := &parallelPlan{queries: []string{fmt.Sprintf("PRAGMA quick_check(%d)", max)}, folded: map[int]int{}}
+	if p.checks, err = planConstraints(ctx, db); err != nil {
+		return nil, err
+	}
+	scanOf := map[string]int{}
+	if p.checks != nil {
+		for i, c := range p.checks.scans {
+			scanOf[c.table] = i
+		}
+	}
 	for _, t := range tables {
 		switch t.typ {
 		case "view":
@@ -184,6 +204,18 @@ func planParallel(ctx context.Context, db *sql.DB, max int) (*parallelPlan, erro
 			if !planIs(ctx, db, q, []string{"SCAN r"}, "SCAN r", search) {
 				return nil, nil
 			}
+			if k, ok := scanOf[t.name]; ok && !strings.EqualFold(t.name, "x") {
+				// The table's CHECKs go into this query, if it still
+				// plans as the plain one does (else they keep their own
+				// scan). A table named x would be taken for the index's
+				// alias inside the subquery.
+				fq := foldedQuery(t.name, ix.name, rowid, keys, p.checks.scans[k].cond)
+				if planIs(ctx, db, fq, []string{"SCAN main." + t.name}, "SCAN main."+t.name, search) {
+					q = fq
+					p.folded[len(p.queries)] = k
+					delete(scanOf, t.name)
+				}
+			}
 			p.queries = append(p.queries, q)
 			if uq != "" {
 				if !planIs(ctx, db, uq, []string{"SCAN grp", "SCAN rep"}, " USING COVERING INDEX "+ix.name) {
@@ -218,6 +250,54 @@ func indexQueries(tbl, idx, rowid string, keys []string, unique bool, max int) (
 			ident(tbl), ident(idx), literal(idx), strings.Join(notNull, " AND "), strings.Join(group, ", "), max)
 	}
 	return missing, dup
+}
+
+// foldedQuery is indexQueries' missing-row query that also evaluates
+// the table's CHECK condition cond (true for a row that breaks one) in
+// the same scan: each row it returns is missing from the index (first
+// column, the problem, else NULL) or breaks a CHECK (second column 1),
+// or both. The scanned table goes by its own name, not an alias, as
+// the CHECK texts may name it.
+func foldedQuery(tbl, idx, rowid string, keys []string, cond string) string {
+	t := ident(tbl)
+	var on []string
+	for _, k := range keys {
+		on = append(on, fmt.Sprintf("x.%s IS %s.%s COLLATE BINARY", ident(k), t, ident(k)))
+	}
+	missing := fmt.Sprintf("NOT EXISTS (SELECT 1 FROM %[1]s AS x INDEXED BY %[2]s WHERE %[4]s AND x.%[3]s = %[1]s.%[3]s AND +x.%[3]s = %[1]s.%[3]s)",
+		t, ident(idx), rowid, strings.Join(on, " AND "))
+	return fmt.Sprintf("SELECT CASE WHEN %[1]s THEN 'row ' || %[2]s.%[3]s || ' missing from index ' || %[4]s END, CASE WHEN %[5]s THEN 1 ELSE 0 END "+
+		"FROM main.%[2]s NOT INDEXED WHERE %[1]s OR %[5]s",
+		missing, t, rowid, literal(idx), cond)
+}
+
+// foldedRows runs a foldedQuery and returns the missing rows' problems
+// (at most max: then it stops, and the CHECK count, which the caller
+// lists after them, would be cut anyway) and the CHECK problem of table.
+func foldedRows(ctx context.Context, db *sql.DB, q, table string, max int) (missing, check []string, err error) {
+	var bad int64
+	enough := errors.New("enough")
+	err = queryRows(ctx, db, q, func(r *sql.Rows) error {
+		var miss sql.NullString
+		var b int64
+		if err := r.Scan(&miss, &b); err != nil {
+			return err
+		}
+		bad += b
+		if miss.Valid {
+			if missing = append(missing, miss.String); len(missing) >= max {
+				return enough
+			}
+		}
+		return nil
+	})
+	if err == enough {
+		err = nil
+	}
+	if bad > 0 {
+		check = []string{fmt.Sprintf("CHECK constraint failed in %s (%d rows)", table, bad)}
+	}
+	return missing, check, err
 }
 
 // planIs reports whether EXPLAIN QUERY PLAN of q has, for each of want,
@@ -256,39 +336,81 @@ func planIs(ctx context.Context, db *sql.DB, q string, plain []string, want ...s
 	return true
 }
 
-// run runs the plan's queries on up to workers connections of db and
-// returns the problems they list, at most max: quick_check's first, as
-// integrity_check lists them, then the indexes', then any query's error
-// (SQLite refusing to read on is itself a problem). An error does not stop
-// the other queries, so quick_check's own words are never lost; a memory
-// fault does, and is returned.
+// run runs the plan's queries and CHECK scans on up to workers
+// connections of db and returns the problems they list, at most max:
+// quick_check's first, as integrity_check lists them, then the indexes',
+// then any query's error (SQLite refusing to read on is itself a
+// problem), then the CHECK problems, as checkConstraints lists them. An
+// error does not stop the other queries, so quick_check's own words are
+// never lost; a memory fault does, and is returned.
 func (p *parallelPlan) run(ctx context.Context, db *sql.DB, workers, max int) ([]string, error) {
 	inner, cancel := context.WithCancel(ctx)
 	defer cancel()
 	db.SetMaxOpenConns(workers)
 	defer db.SetMaxOpenConns(1)
 
-	results := make([][]string, len(p.queries))
-	errs := make([]error, len(p.queries))
+	// The jobs in the order they are handed out, longest first as far as
+	// known: the index queries (a search per row), the CHECK scans (a
+	// scan of one table), quick_check (every page once, but the shortest
+	// in practice) last, so that the other core takes it after the first
+	// index query.
+	type job struct {
+		run   func(ctx context.Context, db *sql.DB) ([]string, error)
+		query bool // its error is a problem (a CHECK scan's are its own)
+	}
+	var scans []constraintScan
+	if p.checks != nil {
+		scans = p.checks.scans
+	}
+	scanned := make([][]string, len(scans)) // each CHECK scan's problems
+	scanErrs := make([]error, len(scans))   // cancellation, a fault
+	var jobs []job
+	for i, q := range p.queries[1:] {
+		if k, ok := p.folded[i+1]; ok {
+			jobs = append(jobs, job{func(ctx context.Context, db *sql.DB) ([]string, error) {
+				missing, check, err := foldedRows(ctx, db, q, scans[k].table, max)
+				scanned[k] = check
+				return missing, err
+			}, true})
+			continue
+		}
+		jobs = append(jobs, job{func(ctx context.Context, db *sql.DB) ([]string, error) { return problemRows(ctx, db, q) }, true})
+	}
+	inQuery := map[int]bool{}
+	for _, k := range p.folded {
+		inQuery[k] = true
+	}
+	for k, c := range scans {
+		if inQuery[k] {
+			continue
+		}
+		jobs = append(jobs, job{func(ctx context.Context, db *sql.DB) ([]string, error) {
+			scanned[k], scanErrs[k] = c.run(ctx, db)
+			return nil, scanErrs[k]
+		}, false})
+	}
+	quick := len(jobs)
+	jobs = append(jobs, job{func(ctx context.Context, db *sql.DB) ([]string, error) { return problemRows(ctx, db, p.queries[0]) }, true})
+
+	results := make([][]string, len(jobs))
+	errs := make([]error, len(jobs))
 	next := make(chan int)
 	var wg sync.WaitGroup
-	for range min(workers, len(p.queries)) {
+	for range min(workers, len(jobs)) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
 			for i := range next {
-				results[i], errs[i] = problemRows(inner, db, p.queries[i])
+				results[i], errs[i] = jobs[i].run(inner, db)
 				if errors.Is(errs[i], fault.ErrFault) {
 					cancel()
 				}
 			}
 		}()
 	}
-	// quick_check (queries[0]) goes last: it is the shortest, and the
-	// other core takes it after the first index query.
-	for k := range p.queries {
+	for k := range jobs {
 		select {
-		case next <- (k + 1) % len(p.queries):
+		case next <- k:
 		case <-inner.Done():
 		}
 	}
@@ -302,13 +424,22 @@ func (p *parallelPlan) run(ctx context.Context, db *sql.DB, workers, max int) ([
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
-	var problems []string
-	for _, r := range results {
-		problems = append(problems, r...)
+	problems := slices.Clone(results[quick])
+	for i := range len(p.queries) - 1 {
+		problems = append(problems, results[i]...)
 	}
-	for _, err := range errs {
-		if err != nil && !slices.Contains(problems, err.Error()) {
+	for i, err := range errs {
+		if err != nil && jobs[i].query && !slices.Contains(problems, err.Error()) {
 			problems = append(problems, err.Error())
+		}
+	}
+	if p.checks != nil {
+		problems = append(problems, p.checks.schema...)
+		for k := range scans {
+			if scanErrs[k] != nil { // only cancellation is left
+				return nil, scanErrs[k]
+			}
+			problems = append(problems, scanned[k]...)
 		}
 	}
 	return problems[:min(len(problems), max)], nil
