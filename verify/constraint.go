@@ -40,9 +40,8 @@ type constraintPlan struct {
 	scans  []constraintScan
 }
 
-// constraintScan counts the rows of one table that break its CHECKs:
-// cond is true for such a row.
-type constraintScan struct{ table, cond, query string }
+// constraintScan counts the rows of one table that break its CHECKs.
+type constraintScan struct{ table, query string }
 
 // planConstraints returns nil when no table has a CHECK. Its reads of db
 // are guarded like the checks' (queryRows).
@@ -86,8 +85,7 @@ func planConstraints(ctx context.Context, db *sql.DB) (*constraintPlan, error) {
 		for _, e := range checkExprs(t.sql) {
 			cond = append(cond, "NOT ("+e+")")
 		}
-		c := strings.Join(cond, " OR ")
-		p.scans = append(p.scans, constraintScan{t.name, c, fmt.Sprintf("SELECT count(*) FROM main.%s WHERE %s", ident(t.name), c)})
+		p.scans = append(p.scans, constraintScan{t.name, fmt.Sprintf("SELECT count(*) FROM main.%s WHERE %s", ident(t.name), strings.Join(cond, " OR "))})
 	}
 	return p, nil
 }
