@@ -81,11 +81,9 @@ func runRemoteRestore(c config, out io.Writer) (err error) {
 	os.RemoveAll(bdir)
 	os.Mkdir(bdir, 0o700)
 	sftpURL, s3URL := sd.URL(), "s3://bench/ours"
-	for _, u := range []string{sftpURL, s3URL} {
-		argv := append([]string{c.bin, "--source", src, "--backup-dir", bdir, "--keep", "1", "--json", "--remote", u}, keyFlags...)
-		if _, _, _, err := runMeasuredEnv(argv, env); err != nil {
-			return fmt.Errorf("backup to %s: %v", u, err)
-		}
+	argv := append([]string{c.bin, "--source", src, "--backup-dir", bdir, "--keep", "1", "--json", "--remote", sftpURL, "--remote", s3URL}, keyFlags...)
+	if _, _, _, err := runMeasuredEnv(argv, env); err != nil {
+		return fmt.Errorf("backup to %s and %s: %v", sftpURL, s3URL, err)
 	}
 	ents, _ := filepath.Glob(filepath.Join(bdir, "*.sha256"))
 	if len(ents) != 1 {
@@ -101,7 +99,9 @@ func runRemoteRestore(c config, out io.Writer) (err error) {
 	dl := filepath.Join(work, "dl")
 	target := filepath.Join(work, "r.db")
 	restoreLocal := []string{c.bin, "restore", filepath.Join(dl, name), "--to", target}
-	verifyLocal := []string{c.bin, "verify", filepath.Join(dl, name)}
+	// verify's temp files go to a private dir: /tmp is shared with
+	// other runs of this tool.
+	verifyLocal := []string{c.bin, "verify", "--temp-dir", work, filepath.Join(dl, name)}
 	sftpTarget := "root@127.0.0.1"
 	if sd.User != "" {
 		sftpTarget = sd.User + "@127.0.0.1"
@@ -129,9 +129,9 @@ func runRemoteRestore(c config, out io.Writer) (err error) {
 		{name: "rclone copy + local restore", steps: []tstep{{rcloneGet, rcloneEnv}, {restoreLocal, env}}},
 		{name: "sqlite-backup restore sftp://…/NAME", steps: ours(append([]string{c.bin, "restore", sftpURL + "/" + name, "--to", target}, keyFlags...)...)},
 		{name: "OpenSSH sftp get + local restore", steps: []tstep{{sftpGet(), env}, {restoreLocal, env}}},
-		{name: "sqlite-backup verify s3://…/NAME", steps: ours(append([]string{c.bin, "verify", s3URL + "/" + name}, keyFlags...)...)},
+		{name: "sqlite-backup verify s3://…/NAME", steps: ours(append([]string{c.bin, "verify", "--temp-dir", work, s3URL + "/" + name}, keyFlags...)...)},
 		{name: "rclone copy + local verify", steps: []tstep{{rcloneGet, rcloneEnv}, {verifyLocal, env}}},
-		{name: "sqlite-backup verify sftp://…/NAME", steps: ours(append([]string{c.bin, "verify", sftpURL + "/" + name}, keyFlags...)...)},
+		{name: "sqlite-backup verify sftp://…/NAME", steps: ours(append([]string{c.bin, "verify", "--temp-dir", work, sftpURL + "/" + name}, keyFlags...)...)},
 		{name: "OpenSSH sftp get + local verify", steps: []tstep{{sftpGet(), env}, {verifyLocal, env}}},
 	}
 	for round := 0; round <= c.rounds; round++ {
