@@ -46,7 +46,7 @@ func ageCases(bin, src, ref, dir string) ([]benchCase, error) {
 	if o, err := exec.Command("age", "-e", "-r", pub, "-o", enc, ref).CombinedOutput(); err != nil {
 		return nil, fmt.Errorf("age -e: %v: %s", err, o)
 	}
-	return []benchCase{
+	cs := []benchCase{
 		{name: caseOurs, clean: sidecars, steps: []step{{argv: []string{bin, "--source", src, "--backup", out}, want: "integrity_check ok"}}},
 		{name: caseOursAge, clean: sidecars, steps: []step{{argv: []string{bin, "--source", src, "--backup", out, "-r", pub}, want: "encrypted with age"}}},
 		{name: caseAgeCLI, clean: sidecars, steps: []step{
@@ -60,12 +60,42 @@ func ageCases(bin, src, ref, dir string) ([]benchCase, error) {
 			{label: "zstd piped to age -e", argv: []string{"sh", "-c", `zstd -q -c "$1" | age -e -r "$2" > "$3"`, "sh", ref, pub, out}},
 			{label: "sync FILE", argv: []string{"sync", out}},
 		}},
-	}, nil
+	}
+	ageKey = pub
+	return cs, nil
+}
+
+// ageKey is the recipient the age cases encrypt to, for ageBaseCases.
+var ageKey string
+
+// ageBaseCases are our age cases for another build (-base), named
+// "LABEL: case", so that two builds are timed in one run.
+func ageBaseCases(label, bin, src, dir string) []benchCase {
+	out := filepath.Join(dir, "out.db.age")
+	sidecars := []string{out, out + ".sha256", out + ".json"}
+	var cs []benchCase
+	for _, c := range []struct {
+		name string
+		args []string
+		want string
+	}{
+		{caseOurs, nil, "integrity_check ok"},
+		{caseOursAge, []string{"-r", ageKey}, "encrypted with age"},
+		{caseOursZstd, []string{"--compress", "zstd"}, "integrity_check ok"},
+		{caseOursAgeZstd, []string{"--compress", "zstd", "-r", ageKey}, "encrypted with age"},
+	} {
+		argv := append([]string{bin, "--source", src, "--backup", out}, c.args...)
+		cs = append(cs, benchCase{name: label + ": " + c.name, clean: sidecars, steps: []step{{argv: argv, want: c.want}}})
+	}
+	return cs
 }
 
 // printAgeCost says what encryption adds to a backup, next to what the
-// age CLI takes for the same bytes.
-func printAgeCost(w io.Writer, res []*caseResult) {
+// age CLI takes for the same bytes, for this build and each of labels
+// (-base). "zstd" is what -r adds to a --compress zstd backup; "zstd,
+// from plain" what -r --compress zstd adds to a plain backup, against
+// zstd piped to age.
+func printAgeCost(w io.Writer, res []*caseResult, labels []string) {
 	line := func(what, with, without, cli, dec string) {
 		a, b, c, d := find(res, with), find(res, without), find(res, cli), find(res, dec)
 		if a == nil || b == nil || c == nil {
@@ -81,7 +111,14 @@ func printAgeCost(w io.Writer, res []*caseResult) {
 	}
 	fmt.Fprintln(w, "| encryption | added to our backup (median with − without) | age CLI, same data | added / age CLI | added / (age -e + age -d) |")
 	fmt.Fprintln(w, "| --- | ---: | ---: | ---: | ---: |")
-	line("plain", caseOursAge, caseOurs, caseAgeCLI, caseAgeCLIDec)
-	line("zstd", caseOursAgeZstd, caseOursZstd, caseAgeCLIZstd, "")
+	for _, l := range append([]string{""}, labels...) {
+		p := ""
+		if l != "" {
+			p = l + ": "
+		}
+		line(p+"plain", p+caseOursAge, p+caseOurs, caseAgeCLI, caseAgeCLIDec)
+		line(p+"zstd", p+caseOursAgeZstd, p+caseOursZstd, caseAgeCLIZstd, "")
+		line(p+"zstd, from plain", p+caseOursAgeZstd, p+caseOurs, caseAgeCLIZstd, "")
+	}
 	fmt.Fprintln(w)
 }

@@ -42,8 +42,10 @@ type config struct {
 	writer   bool
 	smoke    bool
 	age      bool
+	checks   bool
 	remote   bool
 	incr     bool
+	restore  bool
 	interval time.Duration
 
 	writerIdle   time.Duration
@@ -73,6 +75,8 @@ func main() {
 	flag.BoolVar(&c.writerReopen, "writer-reopen", false, "open the writer's connection anew for each phase (the WAL is then checkpointed and removed between phases) instead of once for the run")
 	flag.DurationVar(&c.writerTrace, "writer-trace", 0, "list every commit slower than this during the writer phases, with when it began (0: off; e.g. 4ms; the table always counts those over 4ms)")
 	flag.BoolVar(&c.age, "age", false, "measure the cost of encryption instead (-r, the age CLI on the same data; no writer phase)")
+	flag.BoolVar(&c.checks, "checks", false, "measure verify on the database with CHECK constraints added (and with a schema for SQLite's own check) against the C CLI's read-write integrity_check instead (no writer phase)")
+	flag.BoolVar(&c.restore, "restore", false, "with -remote: time restore and verify of a remote backup against rclone copy / sftp get and a local restore or verify instead of uploads")
 	flag.BoolVar(&c.smoke, "smoke", false, "tiny database, one round: checks that the benchmark works")
 	flag.BoolVar(&c.remote, "remote", false, "benchmark uploads instead: sqlite-backup --remote against OpenSSH sftp/scp and rclone copy on loopback sshd and versitygw (see docs/REMOTE.md)")
 	flag.BoolVar(&c.incr, "incremental", false, "benchmark incremental backups instead: an increment after 1 % of pages changed at random and clustered against a full backup + verify, and the restore of a chain of 24 (see docs/INCREMENTAL.md)")
@@ -83,6 +87,9 @@ func main() {
 	runner := run
 	if c.remote {
 		runner = runRemote
+		if c.restore {
+			runner = runRemoteRestore
+		}
 	}
 	if c.incr {
 		runner = runIncremental
@@ -170,6 +177,24 @@ func run(c config, out io.Writer) error {
 		}
 		labels = append(labels, label)
 		bases = append(bases, [2]string{label, bin})
+	}
+	var variants []checkVariant
+	if c.checks {
+		if variants, err = checkVariants(ref, c.dir, logf); err != nil {
+			return err
+		}
+		cases = checkCases(variants, append([][2]string{{"", c.bin}}, bases...))
+		c.writer = false
+	}
+	for _, b := range bases {
+		label, bin := b[0], b[1]
+		if c.checks {
+			continue
+		}
+		if c.age {
+			cases = append(cases, ageBaseCases(label, bin, src, c.dir)...)
+			continue
+		}
 		cases = append(cases, baseCases(label, bin, src, ref, filepath.Join(c.dir, "out.db"))...)
 	}
 	if c.cases != "" {
@@ -185,9 +210,13 @@ func run(c config, out io.Writer) error {
 	fmt.Fprintf(out, "%s, %d CPUs, %s; %s\n\n", runtime.GOOS+"/"+runtime.GOARCH, runtime.NumCPU(), sqlite3Version(), binVersion(c.bin))
 	if len(res) > 0 {
 		printTable(out, cases, res)
-		printRatios(out, res, labels)
+		if c.checks {
+			printCheckRatios(out, res, variants, labels)
+		} else {
+			printRatios(out, res, labels)
+		}
 		if c.age {
-			printAgeCost(out, res)
+			printAgeCost(out, res, labels)
 		}
 	}
 

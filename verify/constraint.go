@@ -31,9 +31,21 @@ import (
 // schemaTable is one table's row of sqlite_schema.
 type schemaTable struct{ name, sql string }
 
-// checkConstraints returns the schema's and the rows' CHECK problems,
-// at most max. Its reads of db are guarded like the checks' (queryRows).
-func checkConstraints(ctx context.Context, db *sql.DB, max int) ([]string, error) {
+// constraintPlan is the CHECK part of a check, planned before the check
+// runs so that its table scans can run beside it (parallelPlan, or
+// SQLite's own check on another connection): the schema's problems,
+// found by replaying it, and one scan per sound table with CHECKs.
+type constraintPlan struct {
+	schema []string
+	scans  []constraintScan
+}
+
+// constraintScan counts the rows of one table that break its CHECKs.
+type constraintScan struct{ table, query string }
+
+// planConstraints returns nil when no table has a CHECK. Its reads of db
+// are guarded like the checks' (queryRows).
+func planConstraints(ctx context.Context, db *sql.DB) (*constraintPlan, error) {
 	var tables []schemaTable
 	err := queryRows(ctx, db, "SELECT name, sql FROM sqlite_schema WHERE type = 'table' AND sql IS NOT NULL ORDER BY rowid", func(r *sql.Rows) error {
 		var t schemaTable
@@ -59,16 +71,13 @@ func checkConstraints(ctx context.Context, db *sql.DB, max int) ([]string, error
 	if err != nil {
 		return nil, err
 	}
-	var problems []string
+	p := &constraintPlan{}
 	for _, t := range tables {
 		if msg, ok := bad[t.name]; ok {
-			problems = append(problems, fmt.Sprintf("malformed database schema (%s) - %s", t.name, msg))
+			p.schema = append(p.schema, fmt.Sprintf("malformed database schema (%s) - %s", t.name, msg))
 		}
 	}
 	for _, t := range withChecks {
-		if len(problems) >= max {
-			break
-		}
 		if _, ok := bad[t.name]; ok {
 			continue
 		}
@@ -76,25 +85,53 @@ func checkConstraints(ctx context.Context, db *sql.DB, max int) ([]string, error
 		for _, e := range checkExprs(t.sql) {
 			cond = append(cond, "NOT ("+e+")")
 		}
-		var n int64
-		err := queryRows(ctx, db, fmt.Sprintf("SELECT count(*) FROM main.%s WHERE %s", ident(t.name), strings.Join(cond, " OR ")), func(r *sql.Rows) error {
-			return r.Scan(&n)
-		})
+		p.scans = append(p.scans, constraintScan{t.name, fmt.Sprintf("SELECT count(*) FROM main.%s WHERE %s", ident(t.name), strings.Join(cond, " OR "))})
+	}
+	return p, nil
+}
+
+// run scans the table and returns its problem, if any. An expression
+// that cannot be evaluated is a problem too; only cancellation and a
+// memory fault are errors.
+func (c constraintScan) run(ctx context.Context, db *sql.DB) ([]string, error) {
+	var n int64
+	err := queryRows(ctx, db, c.query, func(r *sql.Rows) error {
+		return r.Scan(&n)
+	})
+	if err != nil {
+		if ctx.Err() != nil {
+			return nil, ctx.Err()
+		}
+		if errors.Is(err, fault.ErrFault) {
+			return nil, err
+		}
+		// It runs in no read-write connection either (a function
+		// or collation the application registers, at best).
+		return []string{fmt.Sprintf("CHECK constraint of %s cannot be evaluated: %v", c.table, err)}, nil
+	}
+	if n > 0 {
+		return []string{fmt.Sprintf("CHECK constraint failed in %s (%d rows)", c.table, n)}, nil
+	}
+	return nil, nil
+}
+
+// checkConstraints returns the schema's and the rows' CHECK problems,
+// at most max, scanning the tables one after another on db.
+func checkConstraints(ctx context.Context, db *sql.DB, max int) ([]string, error) {
+	p, err := planConstraints(ctx, db)
+	if err != nil || p == nil {
+		return nil, err
+	}
+	problems := p.schema
+	for _, c := range p.scans {
+		if len(problems) >= max {
+			break
+		}
+		more, err := c.run(ctx, db)
 		if err != nil {
-			if ctx.Err() != nil {
-				return nil, ctx.Err()
-			}
-			if errors.Is(err, fault.ErrFault) {
-				return nil, err
-			}
-			// It runs in no read-write connection either (a function
-			// or collation the application registers, at best).
-			problems = append(problems, fmt.Sprintf("CHECK constraint of %s cannot be evaluated: %v", t.name, err))
-			continue
+			return nil, err
 		}
-		if n > 0 {
-			problems = append(problems, fmt.Sprintf("CHECK constraint failed in %s (%d rows)", t.name, n))
-		}
+		problems = append(problems, more...)
 	}
 	return problems[:min(len(problems), max)], nil
 }

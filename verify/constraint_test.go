@@ -97,3 +97,72 @@ func cliRW(t *testing.T, db, sql string) string {
 	out, _ := exec.Command("sqlite3", db, sql).CombinedOutput() // a failed check exits non-zero
 	return strings.TrimSpace(string(out))
 }
+
+// TestChecksBesideAgree: on the parallel path the CHECK scans run among
+// the index queries; on sound and damaged databases (tables with and
+// without indexes, a qualified column in a CHECK, an odd table name) it
+// lists exactly the problems of SQLite's own check followed by the
+// sequential CHECK scans, in the same order.
+func TestChecksBesideAgree(t *testing.T) {
+	dir := t.TempDir()
+	schema := []string{
+		"CREATE TABLE t(id INTEGER PRIMARY KEY, a, b BLOB, c TEXT CHECK (length(c) < 10), CHECK (typeof(b) IN ('text', 'null')), CHECK (t.id > 0))",
+		fill,
+		"CREATE INDEX t_a ON t(a)",
+		"CREATE INDEX t_c ON t(c)",
+		"CREATE TABLE plain(v INTEGER CHECK (v >= 0))", series + "INSERT INTO plain SELECT value FROM s",
+		`CREATE TABLE "x"(v INTEGER CHECK (v >= 0))`, series + `INSERT INTO "x" SELECT value FROM s`, `CREATE INDEX x_v ON "x"(v)`,
+	}
+	broken := []string{"PRAGMA ignore_check_constraints=ON", "UPDATE t SET c = 'a long text ' || c WHERE id % 50 = 0", "UPDATE plain SET v = -1 WHERE v = 7", `UPDATE "x" SET v = -v WHERE v < 3`}
+	tests := []struct {
+		name  string
+		stmts []string
+		ok    bool
+	}{
+		{"sound", schema, true},
+		{"rows break CHECKs", append(slices.Clone(schema), broken...), false},
+		{"CHECKs broken and an index on other columns", append(append(slices.Clone(schema), broken...),
+			"UPDATE sqlite_schema SET sql = 'CREATE INDEX t_a ON t(c)' WHERE name = 't_a'"), false},
+		{"an index is another table's", append(slices.Clone(schema),
+			"UPDATE sqlite_schema SET rootpage = (SELECT rootpage FROM sqlite_schema WHERE name = 'x_v') WHERE name = 't_a'"), false},
+	}
+	for i, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			path := makeDB(t, dir, fmt.Sprintf("f%d.db", i), tt.stmts...)
+			db := openImmutable(t, path)
+			want, err := Check(context.Background(), db, Options{MaxProblems: 10000})
+			if err != nil {
+				want = []string{err.Error()}
+			}
+			if ok := len(want) == 0; ok != tt.ok {
+				t.Fatalf("integrity_check and the CHECK scans: ok=%v, the case expects %v: %q", ok, tt.ok, want)
+			}
+			plan, err := planParallel(context.Background(), db, 10000)
+			if err != nil || plan == nil {
+				t.Fatalf("not planned: %v", err)
+			}
+			if plan.checks == nil || len(plan.checks.scans) != 3 {
+				t.Fatalf("CHECK scans planned: %+v, want 3", plan.checks)
+			}
+			got, err := plan.run(context.Background(), db, 2, 10000)
+			if err != nil {
+				t.Fatal(err)
+			}
+			// The CHECK problems come last, in table order, on both.
+			n := len(plan.checks.schema)
+			for _, p := range want {
+				if strings.HasPrefix(p, "CHECK constraint") {
+					n++
+				}
+			}
+			if !slices.Equal(got[len(got)-n:], want[len(want)-n:]) {
+				t.Errorf("CHECK problems\n  %q\nwant\n  %q", got[len(got)-n:], want[len(want)-n:])
+			}
+			slices.Sort(got)
+			slices.Sort(want)
+			if !slices.Equal(got, want) {
+				t.Fatalf("parallel plan found\n  %q\nintegrity_check and the CHECK scans found\n  %q", got, want)
+			}
+		})
+	}
+}

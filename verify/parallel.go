@@ -53,8 +53,15 @@ import (
 // plan is confirmed (the table scanned, the index searched covering, by
 // its key and rowid). Anything else, virtual tables included, gets
 // SQLite's own single integrity_check.
+//
+// The CHECK constraints (checkConstraints) are scanned by the same
+// workers, one query per table that has any, beside these queries
+// instead of in a pass after them. (Evaluating them inside the scan of
+// the table's first index query instead cost more: 6.8 s for that query
+// against 4.9 s plus 1.2 s for the two apart, 1 GB, three CHECKs.)
 type parallelPlan struct {
 	queries []string // quick_check first, then the indexes'
+	checks  *constraintPlan
 }
 
 // The plan pays off where the index lookups dominate: in files of some
@@ -96,6 +103,9 @@ func planParallel(ctx context.Context, db *sql.DB, max int) (*parallelPlan, erro
 		return nil, err
 	}
 	p := &parallelPlan{queries: []string{fmt.Sprintf("PRAGMA quick_check(%d)", max)}}
+	if p.checks, err = planConstraints(ctx, db); err != nil {
+		return nil, err
+	}
 	for _, t := range tables {
 		switch t.typ {
 		case "view":
@@ -256,39 +266,66 @@ func planIs(ctx context.Context, db *sql.DB, q string, plain []string, want ...s
 	return true
 }
 
-// run runs the plan's queries on up to workers connections of db and
-// returns the problems they list, at most max: quick_check's first, as
-// integrity_check lists them, then the indexes', then any query's error
-// (SQLite refusing to read on is itself a problem). An error does not stop
-// the other queries, so quick_check's own words are never lost; a memory
-// fault does, and is returned.
+// run runs the plan's queries and CHECK scans on up to workers
+// connections of db and returns the problems they list, at most max:
+// quick_check's first, as integrity_check lists them, then the indexes',
+// then any query's error (SQLite refusing to read on is itself a
+// problem), then the CHECK problems, as checkConstraints lists them. An
+// error does not stop the other queries, so quick_check's own words are
+// never lost; a memory fault does, and is returned.
 func (p *parallelPlan) run(ctx context.Context, db *sql.DB, workers, max int) ([]string, error) {
 	inner, cancel := context.WithCancel(ctx)
 	defer cancel()
 	db.SetMaxOpenConns(workers)
 	defer db.SetMaxOpenConns(1)
 
-	results := make([][]string, len(p.queries))
-	errs := make([]error, len(p.queries))
+	// The jobs in the order they are handed out, longest first as far as
+	// known: the index queries (a search per row), the CHECK scans (a
+	// scan of one table), quick_check (every page once, but the shortest
+	// in practice) last, so that the other core takes it after the first
+	// index query.
+	type job struct {
+		run   func(ctx context.Context, db *sql.DB) ([]string, error)
+		query bool // its error is a problem (a CHECK scan's are its own)
+	}
+	var jobs []job
+	for _, q := range p.queries[1:] {
+		jobs = append(jobs, job{func(ctx context.Context, db *sql.DB) ([]string, error) { return problemRows(ctx, db, q) }, true})
+	}
+	var scans []constraintScan
+	if p.checks != nil {
+		scans = p.checks.scans
+	}
+	scanned := make([][]string, len(scans)) // each CHECK scan's problems
+	scanErrs := make([]error, len(scans))   // cancellation, a fault
+	for k, c := range scans {
+		jobs = append(jobs, job{func(ctx context.Context, db *sql.DB) ([]string, error) {
+			scanned[k], scanErrs[k] = c.run(ctx, db)
+			return nil, scanErrs[k]
+		}, false})
+	}
+	quick := len(jobs)
+	jobs = append(jobs, job{func(ctx context.Context, db *sql.DB) ([]string, error) { return problemRows(ctx, db, p.queries[0]) }, true})
+
+	results := make([][]string, len(jobs))
+	errs := make([]error, len(jobs))
 	next := make(chan int)
 	var wg sync.WaitGroup
-	for range min(workers, len(p.queries)) {
+	for range min(workers, len(jobs)) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
 			for i := range next {
-				results[i], errs[i] = problemRows(inner, db, p.queries[i])
+				results[i], errs[i] = jobs[i].run(inner, db)
 				if errors.Is(errs[i], fault.ErrFault) {
 					cancel()
 				}
 			}
 		}()
 	}
-	// quick_check (queries[0]) goes last: it is the shortest, and the
-	// other core takes it after the first index query.
-	for k := range p.queries {
+	for k := range jobs {
 		select {
-		case next <- (k + 1) % len(p.queries):
+		case next <- k:
 		case <-inner.Done():
 		}
 	}
@@ -302,13 +339,22 @@ func (p *parallelPlan) run(ctx context.Context, db *sql.DB, workers, max int) ([
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
-	var problems []string
-	for _, r := range results {
-		problems = append(problems, r...)
+	problems := slices.Clone(results[quick])
+	for i := range len(p.queries) - 1 {
+		problems = append(problems, results[i]...)
 	}
-	for _, err := range errs {
-		if err != nil && !slices.Contains(problems, err.Error()) {
+	for i, err := range errs {
+		if err != nil && jobs[i].query && !slices.Contains(problems, err.Error()) {
 			problems = append(problems, err.Error())
+		}
+	}
+	if p.checks != nil {
+		problems = append(problems, p.checks.schema...)
+		for k := range scans {
+			if scanErrs[k] != nil { // only cancellation is left
+				return nil, scanErrs[k]
+			}
+			problems = append(problems, scanned[k]...)
 		}
 	}
 	return problems[:min(len(problems), max)], nil

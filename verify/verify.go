@@ -245,9 +245,8 @@ func checkDB(ctx context.Context, path string, opts Options, deep func(*sql.DB) 
 	if plan != nil {
 		res.Threads = min(workers, len(plan.queries))
 		problems, err = plan.run(ctx, db, workers, opts.MaxProblems)
-		if err == nil {
-			problems, err = withConstraints(ctx, db, problems, opts.MaxProblems)
-		}
+	} else if standalone && opts.Progress == nil && workers >= 2 {
+		problems, res.Threads, err = checkBeside(ctx, db, opts)
 	} else {
 		problems, err = Check(ctx, db, opts)
 	}
@@ -361,6 +360,70 @@ func Check(ctx context.Context, db *sql.DB, opts Options) ([]string, error) {
 		return problems, err
 	}
 	return withConstraints(ctx, db, problems, opts.MaxProblems)
+}
+
+// checkBeside is Check with the CHECK scans on a second connection
+// beside SQLite's check, for a file that stands alone (one immutable
+// snapshot for both) and without progress (which counts the pages this
+// process reads, and would count them twice).
+func checkBeside(ctx context.Context, db *sql.DB, opts Options) ([]string, int, error) {
+	if opts.MaxProblems <= 0 {
+		opts.MaxProblems = 10
+	}
+	cp, err := planConstraints(ctx, db)
+	if err != nil {
+		return nil, 1, err
+	}
+	if cp == nil || len(cp.scans) == 0 {
+		problems, err := Check(ctx, db, opts)
+		return problems, 1, err
+	}
+	pragma := "integrity_check"
+	if opts.Quick {
+		pragma = "quick_check"
+	}
+	db.SetMaxOpenConns(2)
+	defer db.SetMaxOpenConns(1)
+	inner, cancel := context.WithCancel(ctx)
+	defer cancel()
+	type scanned struct {
+		problems []string
+		err      error
+	}
+	sc := make(chan scanned, 1)
+	go func() {
+		var out scanned
+		for _, c := range cp.scans {
+			more, err := c.run(inner, db)
+			if err != nil {
+				out.err = err
+				if errors.Is(err, fault.ErrFault) {
+					cancel()
+				}
+				break
+			}
+			out.problems = append(out.problems, more...)
+		}
+		sc <- out
+	}()
+	problems, err := problemRows(inner, db, fmt.Sprintf("PRAGMA %s(%d)", pragma, opts.MaxProblems))
+	if errors.Is(err, fault.ErrFault) {
+		cancel()
+	}
+	s := <-sc
+	switch {
+	case errors.Is(err, fault.ErrFault):
+		return nil, 2, err
+	case errors.Is(s.err, fault.ErrFault):
+		return nil, 2, s.err
+	case err != nil:
+		return problems, 2, err
+	case s.err != nil:
+		return problems, 2, s.err
+	}
+	problems = append(problems, cp.schema...)
+	problems = append(problems, s.problems...)
+	return problems[:min(len(problems), opts.MaxProblems)], 2, nil
 }
 
 // withConstraints adds the CHECK problems a read-only connection's

@@ -241,11 +241,17 @@ func Run(ctx context.Context, opts Options) (res *Result, err error) {
 			return nil, err
 		}
 	}
-	if err := fsx.SyncFile(tmp); err != nil {
-		if noSpace(err) { // delayed allocation: the disk filled at the fsync
-			return nil, fileWriteError(err, dst.dir)
+	// An encrypted backup publishes the encrypted file, which Seal
+	// fsyncs; the plaintext copy is only read (checked, encrypted) and
+	// removed, so it needs no fsync, and may never reach the disk.
+	encrypting := len(opts.Recipients) > 0
+	if !encrypting {
+		if err := fsx.SyncFile(tmp); err != nil {
+			if noSpace(err) { // delayed allocation: the disk filled at the fsync
+				return nil, fileWriteError(err, dst.dir)
+			}
+			return nil, fmt.Errorf("fsync backup %q: %w", tmp, err)
 		}
-		return nil, fmt.Errorf("fsync backup %q: %w", tmp, err)
 	}
 	sum := ""
 	if cp.hash != nil {
@@ -256,6 +262,12 @@ func Run(ctx context.Context, opts Options) (res *Result, err error) {
 	}
 
 	verdict, threads := "skipped", 0
+	var seal *sealRun // the encryption, run beside the check
+	defer func() {
+		if seal != nil && err != nil {
+			seal.abandon()
+		}
+	}()
 	if opts.Verify != VerifyNone {
 		opts.phase("verify")
 		// While the application writes, the check keeps to one core and
@@ -267,13 +279,22 @@ func Run(ctx context.Context, opts Options) (res *Result, err error) {
 		// them, still take the other core from the application. When the
 		// source did not change from before the copy to now, nobody is
 		// writing, and the full check runs on every core (verify's
-		// parallel check).
+		// parallel check). An encryption runs beside the check, under
+		// the same rule, and is discarded if the check fails.
 		vr, err := func() (verify.Result, error) {
 			if moved() {
 				defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(1))
 				defer oneCore()() // the CPUs given back first, then the Ps
 			}
-			return verify.File(ctx, tmp, verify.Options{Quick: opts.Verify == VerifyQuick, Progress: opts.VerifyProgress})
+			if encrypting {
+				seal = startSeal(ctx, tmp, dst.dir, filepath.Base(given), opts)
+			}
+			vr, err := verify.File(ctx, tmp, verify.Options{Quick: opts.Verify == VerifyQuick, Progress: opts.VerifyProgress})
+			if seal != nil && err == nil && vr.OK {
+				opts.phase("encrypt")
+				<-seal.done // still on one core under a writer
+			}
+			return vr, err
 		}()
 		if err != nil {
 			return nil, err
@@ -292,9 +313,16 @@ func Run(ctx context.Context, opts Options) (res *Result, err error) {
 
 	var uncompressed int64
 	suffix, encryption := opts.Compress.Suffix(), ""
-	if len(opts.Recipients) > 0 {
-		opts.phase("encrypt")
-		etmp, sealed, err := encryptTemp(ctx, tmp, dst.dir, filepath.Base(given), opts)
+	if encrypting {
+		var etmp string
+		var sealed encrypt.Sealed
+		if seal != nil {
+			etmp, sealed, err = seal.wait()
+			seal = nil // its temp file is removed with a failed seal
+		} else {
+			opts.phase("encrypt")
+			etmp, sealed, err = encryptTemp(ctx, tmp, dst.dir, filepath.Base(given), opts.Compress, opts.Recipients, opts.EncryptProgress)
+		}
 		if err != nil {
 			return nil, err
 		}

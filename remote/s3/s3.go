@@ -398,18 +398,6 @@ func (p *progress) Read(b []byte) (int, error) {
 	return len(b), nil
 }
 
-// Get streams an object.
-func (c *Client) Get(ctx context.Context, name string) (io.ReadCloser, error) {
-	if _, err := c.Stat(ctx, name); err != nil {
-		return nil, err
-	}
-	o, err := c.mc.GetObject(ctx, c.bucket, c.prefix+name, minio.GetObjectOptions{})
-	if err != nil {
-		return nil, c.classify("get "+name, err)
-	}
-	return o, nil
-}
-
 // List returns the objects directly under the prefix.
 func (c *Client) List(ctx context.Context) ([]remote.Object, error) {
 	var out []remote.Object

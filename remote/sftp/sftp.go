@@ -706,7 +706,51 @@ func (c *Client) Get(ctx context.Context, name string) (io.ReadCloser, error) {
 	if err != nil {
 		return nil, c.classify("open "+name, err)
 	}
-	return f, nil
+	return &ahead{f: f, done: make(chan struct{})}, nil
+}
+
+// ahead reads a remote file with many requests in flight however the
+// caller reads it. pkg/sftp keeps up to 32 reads outstanding only in
+// its WriteTo (a plain Read of a small buffer is one request, one round
+// trip); a caller that wraps the stream (a context, a hash) hides WriteTo
+// from io.Copy. So the first Read starts WriteTo into a pipe, which
+// keeps the requests going while the caller works; io.Copy onto ahead
+// itself still gets WriteTo directly.
+type ahead struct {
+	f       *sftp.File
+	started bool
+	pr      *io.PipeReader
+	done    chan struct{}
+}
+
+func (a *ahead) Read(p []byte) (int, error) {
+	if !a.started {
+		a.started = true
+		pr, pw := io.Pipe()
+		a.pr = pr
+		go func() {
+			defer close(a.done)
+			_, err := a.f.WriteTo(pw)
+			pw.CloseWithError(err) // nil: the reader gets io.EOF
+		}()
+	}
+	return a.pr.Read(p)
+}
+
+func (a *ahead) WriteTo(w io.Writer) (int64, error) {
+	if a.started {
+		return io.Copy(w, struct{ io.Reader }{a})
+	}
+	return a.f.WriteTo(w)
+}
+
+// Close stops the reads in flight and closes the file.
+func (a *ahead) Close() error {
+	if a.started {
+		a.pr.CloseWithError(errors.New("closed"))
+		<-a.done
+	}
+	return a.f.Close()
 }
 
 // List returns the regular files in the directory, temp files too.

@@ -150,10 +150,14 @@ func Compress(ctx context.Context, kind Kind, src, dst string) (srcSHA256 string
 // NewWriter returns a stream that compresses into w, as Compress does;
 // its Close ends the stream but does not close w. Encryption wraps it
 // around an age writer so no compressed plaintext file is ever written.
+// Its zstd encoder runs on one goroutine: encryption runs beside the
+// check and its proof's decoder, which keep the other core, and each
+// more encoder holds its own window (with two, the encrypted backup
+// peaked at 74-78 MB of anonymous memory, over the 64 MB bound).
 func NewWriter(kind Kind, w io.Writer) (io.WriteCloser, error) {
 	switch kind {
 	case Zstd:
-		return zstd.NewWriter(w, zstd.WithEncoderLevel(zstd.SpeedDefault))
+		return zstd.NewWriter(w, zstd.WithEncoderLevel(zstd.SpeedDefault), zstd.WithEncoderConcurrency(1), zstd.WithLowerEncoderMem(true))
 	case Gzip:
 		return gzip.NewWriter(w), nil
 	}

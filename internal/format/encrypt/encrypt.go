@@ -3,14 +3,15 @@
 // backup can always be opened with `age -d` and no copy of this one.
 //
 // Seal streams a verified database (compressed on the way, if asked)
-// into an age file and proves the file before anyone publishes it: it
-// decrypts it again as a stream and compares the SHA-256 of what comes
-// out with that of the database as it was read. The proof needs no
-// private key: the file key age generated is taken as the library hands
-// it to each recipient's Wrap, kept in memory only and cleared after the
-// proof. So the file holds exactly the recipients' stanzas, as `age -e`
-// would write it; what the proof cannot show is that each stanza opens
-// with its recipient's private key (that is the age library's Wrap).
+// into an age file and proves the file before anyone publishes it: while
+// it writes, it reads the file back behind itself, decrypts it as a
+// stream and compares what comes out, byte for byte, with the database
+// read again. The proof needs no private key: the file key age
+// generated is taken as the library hands it to each recipient's Wrap,
+// kept in memory only and cleared after the proof. So the file holds
+// exactly the recipients' stanzas, as `age -e` would write it; what the
+// proof cannot show is that each stanza opens with its recipient's
+// private key (that is the age library's Wrap).
 //
 // DecryptTo is the reverse for verify and restore: it decrypts (and
 // decompresses) into a private temp file beside the target. A file whose
@@ -30,6 +31,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 
 	"filippo.io/age"
 
@@ -68,8 +70,18 @@ type Sealed struct {
 // Seal streams the file src (a verified database), compressed with kind
 // unless compress.None, into dst (an empty file the caller created and
 // owns) as an age file for rcpts, fsyncs it and proves it decrypts to
-// the very bytes read from src. progress, if set, gets the bytes of src
-// read so far.
+// the very bytes of src. progress, if set, gets the bytes of src read
+// so far.
+//
+// The proof runs beside the encryption instead of after it: a second
+// goroutine reads dst back through its own descriptor as the writer
+// hands each block to the file (from the page cache, where a read after
+// the fsync would find it too), hashes it for the sidecar, decrypts it
+// with the file key, decompresses it, and compares it byte for byte with
+// src, read again through a descriptor of its own. It reads to the end
+// of the file only after the writer has written the last byte, so the
+// age stream's final chunk and the absence of anything after it are
+// proven as before. Whichever side fails first stops the other.
 func Seal(ctx context.Context, src, dst string, kind compress.Kind, rcpts []age.Recipient, progress func(done, total int64)) (Sealed, error) {
 	if len(rcpts) == 0 {
 		return Sealed{}, errors.New("encrypt: no recipients")
@@ -88,25 +100,55 @@ func Seal(ctx context.Context, src, dst string, kind compress.Kind, rcpts []age.
 		return Sealed{}, fmt.Errorf("encrypt into %q: %w", dst, fsx.PathErr(err))
 	}
 	defer out.Close()
+	// The proof's own descriptors, opened before a byte is written: the
+	// file it reads back and the database it compares with.
+	back, err := os.Open(dst)
+	if err != nil {
+		return Sealed{}, fmt.Errorf("prove %q: %w", dst, fsx.PathErr(err))
+	}
+	defer back.Close()
+	again, err := os.Open(src)
+	if err != nil {
+		return Sealed{}, fmt.Errorf("prove %q: %w", src, fsx.PathErr(err))
+	}
+	defer again.Close()
+
 	keys := &fileKey{}
 	defer keys.clear()
 	wrapped := make([]age.Recipient, len(rcpts))
 	for i, r := range rcpts {
 		wrapped[i] = capture{r, keys}
 	}
-	bw := bufio.NewWriterSize(out, 1<<20)
+	fw := newFollow(out)
+	bw := bufio.NewWriterSize(fw, 1<<20)
 	aw, err := age.Encrypt(bw, wrapped...)
 	if err != nil {
 		return Sealed{}, fmt.Errorf("encrypt %q: %v", src, err)
 	}
+	if keys.err != nil {
+		return Sealed{}, fmt.Errorf("encrypt %q: %v", src, keys.err)
+	}
+
+	pctx, stop := context.WithCancelCause(ctx)
+	defer stop(nil)
+	proved := make(chan proof, 1)
+	go func() {
+		p := prove(pctx, dst, fw.reader(back), keys.key, kind, src, again)
+		if p.err != nil && !fw.failed() {
+			stop(errProofFailed) // the writer stops at its next read
+		}
+		proved <- p
+	}()
+
 	var w io.WriteCloser = aw
 	if kind != compress.None {
 		if w, err = compress.NewWriter(kind, aw); err != nil {
+			fw.finish(err)
+			<-proved
 			return Sealed{}, err
 		}
 	}
-	h := sha256.New()
-	r := io.TeeReader(fsx.ContextReader(ctx, bufio.NewReaderSize(in, 1<<20)), h)
+	var r io.Reader = fsx.ContextReader(pctx, bufio.NewReaderSize(in, 1<<20))
 	if progress != nil {
 		r = &counter{r: r, fn: func(n int64) { progress(n, total) }}
 	}
@@ -124,11 +166,18 @@ func Seal(ctx context.Context, src, dst string, kind compress.Kind, rcpts []age.
 	if err == nil {
 		err = bw.Flush()
 	}
+	// The whole file is written: the proof reads to its end while the
+	// fsync waits on the disk.
+	fw.finish(err)
 	if err == nil {
 		err = out.Sync()
 	}
 	if cerr := out.Close(); err == nil {
 		err = cerr
+	}
+	p := <-proved
+	if p.err != nil && (err == nil || context.Cause(pctx) == errProofFailed) {
+		return Sealed{}, p.err
 	}
 	if err != nil {
 		if ctx.Err() != nil {
@@ -136,49 +185,66 @@ func Seal(ctx context.Context, src, dst string, kind compress.Kind, rcpts []age.
 		}
 		return Sealed{}, fmt.Errorf("encrypt %q into %q: %w", src, dst, fsx.PathErr(err))
 	}
-	if keys.err != nil {
-		return Sealed{}, fmt.Errorf("encrypt %q: %v", src, keys.err)
-	}
-	want := hex.EncodeToString(h.Sum(nil))
-
-	// The proof: decrypt what is on disk, as a stream, with the file key.
-	got, gotSize, fileSum, err := prove(ctx, dst, keys.key, kind)
-	if err != nil {
-		return Sealed{}, err
-	}
-	if got != want || gotSize != size {
-		return Sealed{}, fmt.Errorf("encrypt %q: the encrypted file %q decrypts to different bytes (sha256 %s, %d bytes; want %s, %d bytes)", src, dst, got, gotSize, want, size)
+	if p.size != size {
+		return Sealed{}, fmt.Errorf("encrypt %q: the encrypted file %q decrypts to %d bytes, want %d", src, dst, p.size, size)
 	}
 	fi, err := os.Stat(dst)
 	if err != nil {
 		return Sealed{}, fmt.Errorf("encrypt into %q: %w", dst, fsx.PathErr(err))
 	}
-	return Sealed{SHA256: fileSum, Size: fi.Size(), Uncompressed: size}, nil
+	if fi.Size() != p.fileSize {
+		return Sealed{}, fmt.Errorf("encrypt %q: the encrypted file %q holds %d bytes, the proof read %d", src, dst, fi.Size(), p.fileSize)
+	}
+	return Sealed{SHA256: p.fileSum, Size: fi.Size(), Uncompressed: size}, nil
 }
 
-// prove decrypts path with key and returns the SHA-256 and size of the
-// plaintext (decompressed when kind says so) and the SHA-256 of the file.
-func prove(ctx context.Context, path string, key []byte, kind compress.Kind) (sum string, size int64, fileSum string, err error) {
-	f, err := os.Open(path)
-	if err != nil {
-		return "", 0, "", fmt.Errorf("prove %q: %w", path, fsx.PathErr(err))
-	}
-	defer f.Close()
-	fh, h := sha256.New(), sha256.New()
-	in := &fileReader{r: io.TeeReader(bufio.NewReaderSize(f, 1<<20), fh)}
+// errProofFailed is the cause with which a failed proof stops the writer.
+var errProofFailed = errors.New("the proof failed")
+
+// proof is what prove found.
+type proof struct {
+	size     int64  // plaintext bytes, each equal to the database's
+	fileSum  string // SHA-256 of the age file as read
+	fileSize int64  // bytes of the age file read
+	err      error
+}
+
+// prove decrypts the age file read from file (named name) with key,
+// decompresses it when kind says so, and compares what comes out with
+// the database read from want (named wantName) to its end. It returns
+// the plaintext's size and the SHA-256 and size of the file as read.
+func prove(ctx context.Context, name string, file io.Reader, key []byte, kind compress.Kind, wantName string, want io.Reader) proof {
+	fh := sha256.New()
+	fc := &countWriter{w: fh}
+	// Smaller buffers than the writer's: the proof's zstd decoder is
+	// alive beside the writer's encoder, and memory is bounded.
+	in := &fileReader{r: io.TeeReader(bufio.NewReaderSize(file, 256<<10), fc)}
+	same := &sameAs{name: wantName, r: want, buf: make([]byte, 256<<10)}
 	pr, err := age.Decrypt(in, keyIdentity(key))
+	var size int64
 	if err == nil {
-		size, err = plaintext(ctx, path, pr, kind, h)
+		size, err = plaintext(ctx, name, pr, kind, same)
+	}
+	if err == nil {
+		err = same.end()
 	}
 	if err != nil {
-		if ctx.Err() != nil {
-			return "", 0, "", ctx.Err()
+		var d *differsError
+		switch {
+		case ctx.Err() != nil && context.Cause(ctx) != errProofFailed:
+			err = context.Cause(ctx)
+		case errors.As(err, &d):
+			err = fmt.Errorf("encrypt %q: the encrypted file %q decrypts to different bytes: %w", wantName, name, d)
+		case errors.As(err, new(*compareReadError)):
+			err = fmt.Errorf("prove %q: %w", name, err)
+		default:
+			err = fmt.Errorf("prove %q decrypts: %w", name, classify(name, in, err))
 		}
-		return "", 0, "", fmt.Errorf("prove %q decrypts: %w", path, classify(path, in, err))
+		return proof{err: err}
 	}
 	// age reads to the end of the file to find its last chunk; anything
 	// after it is an error above, so fh has hashed the whole file.
-	return hex.EncodeToString(h.Sum(nil)), size, hex.EncodeToString(fh.Sum(nil)), nil
+	return proof{size: size, fileSum: hex.EncodeToString(fh.Sum(nil)), fileSize: fc.n}
 }
 
 // plaintext copies the decrypted stream into w, decompressing it first
@@ -189,6 +255,179 @@ func plaintext(ctx context.Context, name string, pr io.Reader, kind compress.Kin
 		return io.Copy(w, fsx.ContextReader(ctx, pr))
 	}
 	return compress.Decode(ctx, kind, name, pr, w)
+}
+
+// sameAs is a writer that compares what is written with the bytes of a
+// reader, in order.
+type sameAs struct {
+	name string
+	r    io.Reader
+	buf  []byte
+	n    int64 // bytes compared
+}
+
+func (s *sameAs) Write(p []byte) (int, error) {
+	done := 0
+	for done < len(p) {
+		k := min(len(p)-done, len(s.buf))
+		got, err := io.ReadFull(s.r, s.buf[:k])
+		if !bytes.Equal(s.buf[:got], p[done:done+got]) {
+			return done, &differsError{at: s.n + int64(firstDiff(s.buf[:got], p[done:done+got]))}
+		}
+		done += got
+		s.n += int64(got)
+		switch {
+		case err == io.EOF || err == io.ErrUnexpectedEOF:
+			return done, &differsError{at: s.n, longer: true}
+		case err != nil:
+			return done, &compareReadError{s.name, err}
+		}
+	}
+	return done, nil
+}
+
+// end says whether the reader is at its end too.
+func (s *sameAs) end() error {
+	var b [1]byte
+	switch n, err := s.r.Read(b[:]); {
+	case n > 0:
+		return &differsError{at: s.n, shorter: true}
+	case err == io.EOF:
+		return nil
+	case err != nil:
+		return &compareReadError{s.name, err}
+	}
+	return s.end() // a reader may return 0, nil
+}
+
+func firstDiff(a, b []byte) int {
+	for i := range min(len(a), len(b)) {
+		if a[i] != b[i] {
+			return i
+		}
+	}
+	return min(len(a), len(b))
+}
+
+// differsError: the decrypted stream is not the database.
+type differsError struct {
+	at              int64
+	longer, shorter bool
+}
+
+func (e *differsError) Error() string {
+	switch {
+	case e.longer:
+		return fmt.Sprintf("it goes on after the database's %d bytes", e.at)
+	case e.shorter:
+		return fmt.Sprintf("it ends after %d bytes, before the database does", e.at)
+	}
+	return fmt.Sprintf("first difference at byte %d", e.at)
+}
+
+// compareReadError: the database could not be read again for the proof.
+type compareReadError struct {
+	name string
+	err  error
+}
+
+func (e *compareReadError) Error() string {
+	return fmt.Sprintf("read %q again: %v", e.name, fsx.PathErr(e.err))
+}
+func (e *compareReadError) Unwrap() error { return e.err }
+
+type countWriter struct {
+	w io.Writer
+	n int64
+}
+
+func (c *countWriter) Write(p []byte) (int, error) {
+	n, err := c.w.Write(p)
+	c.n += int64(n)
+	return n, err
+}
+
+// follow is the file Seal writes, telling its reader how far it has been
+// written: the reader reads back only bytes the file already holds.
+type follow struct {
+	w    io.Writer
+	mu   sync.Mutex
+	more sync.Cond
+	n    int64 // bytes handed to the file
+	done bool  // the writer is finished
+	err  error // and failed
+}
+
+func newFollow(w io.Writer) *follow {
+	f := &follow{w: w}
+	f.more.L = &f.mu
+	return f
+}
+
+func (f *follow) Write(p []byte) (int, error) {
+	n, err := f.w.Write(p)
+	f.mu.Lock()
+	f.n += int64(n)
+	f.mu.Unlock()
+	f.more.Broadcast()
+	return n, err
+}
+
+// finish says that nothing more will be written; err, if not nil, why.
+// Every path of the writer calls it, so the reader never waits forever.
+func (f *follow) finish(err error) {
+	f.mu.Lock()
+	f.done, f.err = true, err
+	f.mu.Unlock()
+	f.more.Broadcast()
+}
+
+// failed says whether the writer finished with an error.
+func (f *follow) failed() bool {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.err != nil
+}
+
+// reader reads the file through r, its own descriptor, behind the
+// writer; at the end of what was written it waits for more, and returns
+// io.EOF only once the writer has finished.
+func (f *follow) reader(r io.ReaderAt) io.Reader { return &followReader{f: f, r: r} }
+
+type followReader struct {
+	f   *follow
+	r   io.ReaderAt
+	off int64
+}
+
+// errWriterFailed ends the proof when the writer failed (its error is
+// the one reported).
+var errWriterFailed = errors.New("the encryption stopped")
+
+func (r *followReader) Read(p []byte) (int, error) {
+	if len(p) == 0 {
+		return 0, nil
+	}
+	f := r.f
+	f.mu.Lock()
+	for r.off == f.n && !f.done {
+		f.more.Wait()
+	}
+	n, failed := f.n, f.err != nil
+	f.mu.Unlock()
+	if failed {
+		return 0, errWriterFailed
+	}
+	if r.off == n {
+		return 0, io.EOF
+	}
+	got, err := r.r.ReadAt(p[:min(int64(len(p)), n-r.off)], r.off)
+	r.off += int64(got)
+	if err == io.EOF {
+		// Shorter than what was written to it: not our file any more.
+		err = io.ErrUnexpectedEOF
+	}
+	return got, err
 }
 
 // DecryptTo decrypts the age file path with ids into a new private

@@ -7,6 +7,7 @@ import (
 	"crypto/rand"
 	"encoding/pem"
 	"errors"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -440,7 +441,9 @@ func TestSealBytesRoundTrip(t *testing.T) {
 }
 
 // TestProofCatches: the proof Seal runs (decrypt with the captured file
-// key) fails on a file damaged after it was written, and on a wrong key.
+// key, compare with the database) fails on a file damaged after it was
+// written, on a wrong key, and on a file that decrypts soundly to other
+// bytes than the database's: changed, shorter or longer.
 func TestProofCatches(t *testing.T) {
 	dir := t.TempDir()
 	id, _ := age.GenerateX25519Identity()
@@ -451,31 +454,88 @@ func TestProofCatches(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	w.Write(bytes.Repeat([]byte("database page "), 50_000))
+	plain := bytes.Repeat([]byte("database page "), 50_000)
+	w.Write(plain)
 	w.Close()
 	out.Close()
 	ctx := context.Background()
-	if _, _, _, err := prove(ctx, f, keys.key, compress.None); err != nil {
-		t.Fatalf("intact file: %v", err)
+	b, _ := os.ReadFile(f)
+	try := func(file []byte, key []byte, db []byte) proof {
+		return prove(ctx, f, bytes.NewReader(file), key, compress.None, "db", bytes.NewReader(db))
+	}
+	if p := try(b, keys.key, plain); p.err != nil || p.size != int64(len(plain)) || p.fileSize != int64(len(b)) {
+		t.Fatalf("intact file: %+v", p)
 	}
 	wrong := bytes.Clone(keys.key)
 	wrong[0] ^= 1
-	if _, _, _, err := prove(ctx, f, wrong, compress.None); err == nil {
+	if p := try(b, wrong, plain); p.err == nil {
 		t.Error("a wrong file key passed the proof")
 	}
-	b, _ := os.ReadFile(f)
 	for _, at := range []int{40, len(b) / 2, len(b) - 1} {
 		d := bytes.Clone(b)
 		d[at] ^= 0x80
-		os.WriteFile(f, d, 0o600)
 		var ce *CorruptError
-		if _, _, _, err := prove(ctx, f, keys.key, compress.None); !errors.As(err, &ce) {
-			t.Errorf("byte %d flipped: %v, want a CorruptError", at, err)
+		if p := try(d, keys.key, plain); !errors.As(p.err, &ce) {
+			t.Errorf("byte %d flipped: %v, want a CorruptError", at, p.err)
 		}
 	}
-	os.WriteFile(f, b[:len(b)-10], 0o600)
-	if _, _, _, err := prove(ctx, f, keys.key, compress.None); err == nil {
+	if p := try(b[:len(b)-10], keys.key, plain); p.err == nil {
 		t.Error("a truncated file passed the proof")
+	}
+	other := bytes.Clone(plain)
+	other[len(other)/3] ^= 1
+	for name, db := range map[string][]byte{
+		"one byte changed":       other,
+		"database longer":        append(bytes.Clone(plain), 0),
+		"database shorter":       plain[:len(plain)-1],
+		"database empty":         nil,
+		"database a page longer": append(bytes.Clone(plain), plain[:4096]...),
+	} {
+		var d *differsError
+		if p := try(b, keys.key, db); !errors.As(p.err, &d) {
+			t.Errorf("%s: %v, want a differsError", name, p.err)
+		} else if !strings.Contains(p.err.Error(), "decrypts to different bytes") {
+			t.Errorf("%s: %v", name, p.err)
+		}
+	}
+}
+
+// TestProofReadsTheFile: the proof reads the age file back through its
+// own descriptor, so bytes changed in the file after the writer handed
+// them over are what it sees (and then fails on), not the writer's.
+func TestProofReadsTheFile(t *testing.T) {
+	dir := t.TempDir()
+	p := filepath.Join(dir, "f")
+	out, _ := os.Create(p)
+	defer out.Close()
+	back, _ := os.Open(p)
+	defer back.Close()
+	fw := newFollow(out)
+	r := fw.reader(back)
+	got := make(chan []byte)
+	go func() {
+		b, err := io.ReadAll(r)
+		if err != nil {
+			t.Error(err)
+		}
+		got <- b
+	}()
+	fw.Write([]byte("written by the writer"))
+	out.WriteAt([]byte("W"), 0) // the file changed behind the writer's back
+	fw.Write([]byte(", and more"))
+	fw.finish(nil)
+	if b := <-got; string(b) != "Written by the writer, and more" {
+		t.Errorf("read back %q", b)
+	}
+
+	// A writer that fails ends the reader with errWriterFailed, not EOF:
+	// a half-written file is never taken as the whole.
+	fw2 := newFollow(out)
+	r2 := fw2.reader(back)
+	fw2.Write([]byte("x"))
+	go fw2.finish(errors.New("disk full"))
+	if _, err := io.ReadAll(r2); !errors.Is(err, errWriterFailed) {
+		t.Errorf("after a failed writer: %v", err)
 	}
 }
 
