@@ -38,7 +38,7 @@ const NotSentUnverified = "not sent to the remotes: only verified backups in --b
 // local prune. It returns the remotes' error; rep says what happened.
 func sendOffsite(ctx context.Context, opts Options, rep *Report) error {
 	res := rep.Result
-	if res.Verify != "ok" || opts.Backup.Path != "" {
+	if !verified(res) || opts.Backup.Path != "" {
 		rep.RemoteNote = NotSentUnverified
 		return nil
 	}

@@ -113,7 +113,7 @@ func Sync(ctx context.Context, r Remote, url string, o SyncOptions) (*SyncReport
 			continue
 		case m.Source != "" && m.Source != o.Source:
 			continue // another database with the same file name
-		case m.Verify != "ok":
+		case !m.Verified():
 			rep.Skipped = append(rep.Skipped, b.Name+": not verified")
 			continue
 		}
@@ -252,6 +252,7 @@ func Prune(ctx context.Context, r Remote, o PruneOptions) (*PruneReport, error) 
 	}
 	var mine []retention.Backup
 	flagged := map[string]bool{}
+	links := map[string]retention.Link{} // a kept point keeps what it needs
 	for _, e := range es {
 		switch {
 		case !e.Complete:
@@ -268,6 +269,10 @@ func Prune(ctx context.Context, r Remote, o PruneOptions) (*PruneReport, error) 
 		}
 		mine = append(mine, e.Backup)
 		flagged[e.Backup.Path] = m.Flagged()
+		links[e.Name] = retention.Link{}
+		if m.Chain != nil {
+			links[e.Name] = retention.Link{Kind: m.Chain.Kind, Parent: m.Chain.Parent}
+		}
 	}
 	protect := map[string]string{}
 	if o.Newest != "" {
@@ -286,7 +291,7 @@ func Prune(ctx context.Context, r Remote, o PruneOptions) (*PruneReport, error) 
 			protect[mine[i+1].Path] = "last before the shrink warning of " + b.Name
 		}
 	}
-	for _, d := range retention.Plan(mine, o.Policy, protect) {
+	for _, d := range retention.PlanChains(mine, o.Policy, protect, links) {
 		if d.Keep {
 			rep.Kept = append(rep.Kept, d)
 		} else {
@@ -354,7 +359,7 @@ func List(ctx context.Context, r Remote, dbs []string, loc *time.Location) ([]En
 		if !ok || (len(dbs) > 0 && !contains(dbs, d)) {
 			continue
 		}
-		b := retention.Backup{Path: ob.Name, Name: ob.Name, DB: d, Time: t, Seq: seq, Compression: comp, Size: ob.Size, ModTime: ob.ModTime}
+		b := retention.Backup{Path: ob.Name, Name: ob.Name, DB: d, Time: t, Seq: seq, Compression: comp, Kind: retention.KindOf(ob.Name), Size: ob.Size, ModTime: ob.ModTime}
 		if strings.HasSuffix(ob.Name, encrypt.Suffix) {
 			b.Encryption = "age"
 		}
