@@ -83,8 +83,10 @@ type Report struct {
 	FullReason string `json:"full_reason,omitempty"`
 	// CheckNote says why an increment's materialized check, though due,
 	// did not run.
-	CheckNote string             `json:"check_note,omitempty"`
-	manifest  *manifest.Manifest // as written
+	CheckNote string `json:"check_note,omitempty"`
+	// CheckOff: no materialized check runs on this chain (VerifyNone).
+	CheckOff bool               `json:"-"`
+	manifest *manifest.Manifest // as written
 }
 
 // Why pruning was skipped after a backup (Report.Skipped).

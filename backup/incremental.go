@@ -187,7 +187,7 @@ func writeIncrement(ctx context.Context, opts Options, dir, src string, h head) 
 		return nil, err
 	}
 	cnt := &counter{deep: opts.Deep}
-	rep := &Report{}
+	rep := &Report{CheckOff: bo.Verify == snapshot.VerifyNone}
 	check := snapshot.VerifyNone
 	if bo.Verify != snapshot.VerifyNone {
 		check = bo.Verify

@@ -248,13 +248,21 @@ func (op *Opened) Materialize(ctx context.Context, o MaterializeOptions) (*Mater
 	return m, err
 }
 
-// Dir is the private directory of the unpacked files ("" if none was
-// needed): a caller may materialize into it.
-func (op *Opened) Dir() string {
+// Dir is the private directory of the unpacked files, made in tempDir
+// (os.TempDir() when "") if none was needed so far: a caller
+// materializes into it. Release removes it.
+func (op *Opened) Dir(tempDir string) (string, error) {
 	if op.held == nil {
-		return ""
+		h, err := fsx.MkdirHeld(tempDir, fsx.CheckDirPrefix)
+		if err != nil {
+			if tempDir == "" {
+				tempDir = os.TempDir()
+			}
+			return "", fmt.Errorf("private dir in %q: %w", tempDir, fsx.PathErr(err))
+		}
+		op.held = h
 	}
-	return op.held.Path
+	return op.held.Path, nil
 }
 
 // Release removes the unpacked files with their private directory.
@@ -296,10 +304,16 @@ func Check(ctx context.Context, path string, o CheckOptions) (verify.Result, err
 			return res, fmt.Errorf("verify %q: %w", path, err)
 		}
 		res.Problems = fe.Result.Problems
-		if fe.Result.Path != path && fe.Result.Path != "" && len(res.Problems) > 0 {
-			res.Problems = append([]string{fe.Result.Path + ": " + fe.Result.Problems[0]}, fe.Result.Problems[1:]...)
+		abs, _ := filepath.Abs(path)
+		if at := fe.Result.Path; at != abs && at != "" && len(res.Problems) > 0 {
+			// Another file of the chain: named, by its base name when it
+			// lies beside the point.
+			if filepath.Dir(at) == filepath.Dir(abs) {
+				at = filepath.Base(at)
+			}
+			res.Problems = append([]string{at + ": " + fe.Result.Problems[0]}, fe.Result.Problems[1:]...)
 		}
-		if len(res.Problems) > 0 && strings.Contains(res.Problems[0], "sha256 mismatch") {
+		if fe.Result.Path == abs && len(res.Problems) > 0 && strings.Contains(res.Problems[0], "sha256 mismatch") {
 			res.SHA256 = "mismatch"
 		}
 		return res, nil
@@ -322,6 +336,9 @@ func Check(ctx context.Context, path string, o CheckOptions) (verify.Result, err
 		return failed(err)
 	}
 	res.OK = true
+	if sum, err := manifest.ReadSHA256(path); err == nil && sum != "" {
+		res.SHA256 = "ok" // checked against it before it was read
+	}
 	res.PageSize, res.Pages = m.Check.PageSize, m.Check.Pages
 	res.Uncompressed = m.Check.Size
 	if op.Encrypted {
