@@ -260,6 +260,8 @@ func printBackup(w, errw io.Writer, rep *backup.Report, remotes []*remote.SyncRe
 			proof = "proven, materialized " + c.Checked + " ok"
 		case rep.CheckOff:
 			proof = "proven; materialized check NOT RUN (--no-verify)"
+		case rep.CheckNote != "":
+			proof = "proven; materialized check due but NOT RUN (see the note)"
 		}
 		if r.Encryption != "" {
 			proof += ", encrypted with age (proven to decrypt)"
