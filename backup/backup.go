@@ -205,7 +205,10 @@ func runFull(ctx context.Context, opts Options, fc *fullChain) (*Report, error) 
 		return nil, err
 	}
 	rep.Result = res
-	if err == nil && len(opts.Remotes.URLs) > 0 {
+	// An incremental run sends after letting the directory's lock go
+	// (runIncremental), as snapshot.Run has let it go here: the local
+	// prune that follows the remotes takes it again.
+	if err == nil && len(opts.Remotes.URLs) > 0 && fc == nil {
 		err = sendOffsite(ctx, opts, rep)
 	}
 	return rep, err

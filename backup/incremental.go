@@ -44,10 +44,20 @@ type Incremental struct {
 // grows long unchecked.
 const DefaultCheckEvery = 24 * time.Hour
 
-// runIncremental is Run with Incremental, all of it under the backup
-// directory's lock: which point is the head, whether an increment can
-// be written, the increment or the full.
+// runIncremental is Run with Incremental: under the backup directory's
+// lock, which point is the head, whether an increment can be written,
+// the increment or the full; then, the lock let go as after any backup,
+// the remotes.
 func runIncremental(ctx context.Context, opts Options) (*Report, error) {
+	rep, err := writePoint(ctx, opts)
+	if err == nil && rep != nil && len(opts.Remotes.URLs) > 0 {
+		err = sendOffsite(ctx, opts, rep)
+	}
+	return rep, err
+}
+
+// writePoint writes the next point of the chain, holding the lock.
+func writePoint(ctx context.Context, opts Options) (*Report, error) {
 	bo := opts.Backup
 	switch {
 	case bo.Path != "":
@@ -299,13 +309,7 @@ func writeIncrement(ctx context.Context, opts Options, dir, src string, h head) 
 	if err != nil {
 		return rep, err
 	}
-	if err := afterPublished(ctx, opts, rep); err != nil {
-		return rep, err
-	}
-	if len(opts.Remotes.URLs) > 0 {
-		err = sendOffsite(ctx, opts, rep)
-	}
-	return rep, err
+	return rep, afterPublished(ctx, opts, rep)
 }
 
 // noCheck says why a materialized check that was due could not run.

@@ -4,8 +4,12 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"path/filepath"
+	"strings"
 
+	"sqlite-backup/internal/format/manifest"
 	"sqlite-backup/internal/output/hint"
+	"sqlite-backup/internal/retention"
 	"sqlite-backup/internal/sys/fsx"
 )
 
@@ -40,3 +44,55 @@ func FetchURL(ctx context.Context, objURL string, o Options, parent string, prog
 // FetchDirPrefix starts the name of the private directory FetchURL
 // downloads into.
 const FetchDirPrefix = fsx.FetchDirPrefix
+
+// FetchChainURL is FetchURL for a point of an incremental chain (an
+// .ltx[.age] increment): the point and, following the parents its
+// manifest names, every file it needs up to its chain's full, each with
+// its sidecars and checked against its .sha256 on the way in, into one
+// private directory. A parent missing on the remote ends the walk: the
+// chain is then judged where it is read (chain.Open names the file). For
+// any other backup it is FetchURL.
+func FetchChainURL(ctx context.Context, objURL string, o Options, parent string, progress func(done, total int64)) (local string, release func(), err error) {
+	url, name, ok := SplitObjectURL(objURL)
+	if !ok || retention.KindOf(name) != retention.KindIncrement {
+		return FetchURL(ctx, objURL, o, parent, progress)
+	}
+	r, err := Open(ctx, url, o)
+	if err != nil {
+		return "", nil, err
+	}
+	defer r.Close()
+	dir, err := fsx.MkdirHeld(parent, FetchDirPrefix)
+	if err != nil {
+		return "", nil, fmt.Errorf("temp dir for %s: %w", name, err)
+	}
+	defer func() {
+		if err != nil {
+			dir.Release()
+		}
+	}()
+	local, err = Fetch(ctx, r, name, dir.Path, progress)
+	if err != nil {
+		return "", nil, err
+	}
+	seen := map[string]bool{name: true}
+	next := name
+	for {
+		m, err := manifest.Read(filepath.Join(dir.Path, next))
+		if err != nil || m.Chain == nil || m.Chain.Kind != manifest.KindIncrement || m.Chain.Parent == "" {
+			break // a full, or what chain.Open will name
+		}
+		next = m.Chain.Parent
+		if seen[next] || strings.ContainsAny(next, "/\\") {
+			break
+		}
+		seen[next] = true
+		if _, err := Fetch(ctx, r, next, dir.Path, progress); err != nil {
+			if errors.Is(err, ErrNotExist) {
+				break
+			}
+			return "", nil, err
+		}
+	}
+	return local, dir.Release, nil
+}

@@ -197,7 +197,8 @@ func Run(ctx context.Context, opts Options) (*Result, error) {
 	defer lk.Release()
 	snapshot.RemoveStaleTemps(filepath.Dir(target))
 	if remoteURL != "" {
-		local, release, err := remote.FetchURL(ctx, remoteURL, opts.Remote, filepath.Dir(target), opts.FetchProgress)
+		// A point of a chain comes with every file it needs.
+		local, release, err := remote.FetchChainURL(ctx, remoteURL, opts.Remote, filepath.Dir(target), opts.FetchProgress)
 		var de *remote.DamagedError
 		if errors.As(err, &de) {
 			vr := verify.Result{Path: opts.Backup, Check: "integrity_check", SHA256: "mismatch", Problems: []string{"sha256 mismatch: " + de.Error()}}

@@ -17,6 +17,7 @@ import (
 	"sqlite-backup/internal/format/manifest"
 	"sqlite-backup/internal/retention"
 	"sqlite-backup/internal/sys/fsx"
+	"sqlite-backup/remote"
 	"sqlite-backup/verify"
 )
 
@@ -278,6 +279,11 @@ type CheckOptions struct {
 	Quick      bool
 	TempDir    string
 	Identities []age.Identity
+	// Remote reaches a point given as URL/NAME: it is downloaded with
+	// every file its chain needs into a private directory in TempDir,
+	// checked there and removed; FetchProgress follows the downloads.
+	Remote        remote.Options
+	FetchProgress func(done, total int64)
 }
 
 // Check is verify of a point: its chain is opened and materialized into
@@ -288,6 +294,29 @@ type CheckOptions struct {
 // chain that is encrypted without an identity is a Result with
 // NotChecked set.
 func Check(ctx context.Context, path string, o CheckOptions) (verify.Result, error) {
+	if remote.IsURL(path) {
+		shown := remote.Redact(path)
+		res := verify.Result{Path: shown, Check: "integrity_check"}
+		if o.Quick {
+			res.Check = "quick_check"
+		}
+		local, release, err := remote.FetchChainURL(ctx, path, o.Remote, o.TempDir, o.FetchProgress)
+		var de *remote.DamagedError
+		if errors.As(err, &de) {
+			res.Problems = []string{"sha256 mismatch: " + de.Error()}
+			if _, name, _ := remote.SplitObjectURL(path); name == de.Name {
+				res.SHA256 = "mismatch"
+			}
+			return res, nil
+		}
+		if err != nil {
+			return res, err
+		}
+		defer release()
+		res, err = Check(ctx, local, o)
+		res.Path = shown
+		return res, err
+	}
 	res := verify.Result{Path: path, Check: "integrity_check"}
 	if o.Quick {
 		res.Check = "quick_check"

@@ -111,8 +111,8 @@ func (c *VerifyCmd) Run(ctx context.Context, kctx *kong.Context, g *Globals) err
 		case chain.IsIncrement(c.Files[i]) && c.Deep:
 			err = hint.Wrap(fmt.Errorf("verify --deep %q: the content comparison is for full backups; an increment is checked materialized from its chain", f),
 				"sqlite-backup verify %s", shellQuote(f))
-		case chain.IsIncrement(c.Files[i]) && !remote.IsURL(c.Files[i]):
-			res, err = chain.Check(ctx, c.Files[i], chain.CheckOptions{Quick: c.Quick, TempDir: c.TempDir, Identities: ids})
+		case chain.IsIncrement(c.Files[i]):
+			res, err = chain.Check(ctx, c.Files[i], chain.CheckOptions{Quick: c.Quick, TempDir: c.TempDir, Identities: ids, Remote: opts.Remote, FetchProgress: opts.FetchProgress})
 		default:
 			res, err = verify.File(ctx, c.Files[i], opts)
 		}
