@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"path/filepath"
 	"strings"
+	"time"
 
 	"sqlite-backup/internal/format/manifest"
 	"sqlite-backup/internal/output/hint"
@@ -95,4 +96,40 @@ func FetchChainURL(ctx context.Context, objURL string, o Options, parent string,
 		}
 	}
 	return local, dir.Release, nil
+}
+
+// At finds the newest complete backup of the database source on r taken
+// at or before t, as backup.At does locally: by the instant its manifest
+// says it was taken, else the local time in its name; backups whose
+// manifest names another source are left out. ok is false when none
+// was; oldest then names the oldest there, if any.
+func At(ctx context.Context, r Remote, source string, t time.Time, loc *time.Location) (best, oldest *Entry, taken, oldestTaken time.Time, err error) {
+	es, err := List(ctx, r, []string{filepath.Base(source)}, loc)
+	if err != nil {
+		return nil, nil, taken, oldestTaken, err
+	}
+	for i := range es {
+		e := &es[i]
+		if !e.Complete {
+			continue
+		}
+		when := e.Time
+		m, err := readManifest(ctx, r, e.Name)
+		if err != nil {
+			return nil, nil, taken, oldestTaken, err
+		}
+		if m.Source != "" && m.Source != source {
+			continue
+		}
+		if !m.Started.IsZero() {
+			when = m.Started
+		}
+		if oldest == nil || when.Before(oldestTaken) {
+			oldest, oldestTaken = e, when
+		}
+		if !when.After(t) && (best == nil || when.After(taken)) {
+			best, taken = e, when
+		}
+	}
+	return best, oldest, taken, oldestTaken, nil
 }

@@ -19,13 +19,14 @@ import (
 
 // RestoreCmd puts a verified backup back in place of the database.
 type RestoreCmd struct {
-	File    string `arg:"" optional:"" name:"backup" help:"Backup file to restore from: a full backup or an increment (.ltx, materialized from its chain), or a remote backup as URL/NAME (downloaded with its sidecars beside the target, checked, removed)."`
-	At      string `placeholder:"TIME" env:"-" help:"Instead of BACKUP, restore the newest backup of the database (--source) in --backup-dir taken at or before TIME: \"YYYY-MM-DD HH:MM[:SS]\" in local time, or RFC 3339."`
-	To      string `placeholder:"PATH" help:"Database to restore to (default: the source, found as for backups)."`
-	Force   bool   `env:"-" help:"Replace an existing database; a snapshot of it is first saved as <db>.pre-restore.YYYYMMDD_HHMMSS."`
-	Online  bool   `xor:"mode" help:"Copy into the live database with SQLite's backup API (the default when another process has it open)."`
-	Offline bool   `xor:"mode" help:"Replace the file (the default when no other process has it open); refused if one does."`
-	DryRun  bool   `help:"Verify the backup and say what would be done, without changing anything."`
+	File    string   `arg:"" optional:"" name:"backup" help:"Backup file to restore from: a full backup or an increment (.ltx, materialized from its chain), or a remote backup as URL/NAME (downloaded with its sidecars beside the target, checked, removed)."`
+	At      string   `placeholder:"TIME" env:"-" help:"Instead of BACKUP, restore the newest backup of the database (--source) in --backup-dir, or on --remote, taken at or before TIME: \"YYYY-MM-DD HH:MM[:SS]\" in local time, or RFC 3339."`
+	Remote  []string `placeholder:"URL" help:"With --at: pick the backup on this remote (sftp://… or s3://…) instead of --backup-dir."`
+	To      string   `placeholder:"PATH" help:"Database to restore to (default: the source, found as for backups)."`
+	Force   bool     `env:"-" help:"Replace an existing database; a snapshot of it is first saved as <db>.pre-restore.YYYYMMDD_HHMMSS."`
+	Online  bool     `xor:"mode" help:"Copy into the live database with SQLite's backup API (the default when another process has it open)."`
+	Offline bool     `xor:"mode" help:"Replace the file (the default when no other process has it open); refused if one does."`
+	DryRun  bool     `help:"Verify the backup and say what would be done, without changing anything."`
 	IdentityFlags
 	RemoteFlags
 }
@@ -40,12 +41,15 @@ func (c *RestoreCmd) Run(ctx context.Context, kctx *kong.Context, g *Globals) er
 	if err != nil {
 		return err
 	}
+	if c.At == "" && len(c.Remote) > 0 && originOf(kctx, "remote").Origin == config.FromFlag {
+		return usagef("sqlite-backup restore s3://bucket/prefix/app.db.20260101_120000   (or --at TIME --remote URL)", "--remote picks a backup by time with --at; to name one, give it as URL/NAME")
+	}
 	var picked *backup.Point
 	switch {
 	case c.At != "" && c.File != "":
 		return usagef("sqlite-backup restore --at \"2026-01-02 15:04\" --backup-dir /backup --source /srv/app/app.db", "give a backup or --at TIME, not both")
 	case c.At != "":
-		if picked, err = pointAt(kctx, g, c.At, "restore"); err != nil {
+		if picked, err = pointAt(ctx, kctx, g, c.At, "restore", c.Remote, c.RemoteFlags); err != nil {
 			return err
 		}
 		c.File = picked.Path

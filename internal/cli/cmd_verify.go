@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"strings"
 
+	"sqlite-backup/config"
 	"sqlite-backup/internal/chain"
 	"sqlite-backup/internal/format/pageindex"
 	"sqlite-backup/internal/output/hint"
@@ -19,7 +20,8 @@ import (
 // VerifyCmd checks existing backup files without writing a byte.
 type VerifyCmd struct {
 	Files   []string `arg:"" optional:"" name:"file" help:"Backup files to check (an increment, .ltx, is checked materialized from its chain); a remote backup as URL/NAME (downloaded with its sidecars to --temp-dir, checked, removed)."`
-	At      string   `placeholder:"TIME" env:"-" help:"Instead of FILE, check the newest backup of the database (--source) in --backup-dir taken at or before TIME: \"YYYY-MM-DD HH:MM[:SS]\" in local time, or RFC 3339."`
+	At      string   `placeholder:"TIME" env:"-" help:"Instead of FILE, check the newest backup of the database (--source) in --backup-dir, or on --remote, taken at or before TIME: \"YYYY-MM-DD HH:MM[:SS]\" in local time, or RFC 3339."`
+	Remote  []string `placeholder:"URL" help:"With --at: pick the backup on this remote (sftp://… or s3://…) instead of --backup-dir."`
 	Quick   bool     `help:"Run quick_check instead of the full integrity_check."`
 	Deep    bool     `help:"Also recompute the row counts and content hash recorded in FILE.json and compare."`
 	TempDir string   `placeholder:"DIR" help:"Where compressed or encrypted backups are decompressed or decrypted to be checked (default: the system temp dir)."`
@@ -48,11 +50,14 @@ func (c *VerifyCmd) Run(ctx context.Context, kctx *kong.Context, g *Globals) err
 	if err != nil {
 		return err
 	}
+	if c.At == "" && len(c.Remote) > 0 && originOf(kctx, "remote").Origin == config.FromFlag {
+		return usagef("sqlite-backup verify s3://bucket/prefix/app.db.20260101_120000   (or --at TIME --remote URL)", "--remote picks a backup by time with --at; to name one, give it as URL/NAME")
+	}
 	switch {
 	case c.At != "" && len(c.Files) > 0:
 		return usagef("sqlite-backup verify --at \"2026-01-02 15:04\" --backup-dir /backup --source /srv/app/app.db", "give files or --at TIME, not both")
 	case c.At != "":
-		p, err := pointAt(kctx, g, c.At, "verify")
+		p, err := pointAt(ctx, kctx, g, c.At, "verify", c.Remote, c.RemoteFlags)
 		if err != nil {
 			return err
 		}

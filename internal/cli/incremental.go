@@ -1,7 +1,9 @@
 package cli
 
 import (
+	"context"
 	"fmt"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"time"
@@ -11,7 +13,9 @@ import (
 	"sqlite-backup/backup"
 	"sqlite-backup/config"
 	"sqlite-backup/internal/chain"
+	"sqlite-backup/internal/output/hint"
 	"sqlite-backup/internal/output/redact"
+	"sqlite-backup/remote"
 )
 
 // IncrementalFlags are the backup's flags for incremental chains.
@@ -108,8 +112,9 @@ func parseAt(s string) (time.Time, error) {
 }
 
 // pointAt resolves --at to the newest backup of the database (--source)
-// in --backup-dir taken at or before it, and says which on stderr.
-func pointAt(kctx *kong.Context, g *Globals, at, cmd string) (*backup.Point, error) {
+// in --backup-dir taken at or before it, or with --remote on that remote
+// (the point is then URL/NAME), and says which on stderr.
+func pointAt(ctx context.Context, kctx *kong.Context, g *Globals, at, cmd string, remotes []string, flags RemoteFlags) (*backup.Point, error) {
 	t, err := parseAt(at)
 	if err != nil {
 		return nil, usagef(fmt.Sprintf("sqlite-backup %s --at \"2026-01-02 15:04\" --backup-dir /backup --source /srv/app/app.db", cmd), "%v", err)
@@ -118,11 +123,46 @@ func pointAt(kctx *kong.Context, g *Globals, at, cmd string) (*backup.Point, err
 	if err != nil {
 		return nil, err
 	}
-	p, err := backup.At(g.BackupDir, src.Path, t, nil)
-	if err != nil {
+	var p *backup.Point
+	if originOf(kctx, "remote").Origin == config.FromFlag && len(remotes) > 0 {
+		if len(remotes) > 1 {
+			return nil, usagef(fmt.Sprintf("sqlite-backup %s --at \"2026-01-02 15:04\" --remote s3://bucket/prefix --source /srv/app/app.db", cmd), "--at picks from one --remote; %d given", len(remotes))
+		}
+		if p, err = remoteAt(ctx, remotes[0], flags, src.Path, t); err != nil {
+			return nil, err
+		}
+	} else if p, err = backup.At(g.BackupDir, src.Path, t, nil); err != nil {
 		return nil, err
 	}
 	fmt.Fprintf(g.stderr(), "sqlite-backup: %s: the newest backup taken at or before %s is %s (taken %s)\n",
-		cmd, t.Local().Format("2006-01-02 15:04:05 MST"), redact.Printable(p.Path), p.Taken.Local().Format("2006-01-02 15:04:05 MST"))
+		cmd, t.Local().Format("2006-01-02 15:04:05 MST"), redact.Printable(remote.Redact(p.Path)), p.Taken.Local().Format("2006-01-02 15:04:05 MST"))
 	return p, nil
+}
+
+// remoteAt is backup.At on a remote: the point is URL/NAME.
+func remoteAt(ctx context.Context, url string, flags RemoteFlags, source string, t time.Time) (*backup.Point, error) {
+	abs, err := filepath.Abs(source)
+	if err != nil {
+		return nil, err
+	}
+	r, err := remote.Open(ctx, url, flags.options())
+	if err != nil {
+		return nil, err
+	}
+	defer r.Close()
+	best, oldest, taken, oldestTaken, err := remote.At(ctx, r, abs, t, nil)
+	if err != nil {
+		return nil, err
+	}
+	if best == nil {
+		what := "no backup of " + abs + " on " + remote.Redact(url)
+		if oldest != nil {
+			what = fmt.Sprintf("the oldest backup of %s on %s, %s, was taken %s, after %s", abs, remote.Redact(url), oldest.Name,
+				oldestTaken.Local().Format("2006-01-02 15:04:05 MST"), t.Local().Format("2006-01-02 15:04:05 MST"))
+		}
+		return nil, hint.Wrap(fmt.Errorf("%w: %s", backup.ErrNoPoint, what), "list the backups there: sqlite-backup list --remote %s", hint.Quote(remote.Redact(url)))
+	}
+	b := best.Backup
+	b.Path = strings.TrimSuffix(url, "/") + "/" + best.Name
+	return &backup.Point{Backup: b, Taken: taken}, nil
 }

@@ -7,6 +7,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 )
 
 // TestRemoteIncremental: points of incremental chains go off-site to a
@@ -94,6 +95,16 @@ func TestRemoteIncremental(t *testing.T) {
 		}
 	}
 
+	// restore --at from a remote: the newest point taken by then.
+	at := filepath.Join(t.TempDir(), "at.db")
+	r := e.run(t, nil, append([]string{"restore", "--at", time.Now().Format(time.RFC3339), "--remote", e.s3URL, "--source", src, "--to", at}, e.flags...)...).must(t)
+	if !strings.Contains(r.err, "is "+strings.TrimSuffix(e.s3URL, "/")+"/"+last) {
+		t.Fatalf("restore --at --remote picked another point:\n%s", r.err)
+	}
+	if g := cli3(t, at, "SELECT count(*), group_concat(DISTINCT v) FROM t WHERE v LIKE 'run%' OR v LIKE 'row of%'"); g != rows[last] {
+		t.Fatalf("restored --at from s3: %q, the source had %q", g, rows[last])
+	}
+
 	// Damage to the full on the SFTP server: the increment needs it.
 	flipByte(t, filepath.Join(e.sshd.Dir, names[4]), 40000)
 	point := strings.TrimSuffix(e.sshd.URL(), "/") + "/" + last
@@ -101,7 +112,7 @@ func TestRemoteIncremental(t *testing.T) {
 	if v.code != 3 || !strings.Contains(v.out, "FAILED") || !strings.Contains(v.out, names[4]) {
 		t.Fatalf("verify of a point whose full is damaged on the remote: exit %d\n%s%s", v.code, v.out, v.err)
 	}
-	r := e.run(t, nil, append([]string{"restore", point, "--to", filepath.Join(dir, "broken.db")}, e.flags...)...)
+	r = e.run(t, nil, append([]string{"restore", point, "--to", filepath.Join(dir, "broken.db")}, e.flags...)...)
 	if r.code != 3 || !strings.Contains(r.err, names[4]) {
 		t.Fatalf("restore of a point whose full is damaged on the remote: exit %d\n%s%s", r.code, r.out, r.err)
 	}
