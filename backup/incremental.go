@@ -282,8 +282,12 @@ func writeIncrement(ctx context.Context, opts Options, dir, src string, h head) 
 			}
 			f.Close()
 		}
-		if p.Chain.Checked != "" {
+		switch {
+		case p.Chain.Checked != "":
 			res.Verify, res.Check = "ok", snapshot.VerifyMode(p.Chain.Checked)
+		case rep.CheckOff:
+			// As a full with --no-verify: not pruned by, not sent.
+			res.Verify = "skipped"
 		}
 		if len(bo.Recipients) > 0 {
 			res.Encryption = "age"
