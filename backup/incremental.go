@@ -4,8 +4,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"sqlite-backup/internal/chain"
@@ -92,6 +94,7 @@ func writePoint(ctx context.Context, opts Options) (*Report, error) {
 			return nil, fmt.Errorf("source %q: %w", bo.Source, err)
 		}
 	}
+	removeOrphanSidecars(dir, filepath.Base(src), opts.Loc)
 	now := time.Now
 	if bo.Now != nil {
 		now = bo.Now
@@ -110,6 +113,34 @@ func writePoint(ctx context.Context, opts Options) (*Report, error) {
 		reason = why
 	}
 	return runFull(ctx, opts, &fullChain{reason: reason, lockHeld: true})
+}
+
+// removeOrphanSidecars removes the sidecars of increments of db whose
+// file is not there: a run killed between writing them and the rename
+// (the sidecars come first, chain.IncrementOptions.Describe). The
+// caller holds dir's lock, so no live run is between the two.
+func removeOrphanSidecars(dir, db string, loc *time.Location) {
+	es, err := os.ReadDir(dir)
+	if err != nil {
+		return
+	}
+	for _, e := range es {
+		if !e.Type().IsRegular() {
+			continue
+		}
+		for _, suffix := range []string{manifest.SHA256Suffix, manifest.JSONSuffix} {
+			base, ok := strings.CutSuffix(e.Name(), suffix)
+			if !ok || retention.KindOf(base) != retention.KindIncrement {
+				continue
+			}
+			if d, _, _, _, ok := retention.Parse(base, loc); !ok || d != db {
+				continue
+			}
+			if _, err := os.Lstat(filepath.Join(dir, base)); errors.Is(err, fs.ErrNotExist) {
+				os.Remove(filepath.Join(dir, e.Name()))
+			}
+		}
+	}
 }
 
 // head is the newest point of a database and its chain, or why there is
@@ -253,15 +284,23 @@ func writeIncrement(ctx context.Context, opts Options, dir, src string, h head) 
 		}
 	}
 	started := time.Now()
-	io.Published = func(ctx context.Context, p *chain.Point) error {
-		fi, err := os.Stat(p.Path)
-		if err != nil {
-			return fmt.Errorf("stat backup %q: %w", p.Path, fsx.PathErr(err))
+	// The sidecars are written under the final name before the rename
+	// (chain.IncrementOptions.Describe): no increment is ever there
+	// without its manifest, which alone says what it applies to.
+	io.Describe = func(ctx context.Context, p *chain.Point, size int64) (func(), error) {
+		undo := func() {
+			os.Remove(p.Path + manifest.SHA256Suffix)
+			os.Remove(p.Path + manifest.JSONSuffix)
+		}
+		for _, s := range []string{manifest.SHA256Suffix, manifest.JSONSuffix} {
+			if _, err := os.Lstat(p.Path + s); err == nil {
+				return nil, fmt.Errorf("increment %q: %s exists; refusing to overwrite it", p.Path, p.Path+s)
+			}
 		}
 		res := &snapshot.Result{
 			Source:      src,
 			Path:        p.Path,
-			Size:        fi.Size(),
+			Size:        size,
 			Pages:       int(p.Chain.Pages),
 			PageSize:    p.Chain.PageSize,
 			Method:      snapshot.MethodBackup,
@@ -296,10 +335,9 @@ func writeIncrement(ctx context.Context, opts Options, dir, src string, h head) 
 		if cnt.err != nil {
 			rep.ContentError = fmt.Sprintf("row counts not recorded: %v", cnt.err)
 		}
-		// Written whatever ctx says, as for a full: what was published
-		// is complete. An error here keeps the page index the parent's,
-		// so the next run takes a full.
-		return published(opts, res, cnt, "source", rep, &p.Chain)
+		// Written whatever ctx says, as for a full: what is published
+		// is complete. An error here publishes nothing.
+		return undo, published(opts, res, cnt, "source", rep, &p.Chain)
 	}
 	inc, err := chain.WriteIncrement(ctx, io)
 	if inc == nil {

@@ -134,3 +134,32 @@ func TestIncrementalRuns(t *testing.T) {
 		op.Release()
 	}
 }
+
+// TestOrphanSidecarsRemoved: the sidecars of an increment that never got
+// its name (a run killed between the two) are removed by the next run
+// under the lock; any other sidecar without its file is left alone.
+func TestOrphanSidecarsRemoved(t *testing.T) {
+	dir := t.TempDir()
+	src := filepath.Join(t.TempDir(), "app.db")
+	makeDB(t, src, 100)
+	orphans := []string{"app.db.20260301_010000.ltx.json", "app.db.20260301_010000.ltx.sha256", "app.db.20260301_010000-2.ltx.age.json"}
+	kept := []string{"app.db.20260301_010000.json", "other.db.20260301_010000.ltx.json", "app.db.20260301_010000.ltx.bak.json"}
+	for _, n := range append(append([]string{}, orphans...), kept...) {
+		if err := os.WriteFile(filepath.Join(dir, n), []byte("{}"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := Run(context.Background(), Options{Backup: snapshot.Options{Source: src, Dir: dir}, Incremental: &Incremental{}}); err != nil {
+		t.Fatal(err)
+	}
+	for _, n := range orphans {
+		if _, err := os.Stat(filepath.Join(dir, n)); err == nil {
+			t.Errorf("%s is still there", n)
+		}
+	}
+	for _, n := range kept {
+		if _, err := os.Stat(filepath.Join(dir, n)); err != nil {
+			t.Errorf("%s was removed: %v", n, err)
+		}
+	}
+}

@@ -63,6 +63,13 @@ type IncrementOptions struct {
 	// returns that file, a new temp file in the same directory, and its
 	// SHA-256. The plain temp file is removed.
 	Seal func(ctx context.Context, tmp string) (sealed, sha256 string, err error)
+	// Describe, if set, is called with the increment as it will be
+	// published (p.Path its final name, which does not exist yet; size
+	// the bytes of the file that gets it) just before the rename: the sidecars, written first so that no
+	// increment is ever under its name without them (a killed run leaves
+	// at most sidecars without their file, which the next run removes).
+	// undo, called if the rename then fails, removes what it wrote.
+	Describe func(ctx context.Context, p *Point, size int64) (undo func(), err error)
 	// Published, if set, is called once the increment has its name and
 	// before the page index is replaced (the sidecars): if it fails, the
 	// index stays the parent's, so the next run takes a full.
@@ -345,7 +352,26 @@ func (o IncrementOptions) write(ctx context.Context, throughSQLite bool) (_ *Inc
 		size = fi.Size()
 	}
 
+	pt.SHA256 = sum
+	undo := func() {}
+	if o.Describe != nil {
+		final := pt
+		final.Path = o.Path
+		if _, err := os.Lstat(o.Path); err == nil {
+			return nil, fmt.Errorf("increment %q: file exists; refusing to overwrite it", o.Path)
+		}
+		u, err := o.Describe(ctx, &final, size)
+		if u != nil {
+			undo = u
+		}
+		if err != nil {
+			undo()
+			return nil, err
+		}
+		pt.Chain = final.Chain
+	}
 	if err := fsx.RenameNoReplace(tmp, o.Path); err != nil {
+		undo()
 		if errors.Is(err, fs.ErrExist) {
 			return nil, fmt.Errorf("increment %q: file exists; refusing to overwrite it", o.Path)
 		}
