@@ -102,6 +102,18 @@ func writePoint(ctx context.Context, opts Options) (*Report, error) {
 	h := findHead(dir, src, opts.Loc)
 	reason := h.why
 	if reason == "" {
+		// A chain is encrypted whole or not at all: a restore needs one
+		// kind of key for all of it, and no point of a chain the user now
+		// wants encrypted rests on plaintext written since.
+		was, is := strings.HasSuffix(h.head.Path, encrypt.Suffix), len(bo.Recipients) > 0
+		switch {
+		case was && !is:
+			reason = "the chain is encrypted and this run is not (no -r/-R)"
+		case !was && is:
+			reason = "the chain is not encrypted and this run is (-r/-R)"
+		}
+	}
+	if reason == "" {
 		reason = opts.Incremental.Policy.Decide(h.head, h.fullTime, now())
 	}
 	if reason == "" {
