@@ -50,6 +50,9 @@ func (c *RestoreCmd) Run(ctx context.Context, kctx *kong.Context, g *Globals) er
 		return usagef("sqlite-backup restore --at \"2026-01-02 15:04\" --backup-dir /backup --source /srv/app/app.db", "give a backup or --at TIME, not both")
 	case c.At != "":
 		if picked, err = pointAt(ctx, kctx, g, c.At, "restore", c.Remote, c.RemoteFlags); err != nil {
+			if u := (*atUsage)(nil); errors.As(err, &u) {
+				return usagef(`sqlite-backup restore --at "2026-01-02 15:04" --source /srv/app/app.db --backup-dir /backup --to /tmp/then.db   (or --remote URL instead of --backup-dir)`, "%v", u)
+			}
 			return err
 		}
 		c.File = picked.Path

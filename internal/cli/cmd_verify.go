@@ -2,6 +2,7 @@ package cli
 
 import (
 	"context"
+	"errors"
 
 	"fmt"
 	"github.com/alecthomas/kong"
@@ -58,6 +59,9 @@ func (c *VerifyCmd) Run(ctx context.Context, kctx *kong.Context, g *Globals) err
 		return usagef("sqlite-backup verify --at \"2026-01-02 15:04\" --backup-dir /backup --source /srv/app/app.db", "give files or --at TIME, not both")
 	case c.At != "":
 		p, err := pointAt(ctx, kctx, g, c.At, "verify", c.Remote, c.RemoteFlags)
+		if u := (*atUsage)(nil); errors.As(err, &u) {
+			return usagef(`sqlite-backup verify --at "2026-01-02 15:04" --source /srv/app/app.db --backup-dir /backup   (or --remote URL instead of --backup-dir)`, "%v", u)
+		}
 		if err != nil {
 			return err
 		}

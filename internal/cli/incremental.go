@@ -29,11 +29,13 @@ type IncrementalFlags struct {
 // --incremental).
 func (f IncrementalFlags) options(kctx *kong.Context, file, method string) (*backup.Incremental, error) {
 	if !f.Incremental {
-		for _, name := range []string{"full-every", "check-every"} {
-			if originOf(kctx, name).Origin == config.FromFlag {
-				return nil, usagef("sqlite-backup --source app.db --backup-dir /backup --incremental --"+name+" "+map[string]string{"full-every": "24,7d", "check-every": "24h"}[name],
-					"--%s applies to incremental backups; add --incremental", name)
-			}
+		if originOf(kctx, "full-every").Origin == config.FromFlag {
+			return nil, usagef("sqlite-backup --source app.db --backup-dir /backup --incremental --full-every 24,7d",
+				"--full-every applies to incremental backups; add --incremental")
+		}
+		if originOf(kctx, "check-every").Origin == config.FromFlag {
+			return nil, usagef("sqlite-backup --source app.db --backup-dir /backup --incremental --check-every 24h",
+				"--check-every applies to incremental backups; add --incremental")
 		}
 		return nil, nil
 	}
@@ -117,7 +119,7 @@ func parseAt(s string) (time.Time, error) {
 func pointAt(ctx context.Context, kctx *kong.Context, g *Globals, at, cmd string, remotes []string, flags RemoteFlags) (*backup.Point, error) {
 	t, err := parseAt(at)
 	if err != nil {
-		return nil, usagef(fmt.Sprintf("sqlite-backup %s --at \"2026-01-02 15:04\" --backup-dir /backup --source /srv/app/app.db", cmd), "%v", err)
+		return nil, &atUsage{err}
 	}
 	src, err := findSource(kctx, g)
 	if err != nil {
@@ -126,7 +128,7 @@ func pointAt(ctx context.Context, kctx *kong.Context, g *Globals, at, cmd string
 	var p *backup.Point
 	if originOf(kctx, "remote").Origin == config.FromFlag && len(remotes) > 0 {
 		if len(remotes) > 1 {
-			return nil, usagef(fmt.Sprintf("sqlite-backup %s --at \"2026-01-02 15:04\" --remote s3://bucket/prefix --source /srv/app/app.db", cmd), "--at picks from one --remote; %d given", len(remotes))
+			return nil, &atUsage{fmt.Errorf("--at picks from one --remote; %d given", len(remotes))}
 		}
 		if p, err = remoteAt(ctx, remotes[0], flags, src.Path, t); err != nil {
 			return nil, err
@@ -138,6 +140,12 @@ func pointAt(ctx context.Context, kctx *kong.Context, g *Globals, at, cmd string
 		cmd, t.Local().Format("2006-01-02 15:04:05 MST"), redact.Printable(remote.Redact(p.Path)), p.Taken.Local().Format("2006-01-02 15:04:05 MST"))
 	return p, nil
 }
+
+// atUsage is a mistake in --at or what goes with it; the command says
+// it with its own example (a usage error, exit 2).
+type atUsage struct{ err error }
+
+func (e *atUsage) Error() string { return e.err.Error() }
 
 // remoteAt is backup.At on a remote: the point is URL/NAME.
 func remoteAt(ctx context.Context, url string, flags RemoteFlags, source string, t time.Time) (*backup.Point, error) {
