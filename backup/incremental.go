@@ -41,11 +41,6 @@ type Incremental struct {
 	CheckEvery time.Duration
 }
 
-// DefaultCheckEvery is --check-every's default: every full is checked
-// when it is taken, and a chain's head at least once a day, so no chain
-// grows long unchecked.
-const DefaultCheckEvery = 24 * time.Hour
-
 // runIncremental is Run with Incremental: under the backup directory's
 // lock, which point is the head, whether an increment can be written,
 // the increment or the full; then, the lock let go as after any backup,
