@@ -33,6 +33,7 @@ func IsIncrement(path string) bool {
 type Loaded struct {
 	Points map[string]Point
 	Not    map[string]string
+	dir    string
 }
 
 // Load reads the chain records of the backups of database file db in dir
@@ -44,7 +45,7 @@ func Load(dir, db, source string, loc *time.Location) (*Loaded, error) {
 	if err != nil {
 		return nil, err
 	}
-	l := &Loaded{Points: map[string]Point{}, Not: map[string]string{}}
+	l := &Loaded{Points: map[string]Point{}, Not: map[string]string{}, dir: dir}
 	for _, b := range bs {
 		m, err := manifest.Read(b.Path)
 		switch {
@@ -81,7 +82,9 @@ func (l *Loaded) Resolve(target string) ([]Point, error) {
 	}
 	if err != nil && !errors.As(err, &fe) {
 		if why, ok := l.Not[target]; ok {
-			return nil, fmt.Errorf("point %s: %s", target, why)
+			// The file is there, but nothing says what it applies to: as
+			// unusable as a damaged one.
+			return nil, damaged(filepath.Join(l.dir, target), "%s: it cannot be materialized", why)
 		}
 	}
 	return pts, err
