@@ -4,8 +4,12 @@
 // shrink guard against the previous verified backup, and pruning by the
 // retention policy, all while the backup directory's lock is held.
 // Pruning happens only after the new backup passed verification, and
-// never when the shrink guard fired. List and Prune work on a backup
-// directory on their own, for the list and prune commands.
+// never when the shrink guard fired; it never removes a point a kept
+// point of an incremental chain needs. With Incremental the run is a
+// point of a chain (incremental.go): an increment on the newest point
+// when it can be, else a full that starts a new chain. List and Prune
+// work on a backup directory on their own, for the list and prune
+// commands.
 package backup
 
 import (
@@ -19,8 +23,10 @@ import (
 
 	"filippo.io/age"
 
+	"sqlite-backup/internal/chain"
 	"sqlite-backup/internal/format/content"
 	"sqlite-backup/internal/format/manifest"
+	"sqlite-backup/internal/format/pageindex"
 	"sqlite-backup/internal/retention"
 	"sqlite-backup/internal/snapshot"
 	"sqlite-backup/remote"
@@ -50,6 +56,9 @@ type Options struct {
 	// MinFree is the floor of free space a new backup must leave on the
 	// backup file system; a run that would go below it writes nothing.
 	MinFree MinFree
+	// Incremental, if set, makes the run a point of an incremental chain
+	// (incremental.go). It needs Backup.Dir and MethodBackup.
+	Incremental *Incremental
 }
 
 // Report is what one run did.
@@ -82,9 +91,18 @@ type Report struct {
 	// RemoteErr is the remotes' failure, LocalErr one of the local
 	// backup's after it was published (sidecars, pruning); the run's
 	// error joins them.
-	RemoteErr error              `json:"-"`
-	LocalErr  error              `json:"-"`
-	manifest  *manifest.Manifest // as written
+	RemoteErr error `json:"-"`
+	LocalErr  error `json:"-"`
+	// Chain places the backup in an incremental chain (Incremental).
+	Chain *manifest.Chain `json:"chain,omitempty"`
+	// FullReason says why an incremental run took a full backup.
+	FullReason string `json:"full_reason,omitempty"`
+	// CheckNote says why an increment's materialized check, though due,
+	// did not run.
+	CheckNote string `json:"check_note,omitempty"`
+	// CheckOff: no materialized check runs on this chain (VerifyNone).
+	CheckOff bool               `json:"-"`
+	manifest *manifest.Manifest // as written
 }
 
 // LocalOK says the local backup stands: published, with its sidecars,
@@ -111,32 +129,6 @@ func Run(ctx context.Context, opts Options) (*Report, error) {
 	if opts.Loc == nil {
 		opts.Loc = time.Local
 	}
-	var snap *content.Result
-	var snapErr error
-	var sqliteVersion string
-	from := "source"
-	if opts.Backup.Method == snapshot.MethodVacuum {
-		from = "copy"
-	}
-	bo := opts.Backup
-	bo.Snapshot = func(ctx context.Context, conn *sql.Conn) error {
-		if err := conn.QueryRowContext(ctx, "SELECT sqlite_version()").Scan(&sqliteVersion); err != nil {
-			return err
-		}
-		var err error
-		if opts.Deep {
-			snap, err = content.Hash(ctx, conn)
-		} else {
-			snap, err = content.Count(ctx, conn)
-		}
-		if err != nil && ctx.Err() == nil {
-			// Not a reason to lose the backup: a damaged source is for
-			// integrity_check to judge (exit 3), anything else is noted.
-			snap, snapErr = nil, err
-			return nil
-		}
-		return err
-	}
 	// Before anything is written: room for it, and remotes that can
 	// take it.
 	if err := checkFree(opts); err != nil {
@@ -147,17 +139,96 @@ func Run(ctx context.Context, opts Options) (*Report, error) {
 			return nil, err
 		}
 	}
+	if opts.Incremental != nil {
+		return runIncremental(ctx, opts)
+	}
+	return runFull(ctx, opts, nil)
+}
+
+// counter takes the row counts (and with Deep the content hash) of the
+// snapshot a backup holds, for its manifest.
+type counter struct {
+	deep          bool
+	snap          *content.Result
+	err           error // why there are none
+	sqliteVersion string
+}
+
+func (c *counter) hook(ctx context.Context, conn *sql.Conn) error {
+	if err := conn.QueryRowContext(ctx, "SELECT sqlite_version()").Scan(&c.sqliteVersion); err != nil {
+		return err
+	}
+	var err error
+	if c.deep {
+		c.snap, err = content.Hash(ctx, conn)
+	} else {
+		c.snap, err = content.Count(ctx, conn)
+	}
+	if err != nil && ctx.Err() == nil {
+		// Not a reason to lose the backup: a damaged source is for
+		// integrity_check to judge (exit 3), anything else is noted.
+		c.snap, c.err = nil, err
+		return nil
+	}
+	return err
+}
+
+// fullChain makes a full backup start an incremental chain.
+type fullChain struct {
+	reason   string // why a full, not an increment
+	lockHeld bool   // the run holds the backup directory's lock
+	rec      *manifest.Chain
+}
+
+// runFull takes a full backup; with fc, one that starts a chain: its
+// pages are indexed from the checked copy before it is compressed or
+// encrypted, and its manifest records the chain.
+func runFull(ctx context.Context, opts Options, fc *fullChain) (*Report, error) {
+	from := "source"
+	if opts.Backup.Method == snapshot.MethodVacuum {
+		from = "copy"
+	}
+	cnt := &counter{deep: opts.Deep}
+	bo := opts.Backup
+	bo.Snapshot = cnt.hook
 	rep := &Report{}
+	if fc != nil {
+		rep.FullReason = fc.reason
+		bo.LockHeld = fc.lockHeld
+		bo.Checked = func(ctx context.Context, plain string) error {
+			dir, err := filepath.Abs(bo.Dir)
+			if err != nil {
+				return err
+			}
+			db := filepath.Base(bo.Source)
+			if bo.Phase != nil {
+				bo.Phase("index")
+			}
+			c, err := chain.IndexFull(ctx, chain.FullOptions{Path: plain, DB: db, Index: pageindex.Path(dir, db)})
+			if err != nil {
+				return err
+			}
+			fc.rec = &c
+			return nil
+		}
+	}
 	bo.Published = func(ctx context.Context, res *snapshot.Result) error {
 		rep.Result = res
-		if snapErr != nil {
-			rep.ContentError = fmt.Sprintf("row counts not recorded: %v", snapErr)
+		if cnt.err != nil {
+			rep.ContentError = fmt.Sprintf("row counts not recorded: %v", cnt.err)
+		}
+		var rec *manifest.Chain
+		if fc != nil {
+			rec = fc.rec
 		}
 		// The backup is in place: its sidecars are written even if a
 		// signal comes now (they do not look at ctx), so that what was
 		// published is complete; only pruning stops early, and the run
 		// still reports the backup it made.
-		return published(ctx, opts, res, snap, from, sqliteVersion, rep)
+		if err := published(opts, res, cnt, from, rep, rec); err != nil {
+			return err
+		}
+		return afterPublished(ctx, opts, rep)
 	}
 	res, err := snapshot.Run(ctx, bo)
 	if res == nil {
@@ -165,13 +236,31 @@ func Run(ctx context.Context, opts Options) (*Report, error) {
 	}
 	rep.Result = res
 	rep.LocalErr = err
-	if err == nil && len(opts.Remotes.URLs) > 0 {
+	// An incremental run sends after letting the directory's lock go
+	// (runIncremental), as snapshot.Run has let it go here: the local
+	// prune that follows the remotes takes it again.
+	if err == nil && len(opts.Remotes.URLs) > 0 && fc == nil {
 		err = sendOffsite(ctx, opts, rep)
 	}
 	return rep, err
 }
 
-func published(ctx context.Context, opts Options, res *snapshot.Result, snap *content.Result, from, sqliteVersion string, rep *Report) error {
+// VerifyProven is snapshot.Result.Verify of an increment whose proof
+// held when it was written and whose materialized state was not checked
+// by this run (its Check is "none"); "ok" when it was.
+const VerifyProven = "proven"
+
+// verified says a backup passed what it must pass before it may be
+// pruned by, or sent off-site: its check (a full), its proof (an
+// increment).
+func verified(res *snapshot.Result) bool {
+	return res.Verify == "ok" || res.Verify == VerifyProven
+}
+
+// published writes a published backup's .sha256 and .json (with rec,
+// its place in a chain) and runs the shrink guard.
+func published(opts Options, res *snapshot.Result, cnt *counter, from string, rep *Report, rec *manifest.Chain) error {
+	snap, sqliteVersion := cnt.snap, cnt.sqliteVersion
 	now := time.Now
 	if opts.Backup.Now != nil {
 		now = opts.Backup.Now // the injected clock of tests
@@ -237,6 +326,17 @@ func published(ctx context.Context, opts Options, res *snapshot.Result, snap *co
 	if res.Verify == "ok" {
 		m.VerifiedAt = &finished
 	}
+	if rec != nil {
+		c := *rec
+		if c.Kind == manifest.KindFull && res.Verify == "ok" {
+			c.Checked, c.CheckedAt = string(res.Check), &finished
+		}
+		if c.CheckedAt != nil {
+			m.VerifiedAt = c.CheckedAt
+		}
+		m.Chain = &c
+		rep.Chain = &c
+	}
 	if snap != nil {
 		c := &manifest.Content{From: from, SHA256: snap.SHA256}
 		if snap.SHA256 != "" {
@@ -283,12 +383,20 @@ func published(ctx context.Context, opts Options, res *snapshot.Result, snap *co
 			rep.GuardNote += "; the next run compares with this backup's counts, now recorded there"
 		}
 	}
+	return nil
+}
 
+// afterPublished prunes after a published backup whose sidecars are
+// written, unless something says not to (Report.Skipped), or the
+// remotes must have their copies first (offsite.go).
+func afterPublished(ctx context.Context, opts Options, rep *Report) error {
+	res, m := rep.Result, rep.manifest
+	dir := filepath.Dir(res.Path)
 	switch {
 	case opts.Backup.Path != "":
 		rep.Skipped = SkipExplicit
 		return nil
-	case res.Verify != "ok":
+	case !verified(res):
 		rep.Skipped = SkipUnverified
 		return nil
 	case len(m.ShrinkWarnings) > 0:
@@ -327,7 +435,7 @@ func previousVerified(dir string, res *snapshot.Result, loc *time.Location, ids 
 			continue
 		}
 		m, err := manifest.Read(b.Path)
-		if err != nil || m.Source != res.Source || m.Verify != "ok" {
+		if err != nil || m.Source != res.Source || !m.Verified() {
 			continue
 		}
 		if m.Sealed != "" {

@@ -126,7 +126,7 @@ func guardCounts(dir, source string, b retention.Backup, m *manifest.Manifest) *
 // guard's next comparison is with the newest verified backup, still the
 // one recorded. It reports whether the backup's counts were recorded.
 func recordGuard(dir string, res *snapshot.Result, m *manifest.Manifest, guard float64) (bool, error) {
-	if res.Verify != "ok" {
+	if !verified(res) {
 		return false, nil
 	}
 	keep := res.Encryption != "" && guard > 0

@@ -10,6 +10,7 @@ import (
 
 	"filippo.io/age"
 
+	"sqlite-backup/internal/chain"
 	"sqlite-backup/internal/format/manifest"
 	"sqlite-backup/internal/retention"
 	"sqlite-backup/verify"
@@ -29,6 +30,9 @@ type Entry struct {
 	Deep     bool   `json:"deep,omitempty"`
 	Shrink   bool   `json:"shrink_warning,omitempty"`
 	Manifest string `json:"manifest"` // "ok", "missing" or the error
+	// Chain is the backup's place in an incremental chain, as its
+	// manifest records it (kind, seq, parent, base, checked …).
+	Chain *manifest.Chain `json:"chain,omitempty"`
 	// Verify is the verdict of a fresh check (ListOptions.Verify).
 	Verify *verify.Result `json:"verify,omitempty"`
 	Error  string         `json:"error,omitempty"`
@@ -88,9 +92,18 @@ func List(ctx context.Context, opts ListOptions) ([]Entry, error) {
 				e.Rows, e.Tables, e.Deep = &n, len(m.Content.Tables), m.Content.SHA256 != ""
 			}
 			e.Shrink = m.Flagged()
+			e.Chain = m.Chain
 		}
 		if opts.Verify {
-			r, err := verify.File(ctx, b.Path, verify.Options{Quick: opts.Quick, Deep: opts.Deep && e.Manifest == "ok", TempDir: opts.TempDir, Identities: opts.Identities})
+			var r verify.Result
+			var err error
+			if chain.IsIncrement(b.Path) {
+				// Materialized from its chain and checked (--deep's
+				// content comparison is for fulls only).
+				r, err = chain.Check(ctx, b.Path, chain.CheckOptions{Quick: opts.Quick, TempDir: opts.TempDir, Identities: opts.Identities})
+			} else {
+				r, err = verify.File(ctx, b.Path, verify.Options{Quick: opts.Quick, Deep: opts.Deep && e.Manifest == "ok", TempDir: opts.TempDir, Identities: opts.Identities})
+			}
 			if ctx.Err() != nil {
 				return out, ctx.Err()
 			}

@@ -125,7 +125,7 @@ func ownerOf(opts Options, create bool) (remote.Owner, error) {
 // what happened.
 func sendOffsite(ctx context.Context, opts Options, rep *Report) error {
 	res := rep.Result
-	if res.Verify != "ok" || opts.Backup.Path != "" {
+	if !verified(res) || opts.Backup.Path != "" {
 		rep.RemoteNote = NotSentUnverified
 		return nil
 	}

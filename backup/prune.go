@@ -85,6 +85,10 @@ func prune(ctx context.Context, dir, src string, p retention.Policy, dryRun bool
 	if newest != "" {
 		protect[newest] = "just made"
 	}
+	// What each manifest says of its chain: a kept point keeps every
+	// point it needs (retention.PlanChains).
+	links := map[string]retention.Link{}
+	flagged := map[string]bool{}
 	for _, b := range all {
 		m, err := manifest.Read(b.Path)
 		if err == nil && m.Source != "" && m.Source != src {
@@ -92,6 +96,15 @@ func prune(ctx context.Context, dir, src string, p retention.Policy, dryRun bool
 			continue
 		}
 		mine = append(mine, b)
+		if err != nil {
+			continue
+		}
+		flagged[b.Path] = m.Flagged()
+		l := retention.Link{}
+		if m.Chain != nil {
+			l = retention.Link{Kind: m.Chain.Kind, Parent: m.Chain.Parent}
+		}
+		links[b.Name] = l
 	}
 	if newest == "" && len(mine) > 0 {
 		// Standalone prune: Plan keeps the newest by name, but a name's
@@ -113,8 +126,7 @@ func prune(ctx context.Context, dir, src string, p retention.Policy, dryRun bool
 	// (the last known good state) outlive every rule until a person
 	// removes the flagged one: the flag is what keeps the pair.
 	for i, b := range mine {
-		m, err := manifest.Read(b.Path)
-		if err != nil || !m.Flagged() {
+		if !flagged[b.Path] {
 			continue
 		}
 		protect[b.Path] = "shrink warning"
@@ -122,7 +134,7 @@ func prune(ctx context.Context, dir, src string, p retention.Policy, dryRun bool
 			protect[mine[i+1].Path] = "last before the shrink warning of " + b.Name
 		}
 	}
-	for _, d := range retention.Plan(mine, p, protect) {
+	for _, d := range retention.PlanChains(mine, p, protect, links) {
 		if d.Keep {
 			rep.Kept = append(rep.Kept, d)
 		} else {

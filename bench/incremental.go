@@ -26,9 +26,12 @@ import (
 // time and memory are measured as the binary's are) after 1 % of the
 // pages changed at random and after 1 % changed in one cluster; then the
 // restore of a chain's head after 24 increments against the restore of
-// a full. Increments are not in the command line yet, so the child is
-// this program itself, re-run with BENCH_INCR_CHILD set (init below, so
-// that it works from the test binary too).
+// a full. The core's operations run in a child that is this program
+// itself, re-run with BENCH_INCR_CHILD set (init below, so that it works
+// from the test binary too), which reports how long reading and proving
+// took; the same chain is then taken by the binary itself
+// (--incremental: row counts, sidecars and the directory lock included)
+// and its head restored with restore POINT --to.
 
 // incrChildEnv names the operation a child runs; incrArgsEnv its
 // arguments (JSON).
@@ -173,6 +176,11 @@ type incrRound struct {
 	verifyFull               time.Duration // one integrity_check of the full: what materializing checks too
 	restoreAnon              [2]int64
 	headStats                incrStats
+	// The binary: an increment after 1 % at random (--incremental), its
+	// bytes, and restore of the head of 24 (restore POINT --to).
+	binInc, binRestore  time.Duration
+	binIncAnon, binSize int64
+	binRestoreAnon      int64
 }
 
 // changePages changes about pct % of the database's pages: rows picked
@@ -335,14 +343,64 @@ func runIncremental(c config, out io.Writer) error {
 		}
 		rd.restoreHead, rd.restoreAnon[1], rd.headStats = d, anon, st
 		removeDB(restored)
-		logf("round %d: full+verify %s, increment random %s (%d pages, %s), clustered %s (%d pages, %s), restore full %s, head of 24 %s",
-			r, secs(rd.full), secs(rd.inc[0]), rd.incStats[0].Changed, mb(rd.incStats[0].Size), secs(rd.inc[1]), rd.incStats[1].Changed, mb(rd.incStats[1].Size), secs(rd.restoreFull), secs(rd.restoreHead))
+		if err := binChain(c, src, filepath.Join(c.dir, "incr-bin"), fullSize, rng, &rd); err != nil {
+			return err
+		}
+		logf("round %d: full+verify %s, increment random %s (%d pages, %s), clustered %s (%d pages, %s), restore full %s, head of 24 %s; the binary: increment %s (%s), restore of the head %s",
+			r, secs(rd.full), secs(rd.inc[0]), rd.incStats[0].Changed, mb(rd.incStats[0].Size), secs(rd.inc[1]), rd.incStats[1].Changed, mb(rd.incStats[1].Size), secs(rd.restoreFull), secs(rd.restoreHead),
+			secs(rd.binInc), mb(rd.binSize), secs(rd.binRestore))
 		if r > 0 {
 			rounds = append(rounds, rd)
 		}
 	}
 	os.RemoveAll(bdir)
 	printIncremental(out, c, src, fullSize, fullZstd, rounds)
+	return nil
+}
+
+// binChain takes a chain of a full and 24 increments of 1 % of the
+// pages at random with the binary (--incremental, the materialized check
+// not due), timing the first increment, and restores its head.
+func binChain(c config, src, dir string, fullSize int64, rng *rand.Rand, rd *incrRound) error {
+	os.RemoveAll(dir)
+	defer os.RemoveAll(dir)
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return err
+	}
+	args := []string{c.bin, "--source", src, "--backup-dir", dir, "--incremental", "--full-every", "30", "--check-every", "1000h", "--keep", "0", "--json"}
+	if _, _, _, _, err := runMeasured(args); err != nil {
+		return err
+	}
+	var head string
+	for i := 1; i <= 24; i++ {
+		if err := changePages(src, fullSize/4096, 1, false, rng); err != nil {
+			return err
+		}
+		d, anon, _, out, err := runMeasured(args)
+		if err != nil {
+			return err
+		}
+		var rep struct {
+			Results []struct {
+				Path string `json:"path"`
+				Size int64  `json:"size"`
+				Kind string `json:"kind"`
+			} `json:"results"`
+		}
+		if err := json.Unmarshal([]byte(out), &rep); err != nil || len(rep.Results) != 1 || rep.Results[0].Kind != "increment" {
+			return fmt.Errorf("--incremental run %d: %q: %v", i, out, err)
+		}
+		head = rep.Results[0].Path
+		if i == 1 {
+			rd.binInc, rd.binIncAnon, rd.binSize = d, anon, rep.Results[0].Size
+		}
+	}
+	restored := filepath.Join(dir, "restored.db")
+	d, anon, _, _, err := runMeasured([]string{c.bin, "restore", head, "--to", restored})
+	if err != nil {
+		return err
+	}
+	rd.binRestore, rd.binRestoreAnon = d, anon
 	return nil
 }
 
@@ -380,6 +438,10 @@ func printIncremental(w io.Writer, c config, src string, fullSize, fullZstd int6
 		secs(med(func(r incrRound) time.Duration { return r.restoreHead })), mb(peak(func(r incrRound) int64 { return r.restoreAnon[1] })),
 		secs(med(func(r incrRound) time.Duration { return time.Duration(r.headStats.WriteMS) * time.Millisecond })),
 		secs(med(func(r incrRound) time.Duration { return time.Duration(r.headStats.CheckMS) * time.Millisecond })))
+	fmt.Fprintf(w, "| the binary: `--incremental` after 1 %% at random (row counts, sidecars, lock) | %s | %s | %d | | |\n",
+		secs(med(func(r incrRound) time.Duration { return r.binInc })), mb(peak(func(r incrRound) int64 { return r.binIncAnon })), last.binSize)
+	fmt.Fprintf(w, "| the binary: `restore HEAD --to NEW`, head of 24 increments | %s | %s | | | |\n",
+		secs(med(func(r incrRound) time.Duration { return r.binRestore })), mb(peak(func(r incrRound) int64 { return r.binRestoreAnon })))
 	fmt.Fprintln(w)
 	fullT := med(func(r incrRound) time.Duration { return r.full })
 	fmt.Fprintln(w, "| ratio | value | target |")
@@ -392,6 +454,10 @@ func printIncremental(w io.Writer, c config, src string, fullSize, fullZstd int6
 		}
 		fmt.Fprintf(w, "| increment time / (full backup + verify), %s | %.3f | ≤ 0.20 |\n", what, float64(med(func(r incrRound) time.Duration { return r.inc[i] }))/float64(fullT))
 	}
+	fmt.Fprintf(w, "| the binary's increment time / (full backup + verify) | %.3f | ≤ 0.20 |\n",
+		float64(med(func(r incrRound) time.Duration { return r.binInc }))/float64(fullT))
+	fmt.Fprintf(w, "| the binary's restore of the head of 24 / restore of a full | %.2f | ≤ 1.5 |\n",
+		float64(med(func(r incrRound) time.Duration { return r.binRestore }))/float64(med(func(r incrRound) time.Duration { return r.restoreFull })))
 	fmt.Fprintf(w, "| restore of the head of 24 increments / restore of a full | %.2f | ≤ 1.5 |\n",
 		float64(med(func(r incrRound) time.Duration { return r.restoreHead }))/float64(med(func(r incrRound) time.Duration { return r.restoreFull })))
 	// restore checks the backup before and the result after: twice.

@@ -54,7 +54,7 @@ func Outgoing(dir string, o Owner, encrypted bool, loc *time.Location) ([]Local,
 		case m.Owner != "" && o.ID != "" && m.Owner != o.ID:
 			stay = append(stay, b.Name+": made by another backup directory (owner "+m.Owner+")")
 			continue
-		case m.Verify != "ok":
+		case !m.Verified():
 			stay = append(stay, b.Name+": not verified")
 			continue
 		case encrypted && !sealed(b, m):
@@ -319,6 +319,13 @@ func Prune(ctx context.Context, r Remote, o PruneOptions) (*PruneReport, error) 
 		rep.Foreign = append(rep.Foreign, f.name)
 	}
 	mine := inv.mine
+	links := map[string]retention.Link{} // a kept point keeps what it needs
+	for _, b := range mine {
+		links[b.Name] = retention.Link{}
+		if m := inv.manifests[b.Name]; m != nil && m.Chain != nil {
+			links[b.Name] = retention.Link{Kind: m.Chain.Kind, Parent: m.Chain.Parent}
+		}
+	}
 	protect := map[string]string{}
 	if o.Newest != "" {
 		protect[filepath.Base(o.Newest)] = "just made"
@@ -335,7 +342,7 @@ func Prune(ctx context.Context, r Remote, o PruneOptions) (*PruneReport, error) 
 			protect[mine[i+1].Path] = "last before the shrink warning of " + b.Name
 		}
 	}
-	for _, d := range retention.Plan(mine, o.Policy, protect) {
+	for _, d := range retention.PlanChains(mine, o.Policy, protect, links) {
 		if d.Keep {
 			rep.Kept = append(rep.Kept, d)
 		} else {
@@ -419,7 +426,7 @@ func entries(objs []Object, dbs []string, loc *time.Location) []Entry {
 		if !ok || (len(dbs) > 0 && !contains(dbs, d)) {
 			continue
 		}
-		b := retention.Backup{Path: ob.Name, Name: ob.Name, DB: d, Time: t, Seq: seq, Compression: comp, Size: ob.Size, ModTime: ob.ModTime}
+		b := retention.Backup{Path: ob.Name, Name: ob.Name, DB: d, Time: t, Seq: seq, Compression: comp, Kind: retention.KindOf(ob.Name), Size: ob.Size, ModTime: ob.ModTime}
 		if strings.HasSuffix(ob.Name, encrypt.Suffix) {
 			b.Encryption = "age"
 		}

@@ -22,6 +22,7 @@ import (
 
 	"filippo.io/age"
 
+	"sqlite-backup/internal/chain"
 	"sqlite-backup/internal/format/compress"
 	"sqlite-backup/internal/format/encrypt"
 	"sqlite-backup/internal/format/sqlitefile"
@@ -117,6 +118,9 @@ type Result struct {
 	Size            int64     `json:"size"`
 	PageSize        int       `json:"page_size"`
 	Pages           int64     `json:"pages"`
+	// Chain names the files a point of an incremental chain was
+	// materialized from: its full, then each increment.
+	Chain []string `json:"chain,omitempty"`
 	// Space is what the restore writes beside the target before it
 	// frees anything, and what was free there (checked before).
 	Space *Space `json:"space,omitempty"`
@@ -193,7 +197,8 @@ func Run(ctx context.Context, opts Options) (*Result, error) {
 	defer lk.Release()
 	snapshot.RemoveStaleTemps(filepath.Dir(target))
 	if remoteURL != "" {
-		local, release, err := remote.FetchURL(ctx, remoteURL, opts.Remote, filepath.Dir(target), opts.FetchProgress)
+		// A point of a chain comes with every file it needs.
+		local, release, err := remote.FetchChainURL(ctx, remoteURL, opts.Remote, filepath.Dir(target), opts.FetchProgress)
 		var de *remote.DamagedError
 		if errors.As(err, &de) {
 			vr := verify.Result{Path: opts.Backup, Check: "integrity_check", SHA256: "mismatch", Problems: []string{"sha256 mismatch: " + de.Error()}}
@@ -218,11 +223,15 @@ func Run(ctx context.Context, opts Options) (*Result, error) {
 	if remoteURL != "" {
 		download = sizeOf(bk)
 	}
-	if packed := encrypt.IsAge(bk) || compress.KindOf(bk) != compress.None; packed {
+	point := chain.IsIncrement(bk)
+	if packed := encrypt.IsAge(bk) || compress.KindOf(bk) != compress.None; packed || point {
 		if tgt, err := inspectTarget(target); err == nil && (!tgt.exists || opts.Force) {
 			holders, _ := Holders(target)
 			if mode, err := chooseMode(opts, target, tgt, holders); err == nil {
 				size := newSizeOf(bk, true)
+				if point {
+					size = pointSize(bk)
+				}
 				sp := spacePlan(target, tgt, mode, size, download, size, false)
 				if err := checkSpace(&sp, target, mode, download); err != nil {
 					return nil, err
@@ -235,18 +244,31 @@ func Run(ctx context.Context, opts Options) (*Result, error) {
 	// one is decompressed once, beside the target, and the checked copy is
 	// what gets restored.
 	opts.phase(PhaseVerify)
-	vr, err := verify.File(ctx, bk, verify.Options{TempDir: filepath.Dir(target), KeepDecompressed: true, Identities: opts.Identities, Progress: opts.Check})
-	defer vr.RemoveDecompressed()
-	if err != nil {
-		return nil, fmt.Errorf("restore from %q: %w", opts.Backup, err)
-	}
-	if !vr.OK {
-		return nil, hint.Wrap(fmt.Errorf("backup %q failed verification; nothing was restored: %w", opts.Backup, &verify.FailedError{Result: vr}),
-			"pick an older backup: ls -l %s", hint.Quote(filepath.Dir(bk)))
-	}
-	plain, err := prepare(ctx, bk, vr.Decompressed)
-	if err != nil {
-		return nil, err
+	var vr verify.Result
+	var plain string
+	if point {
+		// A point of a chain: materialized, state and integrity checked,
+		// into a private directory beside the target (materialize.go).
+		op, m, err := materialize(ctx, bk, target, opts)
+		defer op.Release()
+		if err != nil {
+			return nil, err
+		}
+		vr, plain = m.Check, m.Path
+		res.Chain = vr.Chain
+	} else {
+		vr, err = verify.File(ctx, bk, verify.Options{TempDir: filepath.Dir(target), KeepDecompressed: true, Identities: opts.Identities, Progress: opts.Check})
+		defer vr.RemoveDecompressed()
+		if err != nil {
+			return nil, fmt.Errorf("restore from %q: %w", opts.Backup, err)
+		}
+		if !vr.OK {
+			return nil, hint.Wrap(fmt.Errorf("backup %q failed verification; nothing was restored: %w", opts.Backup, &verify.FailedError{Result: vr}),
+				"pick an older backup: ls -l %s", hint.Quote(filepath.Dir(bk)))
+		}
+		if plain, err = prepare(ctx, bk, vr.Decompressed); err != nil {
+			return nil, err
+		}
 	}
 
 	// 3. What is there now, and who has it open.

@@ -85,6 +85,9 @@ type Result struct {
 	// through a decompressed temp copy of Uncompressed bytes.
 	Compression  string `json:"compression,omitempty"`
 	Uncompressed int64  `json:"uncompressed_size,omitempty"`
+	// Chain names the files a point of an incremental chain was
+	// materialized from to be checked: its full, then each increment.
+	Chain []string `json:"chain,omitempty"`
 	// Content is "ok" when --deep found the manifest's rows and hash.
 	Content string `json:"content,omitempty"`
 	// Encryption is "age" for an encrypted backup, checked through a

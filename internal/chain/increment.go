@@ -52,6 +52,24 @@ type IncrementOptions struct {
 	// Snapshot, if set, is called with a connection that sees exactly the
 	// snapshot the increment holds (row counts for the manifest).
 	Snapshot func(ctx context.Context, conn *sql.Conn) error
+	// Check, if set, is called with the proven increment still under its
+	// temp name (p.Path; p.Chain complete), after the source's snapshot
+	// was let go and before anything is published: the materialized
+	// check of the chain's head (--check-every). Its error publishes
+	// nothing; it may set p.Chain.Checked and CheckedAt.
+	Check func(ctx context.Context, p *Point) error
+	// Seal, if set, turns the proven LTX temp file into the file that is
+	// published in its place (age encryption, proven to decrypt): it
+	// returns that file, a new temp file in the same directory, and its
+	// SHA-256. The plain temp file is removed.
+	Seal func(ctx context.Context, tmp string) (sealed, sha256 string, err error)
+	// Describe, if set, is called with the increment as it will be
+	// published (p.Path its final name, which does not exist yet; size
+	// the bytes of the file that gets it) just before the rename: the sidecars, written first so that no
+	// increment is ever under its name without them (a killed run leaves
+	// at most sidecars without their file, which the next run removes).
+	// undo, called if the rename then fails, removes what it wrote.
+	Describe func(ctx context.Context, p *Point, size int64) (undo func(), err error)
 	// Published, if set, is called once the increment has its name and
 	// before the page index is replaced (the sidecars): if it fails, the
 	// index stays the parent's, so the next run takes a full.
@@ -63,7 +81,7 @@ type IncrementOptions struct {
 // Increment is a published increment.
 type Increment struct {
 	Point
-	Size int64 // bytes of the LTX file
+	Size int64 // bytes of the published file (the LTX file, or it sealed)
 	// Retried says why the pages were read a second time through SQLite,
 	// when they were.
 	Retried string
@@ -301,8 +319,59 @@ func (o IncrementOptions) write(ctx context.Context, throughSQLite bool) (_ *Inc
 		return nil, err
 	}
 	proveTime := time.Since(started)
+	// What the snapshot pinned is all read: let the application's
+	// checkpoints go on while the increment is checked and sealed.
+	src.Close()
 
+	base := pc.Base
+	if pc.Kind == manifest.KindFull {
+		base = o.Parent.Name()
+	}
+	pt := Point{Path: tmp, SHA256: sum, Chain: manifest.Chain{
+		Kind: manifest.KindIncrement, Seq: seq, Parent: o.Parent.Name(), Base: base,
+		PageSize: ps, Pages: int64(commit), Changed: wrote.n,
+		State: state.String(), PreState: pc.State, IndexSHA256: digest,
+		Read: src.Via, Proof: incrementProof,
+	}}
+	if o.Check != nil {
+		if err := o.Check(ctx, &pt); err != nil {
+			return nil, err
+		}
+	}
+	if o.Seal != nil {
+		sealed, ssum, err := o.Seal(ctx, tmp)
+		if err != nil {
+			return nil, err
+		}
+		os.Remove(tmp)
+		tmp, sum = sealed, ssum // removed on error from here on
+		fi, err := os.Stat(tmp)
+		if err != nil {
+			return nil, fmt.Errorf("stat increment %q: %w", tmp, fsx.PathErr(err))
+		}
+		size = fi.Size()
+	}
+
+	pt.SHA256 = sum
+	undo := func() {}
+	if o.Describe != nil {
+		final := pt
+		final.Path = o.Path
+		if _, err := os.Lstat(o.Path); err == nil {
+			return nil, fmt.Errorf("increment %q: file exists; refusing to overwrite it", o.Path)
+		}
+		u, err := o.Describe(ctx, &final, size)
+		if u != nil {
+			undo = u
+		}
+		if err != nil {
+			undo()
+			return nil, err
+		}
+		pt.Chain = final.Chain
+	}
 	if err := fsx.RenameNoReplace(tmp, o.Path); err != nil {
+		undo()
 		if errors.Is(err, fs.ErrExist) {
 			return nil, fmt.Errorf("increment %q: file exists; refusing to overwrite it", o.Path)
 		}
@@ -311,19 +380,8 @@ func (o IncrementOptions) write(ctx context.Context, throughSQLite bool) (_ *Inc
 	if err := fsx.SyncDir(dir); err != nil {
 		return nil, fmt.Errorf("fsync backup dir %q: %w", dir, fsx.PathErr(err))
 	}
-	base := pc.Base
-	if pc.Kind == manifest.KindFull {
-		base = o.Parent.Name()
-	}
-	inc := &Increment{
-		Point: Point{Path: o.Path, SHA256: sum, Chain: manifest.Chain{
-			Kind: manifest.KindIncrement, Seq: seq, Parent: o.Parent.Name(), Base: base,
-			PageSize: ps, Pages: int64(commit), Changed: wrote.n,
-			State: state.String(), PreState: pc.State, IndexSHA256: digest,
-			Read: src.Via, Proof: incrementProof,
-		}},
-		Size: size, Read: readTime, Prove: proveTime,
-	}
+	pt.Path, pt.SHA256 = o.Path, sum
+	inc := &Increment{Point: pt, Size: size, Read: readTime, Prove: proveTime}
 	// Published: from here on the error is returned with the increment.
 	if o.Published != nil {
 		if err := o.Published(ctx, &inc.Point); err != nil {

@@ -1,9 +1,7 @@
 package chain
 
 import (
-	"fmt"
-
-	"sqlite-backup/internal/format/manifest"
+	"sqlite-backup/internal/retention"
 )
 
 // Needs lists what the points a retention policy keeps need besides
@@ -14,38 +12,17 @@ import (
 // keeps. A kept chain that cannot be followed (a parent whose manifest
 // is missing or unreadable) is returned in unresolved, by the name of
 // the point whose parent is unknown: the caller then keeps every older
-// backup of the database, since what it needs cannot be told.
+// backup of the database, since what it needs cannot be told. The walk
+// is retention.Needs, which remote pruning uses too.
 func Needs(kept []string, points map[string]Point) (needed map[string]string, unresolved []string) {
-	needed = map[string]string{}
-	keep := map[string]bool{}
-	for _, k := range kept {
-		keep[k] = true
+	return retention.Needs(kept, Links(points))
+}
+
+// Links is what retention.Needs and retention.PlanChains know of points.
+func Links(points map[string]Point) map[string]retention.Link {
+	links := make(map[string]retention.Link, len(points))
+	for name, p := range points {
+		links[name] = retention.Link{Kind: p.Chain.Kind, Parent: p.Chain.Parent}
 	}
-	for _, k := range kept {
-		name := k
-		for steps := 0; ; steps++ {
-			p, ok := points[name]
-			if !ok {
-				if name != k {
-					unresolved = append(unresolved, k)
-				}
-				break
-			}
-			if p.Chain.Kind == manifest.KindFull || p.Chain.Kind == "" {
-				break // a full, or a backup outside any chain
-			}
-			if p.Chain.Parent == "" || steps > len(points) {
-				unresolved = append(unresolved, k)
-				break
-			}
-			name = p.Chain.Parent
-			if keep[name] {
-				continue
-			}
-			if _, seen := needed[name]; !seen {
-				needed[name] = fmt.Sprintf("needed by %s", k)
-			}
-		}
-	}
-	return needed, unresolved
+	return links
 }

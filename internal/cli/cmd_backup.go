@@ -43,6 +43,7 @@ type BackupSettings struct {
 	MetricsFile string        `placeholder:"PATH" help:"Record the outcome in PATH (*.prom) for the node_exporter textfile collector, replaced atomically."`
 	Remote      []string      `placeholder:"URL" help:"Also send each verified backup with its sidecars to URL: sftp://user@host[:port]/abs/dir or s3://bucket[/prefix]; repeat for several. The --keep rules then apply there too, after a checked upload."`
 	MinFree     string        `default:"5%" placeholder:"SIZE|PCT" help:"Take no backup that would leave less free space than this on the backup file system: a size (500M, 2G) or a percentage of it (0: no floor; default ${default})."`
+	IncrementalFlags
 	RetentionFlags
 	EncryptFlags
 	// Identities here let the shrink guard read an encrypted previous
@@ -57,7 +58,7 @@ func (c *BackupCmd) Run(ctx context.Context, kctx *kong.Context, g *Globals) err
 			return usagef("sqlite-backup --verify /backup/app.db.20250101_120000", "--verify checks existing files; it cannot be combined with --source or --backup")
 		}
 		v := VerifyCmd{Files: c.Verify, Quick: c.Quick, IdentityFlags: c.IdentityFlags, RemoteFlags: c.RemoteFlags}
-		return v.Run(ctx, g)
+		return v.Run(ctx, kctx, g)
 	}
 	rcpts, err := c.recipients()
 	if err != nil {
@@ -91,6 +92,10 @@ func (c *BackupCmd) Run(ctx context.Context, kctx *kong.Context, g *Globals) err
 	minFree, err := backup.ParseMinFree(c.MinFree)
 	if err != nil {
 		return usagef("sqlite-backup --source app.db --min-free 2G", "%v", err)
+	}
+	incr, err := c.IncrementalFlags.options(kctx, c.Backup, c.Method)
+	if err != nil {
+		return err
 	}
 	var failed int
 	var firstErr error
@@ -127,6 +132,7 @@ func (c *BackupCmd) Run(ctx context.Context, kctx *kong.Context, g *Globals) err
 			Identities:  ids,
 			Remotes:     c.remotes(g.stderr()),
 			MinFree:     minFree,
+			Incremental: incr,
 		})
 		tty.clear()
 		var published *snapshot.Result // set once the backup is in place
@@ -269,11 +275,48 @@ func printBackup(w, errw io.Writer, rep *backup.Report, remotes []*remote.SyncRe
 	if r.Verify == "skipped" {
 		verdict = "NOT VERIFIED (--no-verify)"
 	}
-	_, err := fmt.Fprintf(w, "%s: %s, %d bytes, %d pages, %s\n", redact.Printable(r.Path), verdict, r.Size, r.Pages, r.Duration.Round(time.Millisecond))
+	if c := rep.Chain; c != nil && c.Kind == manifest.KindIncrement {
+		// What an increment proved, and whether its materialized state
+		// was checked: an unchecked point says so.
+		on := "on " + c.Parent
+		if c.Base != c.Parent {
+			on += ", full " + c.Base
+		}
+		proof := "proven; " + checkName(r) + " of the materialized chain not due (--check-every)"
+		switch {
+		case c.Checked != "":
+			proof = "proven, materialized " + c.Checked + " ok"
+		case rep.CheckOff:
+			proof = "proven; materialized check NOT RUN (--no-verify)"
+		case rep.CheckNote != "":
+			proof = "proven; materialized check due but NOT RUN (see the note)"
+		}
+		if r.Encryption != "" {
+			proof += ", encrypted with age (proven to decrypt)"
+		}
+		verdict = fmt.Sprintf("increment %d %s, %d pages changed, %s", c.Seq, on, c.Changed, proof)
+	}
+	if rep.CheckNote != "" {
+		fmt.Fprintf(errw, "sqlite-backup: note: %s: %s\n", redact.Printable(r.Path), rep.CheckNote)
+	}
+	full := ""
+	if rep.FullReason != "" {
+		full = "; full backup: " + rep.FullReason
+	}
+	_, err := fmt.Fprintf(w, "%s: %s, %d bytes, %d pages, %s%s\n", redact.Printable(r.Path), verdict, r.Size, r.Pages, r.Duration.Round(time.Millisecond), full)
 	printRemotes(w, remotes)
 	printPruned(w, errw, rep)
 	warnOffsite(errw, rep)
 	return err
+}
+
+// checkName is the check a backup's run would make ("integrity_check",
+// "quick_check").
+func checkName(r *snapshot.Result) string {
+	if r.Check == snapshot.VerifyQuick {
+		return "quick_check"
+	}
+	return "integrity_check"
 }
 
 // findSource resolves the one database a command works on: --source,
@@ -305,10 +348,20 @@ type runFields struct {
 	// ContentError says why row counts are missing from the manifest.
 	ContentError string `json:"content_error,omitempty"`
 	GuardNote    string `json:"shrink_guard_note,omitempty"`
+	// Kind is "full" or "increment" with --incremental, Chain the point's
+	// place in its chain as its manifest records it, FullReason why a
+	// full was taken, CheckNote why a due materialized check did not run.
+	Kind       string          `json:"kind,omitempty"`
+	Chain      *manifest.Chain `json:"chain,omitempty"`
+	FullReason string          `json:"full_reason,omitempty"`
+	CheckNote  string          `json:"check_note,omitempty"`
 }
 
 func fieldsOf(r *backup.Report) runFields {
-	f := runFields{r.SHA256, r.Manifest, r.Rows, r.Content, r.Shrink, r.Compared, []retention.Removed{}, nil, r.Skipped, r.ContentError, r.GuardNote}
+	f := runFields{r.SHA256, r.Manifest, r.Rows, r.Content, r.Shrink, r.Compared, []retention.Removed{}, nil, r.Skipped, r.ContentError, r.GuardNote, "", r.Chain, r.FullReason, r.CheckNote}
+	if r.Chain != nil {
+		f.Kind = r.Chain.Kind
+	}
 	if r.Prune != nil {
 		f.Removed = r.Prune.Removed
 		f.NotOurs = notWrittenByUs(r.Prune.Removed)

@@ -16,6 +16,7 @@ import (
 	"sqlite-backup/internal/format/manifest"
 	"sqlite-backup/internal/output/hint"
 	"sqlite-backup/internal/output/redact"
+	"sqlite-backup/internal/retention"
 )
 
 // ListCmd shows the backups in the backup directory with what their
@@ -102,6 +103,19 @@ func (c *ListCmd) Run(ctx context.Context, kctx *kong.Context, g *Globals) error
 			}
 			if e.Shrink {
 				note = "SHRINK WARNING "
+			}
+			// A point of an incremental chain says its kind and parent;
+			// a backup outside any chain says nothing more.
+			switch c := e.Chain; {
+			case c != nil && c.Kind == manifest.KindIncrement:
+				note += fmt.Sprintf("increment %d on %s ", c.Seq, c.Parent)
+				if c.Checked == "" && e.Verify == nil {
+					note += "(materialized not checked) "
+				}
+			case c != nil:
+				note += "full, starts a chain "
+			case e.Kind == retention.KindIncrement:
+				note += "increment "
 			}
 			if e.Manifest != "ok" {
 				note += "manifest " + e.Manifest + " "

@@ -107,6 +107,21 @@ type pruneJSON struct {
 	NotOurs []string `json:"not_written_by_sqlite_backup,omitempty"`
 }
 
+// chainReason is the reason a decision keeps a backup because a kept
+// point's chain needs it (retention.PlanChains), if that is all that
+// keeps it.
+func chainReason(reasons []string) string {
+	for _, r := range reasons {
+		if !strings.HasPrefix(r, "needed by ") && !strings.HasPrefix(r, "older than ") {
+			return ""
+		}
+	}
+	if len(reasons) == 0 {
+		return ""
+	}
+	return reasons[0]
+}
+
 // RetentionFlags are shared by backup and prune.
 type RetentionFlags struct {
 	Keep        int `default:"10" placeholder:"N" help:"Keep the N newest backups of the database (default ${default}; 0 with no other --keep-* keeps all)."`
@@ -133,6 +148,13 @@ func printPrune(w io.Writer, p *backup.PruneReport) {
 		verb = "would remove"
 		for _, d := range p.Remove {
 			fmt.Fprintf(w, "%s %s\n", verb, redact.Printable(d.Path))
+		}
+		// What the rules alone would have removed, and what keeps it: a
+		// point a kept point of its chain needs.
+		for _, d := range p.Kept {
+			if why := chainReason(d.Reasons); why != "" {
+				fmt.Fprintf(w, "would keep %s (%s)\n", redact.Printable(d.Path), why)
+			}
 		}
 	} else {
 		for _, r := range p.Removed {

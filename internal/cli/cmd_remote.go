@@ -212,6 +212,11 @@ func listRemotes(ctx context.Context, g *Globals, urls []string, flags RemoteFla
 		incomplete := false
 		for _, e := range l.Backups {
 			var note []string
+			if e.Kind == retention.KindIncrement {
+				// Its parent is in its manifest: --json and list of a
+				// local copy name it.
+				note = append(note, "increment")
+			}
 			if e.Encryption != "" {
 				note = append(note, e.Encryption)
 			}

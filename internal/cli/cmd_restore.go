@@ -9,6 +9,7 @@ import (
 
 	"github.com/alecthomas/kong"
 
+	"sqlite-backup/backup"
 	"sqlite-backup/config"
 	"sqlite-backup/internal/output/journal"
 	"sqlite-backup/internal/output/redact"
@@ -18,12 +19,14 @@ import (
 
 // RestoreCmd puts a verified backup back in place of the database.
 type RestoreCmd struct {
-	File    string `arg:"" name:"backup" help:"Backup file to restore from, or a remote backup as URL/NAME (downloaded with its sidecars beside the target, checked, removed)."`
-	To      string `placeholder:"PATH" help:"Database to restore to (default: the source, found as for backups)."`
-	Force   bool   `env:"-" help:"Replace an existing database; a snapshot of it is first saved as <db>.pre-restore.YYYYMMDD_HHMMSS."`
-	Online  bool   `xor:"mode" help:"Copy into the live database with SQLite's backup API (the default when another process has it open)."`
-	Offline bool   `xor:"mode" help:"Replace the file (the default when no other process has it open); refused if one does."`
-	DryRun  bool   `help:"Verify the backup and say what would be done, without changing anything."`
+	File    string   `arg:"" optional:"" name:"backup" help:"Backup file to restore from: a full backup or an increment (.ltx, materialized from its chain), or a remote backup as URL/NAME (downloaded with its sidecars beside the target, checked, removed)."`
+	At      string   `placeholder:"TIME" env:"-" help:"Instead of BACKUP, restore the newest backup of the database (--source) in --backup-dir, or on --remote, taken at or before TIME: \"YYYY-MM-DD HH:MM[:SS]\" in local time, or RFC 3339."`
+	Remote  []string `placeholder:"URL" help:"With --at: pick the backup on this remote (sftp://… or s3://…) instead of --backup-dir."`
+	To      string   `placeholder:"PATH" help:"Database to restore to (default: the source, found as for backups)."`
+	Force   bool     `env:"-" help:"Replace an existing database; a snapshot of it is first saved as <db>.pre-restore.YYYYMMDD_HHMMSS."`
+	Online  bool     `xor:"mode" help:"Copy into the live database with SQLite's backup API (the default when another process has it open)."`
+	Offline bool     `xor:"mode" help:"Replace the file (the default when no other process has it open); refused if one does."`
+	DryRun  bool     `help:"Verify the backup and say what would be done, without changing anything."`
 	IdentityFlags
 	RemoteFlags
 }
@@ -37,6 +40,24 @@ func (c *RestoreCmd) Run(ctx context.Context, kctx *kong.Context, g *Globals) er
 	ids, err := c.identities()
 	if err != nil {
 		return err
+	}
+	if c.At == "" && len(c.Remote) > 0 && originOf(kctx, "remote").Origin == config.FromFlag {
+		return usagef("sqlite-backup restore s3://bucket/prefix/app.db.20260101_120000   (or --at TIME --remote URL)", "--remote picks a backup by time with --at; to name one, give it as URL/NAME")
+	}
+	var picked *backup.Point
+	switch {
+	case c.At != "" && c.File != "":
+		return usagef("sqlite-backup restore --at \"2026-01-02 15:04\" --backup-dir /backup --source /srv/app/app.db", "give a backup or --at TIME, not both")
+	case c.At != "":
+		if picked, err = pointAt(ctx, kctx, g, c.At, "restore", c.Remote, c.RemoteFlags); err != nil {
+			if u := (*atUsage)(nil); errors.As(err, &u) {
+				return usagef(`sqlite-backup restore --at "2026-01-02 15:04" --source /srv/app/app.db --backup-dir /backup --to /tmp/then.db   (or --remote URL instead of --backup-dir)`, "%v", u)
+			}
+			return err
+		}
+		c.File = picked.Path
+	case c.File == "":
+		return usagef("sqlite-backup restore /backup/app.db.20260101_120000 --to /srv/app/app.db   (or --at \"2026-01-02 15:04\")", "no backup given: name one, or a time with --at")
 	}
 	to := c.To
 	if to == "" {
@@ -101,7 +122,11 @@ func (c *RestoreCmd) Run(ctx context.Context, kctx *kong.Context, g *Globals) er
 		fmt.Fprintf(g.stderr(), "%shint: %s\n", journal.Prefix(g.stderr(), journal.Notice), ownerHint)
 	}
 	if g.JSON {
-		g.addResult(restoreJSON{Result: res, OK: true, Check: "integrity_check", DurationMS: res.Duration.Milliseconds(), Hint: ownerHint})
+		r := restoreJSON{Result: res, OK: true, Check: "integrity_check", DurationMS: res.Duration.Milliseconds(), Hint: ownerHint}
+		if picked != nil {
+			r.At, r.Taken = c.At, &picked.Taken
+		}
+		g.addResult(r)
 		return nil
 	}
 	return printRestore(g.stdout, res)
@@ -122,6 +147,9 @@ type restoreJSON struct {
 	DurationMS int64  `json:"duration_ms"`
 	// Hint goes with the result's owner_note.
 	Hint string `json:"hint,omitempty"`
+	// At is --at as given, Taken when the backup picked for it was taken.
+	At    string     `json:"at,omitempty"`
+	Taken *time.Time `json:"taken,omitempty"`
 }
 
 func printRestore(w io.Writer, r *restore.Result) error {
@@ -149,6 +177,13 @@ func printRestore(w io.Writer, r *restore.Result) error {
 	}
 	for _, p := range r.Removed {
 		fmt.Fprintf(w, "removed stale %s\n", redact.Printable(p))
+	}
+	if n := len(r.Chain); n > 0 {
+		incs := "1 increment"
+		if n != 2 {
+			incs = fmt.Sprintf("%d increments", n-1)
+		}
+		fmt.Fprintf(w, "materialized %s from its chain: %s + %s, state checksum and integrity_check ok\n", redact.Printable(r.Backup), redact.Printable(r.Chain[0]), incs)
 	}
 	fmt.Fprintf(w, "restored %s -> %s (%s, journal_mode %s): %s, %d bytes, %d pages, %s\n",
 		redact.Printable(r.Backup), redact.Printable(r.Target), r.Mode, r.JournalMode, r.Check, r.Size, r.Pages, r.Duration.Round(time.Millisecond))

@@ -90,6 +90,9 @@ func (c *SystemdCmd) Run(kctx *kong.Context, g *Globals) error {
 	if err := c.checkCarriable(); err != nil {
 		return err
 	}
+	if _, err := c.IncrementalFlags.options(kctx, c.Backup, c.Method); err != nil {
+		return err // a unit that would refuse to run every time
+	}
 
 	args, err := c.carried(kctx, g, source)
 	if err != nil {

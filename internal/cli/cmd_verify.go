@@ -2,9 +2,16 @@ package cli
 
 import (
 	"context"
+	"errors"
+
 	"fmt"
+	"github.com/alecthomas/kong"
+	"path/filepath"
 	"strings"
 
+	"sqlite-backup/config"
+	"sqlite-backup/internal/chain"
+	"sqlite-backup/internal/format/pageindex"
 	"sqlite-backup/internal/output/hint"
 	"sqlite-backup/internal/output/redact"
 	"sqlite-backup/remote"
@@ -13,7 +20,9 @@ import (
 
 // VerifyCmd checks existing backup files without writing a byte.
 type VerifyCmd struct {
-	Files   []string `arg:"" name:"file" help:"Backup files to check; a remote backup as URL/NAME (downloaded with its sidecars to --temp-dir, checked, removed)."`
+	Files   []string `arg:"" optional:"" name:"file" help:"Backup files to check (an increment, .ltx, is checked materialized from its chain); a remote backup as URL/NAME (downloaded with its sidecars to --temp-dir, checked, removed)."`
+	At      string   `placeholder:"TIME" env:"-" help:"Instead of FILE, check the newest backup of the database (--source) in --backup-dir, or on --remote, taken at or before TIME: \"YYYY-MM-DD HH:MM[:SS]\" in local time, or RFC 3339."`
+	Remote  []string `placeholder:"URL" help:"With --at: pick the backup on this remote (sftp://… or s3://…) instead of --backup-dir."`
 	Quick   bool     `help:"Run quick_check instead of the full integrity_check."`
 	Deep    bool     `help:"Also recompute the row counts and content hash recorded in FILE.json and compare."`
 	TempDir string   `placeholder:"DIR" help:"Where compressed or encrypted backups are decompressed or decrypted to be checked (default: the system temp dir)."`
@@ -37,10 +46,28 @@ type uncheckedResult struct {
 	Hint  string `json:"hint"`
 }
 
-func (c *VerifyCmd) Run(ctx context.Context, g *Globals) error {
+func (c *VerifyCmd) Run(ctx context.Context, kctx *kong.Context, g *Globals) error {
 	ids, err := c.identities()
 	if err != nil {
 		return err
+	}
+	if c.At == "" && len(c.Remote) > 0 && originOf(kctx, "remote").Origin == config.FromFlag {
+		return usagef("sqlite-backup verify s3://bucket/prefix/app.db.20260101_120000   (or --at TIME --remote URL)", "--remote picks a backup by time with --at; to name one, give it as URL/NAME")
+	}
+	switch {
+	case c.At != "" && len(c.Files) > 0:
+		return usagef("sqlite-backup verify --at \"2026-01-02 15:04\" --backup-dir /backup --source /srv/app/app.db", "give files or --at TIME, not both")
+	case c.At != "":
+		p, err := pointAt(ctx, kctx, g, c.At, "verify", c.Remote, c.RemoteFlags)
+		if u := (*atUsage)(nil); errors.As(err, &u) {
+			return usagef(`sqlite-backup verify --at "2026-01-02 15:04" --source /srv/app/app.db --backup-dir /backup   (or --remote URL instead of --backup-dir)`, "%v", u)
+		}
+		if err != nil {
+			return err
+		}
+		c.Files = []string{p.Path}
+	case len(c.Files) == 0:
+		return usagef("sqlite-backup verify /backup/app.db.20260101_120000   (or --at \"2026-01-02 15:04\")", "no file given: name the backups to check, or a time with --at")
 	}
 	var failed, errs int
 	var firstErr error
@@ -67,6 +94,15 @@ func (c *VerifyCmd) Run(ctx context.Context, g *Globals) error {
 			}
 			continue
 		}
+		if db, ok := pageIndexOf(f); ok {
+			why := fmt.Sprintf("the page index of the incremental backups of %s, not a backup", db)
+			if g.JSON {
+				g.addResult(skippedResult{Path: f, Skipped: why})
+			} else {
+				fmt.Fprintf(g.stdout, "%s: skipped: %s\n", redact.Printable(f), why)
+			}
+			continue
+		}
 		checked++
 		opts := verify.Options{Quick: c.Quick, Deep: c.Deep, TempDir: c.TempDir, BusyTimeout: g.BusyTimeout, Identities: ids, Remote: c.RemoteFlags.options()}
 		if remote.IsURL(f) {
@@ -78,7 +114,17 @@ func (c *VerifyCmd) Run(ctx context.Context, g *Globals) error {
 		}
 		tty := newTTYStatus(g.stderr(), f)
 		opts.Progress = tty.checkProgress("verify")
-		res, err := verify.File(ctx, c.Files[i], opts)
+		var res verify.Result
+		var err error
+		switch {
+		case chain.IsIncrement(c.Files[i]) && c.Deep:
+			err = hint.Wrap(fmt.Errorf("verify --deep %q: the content comparison is for full backups; an increment is checked materialized from its chain", f),
+				"sqlite-backup verify %s", shellQuote(f))
+		case chain.IsIncrement(c.Files[i]):
+			res, err = chain.Check(ctx, c.Files[i], chain.CheckOptions{Quick: c.Quick, TempDir: c.TempDir, Identities: ids, Remote: opts.Remote, FetchProgress: opts.FetchProgress})
+		default:
+			res, err = verify.File(ctx, c.Files[i], opts)
+		}
 		tty.clear()
 		if err != nil {
 			if ctx.Err() != nil {
@@ -129,6 +175,17 @@ func (c *VerifyCmd) Run(ctx context.Context, g *Globals) error {
 	return nil
 }
 
+// pageIndexOf says whether f is the page index of a backup directory's
+// incremental chains (<db-file>.pageindex, by name and first bytes), so
+// that verify of a directory's glob skips it rather than failing it.
+func pageIndexOf(f string) (db string, ok bool) {
+	db, ok = strings.CutSuffix(filepath.Base(f), pageindex.Suffix)
+	if !ok || db == "" || remote.IsURL(f) {
+		return "", false
+	}
+	return db, pageindex.Is(f)
+}
+
 // notCheckedError: encrypted files whose content was not checked have
 // no verdict, like a database that changed while it was checked (exit
 // 1), never a quiet pass.
@@ -174,6 +231,9 @@ func okDetails(r verify.Result) string {
 	}
 	if r.Content != "" {
 		d = append(d, "content "+r.Content)
+	}
+	if n := len(r.Chain); n > 0 {
+		d = append(d, fmt.Sprintf("materialized from %d files", n))
 	}
 	if len(d) == 0 {
 		return ""

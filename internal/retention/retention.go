@@ -1,11 +1,14 @@
 // Package retention finds the backups this tool made for one database in
 // a backup directory and decides which of them to keep. It only ever
 // considers regular files whose name is exactly
-// <db-file>.YYYYMMDD_HHMMSS[-N][.zst|.gz][.age] (never symlinks, never files
-// that merely look similar), and removes a backup together with its
-// .sha256 and .json sidecars. Deciding (Plan) is separate from removing
+// <db-file>.YYYYMMDD_HHMMSS[-N][.zst|.gz][.age] for a full backup and
+// <db-file>.YYYYMMDD_HHMMSS[-N].ltx[.age] for an increment of an
+// incremental chain (never symlinks, never files that merely look
+// similar), and removes a backup together with its .sha256 and .json
+// sidecars. Deciding (Plan, PlanChains) is separate from removing
 // (Remove) so the rules can be tested over a simulated year with an
-// injected clock.
+// injected clock. A kept increment keeps every point it needs, up to its
+// chain's full (PlanChains), so pruning never breaks a kept chain.
 package retention
 
 import (
@@ -39,7 +42,10 @@ type Backup struct {
 	Seq         int       `json:"seq"`                  // 1, or N of a -N same-second suffix
 	Compression string    `json:"compression"`          // "none", "zstd" or "gzip"
 	Encryption  string    `json:"encryption,omitempty"` // "age" for .age
-	Size        int64     `json:"size"`
+	// Kind is "increment" for an increment (.ltx) of an incremental
+	// chain, else "full" (whether or not a chain starts on it).
+	Kind string `json:"kind"`
+	Size int64  `json:"size"`
 	// ModTime is the backup file's own mtime (not a sidecar's). The name's
 	// local time has no UTC offset, so it can misorder backups across a
 	// DST fall-back or a TZ change; the mtime tells which was written last.
@@ -47,9 +53,33 @@ type Backup struct {
 }
 
 // nameRE splits a backup name: db, timestamp, optional -N, optional
-// compression suffix, optional .age. The db part is greedy but must be followed by the
-// exact timestamp shape, so "app.db.20260101_000000.bak" never matches.
-var nameRE = regexp.MustCompile(`^(.+)\.(\d{8}_\d{6})(?:-([2-9]|[1-9]\d{1,2}))?(\.zst|\.gz)?(\.age)?$`)
+// compression suffix or .ltx (an increment: LTX pages are compressed
+// already), optional .age. The db part is greedy but must be followed by
+// the exact timestamp shape, so "app.db.20260101_000000.bak" never
+// matches.
+var nameRE = regexp.MustCompile(`^(.+)\.(\d{8}_\d{6})(?:-([2-9]|[1-9]\d{1,2}))?(?:(\.zst|\.gz)|(\.ltx))?(\.age)?$`)
+
+// Kinds of backup (Backup.Kind).
+const (
+	KindFull      = "full"
+	KindIncrement = "increment"
+)
+
+// IncrementSuffix marks an increment's name: <db-file>.YYYYMMDD_HHMMSS[-N].ltx[.age].
+const IncrementSuffix = ".ltx"
+
+// KindOf says whether name, a backup name, is a full backup or an
+// increment ("" if it is no backup name).
+func KindOf(name string) string {
+	m := nameRE.FindStringSubmatch(name)
+	switch {
+	case m == nil:
+		return ""
+	case m[5] != "":
+		return KindIncrement
+	}
+	return KindFull
+}
 
 // Parse reports whether name is a backup name, and of which database.
 func Parse(name string, loc *time.Location) (db string, t time.Time, seq int, compression string, ok bool) {
@@ -78,7 +108,7 @@ func parse(name string, loc *time.Location) (db string, t time.Time, seq int, co
 	case ".gz":
 		compression = "gzip"
 	}
-	if m[5] != "" {
+	if m[6] != "" {
 		encryption = "age"
 	}
 	return m[1], t, seq, compression, encryption, true
@@ -111,7 +141,7 @@ func Find(dir, db string, loc *time.Location) ([]Backup, error) {
 		if err != nil {
 			continue // removed meanwhile
 		}
-		out = append(out, Backup{Path: filepath.Join(dir, name), Name: name, DB: d, Time: t, Seq: seq, Compression: comp, Encryption: enc, Size: fi.Size(), ModTime: fi.ModTime()})
+		out = append(out, Backup{Path: filepath.Join(dir, name), Name: name, DB: d, Time: t, Seq: seq, Compression: comp, Encryption: enc, Kind: KindOf(name), Size: fi.Size(), ModTime: fi.ModTime()})
 	}
 	SortNewestFirst(out)
 	return out, nil

@@ -22,11 +22,21 @@ func TestParse(t *testing.T) {
 		{"app.db.20250101_020000.age", "app.db", "none", 1},
 		{"app.db.20250101_020000-3.zst.age", "app.db", "zstd", 3},
 		{"app.db.20250101_020000.gz.age", "app.db", "gzip", 1},
+		{"app.db.20250101_020000.ltx", "app.db", "none", 1},
+		{"app.db.20250101_020000-4.ltx.age", "app.db", "none", 4},
+		{"x.ltx.20250101_020000.ltx", "x.ltx", "none", 1},
 	}
 	for _, g := range good {
 		db, _, seq, comp, ok := Parse(g.name, time.UTC)
 		if !ok || db != g.db || seq != g.seq || comp != g.comp {
 			t.Errorf("Parse(%q) = %q %d %q %v, want %q %d %q", g.name, db, seq, comp, ok, g.db, g.seq, g.comp)
+		}
+		kind := KindFull
+		if strings.Contains(strings.TrimPrefix(g.name, g.db), ".ltx") {
+			kind = KindIncrement
+		}
+		if got := KindOf(g.name); got != kind {
+			t.Errorf("KindOf(%q) = %q, want %q", g.name, got, kind)
 		}
 	}
 	for _, name := range []string{
@@ -50,6 +60,12 @@ func TestParse(t *testing.T) {
 		"app.db.20250101_250000",
 		".sqlite-backup-tmp-app.db-0011aabbccdd",
 		".20250101_020000",
+		"app.db.20250101_020000.ltx.zst", // LTX pages are compressed already
+		"app.db.20250101_020000.zst.ltx",
+		"app.db.20250101_020000.ltx.json",
+		"app.db.20250101_020000.ltx.age.sha256",
+		"app.db.20250101_020000.ltx.ltx",
+		"app.db.pageindex",
 	} {
 		if db, _, _, _, ok := Parse(name, time.UTC); ok {
 			t.Errorf("Parse(%q) accepted it as a backup of %q", name, db)

@@ -237,6 +237,24 @@ func durable(dir string) error {
 	return nil
 }
 
+// NextName is the name a backup of the database file db taken at t
+// gets in dir, with suffix (".ltx" for an increment, ".age" …): the
+// first same-second number above every one in use, as publish names a
+// full backup, so that an increment taken in its parent's second sorts
+// after it. The caller holds dir's lock, so the name stays free.
+func NextName(dir, db string, t time.Time, suffix string) (string, error) {
+	base := db + "." + t.Format(TimeFormat)
+	i := nextSeq(dir, base)
+	if i >= 1000 {
+		return "", fmt.Errorf("name backup in %q: too many backups named %s", dir, base)
+	}
+	name := base
+	if i > 1 {
+		name = fmt.Sprintf("%s-%d", base, i)
+	}
+	return filepath.Join(dir, name+suffix), nil
+}
+
 // nextSeq is the first same-second sequence number above every one in
 // use for base (a backup name without -N and compression suffix).
 func nextSeq(dir, base string) int {
@@ -250,7 +268,7 @@ func nextSeq(dir, base string) int {
 		if !ok {
 			continue
 		}
-		for _, s := range []string{".sha256", ".json", ".age", ".zst", ".gz"} {
+		for _, s := range []string{".sha256", ".json", ".age", ".zst", ".gz", ".ltx"} {
 			rest = strings.TrimSuffix(rest, s)
 		}
 		n := 1

@@ -43,6 +43,7 @@ type Pages struct {
 	plan    *filePlan
 	faulted bool // after a fault the connection is dropped unused
 	done    bool
+	closed  bool
 }
 
 // Ways Pages reads (Pages.Via).
@@ -310,11 +311,13 @@ func (p *Pages) Snapshot(ctx context.Context, fn func(ctx context.Context, conn 
 }
 
 // Close ends the read transaction and closes the source, the file
-// descriptors last (their POSIX locks are SQLite's too).
+// descriptors last (their POSIX locks are SQLite's too). A second call
+// does nothing.
 func (p *Pages) Close() {
-	if p.faulted {
-		return // SQLite's state is undefined: drop it, locks and all
+	if p.faulted || p.closed {
+		return // after a fault SQLite's state is undefined: drop it, locks and all
 	}
+	p.closed = true
 	if p.conn != nil {
 		p.conn.ExecContext(context.Background(), "ROLLBACK")
 		p.conn.Close()

@@ -93,6 +93,12 @@ type Options struct {
 	// backup), or on the finished copy (method vacuum: VACUUM INTO cannot
 	// run inside a transaction). Used for row counts and content hashes.
 	Snapshot func(ctx context.Context, conn *sql.Conn) error
+	// Checked, if set, is called with the copy as a plain SQLite file
+	// once it passed its check (or when the check is skipped), before it
+	// is compressed or encrypted: an incremental chain indexes its pages
+	// there (chain.IndexFull). Its error fails the run; nothing is
+	// published.
+	Checked func(ctx context.Context, plain string) error
 	// Published, if set, is called after the backup got its final name,
 	// still holding the directory lock (sidecars, pruning). Its error is
 	// returned together with the Result: the backup itself is in place.
@@ -309,6 +315,11 @@ func Run(ctx context.Context, opts Options) (res *Result, err error) {
 	}
 	if err := ctx.Err(); err != nil {
 		return nil, err
+	}
+	if opts.Checked != nil {
+		if err := opts.Checked(ctx, tmp); err != nil {
+			return nil, err
+		}
 	}
 
 	var uncompressed int64

@@ -29,6 +29,10 @@ type tortureCase struct {
 	// journal is the journal mode every writer's connection sets (""
 	// leaves the schema's WAL and whatever -chaos mode does to it).
 	journal string
+	// incremental takes the backups as points of incremental chains
+	// (a full every 4, every increment checked materialized); each is
+	// judged as restore materializes it (TestTortureIncremental).
+	incremental bool
 }
 
 // TestTortureCopier: backups taken back to back while 1 to 4 writer
@@ -52,7 +56,71 @@ func TestTortureCopier(t *testing.T) {
 		t.Skip("torture: skipped with -short")
 	}
 	full := stressFull() || os.Getenv("STRESS") == "full"
-	cases := []tortureCase{
+	cases := tortureCases()
+	backups := 6
+	if full {
+		backups = 25
+		var more []tortureCase
+		for _, c := range cases {
+			for ps := 512; ps <= 65536; ps *= 2 {
+				if ps != c.pageSize {
+					m := c
+					m.pageSize = ps
+					m.name = fmt.Sprintf("%s, %d-byte pages", c.name, ps)
+					more = append(more, m)
+				}
+			}
+		}
+		cases = append(cases, more...)
+	}
+	tortureAll(t, cases, backups)
+}
+
+// TestTortureIncremental is TestTortureCopier with --incremental: every
+// point of every chain, full or increment, taken while the writers run
+// and disturb the database, materializes (restore POINT --to) to a
+// database that passes the writers' invariants and the C CLI's
+// integrity_check, each holding no fewer rows than the point before.
+func TestTortureIncremental(t *testing.T) {
+	if testing.Short() {
+		t.Skip("torture: skipped with -short")
+	}
+	full := stressFull() || os.Getenv("STRESS") == "full"
+	var cases []tortureCase
+	for _, c := range tortureCases() {
+		c.incremental = true
+		cases = append(cases, c)
+	}
+	backups := 8
+	if full {
+		backups = 30
+	}
+	tortureAll(t, cases, backups)
+}
+
+func tortureAll(t *testing.T, cases []tortureCase, backups int) {
+	total, copiers := 0, map[string]int{}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			n := backups
+			if c.journal != "" {
+				// A backup meets a writer's commit in mid-write only
+				// now and then: more tries.
+				n *= 2
+			}
+			n, by := torture(t, c, n)
+			total += n
+			for k, v := range by {
+				copiers[k] += v
+			}
+		})
+	}
+	t.Logf("%d scenarios, %d backups judged ok and found whole; copied by: %v", len(cases), total, copiers)
+}
+
+// tortureCases are the scenarios of the torture tests.
+func tortureCases() []tortureCase {
+	return []tortureCase{
 		{name: "one writer, checkpoints", pageSize: 512, writers: 1, chaos: "ckpt", autoVacuum: "NONE"},
 		{name: "two writers, checkpoints and reopening", pageSize: 1024, writers: 2, chaos: "ckpt,reopen", autoVacuum: "NONE"},
 		{name: "four writers, VACUUM, auto_vacuum", pageSize: 4096, writers: 4, chaos: "ckpt,reopen,vacuum", autoVacuum: "FULL"},
@@ -71,39 +139,6 @@ func TestTortureCopier(t *testing.T) {
 		{name: "journal_mode=OFF, vacuum and shrinking", pageSize: 1024, writers: 1, chaos: "vacuum,shrink", autoVacuum: "INCREMENTAL", journal: "OFF"},
 		{name: "journal_mode=WAL", pageSize: 4096, writers: 2, chaos: "reopen,grow,ckpt", autoVacuum: "FULL", journal: "WAL"},
 	}
-	backups := 6
-	if full {
-		backups = 25
-		var more []tortureCase
-		for _, c := range cases {
-			for ps := 512; ps <= 65536; ps *= 2 {
-				if ps != c.pageSize {
-					m := c
-					m.pageSize = ps
-					m.name = fmt.Sprintf("%s, %d-byte pages", c.name, ps)
-					more = append(more, m)
-				}
-			}
-		}
-		cases = append(cases, more...)
-	}
-	total, copiers := 0, map[string]int{}
-	for _, c := range cases {
-		t.Run(c.name, func(t *testing.T) {
-			n := backups
-			if c.journal != "" {
-				// A backup meets a writer's commit in mid-write only
-				// now and then: more tries.
-				n *= 2
-			}
-			n, by := torture(t, c, n)
-			total += n
-			for k, v := range by {
-				copiers[k] += v
-			}
-		})
-	}
-	t.Logf("%d scenarios, %d backups judged ok and found whole; copied by: %v", len(cases), total, copiers)
 }
 
 func torture(t *testing.T, c tortureCase, backups int) (int, map[string]int) {
@@ -175,7 +210,11 @@ func torture(t *testing.T, c tortureCase, backups int) (int, map[string]int) {
 	copiers := map[string]int{}
 	var paths []string
 	for i := range backups {
-		cmd := exec.Command(bin, "--source", source, "--backup-dir", out, "--busy-timeout", "20s", "--keep", "0", "--json")
+		args := []string{"--source", source, "--backup-dir", out, "--busy-timeout", "20s", "--keep", "0", "--json"}
+		if c.incremental {
+			args = append(args, "--incremental", "--full-every", "4", "--check-every", "0")
+		}
+		cmd := exec.Command(bin, args...)
 		cmd.Dir = dir
 		cmd.Env = toolEnv(nil)
 		if o.cred != nil {
@@ -191,6 +230,7 @@ func torture(t *testing.T, c tortureCase, backups int) (int, map[string]int) {
 			Check   string `json:"check"`
 			Copier  string `json:"copier"`
 			Skipped string `json:"file_copy_skipped"`
+			Kind    string `json:"kind"`
 		}
 		oneResult(t, r.stdout, &res)
 		if !res.OK || res.Check != "integrity_check" {
@@ -202,6 +242,9 @@ func torture(t *testing.T, c tortureCase, backups int) (int, map[string]int) {
 			why = why[:i] // numbers and paths vary
 		}
 		copiers[strings.TrimSpace(res.Copier+" "+why)]++
+		if c.incremental {
+			copiers[res.Kind]++
+		}
 		time.Sleep(50 * time.Millisecond)
 	}
 
@@ -228,6 +271,14 @@ func torture(t *testing.T, c tortureCase, backups int) (int, map[string]int) {
 	}
 	prev := make([]int64, c.writers)
 	for i, p := range paths {
+		if c.incremental {
+			// The point as restore materializes it from its chain.
+			m := filepath.Join(t.TempDir(), "point.db")
+			if r := runBin(t, runOpts{}, "restore", p, "--to", m); r.code != 0 {
+				t.Fatalf("backup %d: restore %s: exit %d\n%s%s", i+1, p, r.code, r.stdout, r.stderr)
+			}
+			p = m
+		}
 		if got := cli3(t, p, "PRAGMA integrity_check"); got != "ok\n" {
 			t.Errorf("backup %d: sqlite3 integrity_check: %q", i+1, got)
 		}

@@ -117,7 +117,7 @@ type Manifest struct {
 	Finished       time.Time  `json:"finished"`
 	DurationMS     int64      `json:"duration_ms"`
 	ToolVersion    string     `json:"tool_version"`
-	Verify         string     `json:"verify"` // "ok" or "skipped"
+	Verify         string     `json:"verify"` // "ok", "skipped", or "proven" (an unchecked increment)
 	Check          string     `json:"check"`  // integrity_check, quick_check or none
 	VerifiedAt     *time.Time `json:"verified_at,omitempty"`
 	Content        *Content   `json:"content,omitempty"`
@@ -138,6 +138,15 @@ type Manifest struct {
 	Sealed string `json:"sealed,omitempty"`
 	// Chain places the backup in an incremental chain (--incremental).
 	Chain *Chain `json:"chain,omitempty"`
+}
+
+// Verified says the backup passed what it had to pass when it was
+// written: its check (Verify "ok"), or for an increment of a chain its
+// proof (Verify "proven": base + chain + it give the snapshot read,
+// whether or not its materialized state was checked, see Chain). Only
+// such backups go off-site and serve the shrink guard.
+func (m *Manifest) Verified() bool {
+	return m.Verify == "ok" || m.Verify == "proven" && m.Chain != nil && m.Chain.Kind == KindIncrement
 }
 
 // Flagged says the shrink guard fired for this backup (read from the

@@ -381,3 +381,16 @@ func (w *Writer) Abort() {
 
 // Path is the index of database file name db in backup directory dir.
 func Path(dir, db string) string { return filepath.Join(dir, db+Suffix) }
+
+// Is says whether the file at path starts as a page index does (any
+// version of the layout).
+func Is(path string) bool {
+	f, err := os.Open(path)
+	if err != nil {
+		return false
+	}
+	defer f.Close()
+	b := make([]byte, len(magic))
+	n, _ := io.ReadFull(f, b)
+	return n == len(magic) && string(b[:len(magic)-1]) == magic[:len(magic)-1]
+}
