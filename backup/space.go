@@ -10,6 +10,7 @@ import (
 	"strings"
 
 	"sqlite-backup/internal/output/hint"
+	"sqlite-backup/internal/output/size"
 )
 
 // MinFree is the free space a new backup must leave on the backup
@@ -57,7 +58,7 @@ func (m MinFree) String() string {
 	if m.Percent > 0 {
 		return strconv.FormatFloat(m.Percent, 'f', -1, 64) + "%"
 	}
-	return humanBytes(m.Bytes)
+	return size.Human(m.Bytes)
 }
 
 // checkFree refuses, before anything is written, a backup that would
@@ -109,21 +110,7 @@ func checkFree(opts Options) error {
 	}
 	src := opts.Backup.Source
 	return hint.Wrap(fmt.Errorf("backup of %q into %q: not enough free space: %s free, the backup may take up to %s and --min-free %s keeps %s free; nothing was written",
-		src, dir, humanBytes(free), humanBytes(need), mf, humanBytes(floor)),
+		src, dir, size.Human(free), size.Human(need), mf, size.Human(floor)),
 		"make room in %s (e.g. fewer backups kept: sqlite-backup prune --source %s --backup-dir %s --keep 3), or lower the floor: --min-free 1G (0: none)",
 		hint.Quote(dir), hint.Quote(src), hint.Quote(dir))
-}
-
-// humanBytes writes a size in binary units.
-func humanBytes(n int64) string {
-	const unit = 1024
-	if n < unit {
-		return fmt.Sprintf("%d B", n)
-	}
-	div, exp := int64(unit), 0
-	for m := n / unit; m >= unit && exp < 5; m /= unit {
-		div *= unit
-		exp++
-	}
-	return fmt.Sprintf("%.1f %ciB", float64(n)/float64(div), "KMGTPE"[exp])
 }

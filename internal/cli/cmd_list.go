@@ -16,6 +16,7 @@ import (
 	"sqlite-backup/internal/format/manifest"
 	"sqlite-backup/internal/output/hint"
 	"sqlite-backup/internal/output/redact"
+	"sqlite-backup/internal/output/size"
 	"sqlite-backup/internal/retention"
 )
 
@@ -140,7 +141,7 @@ func (c *ListCmd) Run(ctx context.Context, kctx *kong.Context, g *Globals) error
 			}
 			// A file name is anyone's: escapes and newlines in it are
 			// shown, not obeyed.
-			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", when, redact.Printable(e.Name), humanBytes(e.Size), e.Compression, verified, redact.Printable(e.SHA256), rows, redact.Printable(strings.TrimSpace(note)))
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", when, redact.Printable(e.Name), size.Human(e.Size), e.Compression, verified, redact.Printable(e.SHA256), rows, redact.Printable(strings.TrimSpace(note)))
 		}
 		if err := tw.Flush(); err != nil {
 			return err
@@ -194,18 +195,4 @@ func startedAt(e backup.Entry) *time.Time {
 		return nil
 	}
 	return &m.Started
-}
-
-// humanBytes is a size in IEC units, as ls -lh and restic show them.
-func humanBytes(n int64) string {
-	const unit = 1024
-	if n < unit {
-		return fmt.Sprintf("%d B", n)
-	}
-	div, exp := int64(unit), 0
-	for m := n / unit; m >= unit && exp < 5; m /= unit {
-		div *= unit
-		exp++
-	}
-	return fmt.Sprintf("%.1f %ciB", float64(n)/float64(div), "KMGTPE"[exp])
 }

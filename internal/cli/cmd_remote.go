@@ -14,6 +14,7 @@ import (
 	"sqlite-backup/internal/output/hint"
 	"sqlite-backup/internal/output/progress"
 	"sqlite-backup/internal/output/redact"
+	"sqlite-backup/internal/output/size"
 	"sqlite-backup/internal/retention"
 	"sqlite-backup/remote"
 	_ "sqlite-backup/remote/s3"   // s3://bucket[/prefix]
@@ -134,14 +135,14 @@ func warnOffsite(w io.Writer, rep *backup.Report) {
 		fmt.Fprintf(w, "sqlite-backup: WARNING: %s is %s: not sent off-site, the other backups were; check the disk, then remove it (sqlite-backup verify %s)\n", redact.Printable(d.Path), d.Error, redact.Printable(hint.Quote(d.Path)))
 	}
 	if n := len(rep.KeptForRemotes); n > 0 {
-		var size int64
+		var bytes int64
 		for _, p := range rep.KeptForRemotes {
 			if fi, err := os.Stat(p); err == nil {
-				size += fi.Size()
+				bytes += fi.Size()
 			}
 		}
 		fmt.Fprintf(w, "sqlite-backup: warning: %s (%s) kept past the retention rules until every remote has them, oldest %s; the backlog grows with each run until the remotes work again\n",
-			backups(n), humanBytes(size), redact.Printable(filepath.Base(rep.KeptForRemotes[len(rep.KeptForRemotes)-1])))
+			backups(n), size.Human(bytes), redact.Printable(filepath.Base(rep.KeptForRemotes[len(rep.KeptForRemotes)-1])))
 	}
 }
 
@@ -233,7 +234,7 @@ func listRemotes(ctx context.Context, g *Globals, urls []string, flags RemoteFla
 			}
 			// Names come from the remote's listing: escapes and
 			// newlines in them are shown, not obeyed.
-			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", redact.Printable(e.Name), humanBytes(e.Size), redact.Printable(sum), strings.Join(note, " "))
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", redact.Printable(e.Name), size.Human(e.Size), redact.Printable(sum), strings.Join(note, " "))
 		}
 		if err := tw.Flush(); err != nil {
 			return err

@@ -13,6 +13,7 @@ import (
 	"sqlite-backup/config"
 	"sqlite-backup/internal/output/journal"
 	"sqlite-backup/internal/output/redact"
+	"sqlite-backup/internal/output/size"
 	"sqlite-backup/remote"
 	"sqlite-backup/restore"
 )
@@ -135,7 +136,7 @@ func (c *RestoreCmd) Run(ctx context.Context, kctx *kong.Context, g *Globals) er
 // printSafetyCopy says where the database as it was before went, how
 // large it is and whether it passed its check.
 func printSafetyCopy(w io.Writer, r *restore.Result) {
-	fmt.Fprintf(w, "safety copy: %s (%s, integrity_check %s)\n", redact.Printable(r.SafetyCopy), humanBytes(r.SafetySize), r.SafetyCheck)
+	fmt.Fprintf(w, "safety copy: %s (%s, integrity_check %s)\n", redact.Printable(r.SafetyCopy), size.Human(r.SafetySize), r.SafetyCheck)
 }
 
 // restoreJSON is restore's --json result: check and ok as backup and
@@ -199,5 +200,5 @@ func printSpace(w io.Writer, prefix string, s *restore.Space) {
 	if s == nil || s.Dir == "" {
 		return
 	}
-	fmt.Fprintf(w, "%s up to %s in %s before freeing anything; %s free\n", prefix, humanBytes(s.Needed), redact.Printable(s.Dir), humanBytes(s.Free))
+	fmt.Fprintf(w, "%s up to %s in %s before freeing anything; %s free\n", prefix, size.Human(s.Needed), redact.Printable(s.Dir), size.Human(s.Free))
 }
