@@ -3,6 +3,7 @@ package cli
 import (
 	"context"
 	"fmt"
+	"math"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -62,7 +63,7 @@ func (f IncrementalFlags) options(kctx *kong.Context, file, method string) (*bac
 // increments however old its full is.
 func parseFullEvery(s string) (chain.Policy, error) {
 	// A limit not given is out of reach.
-	p := chain.Policy{FullEvery: 1 << 40, FullEveryAge: 100 * 365 * 24 * time.Hour}
+	p := chain.Policy{FullEvery: math.MaxInt32, FullEveryAge: 100 * 365 * 24 * time.Hour}
 	count, age := false, false
 	for _, part := range strings.Split(s, ",") {
 		part = strings.TrimSpace(part)
