@@ -3,10 +3,8 @@ package main
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
-	"io/fs"
 	"math/rand/v2"
 	"os"
 	"os/exec"
@@ -221,40 +219,11 @@ func changePages(src string, pages int64, pct float64, clustered bool, rng *rand
 
 func runIncremental(c config, out io.Writer) error {
 	logf := func(format string, a ...any) { fmt.Fprintf(os.Stderr, "bench: "+format+"\n", a...) }
-	if c.rounds < 1 {
-		return fmt.Errorf("-n %d: at least one timed round is needed", c.rounds)
-	}
-	if err := ensureSQLite3(logf); err != nil {
+	src, cleanup, err := prepare(&c, logf)
+	if err != nil {
 		return err
 	}
-	if c.dir == "" {
-		d, err := os.MkdirTemp("", "sqlite-backup-bench-")
-		if err != nil {
-			return err
-		}
-		defer os.RemoveAll(d)
-		c.dir = d
-	} else if err := os.MkdirAll(c.dir, 0o700); err != nil {
-		return err
-	}
-	if c.bin == "" {
-		c.bin = filepath.Join(c.dir, "sqlite-backup")
-		logf("building %s (CGO_ENABLED=0)", c.bin)
-		if err := buildBinary(c.bin); err != nil {
-			return err
-		}
-	}
-	src := c.db
-	if src == "" {
-		src = filepath.Join(c.dir, "src.db")
-		defer removeDB(src)
-	}
-	if _, err := os.Stat(src); errors.Is(err, fs.ErrNotExist) {
-		logf("generating a %d MB WAL database with two indexes in %s", c.sizeMB, src)
-		if err := generate(src, c.sizeMB); err != nil {
-			return err
-		}
-	}
+	defer cleanup()
 	bdir := filepath.Join(c.dir, "incr")
 	rng := rand.New(rand.NewPCG(c.seed, 30))
 	var rounds []incrRound

@@ -102,42 +102,11 @@ func main() {
 
 func run(c config, out io.Writer) error {
 	logf := func(format string, a ...any) { fmt.Fprintf(os.Stderr, "bench: "+format+"\n", a...) }
-	if c.rounds < 1 {
-		return fmt.Errorf("-n %d: at least one timed round is needed", c.rounds)
-	}
-	if err := ensureSQLite3(logf); err != nil {
+	src, cleanup, err := prepare(&c, logf)
+	if err != nil {
 		return err
 	}
-	if c.dir == "" {
-		d, err := os.MkdirTemp("", "sqlite-backup-bench-")
-		if err != nil {
-			return err
-		}
-		defer os.RemoveAll(d)
-		c.dir = d
-	} else if err := os.MkdirAll(c.dir, 0o700); err != nil {
-		return err
-	}
-	if c.bin == "" {
-		c.bin = filepath.Join(c.dir, "sqlite-backup")
-		logf("building %s (CGO_ENABLED=0)", c.bin)
-		if err := buildBinary(c.bin); err != nil {
-			return err
-		}
-	}
-	src := c.db
-	if src == "" {
-		src = filepath.Join(c.dir, "src.db")
-		defer removeDB(src)
-	}
-	if _, err := os.Stat(src); errors.Is(err, fs.ErrNotExist) {
-		logf("generating a %d MB WAL database with two indexes in %s", c.sizeMB, src)
-		t0 := time.Now()
-		if err := generate(src, c.sizeMB); err != nil {
-			return err
-		}
-		logf("generated in %s", time.Since(t0).Round(time.Second))
-	}
+	defer cleanup()
 	fi, err := os.Stat(src)
 	if err != nil {
 		return err
@@ -345,4 +314,55 @@ func orderName(seed uint64) string {
 		return "the same every round"
 	}
 	return fmt.Sprintf("shuffled every round, -seed %d", seed)
+}
+
+// prepare is what every local benchmark starts with: at least one timed
+// round, the sqlite3 CLI, a work dir (a new one removed by cleanup unless
+// -dir names one), the binary (built unless -bin names one) and the
+// source database (generated unless -db names one). c gets the dir and
+// the binary.
+func prepare(c *config, logf func(string, ...any)) (src string, cleanup func(), err error) {
+	var undo []func()
+	cleanup = func() {
+		for i := len(undo) - 1; i >= 0; i-- {
+			undo[i]()
+		}
+	}
+	if c.rounds < 1 {
+		return "", cleanup, fmt.Errorf("-n %d: at least one timed round is needed", c.rounds)
+	}
+	if err := ensureSQLite3(logf); err != nil {
+		return "", cleanup, err
+	}
+	if c.dir == "" {
+		d, err := os.MkdirTemp("", "sqlite-backup-bench-")
+		if err != nil {
+			return "", cleanup, err
+		}
+		undo = append(undo, func() { os.RemoveAll(d) })
+		c.dir = d
+	} else if err := os.MkdirAll(c.dir, 0o700); err != nil {
+		return "", cleanup, err
+	}
+	if c.bin == "" {
+		c.bin = filepath.Join(c.dir, "sqlite-backup")
+		logf("building %s (CGO_ENABLED=0)", c.bin)
+		if err := buildBinary(c.bin); err != nil {
+			return "", cleanup, err
+		}
+	}
+	src = c.db
+	if src == "" {
+		src = filepath.Join(c.dir, "src.db")
+		undo = append(undo, func() { removeDB(src) })
+	}
+	if _, err := os.Stat(src); errors.Is(err, fs.ErrNotExist) {
+		logf("generating a %d MB WAL database with two indexes in %s", c.sizeMB, src)
+		t0 := time.Now()
+		if err := generate(src, c.sizeMB); err != nil {
+			return "", cleanup, err
+		}
+		logf("generated in %s", time.Since(t0).Round(time.Second))
+	}
+	return src, cleanup, nil
 }
