@@ -593,6 +593,12 @@ func (h *followHash) Wait(ctx context.Context) (string, error) {
 	if h == nil {
 		return "", nil
 	}
+	// A canceled run is canceled even when the hash is done too: select
+	// would pick either at random.
+	if err := ctx.Err(); err != nil {
+		h.Stop()
+		return "", err
+	}
 	select {
 	case <-h.done:
 	case <-ctx.Done():
