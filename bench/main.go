@@ -6,7 +6,7 @@
 //
 //	go run ./bench -size 1024 -n 5          # 1 GB database, 5 timed rounds
 //	go run ./bench -smoke                   # seconds: proves the program works
-//	go run ./bench -remote -size 200 -n 3   # uploads: sftp/scp, rclone (docs/REMOTE.md)
+//	go run ./bench -remote -size 200 -n 3   # uploads: sftp/scp, rclone (docs/REMOTE-PERFORMANCE.md)
 //	go run ./bench -incremental -size 200 -n 3   # increments (docs/INCREMENTAL.md)
 //
 // The databases live in a temp dir (-dir) and are deleted at the end
@@ -78,7 +78,7 @@ func main() {
 	flag.BoolVar(&c.checks, "checks", false, "measure verify on the database with CHECK constraints added (and with a schema for SQLite's own check) against the C CLI's read-write integrity_check instead (no writer phase)")
 	flag.BoolVar(&c.restore, "restore", false, "with -remote: time restore and verify of a remote backup against rclone copy / sftp get and a local restore or verify instead of uploads")
 	flag.BoolVar(&c.smoke, "smoke", false, "tiny database, one round: checks that the benchmark works")
-	flag.BoolVar(&c.remote, "remote", false, "benchmark uploads instead: sqlite-backup --remote against OpenSSH sftp/scp and rclone copy on loopback sshd and versitygw (see docs/REMOTE.md)")
+	flag.BoolVar(&c.remote, "remote", false, "benchmark uploads instead: sqlite-backup --remote against OpenSSH sftp/scp and rclone copy on loopback sshd and versitygw (see docs/REMOTE-PERFORMANCE.md)")
 	flag.BoolVar(&c.incr, "incremental", false, "benchmark incremental backups instead: an increment after 1 % of pages changed at random and clustered against a full backup + verify, and the restore of a chain of 24 (see docs/INCREMENTAL.md)")
 	flag.Parse()
 	if c.smoke {
