@@ -242,6 +242,9 @@ func runIncremental(c config, out io.Writer) error {
 			return err
 		}
 		rd.fullCopy = d
+		// Each file goes as soon as it is measured: at 10 GB the round
+		// would otherwise hold seven copies of the database.
+		removeBackup(full + ".copy")
 		if d, anon, _, _, err = runMeasured([]string{c.bin, "--source", src, "--backup", full}); err != nil {
 			return err
 		}
@@ -261,6 +264,8 @@ func runIncremental(c config, out io.Writer) error {
 			} else if fi, err := os.Stat(zst); err == nil {
 				fullZstd = fi.Size()
 			}
+			removeBackup(zst + ".zst")
+			removeBackup(zst)
 		}
 		if _, _, _, err := child("index-full", incrArgs{Source: src, Full: full, Index: index}); err != nil {
 			return err
@@ -312,6 +317,7 @@ func runIncremental(c config, out io.Writer) error {
 		}
 		rd.restoreHead, rd.restoreAnon[1], rd.headStats = d, anon, st
 		removeDB(restored)
+		os.RemoveAll(bdir)
 		if err := binChain(c, src, filepath.Join(c.dir, "incr-bin"), fullSize, rng, &rd); err != nil {
 			return err
 		}
@@ -441,4 +447,11 @@ func nproc() int {
 		return 0
 	}
 	return strings.Count(string(b), "processor\t:")
+}
+
+// removeBackup removes a backup and its sidecars.
+func removeBackup(path string) {
+	for _, s := range []string{"", ".sha256", ".json"} {
+		os.Remove(path + s)
+	}
 }
