@@ -93,6 +93,9 @@ func writePoint(ctx context.Context, opts Options) (*Report, error) {
 		}
 	}
 	removeOrphanSidecars(dir, filepath.Base(src), opts.Loc)
+	if err := shared(dir, src, opts.Loc); err != nil {
+		return nil, err
+	}
 	now := time.Now
 	if bo.Now != nil {
 		now = bo.Now
@@ -123,6 +126,39 @@ func writePoint(ctx context.Context, opts Options) (*Report, error) {
 		reason = why
 	}
 	return runFull(ctx, opts, &fullChain{reason: reason, lockHeld: true})
+}
+
+// shared refuses a backup directory where another database with the
+// same file name keeps incremental chains: both would use the one page
+// index <db-file>.pageindex, each run replacing the other's, so every
+// run would be a full (an increment is never built on the other's
+// index: its digest is not the one the parent's manifest records). The
+// manifests say whose each point is. A database no longer at its path
+// (moved, removed) keeps no chain going and is not in the way.
+func shared(dir, src string, loc *time.Location) error {
+	db := filepath.Base(src)
+	bs, err := retention.Find(dir, db, loc)
+	if err != nil {
+		return nil // snapshot.Run says what is wrong with the directory
+	}
+	for _, b := range bs {
+		m, err := manifest.Read(b.Path)
+		if err != nil || m.Chain == nil || m.Source == "" || m.Source == src {
+			continue
+		}
+		theirs, err := os.Stat(m.Source)
+		if err != nil {
+			continue
+		}
+		if ours, err := os.Stat(src); err == nil && os.SameFile(ours, theirs) {
+			continue // the same file by another path
+		}
+		other := filepath.Join(filepath.Dir(dir), filepath.Base(dir)+"-"+filepath.Base(filepath.Dir(src)))
+		return hint.Wrap(fmt.Errorf("backup dir %q holds incremental backups of another database with the file name %s (%s, newest %s): the two would share the page index %s and neither could build an increment; give each its own backup directory",
+			dir, db, m.Source, b.Name, pageindex.Path(dir, db)),
+			"sqlite-backup --source %s --backup-dir %s --incremental", hint.Quote(src), hint.Quote(other))
+	}
+	return nil
 }
 
 // removeOrphanSidecars removes the sidecars of increments of db whose
