@@ -210,7 +210,7 @@ func listRemotes(ctx context.Context, g *Globals, urls []string, flags RemoteFla
 		fmt.Fprintf(g.stdout, "%s: %s\n", redact.Printable(l.Remote), n)
 		tw := tabwriter.NewWriter(g.stdout, 0, 4, 2, ' ', 0)
 		fmt.Fprintln(tw, "BACKUP\tSIZE\tSHA256\tNOTE")
-		incomplete := false
+		incomplete, orphan := false, ""
 		for _, e := range l.Backups {
 			var note []string
 			if e.Kind == retention.KindIncrement {
@@ -224,6 +224,12 @@ func listRemotes(ctx context.Context, g *Globals, urls []string, flags RemoteFla
 			if !e.Complete {
 				note = append(note, "INCOMPLETE")
 				incomplete = true
+			}
+			if e.Missing != "" {
+				note = append(note, "ORPHAN")
+				if orphan == "" {
+					orphan = fmt.Sprintf("%s needs %s", e.Name, e.Missing)
+				}
 			}
 			sum := e.SHA256
 			if len(sum) > 12 {
@@ -241,6 +247,9 @@ func listRemotes(ctx context.Context, g *Globals, urls []string, flags RemoteFla
 		}
 		if incomplete {
 			fmt.Fprintln(g.stdout, "INCOMPLETE: its .sha256 or .json is missing; not usable until a backup run sends it")
+		}
+		if orphan != "" {
+			fmt.Fprintf(g.stdout, "ORPHAN: an increment whose chain this remote does not hold whole (%s); it cannot be restored from here until a backup run sends what it needs\n", redact.Printable(orphan))
 		}
 	}
 	return nil
