@@ -21,6 +21,7 @@ import (
 	"sqlite-backup/internal/snapshot"
 	"sqlite-backup/internal/sys/fsx"
 	"sqlite-backup/internal/sys/lock"
+	"sqlite-backup/remote"
 	"sqlite-backup/verify"
 )
 
@@ -117,15 +118,83 @@ func writePoint(ctx context.Context, opts Options) (*Report, error) {
 	if reason == "" {
 		reason = opts.Incremental.Policy.Decide(h.head, h.fullTime, now())
 	}
+	var pre map[string]error
+	if reason == "" {
+		reason, pre = trusted(ctx, opts, dir, src, h)
+	}
 	if reason == "" {
 		rep, err := writeIncrement(ctx, opts, dir, src, h)
 		why, full := chain.IsNeedFull(err)
 		if !full {
+			if rep != nil {
+				rep.prechecked = pre
+			}
 			return rep, err
 		}
 		reason = why
 	}
-	return runFull(ctx, opts, &fullChain{reason: reason, lockHeld: true})
+	rep, err := runFull(ctx, opts, &fullChain{reason: reason, lockHeld: true})
+	if rep != nil {
+		rep.prechecked = pre
+	}
+	return rep, err
+}
+
+// trusted says why the chain of h may not be built on ("" if it may),
+// and what it hashed. An increment builds only on points that passed
+// their proof: in a run that verifies, every point of the chain must be
+// verified (a full made with --no-verify was never checked, and stays
+// here when the rest goes off-site). In a run with remotes, every point
+// of the chain that some remote lacks (by what each held when last
+// listed) is hashed against its .sha256 first: one that no longer
+// matches stays here, so an increment on it could reach no remote whole
+// (and locally rests on a damaged file); the run takes a full instead.
+// The hashes are the off-site check's, done before the increment.
+func trusted(ctx context.Context, opts Options, dir, src string, h head) (string, map[string]error) {
+	if opts.Backup.Verify != snapshot.VerifyNone {
+		for _, p := range h.pts {
+			m, err := manifest.Read(p.Path)
+			if err != nil {
+				return fmt.Sprintf("the chain's %s has no readable manifest: %v", p.Name(), err), nil
+			}
+			if !m.Verified() {
+				return fmt.Sprintf("the chain's %s was not verified (verify %q): an increment builds only on checked points", p.Name(), m.Verify), nil
+			}
+		}
+	}
+	if len(opts.Remotes.URLs) == 0 {
+		return "", nil
+	}
+	state := loadState(dir)
+	pre := map[string]error{}
+	for _, p := range h.pts {
+		lacked := false
+		for _, url := range opts.Remotes.URLs {
+			if state.get(remote.Redact(url), src)[p.Name()] != p.SHA256 {
+				lacked = true
+			}
+		}
+		if !lacked {
+			continue
+		}
+		if err := ctx.Err(); err != nil {
+			return "", pre
+		}
+		if opts.Backup.Phase != nil {
+			opts.Backup.Phase("hash")
+		}
+		sum, err := manifest.FileSHA256(p.Path)
+		if err == nil && sum != p.SHA256 {
+			err = fmt.Errorf("its sha256 is now %s, its .sha256 says %s", sum, p.SHA256)
+		}
+		if err != nil {
+			err = fmt.Errorf("damaged here: %w", err)
+			pre[p.Path] = err
+			return fmt.Sprintf("the chain's %s is %v", p.Name(), err), pre
+		}
+		pre[p.Path] = nil
+	}
+	return "", pre
 }
 
 // shared refuses a backup directory where another database with the

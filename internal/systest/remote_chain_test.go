@@ -185,3 +185,116 @@ func TestRemoteIncrementalCutShort(t *testing.T) {
 		})
 	}
 }
+
+// TestRemoteIncrementalUnprovenFull: a full that did not pass its proof
+// is never built on and never leaves its increments on a remote
+// without it. (a) A full damaged here (a flipped byte) under a chain no
+// remote holds yet: the run hashes what the remote lacks before
+// building, takes a new full ("damaged here"), sends it, and holds back
+// the old increments (named, --json held_back); the damaged full is
+// reported. (b) A full made with --no-verify: a verifying run takes a
+// full rather than build on it. (c) The remote lost the full it held
+// and the full here is damaged: the increment built on it is held back
+// and the remote is not "ok" (exit 1); the next run takes a full that
+// goes. After each run every point the remote holds restores from it.
+// Old code built increments on both fulls and sent them without them.
+func TestRemoteIncrementalUnprovenFull(t *testing.T) {
+	e := newRemoteEnv(t)
+	setup := func(t *testing.T, sub string) (url, rdir, src, bdir string, run func(remote bool, extra ...string) runResult) {
+		rdir = filepath.Join(e.sshd.Dir, sub)
+		os.Mkdir(rdir, 0o755)
+		url = strings.TrimSuffix(e.sshd.URL(), "/") + "/" + sub
+		dir := t.TempDir()
+		src = filepath.Join(dir, "app.db")
+		cli3(t, src, "CREATE TABLE t(id INTEGER PRIMARY KEY, v TEXT); INSERT INTO t(v) SELECT hex(randomblob(40)) FROM generate_series(1, 20000);")
+		bdir = filepath.Join(dir, "backups")
+		i := 0
+		run = func(remote bool, extra ...string) runResult {
+			t.Helper()
+			i++
+			cli3(t, src, fmt.Sprintf("UPDATE t SET v = 'run %d' WHERE id %% 1000 = %d;", i, i))
+			args := append([]string{"--source", src, "--backup-dir", bdir, "--incremental", "--json"}, extra...)
+			if remote {
+				args = append(append(args, "--remote", url), e.flags...)
+			}
+			return e.run(t, nil, args...)
+		}
+		return
+	}
+	increments := func(names []string) (out []string) {
+		for _, n := range names {
+			if strings.HasSuffix(n, ".ltx") {
+				out = append(out, n)
+			}
+		}
+		slices.Sort(out)
+		return out
+	}
+
+	t.Run("damaged", func(t *testing.T) {
+		url, rdir, _, bdir, run := setup(t, "damaged")
+		full := filepath.Base(parseBackup(t, run(false).must(t).out).Path)
+		run(false).must(t)
+		run(false).must(t)
+		incs := increments(sha256sumCheck(t, bdir))
+		flipByte(t, filepath.Join(bdir, full), 40000)
+		r := run(true).must(t)
+		b := parseBackup(t, r.out)
+		if strings.HasSuffix(b.Path, ".ltx") || !strings.Contains(b.FullReason, full+" is damaged here") {
+			t.Fatalf("built %s on a damaged full (full reason %q)", b.Path, b.FullReason)
+		}
+		held := slices.Clone(b.Remotes[0].HeldBack)
+		slices.Sort(held)
+		if !slices.Equal(held, incs) || len(b.Damaged) != 1 || filepath.Base(b.Damaged[0].Path) != full {
+			t.Fatalf("held back %v (want %v), damaged %+v", held, incs, b.Damaged)
+		}
+		if got := completeOn(rdir); !slices.Equal(got, []string{filepath.Base(b.Path)}) {
+			t.Fatalf("the remote holds %v, want only the new full", got)
+		}
+		if !strings.Contains(r.err, "WARNING: "+filepath.Join(bdir, full)) {
+			t.Fatalf("the damaged full is not reported:\n%s", r.err)
+		}
+		allRestore(t, e, url, rdir)
+	})
+
+	t.Run("not-verified", func(t *testing.T) {
+		url, rdir, _, _, run := setup(t, "noverify")
+		full := filepath.Base(parseBackup(t, run(false, "--no-verify").must(t).out).Path)
+		b := parseBackup(t, run(true).must(t).out)
+		if strings.HasSuffix(b.Path, ".ltx") || !strings.Contains(b.FullReason, full+" was not verified") {
+			t.Fatalf("built %s on a full made with --no-verify (full reason %q)", b.Path, b.FullReason)
+		}
+		if got := completeOn(rdir); !slices.Equal(got, []string{filepath.Base(b.Path)}) {
+			t.Fatalf("the remote holds %v, want only the new full", got)
+		}
+		allRestore(t, e, url, rdir)
+	})
+
+	t.Run("newest-held-back", func(t *testing.T) {
+		url, rdir, _, bdir, run := setup(t, "newest")
+		full := filepath.Base(parseBackup(t, run(true).must(t).out).Path)
+		for _, s := range []string{"", ".sha256", ".json"} {
+			if err := os.Remove(filepath.Join(rdir, full+s)); err != nil {
+				t.Fatal(err)
+			}
+		}
+		flipByte(t, filepath.Join(bdir, full), 40000)
+		r := run(true)
+		b := parseBackup(t, r.out)
+		name := filepath.Base(b.Path)
+		if r.code != 1 || !strings.Contains(b.Remotes[0].Error, name+" was not sent") || !slices.Equal(b.Remotes[0].HeldBack, []string{name}) {
+			t.Fatalf("exit %d, remote %+v\n%s", r.code, b.Remotes[0], r.err)
+		}
+		if got := completeOn(rdir); len(got) != 0 {
+			t.Fatalf("the remote holds %v", got)
+		}
+		b = parseBackup(t, run(true).must(t).out)
+		if strings.HasSuffix(b.Path, ".ltx") || !strings.Contains(b.FullReason, "damaged here") {
+			t.Fatalf("the next run built %s (full reason %q)", b.Path, b.FullReason)
+		}
+		if got := completeOn(rdir); !slices.Equal(got, []string{filepath.Base(b.Path)}) {
+			t.Fatalf("the remote holds %v, want only the new full", got)
+		}
+		allRestore(t, e, url, rdir)
+	})
+}
