@@ -162,8 +162,8 @@ func trusted(ctx context.Context, opts Options, dir, src string, h head) (string
 			}
 		}
 	}
-	if len(opts.Remotes.URLs) == 0 {
-		return "", nil
+	if len(opts.Remotes.URLs) == 0 || opts.Backup.Verify == snapshot.VerifyNone {
+		return "", nil // nothing of this run goes off-site
 	}
 	state := loadState(dir)
 	pre := map[string]error{}

@@ -251,8 +251,8 @@ func TestRemoteIncrementalUnprovenFull(t *testing.T) {
 		if got := completeOn(rdir); !slices.Equal(got, []string{filepath.Base(b.Path)}) {
 			t.Fatalf("the remote holds %v, want only the new full", got)
 		}
-		if !strings.Contains(r.err, "WARNING: "+filepath.Join(bdir, full)) {
-			t.Fatalf("the damaged full is not reported:\n%s", r.err)
+		if !strings.Contains(r.err, "WARNING: "+filepath.Join(bdir, full)) || !strings.Contains(r.err, ": 2 increments not sent: a point of their chain cannot go") {
+			t.Fatalf("the damaged full and the increments held back are not reported:\n%s", r.err)
 		}
 		allRestore(t, e, url, rdir)
 	})
