@@ -103,6 +103,10 @@ type Report struct {
 	// CheckOff: no materialized check runs on this chain (VerifyNone).
 	CheckOff bool               `json:"-"`
 	manifest *manifest.Manifest // as written
+	// prechecked are older local backups an incremental run hashed
+	// against their .sha256 before building on them (nil: intact), so
+	// that the off-site check need not read them again.
+	prechecked map[string]error
 }
 
 // LocalOK says the local backup stands: published, with its sidecars,

@@ -21,6 +21,7 @@ import (
 	"sqlite-backup/internal/snapshot"
 	"sqlite-backup/internal/sys/fsx"
 	"sqlite-backup/internal/sys/lock"
+	"sqlite-backup/remote"
 	"sqlite-backup/verify"
 )
 
@@ -93,6 +94,9 @@ func writePoint(ctx context.Context, opts Options) (*Report, error) {
 		}
 	}
 	removeOrphanSidecars(dir, filepath.Base(src), opts.Loc)
+	if err := shared(dir, src, opts.Loc); err != nil {
+		return nil, err
+	}
 	now := time.Now
 	if bo.Now != nil {
 		now = bo.Now
@@ -114,15 +118,116 @@ func writePoint(ctx context.Context, opts Options) (*Report, error) {
 	if reason == "" {
 		reason = opts.Incremental.Policy.Decide(h.head, h.fullTime, now())
 	}
+	var pre map[string]error
+	if reason == "" {
+		reason, pre = trusted(ctx, opts, dir, src, h)
+	}
 	if reason == "" {
 		rep, err := writeIncrement(ctx, opts, dir, src, h)
 		why, full := chain.IsNeedFull(err)
 		if !full {
+			if rep != nil {
+				rep.prechecked = pre
+			}
 			return rep, err
 		}
 		reason = why
 	}
-	return runFull(ctx, opts, &fullChain{reason: reason, lockHeld: true})
+	rep, err := runFull(ctx, opts, &fullChain{reason: reason, lockHeld: true})
+	if rep != nil {
+		rep.prechecked = pre
+	}
+	return rep, err
+}
+
+// trusted says why the chain of h may not be built on ("" if it may),
+// and what it hashed. An increment builds only on points that passed
+// their proof: in a run that verifies, every point of the chain must be
+// verified (a full made with --no-verify was never checked, and stays
+// here when the rest goes off-site). In a run with remotes, every point
+// of the chain that some remote lacks (by what each held when last
+// listed) is hashed against its .sha256 first: one that no longer
+// matches stays here, so an increment on it could reach no remote whole
+// (and locally rests on a damaged file); the run takes a full instead.
+// The hashes are the off-site check's, done before the increment.
+func trusted(ctx context.Context, opts Options, dir, src string, h head) (string, map[string]error) {
+	if opts.Backup.Verify != snapshot.VerifyNone {
+		for _, p := range h.pts {
+			m, err := manifest.Read(p.Path)
+			if err != nil {
+				return fmt.Sprintf("the chain's %s has no readable manifest: %v", p.Name(), err), nil
+			}
+			if !m.Verified() {
+				return fmt.Sprintf("the chain's %s was not verified (verify %q): an increment builds only on checked points", p.Name(), m.Verify), nil
+			}
+		}
+	}
+	if len(opts.Remotes.URLs) == 0 || opts.Backup.Verify == snapshot.VerifyNone {
+		return "", nil // nothing of this run goes off-site
+	}
+	state := loadState(dir)
+	pre := map[string]error{}
+	for _, p := range h.pts {
+		lacked := false
+		for _, url := range opts.Remotes.URLs {
+			if state.get(remote.Redact(url), src)[p.Name()] != p.SHA256 {
+				lacked = true
+			}
+		}
+		if !lacked {
+			continue
+		}
+		if err := ctx.Err(); err != nil {
+			return "", pre
+		}
+		if opts.Backup.Phase != nil {
+			opts.Backup.Phase("hash")
+		}
+		sum, err := manifest.FileSHA256(p.Path)
+		if err == nil && sum != p.SHA256 {
+			err = fmt.Errorf("its sha256 is now %s, its .sha256 says %s", sum, p.SHA256)
+		}
+		if err != nil {
+			err = fmt.Errorf("damaged here: %w", err)
+			pre[p.Path] = err
+			return fmt.Sprintf("the chain's %s is %v", p.Name(), err), pre
+		}
+		pre[p.Path] = nil
+	}
+	return "", pre
+}
+
+// shared refuses a backup directory where another database with the
+// same file name keeps incremental chains: both would use the one page
+// index <db-file>.pageindex, each run replacing the other's, so every
+// run would be a full (an increment is never built on the other's
+// index: its digest is not the one the parent's manifest records). The
+// manifests say whose each point is. A database no longer at its path
+// (moved, removed) keeps no chain going and is not in the way.
+func shared(dir, src string, loc *time.Location) error {
+	db := filepath.Base(src)
+	bs, err := retention.Find(dir, db, loc)
+	if err != nil {
+		return nil // snapshot.Run says what is wrong with the directory
+	}
+	for _, b := range bs {
+		m, err := manifest.Read(b.Path)
+		if err != nil || m.Chain == nil || m.Source == "" || m.Source == src {
+			continue
+		}
+		theirs, err := os.Stat(m.Source)
+		if err != nil {
+			continue
+		}
+		if ours, err := os.Stat(src); err == nil && os.SameFile(ours, theirs) {
+			continue // the same file by another path
+		}
+		other := filepath.Join(filepath.Dir(dir), filepath.Base(dir)+"-"+filepath.Base(filepath.Dir(src)))
+		return hint.Wrap(fmt.Errorf("backup dir %q holds incremental backups of another database with the file name %s (%s, newest %s): the two would share the page index %s and neither could build an increment; give each its own backup directory",
+			dir, db, m.Source, b.Name, pageindex.Path(dir, db)),
+			"sqlite-backup --source %s --backup-dir %s --incremental", hint.Quote(src), hint.Quote(other))
+	}
+	return nil
 }
 
 // removeOrphanSidecars removes the sidecars of increments of db whose

@@ -98,9 +98,9 @@ func List(ctx context.Context, opts ListOptions) ([]Entry, error) {
 			var r verify.Result
 			var err error
 			if chain.IsIncrement(b.Path) {
-				// Materialized from its chain and checked (--deep's
-				// content comparison is for fulls only).
-				r, err = chain.Check(ctx, b.Path, chain.CheckOptions{Quick: opts.Quick, TempDir: opts.TempDir, Identities: opts.Identities})
+				// Materialized from its chain and checked, with --deep
+				// its content compared with its manifest.
+				r, err = chain.Check(ctx, b.Path, chain.CheckOptions{Quick: opts.Quick, Deep: opts.Deep && e.Manifest == "ok", TempDir: opts.TempDir, Identities: opts.Identities})
 			} else {
 				r, err = verify.File(ctx, b.Path, verify.Options{Quick: opts.Quick, Deep: opts.Deep && e.Manifest == "ok", TempDir: opts.TempDir, Identities: opts.Identities})
 			}

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"time"
 
@@ -167,6 +168,12 @@ func sendOffsite(ctx context.Context, opts Options, rep *Report) error {
 	} else {
 		state = loadState(dir) // as the last run that held the lock left it
 		checked := map[string]error{}
+		for p, err := range rep.prechecked {
+			checked[p] = err
+			if err != nil {
+				rep.Damaged = append(rep.Damaged, Damaged{Path: p, Error: err.Error()})
+			}
+		}
 		check := func(b remote.Local) error {
 			if b.Path == res.Path {
 				return nil // hashed as it was written, in this run
@@ -208,6 +215,9 @@ func sendOffsite(ctx context.Context, opts Options, rep *Report) error {
 				}
 			}
 			srs[i].Skipped = append(append([]string{}, stay...), srs[i].Skipped...)
+			if err == nil {
+				err = heldBack(srs[i], res.Path)
+			}
 			if err != nil {
 				failed(i, err)
 			}
@@ -282,18 +292,41 @@ func sendOffsite(ctx context.Context, opts Options, rep *Report) error {
 }
 
 // pending are the backups of out that a remote holding held (name:
-// sha256) lacks and would keep: one its retention would remove at once
-// (it pruned it before) is not waited for.
+// sha256) lacks and would keep, by the same rules as its pruning (a
+// kept point keeps its chain): one its retention would remove at once
+// (it pruned it before) is not waited for, nor one that can never go
+// (damaged here, or an increment whose chain has such a point).
 func pending(out []remote.Local, held map[string]string, damaged map[string]bool, p retention.Policy, newest string, loc *time.Location) []remote.Local {
+	byName := map[string]remote.Local{}
+	for _, b := range out {
+		byName[b.Name] = b
+	}
+	can := map[string]bool{}
+	var canGo func(name string) bool
+	canGo = func(name string) bool {
+		if v, seen := can[name]; seen {
+			return v
+		}
+		can[name] = false // a chain that loops never goes
+		b, ok := byName[name]
+		v := false
+		switch {
+		case ok:
+			v = !damaged[b.Path] && (b.Parent == "" || canGo(b.Parent))
+		default:
+			_, v = held[name] // there already, with the remote's chain
+		}
+		can[name] = v
+		return v
+	}
 	var lacking []remote.Local
 	var all []retention.Backup
+	links := map[string]retention.Link{}
 	for _, b := range out {
-		if damaged[b.Path] {
-			continue
-		}
-		if held[b.Name] != b.SHA256 {
+		if held[b.Name] != b.SHA256 && canGo(b.Name) {
 			lacking = append(lacking, b)
 			all = append(all, retention.Backup{Path: b.Name, Name: b.Name, Time: b.Time, Seq: b.Seq})
+			links[b.Name] = link(b)
 		}
 	}
 	if len(lacking) == 0 || p.KeepsAll() {
@@ -302,10 +335,14 @@ func pending(out []remote.Local, held map[string]string, damaged map[string]bool
 	for name := range held {
 		if _, t, seq, _, ok := retention.Parse(name, loc); ok {
 			all = append(all, retention.Backup{Path: name, Name: name, Time: t, Seq: seq})
+			links[name] = retention.Link{}
+			if b, ok := byName[name]; ok {
+				links[name] = link(b)
+			}
 		}
 	}
 	keep := map[string]bool{}
-	for _, d := range retention.Plan(all, p, map[string]string{filepath.Base(newest): "just made"}) {
+	for _, d := range retention.PlanChains(all, p, map[string]string{filepath.Base(newest): "just made"}, links) {
 		keep[d.Name] = d.Keep
 	}
 	var out2 []remote.Local
@@ -315,6 +352,31 @@ func pending(out []remote.Local, held map[string]string, damaged map[string]bool
 		}
 	}
 	return out2
+}
+
+// link is a local backup's place in a chain, for retention.
+func link(b remote.Local) retention.Link {
+	if b.Parent != "" {
+		return retention.Link{Kind: retention.KindIncrement, Parent: b.Parent}
+	}
+	return retention.Link{}
+}
+
+// heldBack fails a remote that did not get the backup just made
+// because its chain could not go: that is no "ok".
+func heldBack(sr *remote.SyncReport, newest string) error {
+	name := filepath.Base(newest)
+	if !slices.Contains(sr.HeldBack, name) {
+		return nil
+	}
+	why := ""
+	for _, s := range sr.Skipped {
+		if w, ok := strings.CutPrefix(s, name+": "); ok {
+			why = w
+		}
+	}
+	return hint.Wrap(fmt.Errorf("%s was not sent: %s", name, why),
+		"the next run starts a new chain with a full backup, which goes; check the backups here: sqlite-backup list --verify --backup-dir %s", hint.Quote(filepath.Dir(newest)))
 }
 
 func anyPruned(srs []*remote.SyncReport) bool {

@@ -25,6 +25,9 @@ import (
 type Local struct {
 	retention.Backup
 	SHA256 string
+	// Parent is the point an increment applies to (its manifest's
+	// chain.parent); empty for a full or a backup outside any chain.
+	Parent string
 }
 
 // Outgoing selects the backups of o's database in dir that may leave the
@@ -66,7 +69,11 @@ func Outgoing(dir string, o Owner, encrypted bool, loc *time.Location) ([]Local,
 			stay = append(stay, b.Name+": "+err.Error())
 			continue
 		}
-		out = append(out, Local{Backup: b, SHA256: sum})
+		l := Local{Backup: b, SHA256: sum}
+		if m.Chain != nil && m.Chain.Kind == manifest.KindIncrement {
+			l.Parent = m.Chain.Parent
+		}
+		out = append(out, l)
 	}
 	return out, stay, nil
 }
@@ -111,10 +118,15 @@ type SyncReport struct {
 	// Pending are local backups this remote still lacks after the run:
 	// they stay here until it has them.
 	Pending []string `json:"pending,omitempty"`
-	Removed []string `json:"removed"`
-	Kept    int      `json:"kept"`
-	Pruned  bool     `json:"pruned"`
-	Bytes   int64    `json:"bytes_uploaded"`
+	// HeldBack are increments not sent because a point of their chain
+	// is neither on the remote nor could be sent (damaged here, not
+	// verified): a remote holds only points it can restore. Each is in
+	// Skipped with why.
+	HeldBack []string `json:"held_back,omitempty"`
+	Removed  []string `json:"removed"`
+	Kept     int      `json:"kept"`
+	Pruned   bool     `json:"pruned"`
+	Bytes    int64    `json:"bytes_uploaded"`
 	// DurationMS is the whole exchange with this remote: listing,
 	// uploads with their checks, sidecars and pruning.
 	DurationMS int64 `json:"duration_ms"`
@@ -129,7 +141,12 @@ type SyncReport struct {
 }
 
 // Sync uploads the local backups that the remote lacks (out, from
-// Outgoing; newest first), each with its sidecars after it. It refuses a
+// Outgoing; newest first), each with its sidecars after it. The points
+// of an incremental chain go parents first: before an increment, every
+// point of its chain the remote lacks, oldest first; an increment whose
+// chain has a point that is neither there nor can be sent is held back
+// (SyncReport.HeldBack). So a run cut short anywhere leaves on the
+// remote only points whose whole chain is there. It refuses a
 // place that holds another owner's backups of this database, and
 // removes what interrupted uploads of the owner's own backups left
 // (their names are those of the backups in o.Dir): the caller must hold
@@ -184,36 +201,35 @@ func Sync(ctx context.Context, r Remote, url string, out []Local, o SyncOptions)
 		_, s2 := have[b.Name+manifest.JSONSuffix]
 		return ok && ob.Size == b.Size && s1 && s2
 	}
-	for _, b := range out {
-		if err := ctx.Err(); err != nil {
-			return rep, err
-		}
+	// one sends b unless the remote has it: "" once it is there, else
+	// why it is not.
+	one := func(b Local) (string, error) {
 		if _, ok := have[b.Name+manifest.SHA256Suffix]; ok {
 			// Same name, other bytes: another database with this file
 			// name, or another owner's backup of the same second, sends
 			// to the same place. Neither is overwritten.
 			var theirs string
 			if err := retry(func() (err error) { theirs, err = readSHA256(ctx, r, b.Name); return err }); err != nil {
-				return rep, err
+				return "", err
 			}
 			if theirs != b.SHA256 {
-				return rep, hint.Wrap(&Error{URL: url, Kind: KindConflict, Err: fmt.Errorf("it already holds a different %s (sha256 %s, this one %s): another database or backup directory with the file name %s sends here", b.Name, theirs, b.SHA256, filepath.Base(o.Owner.Source))},
+				return "", hint.Wrap(&Error{URL: url, Kind: KindConflict, Err: fmt.Errorf("it already holds a different %s (sha256 %s, this one %s): another database or backup directory with the file name %s sends here", b.Name, theirs, b.SHA256, filepath.Base(o.Owner.Source))},
 					"give each database and backup directory its own remote directory or prefix")
 			}
 			if complete(b) {
 				rep.Present++
-				continue
+				return "", nil
 			}
 		}
 		if o.Check != nil {
 			if err := o.Check(b); err != nil {
 				rep.Damaged = append(rep.Damaged, b.Name)
 				rep.Skipped = append(rep.Skipped, b.Name+": "+err.Error())
-				continue
+				return "is damaged here", nil
 			}
 		}
 		if err := upload(ctx, r, b, o, retry); err != nil {
-			return rep, err
+			return "", err
 		}
 		rep.Uploaded = append(rep.Uploaded, b.Name)
 		rep.Bytes += b.Size
@@ -221,6 +237,76 @@ func Sync(ctx context.Context, r Remote, url string, out []Local, o SyncOptions)
 		have[b.Name] = Object{Name: b.Name, Size: b.Size}
 		have[b.Name+manifest.SHA256Suffix] = Object{}
 		have[b.Name+manifest.JSONSuffix] = Object{}
+		return "", nil
+	}
+	sendable := map[string]Local{}
+	for _, b := range out {
+		sendable[b.Name] = b
+	}
+	// cause[name] is "" once the point and its whole chain are on the
+	// remote, else why they cannot be (the first point at fault).
+	cause := map[string]*string{}
+	var ensure func(name string) (string, error)
+	ensure = func(name string) (string, error) {
+		if c, ok := cause[name]; ok {
+			if c == nil {
+				return name + "'s chain loops", nil // a parent names its child
+			}
+			return *c, nil
+		}
+		cause[name] = nil
+		var why string
+		b, ok := sendable[name]
+		parent := b.Parent
+		if !ok {
+			// Not sent from here: usable only if it is there whole.
+			m := inv.manifests[name]
+			if m == nil {
+				why = name + " is not on the remote, and it is not among the backups that may leave here"
+				cause[name] = &why
+				return why, nil
+			}
+			if m.Chain != nil && m.Chain.Kind == manifest.KindIncrement {
+				parent = m.Chain.Parent
+			}
+		}
+		if parent != "" {
+			pw, err := ensure(parent)
+			if err != nil {
+				return "", err
+			}
+			if pw != "" {
+				why = pw
+				if ok {
+					rep.HeldBack = append(rep.HeldBack, name)
+					rep.Skipped = append(rep.Skipped, fmt.Sprintf("%s: held back (a remote gets an increment only with its whole chain): %s", name, pw))
+				}
+				cause[name] = &why
+				return why, nil
+			}
+		}
+		if ok {
+			if err := ctx.Err(); err != nil {
+				return "", err
+			}
+			w, err := one(b)
+			if err != nil {
+				return "", err
+			}
+			if w != "" {
+				why = name + " " + w
+			}
+		}
+		cause[name] = &why
+		return why, nil
+	}
+	for _, b := range out {
+		if err := ctx.Err(); err != nil {
+			return rep, err
+		}
+		if _, err := ensure(b.Name); err != nil {
+			return rep, err
+		}
 	}
 	return rep, nil
 }
@@ -387,6 +473,11 @@ type Entry struct {
 	// Complete: the backup and both sidecars are there.
 	Complete bool   `json:"complete"`
 	SHA256   string `json:"sha256,omitempty"` // as its .sha256 sidecar records
+	// Parent is the point an increment applies to, by its manifest;
+	// Missing names a point its chain needs that the remote does not
+	// hold whole (an orphan: it cannot be restored from there).
+	Parent  string `json:"parent,omitempty"`
+	Missing string `json:"missing,omitempty"`
 
 	hasSHA256 bool
 }
@@ -402,11 +493,46 @@ func List(ctx context.Context, r Remote, dbs []string, loc *time.Location) ([]En
 		return nil, err
 	}
 	out := entries(objs, dbs, loc)
+	byName := map[string]*Entry{}
 	for i, e := range out {
+		byName[e.Name] = &out[i]
 		if e.hasSHA256 {
 			if s, err := readSHA256(ctx, r, e.Name); err == nil {
 				out[i].SHA256 = s
 			}
+		}
+		if e.Kind == retention.KindIncrement && e.Complete {
+			m, err := readManifest(ctx, r, e.Name)
+			if err != nil {
+				out[i].Missing = fmt.Sprintf("(its manifest: %v)", err)
+				continue
+			}
+			if m.Chain != nil {
+				out[i].Parent = m.Chain.Parent
+			}
+		}
+	}
+	// An increment's chain, followed by the parents' manifests: every
+	// point of it must be there whole.
+	for i, e := range out {
+		if e.Kind != retention.KindIncrement || !e.Complete || e.Missing != "" {
+			continue
+		}
+		seen := map[string]bool{e.Name: true}
+		for p := e.Parent; ; {
+			pe := byName[p]
+			if p == "" || pe == nil || !pe.Complete || seen[p] {
+				out[i].Missing = p
+				if p == "" {
+					out[i].Missing = "(its manifest names no parent)"
+				}
+				break
+			}
+			if pe.Kind != retention.KindIncrement {
+				break
+			}
+			seen[p] = true
+			p = pe.Parent
 		}
 	}
 	return out, nil

@@ -140,6 +140,10 @@ func checkFile(ctx context.Context, path string, fi os.FileInfo, opts Options) (
 	}
 	var deep func(*sql.DB) ([]string, error)
 	if opts.Deep {
+		path := path
+		if opts.DeepOf != "" {
+			path = opts.DeepOf
+		}
 		m, err := manifest.Read(path)
 		if errors.Is(err, fs.ErrNotExist) {
 			return res, fmt.Errorf("verify --deep %q: no manifest %s: the content was not recorded when the backup was made", path, path+manifest.JSONSuffix)

@@ -50,6 +50,11 @@ type Options struct {
 	// Deep recomputes row counts and the content hash and compares them
 	// with the backup's manifest (<file>.json).
 	Deep bool
+	// DeepOf, with Deep, is the backup whose manifest (<DeepOf>.json)
+	// holds the content to compare, when the file checked is not that
+	// backup but the database it holds (a point of an incremental chain
+	// materialized into a temp file).
+	DeepOf string
 	// Identities open encrypted (age) backups; without them only the
 	// sidecar hash and the age header of such a file are checked.
 	Identities []age.Identity

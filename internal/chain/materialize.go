@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"time"
 
+	"filippo.io/age"
 	"github.com/superfly/ltx"
 
 	"sqlite-backup/internal/format/manifest"
@@ -27,6 +28,13 @@ type MaterializeOptions struct {
 	TempDir string // default os.TempDir()
 	// Quick runs quick_check instead of integrity_check.
 	Quick bool
+	// Deep also compares the materialized database's row counts and
+	// content hash with the point's manifest (verify --deep); DeepOf is
+	// the point's stored file, beside which the manifest lies (default
+	// the last point's Path), Identities open a sealed one.
+	Deep       bool
+	DeepOf     string
+	Identities []age.Identity
 }
 
 // Materialized is a materialized, checked point.
@@ -386,7 +394,14 @@ func Materialize(ctx context.Context, chain []Point, o MaterializeOptions) (_ *M
 	res.Write = time.Since(started)
 
 	started = time.Now()
-	vr, err := verify.File(ctx, tmp, verify.Options{Quick: o.Quick})
+	vo := verify.Options{Quick: o.Quick}
+	if o.Deep {
+		vo.Deep, vo.DeepOf, vo.Identities = true, o.DeepOf, o.Identities
+		if vo.DeepOf == "" {
+			vo.DeepOf = target.Path
+		}
+	}
+	vr, err := verify.File(ctx, tmp, vo)
 	if err != nil {
 		return nil, err
 	}

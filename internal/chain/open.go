@@ -238,6 +238,9 @@ func (op *Opened) Materialize(ctx context.Context, o MaterializeOptions) (*Mater
 	if o.Path == "" && op.held != nil {
 		o.TempDir = op.held.Path
 	}
+	if o.Deep && o.DeepOf == "" {
+		o.DeepOf = op.Point() // the manifest lies beside the stored file
+	}
 	m, err := Materialize(ctx, op.Chain, o)
 	var fe *verify.FailedError
 	if errors.As(err, &fe) {
@@ -279,7 +282,10 @@ func (op *Opened) Release() {
 
 // CheckOptions tune Check.
 type CheckOptions struct {
-	Quick      bool
+	Quick bool
+	// Deep also compares the materialized database's content with the
+	// point's manifest (verify --deep).
+	Deep       bool
 	TempDir    string
 	Identities []age.Identity
 	// Remote reaches a point given as URL/NAME: it is downloaded with
@@ -387,11 +393,12 @@ func Check(ctx context.Context, path string, o CheckOptions) (verify.Result, err
 	for _, f := range op.Files {
 		res.Chain = append(res.Chain, filepath.Base(f))
 	}
-	m, err := op.Materialize(ctx, MaterializeOptions{Quick: o.Quick, TempDir: o.TempDir})
+	m, err := op.Materialize(ctx, MaterializeOptions{Quick: o.Quick, TempDir: o.TempDir, Deep: o.Deep, Identities: o.Identities})
 	if err != nil {
 		return failed(err)
 	}
 	res.OK = true
+	res.Content = m.Check.Content
 	if sum, err := manifest.ReadSHA256(path); err == nil && sum != "" {
 		res.SHA256 = "ok" // checked against it before it was read
 	}

@@ -134,6 +134,11 @@ func warnOffsite(w io.Writer, rep *backup.Report) {
 	for _, d := range rep.Damaged {
 		fmt.Fprintf(w, "sqlite-backup: WARNING: %s is %s: not sent off-site, the other backups were; check the disk, then remove it (sqlite-backup verify %s)\n", redact.Printable(d.Path), d.Error, redact.Printable(hint.Quote(d.Path)))
 	}
+	for _, s := range rep.Remotes {
+		if s.Error == "" && len(s.HeldBack) > 0 {
+			fmt.Fprintf(w, "sqlite-backup: warning: remote %s: %s not sent: a point of their chain cannot go, and a remote gets an increment only with its whole chain (each named in the report)\n", redact.Printable(s.Remote), increments(len(s.HeldBack)))
+		}
+	}
 	if n := len(rep.KeptForRemotes); n > 0 {
 		var bytes int64
 		for _, p := range rep.KeptForRemotes {
@@ -144,6 +149,13 @@ func warnOffsite(w io.Writer, rep *backup.Report) {
 		fmt.Fprintf(w, "sqlite-backup: warning: %s (%s) kept past the retention rules until every remote has them, oldest %s; the backlog grows with each run until the remotes work again\n",
 			backups(n), size.Human(bytes), redact.Printable(filepath.Base(rep.KeptForRemotes[len(rep.KeptForRemotes)-1])))
 	}
+}
+
+func increments(n int) string {
+	if n == 1 {
+		return "1 increment"
+	}
+	return fmt.Sprintf("%d increments", n)
 }
 
 func backups(n int) string {
@@ -210,7 +222,7 @@ func listRemotes(ctx context.Context, g *Globals, urls []string, flags RemoteFla
 		fmt.Fprintf(g.stdout, "%s: %s\n", redact.Printable(l.Remote), n)
 		tw := tabwriter.NewWriter(g.stdout, 0, 4, 2, ' ', 0)
 		fmt.Fprintln(tw, "BACKUP\tSIZE\tSHA256\tNOTE")
-		incomplete := false
+		incomplete, orphan := false, ""
 		for _, e := range l.Backups {
 			var note []string
 			if e.Kind == retention.KindIncrement {
@@ -224,6 +236,12 @@ func listRemotes(ctx context.Context, g *Globals, urls []string, flags RemoteFla
 			if !e.Complete {
 				note = append(note, "INCOMPLETE")
 				incomplete = true
+			}
+			if e.Missing != "" {
+				note = append(note, "ORPHAN")
+				if orphan == "" {
+					orphan = fmt.Sprintf("%s needs %s", e.Name, e.Missing)
+				}
 			}
 			sum := e.SHA256
 			if len(sum) > 12 {
@@ -241,6 +259,9 @@ func listRemotes(ctx context.Context, g *Globals, urls []string, flags RemoteFla
 		}
 		if incomplete {
 			fmt.Fprintln(g.stdout, "INCOMPLETE: its .sha256 or .json is missing; not usable until a backup run sends it")
+		}
+		if orphan != "" {
+			fmt.Fprintf(g.stdout, "ORPHAN: an increment whose chain this remote does not hold whole (%s); it cannot be restored from here until a backup run sends what it needs\n", redact.Printable(orphan))
 		}
 	}
 	return nil

@@ -117,11 +117,10 @@ func (c *VerifyCmd) Run(ctx context.Context, kctx *kong.Context, g *Globals) err
 		var res verify.Result
 		var err error
 		switch {
-		case chain.IsIncrement(c.Files[i]) && c.Deep:
-			err = hint.Wrap(fmt.Errorf("verify --deep %q: the content comparison is for full backups; an increment is checked materialized from its chain", f),
-				"sqlite-backup verify %s", shellQuote(f))
 		case chain.IsIncrement(c.Files[i]):
-			res, err = chain.Check(ctx, c.Files[i], chain.CheckOptions{Quick: c.Quick, TempDir: c.TempDir, Identities: ids, Remote: opts.Remote, FetchProgress: opts.FetchProgress})
+			// Materialized from its chain, then checked (and with --deep
+			// its content compared with its manifest) as a full is.
+			res, err = chain.Check(ctx, c.Files[i], chain.CheckOptions{Quick: c.Quick, Deep: c.Deep, TempDir: c.TempDir, Identities: ids, Remote: opts.Remote, FetchProgress: opts.FetchProgress})
 		default:
 			res, err = verify.File(ctx, c.Files[i], opts)
 		}

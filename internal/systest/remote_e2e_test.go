@@ -106,7 +106,13 @@ type remoteBackupJSON struct {
 		Present  int      `json:"already_present"`
 		Removed  []string `json:"removed"`
 		Error    string   `json:"error"`
+		Pending  []string `json:"pending"`
+		HeldBack []string `json:"held_back"`
 	} `json:"remotes"`
+	FullReason string `json:"full_reason"`
+	Damaged    []struct {
+		Path string `json:"path"`
+	} `json:"damaged"`
 }
 
 func parseBackup(t *testing.T, out string) remoteBackupJSON {
