@@ -211,7 +211,11 @@ func changePages(src string, pages int64, pct float64, clustered bool, rng *rand
 	// Same length: the rows stay in their pages, as an application's
 	// updates in place do; the indexed columns stay as they are.
 	sql := "UPDATE t SET body = randomblob(length(body)) WHERE " + where
-	if out, err := exec.Command("sqlite3", src, sql).CombinedOutput(); err != nil {
+	// On stdin: at 10 GB the id list is past the kernel's limit on one
+	// argument (128 KiB).
+	cmd := exec.Command("sqlite3", "-bail", src)
+	cmd.Stdin = strings.NewReader(sql + ";\n")
+	if out, err := cmd.CombinedOutput(); err != nil {
 		return fmt.Errorf("change pages: %v: %s", err, out)
 	}
 	return nil
