@@ -1,0 +1,261 @@
+package systest
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"math/rand/v2"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"sqlite-backup/internal/testserver"
+)
+
+// litestreamBin is the real Litestream CLI (scripts/install-deps.sh), or
+// a skip (a failure in CI).
+func litestreamBin(t *testing.T) string {
+	t.Helper()
+	gopath := os.Getenv("GOPATH")
+	if gopath == "" {
+		if h, err := os.UserHomeDir(); err == nil {
+			gopath = filepath.Join(h, "go")
+		}
+	}
+	return testserver.Need(t, "litestream", filepath.Join(gopath, "bin", "litestream"))
+}
+
+// listedPoint is what the layout test reads of a point in list --json.
+type listedPoint struct {
+	Path  string `json:"path"`
+	Name  string `json:"name"`
+	Kind  string `json:"kind"`
+	Chain *struct {
+		Kind string `json:"kind"`
+		TXID uint64 `json:"litestream_txid"`
+	} `json:"chain"`
+}
+
+// listPoints is every point list --json shows for src in dir.
+func listPoints(t *testing.T, src, dir string) []listedPoint {
+	t.Helper()
+	r := runBin(t, runOpts{}, "list", "--source", src, "--backup-dir", dir, "--json")
+	if r.code != 0 {
+		t.Fatalf("list: exit %d\n%s%s", r.code, r.stdout, r.stderr)
+	}
+	var rep struct {
+		Results []listedPoint `json:"results"`
+	}
+	if err := json.Unmarshal([]byte(r.stdout), &rep); err != nil {
+		t.Fatalf("list --json: %v\n%s", err, r.stdout)
+	}
+	return rep.Results
+}
+
+// TestLitestreamLayoutDifferential: the real binary takes --incremental
+// backups with --layout litestream of a database a real sqlite3 process
+// holds open and writes (inserts, updates, deletes, schema changes,
+// VACUUM, page size changes, checkpoints of every kind), with the page
+// index now and then lost, now and then a run killed with SIGKILL, and
+// retention run with random --keep rules. Every point list shows is
+// restored twice: by our restore POINT, and by the real `litestream
+// restore -txid N -integrity-check full` from the replica directory
+// beside the backups. The two files must be byte for byte the same, and
+// sqldiff must find them equal to the C CLI's .backup of the source
+// taken when the point was written; at the end the replica must hold
+// exactly one file per point (nothing pruned left behind, nothing a
+// kept point needs missing). SQLITE_BACKUP_STRESS=full runs 120 rounds
+// (LS_ROUNDS to choose).
+func TestLitestreamLayoutDifferential(t *testing.T) {
+	ls := litestreamBin(t)
+	if _, err := exec.LookPath("sqldiff"); err != nil {
+		t.Skip("sqldiff not installed (scripts/install-deps.sh)")
+	}
+	rounds := iterations(16, 120)
+	if n, err := strconv.Atoi(os.Getenv("LS_ROUNDS")); err == nil && n > 0 {
+		rounds = n
+	}
+	seed := uint64(time.Now().UnixNano())
+	if s, err := strconv.ParseUint(os.Getenv("LS_SEED"), 10, 64); err == nil {
+		seed = s
+	}
+	t.Logf("seed %d (LS_SEED to repeat), %d rounds", seed, rounds)
+	rng := rand.New(rand.NewPCG(seed, 31))
+	dir := t.TempDir()
+	src := filepath.Join(dir, "app.db")
+	out := filepath.Join(dir, "out")
+	refs := filepath.Join(dir, "refs")
+	for _, d := range []string{out, refs} {
+		if err := os.Mkdir(d, 0o700); err != nil {
+			t.Fatal(err)
+		}
+	}
+	replica := filepath.Join(out, "app.db.litestream")
+	pageSize := []int{1024, 4096, 8192}[rng.IntN(3)]
+	cli3(t, src, fmt.Sprintf(`PRAGMA page_size=%d; PRAGMA journal_mode=WAL;
+CREATE TABLE t(id INTEGER PRIMARY KEY, k INTEGER, v BLOB);
+CREATE INDEX t_k ON t(k);
+INSERT INTO t(k, v) SELECT abs(random()) %% 1000, randomblob(50 + abs(random()) %% 300) FROM generate_series(1, 2000);`, pageSize))
+	app := startCLI(t, src)
+	app.exec(t, "PRAGMA busy_timeout=10000")
+	app.exec(t, "PRAGMA wal_autocheckpoint=0")
+	index := filepath.Join(out, "app.db.pageindex")
+	fullEvery := 3 + rng.IntN(6)
+	ref := map[string]string{} // point name: the C CLI's .backup when it was written
+	compare := func(p listedPoint) {
+		t.Helper()
+		if p.Chain == nil || p.Chain.TXID == 0 {
+			t.Fatalf("%s: listed without a Litestream TXID: %+v", p.Name, p)
+		}
+		ours := filepath.Join(dir, "ours.db")
+		theirs := filepath.Join(dir, "litestream.db")
+		for _, f := range []string{ours, theirs, theirs + "-txid"} {
+			os.Remove(f)
+		}
+		r := runBin(t, runOpts{}, "restore", p.Path, "--to", ours)
+		if r.code != 0 {
+			t.Fatalf("restore %s: exit %d\n%s%s", p.Name, r.code, r.stdout, r.stderr)
+		}
+		txid := fmt.Sprintf("%016x", p.Chain.TXID)
+		cmd := exec.Command(ls, "restore", "-txid", txid, "-integrity-check", "full", "-o", theirs, "file://"+replica)
+		if b, err := cmd.CombinedOutput(); err != nil {
+			t.Fatalf("litestream restore -txid %s of %s: %v\n%s", txid, p.Name, err, b)
+		}
+		a, err := os.ReadFile(ours)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, err := os.ReadFile(theirs)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !bytes.Equal(a, b) {
+			t.Fatalf("%s (TXID %s): litestream restore gives %d bytes, our restore %d, and they differ", p.Name, txid, len(b), len(a))
+		}
+		if rf, ok := ref[p.Name]; ok {
+			samePoint(t, p.Name+" by litestream restore", rf, theirs)
+		} else if got := strings.TrimSpace(cli3(t, theirs, "PRAGMA integrity_check")); got != "ok" {
+			t.Fatalf("%s by litestream restore: integrity_check: %s", p.Name, got)
+		}
+		for _, f := range []string{ours, theirs, theirs + "-txid"} {
+			os.Remove(f)
+		}
+	}
+	compared := map[string]bool{}
+	stats := map[string]int{}
+	for i := range rounds {
+		for range 1 + rng.IntN(3) {
+			switch op := rng.IntN(14); op {
+			case 0, 1, 2:
+				app.exec(t, fmt.Sprintf("INSERT INTO t(k, v) SELECT abs(random()) %% 1000, randomblob(%d) FROM generate_series(1, %d)", 20+rng.IntN(600), 1+rng.IntN(200)))
+			case 3, 4:
+				app.exec(t, fmt.Sprintf("UPDATE t SET v = randomblob(length(v)) WHERE id %% %d = %d", 50+rng.IntN(300), rng.IntN(50)))
+			case 5:
+				lo := rng.IntN(2000)
+				app.exec(t, fmt.Sprintf("DELETE FROM t WHERE id BETWEEN %d AND %d", lo, lo+rng.IntN(600)))
+			case 6:
+				n := rng.IntN(3)
+				app.exec(t, fmt.Sprintf("CREATE TABLE IF NOT EXISTS s%d(a TEXT, b BLOB); INSERT INTO s%d SELECT hex(randomblob(8)), randomblob(%d) FROM generate_series(1, 100)", n, n, 10+rng.IntN(2000)))
+			case 7:
+				app.exec(t, fmt.Sprintf("DROP TABLE IF EXISTS s%d", rng.IntN(3)))
+			case 8:
+				app.exec(t, "VACUUM")
+				stats["vacuum"]++
+			case 9:
+				if rng.IntN(3) == 0 {
+					pageSize = []int{1024, 2048, 4096, 8192}[rng.IntN(4)]
+					app.exec(t, fmt.Sprintf("PRAGMA journal_mode=DELETE; PRAGMA page_size=%d; VACUUM; PRAGMA journal_mode=WAL", pageSize))
+					stats["page size"]++
+				}
+			case 10, 11:
+				app.exec(t, "PRAGMA wal_checkpoint("+[]string{"PASSIVE", "FULL", "RESTART", "TRUNCATE"}[rng.IntN(4)]+")")
+			case 12:
+				os.Remove(index)
+			}
+		}
+		args := []string{"--source", src, "--backup-dir", out, "--incremental", "--layout", "litestream",
+			"--full-every", strconv.Itoa(fullEvery), "--check-every", "24h", "--keep", "0"}
+		if rng.IntN(4) == 0 {
+			args = append(args, "--compress", []string{"zstd", "gzip"}[rng.IntN(2)])
+		}
+		if rng.IntN(8) == 0 {
+			// Killed anywhere, also between a point and its replica
+			// file: the next run writes what is missing.
+			cmd := command(t, runOpts{}, "sqlite-backup", args...)
+			if err := cmd.Start(); err != nil {
+				t.Fatal(err)
+			}
+			time.Sleep(time.Duration(rng.IntN(80)) * time.Millisecond)
+			cmd.Process.Signal(syscall.SIGKILL)
+			cmd.Wait()
+			stats["killed"]++
+			continue
+		}
+		r := runBin(t, runOpts{}, append(args, "--json")...)
+		if r.code != 0 {
+			t.Fatalf("round %d: exit %d\n%s%s", i, r.code, r.stdout, r.stderr)
+		}
+		var b incrBackupJSON
+		oneResult(t, r.stdout, &b)
+		stats[b.Kind]++
+		ref[filepath.Base(b.Path)] = filepath.Join(refs, fmt.Sprintf("%03d.db", i))
+		cli3(t, src, ".backup "+ref[filepath.Base(b.Path)])
+		for _, d := range []string{"ltx/0", "ltx/9"} {
+			if tmp := tempsIn(t, filepath.Join(replica, d)); len(tmp) > 0 {
+				t.Fatalf("round %d: temp files left in the replica: %v", i, tmp)
+			}
+		}
+		for _, p := range listPoints(t, src, out) {
+			if !compared[p.Name] {
+				compare(p)
+				compared[p.Name] = true
+			}
+		}
+		if rng.IntN(5) == 0 {
+			keep := 1 + rng.IntN(5)
+			pr := runBin(t, runOpts{}, "prune", "--source", src, "--backup-dir", out, "--keep", strconv.Itoa(keep))
+			if pr.code != 0 {
+				t.Fatalf("round %d: prune --keep %d: exit %d\n%s%s", i, keep, pr.code, pr.stdout, pr.stderr)
+			}
+			stats["prunes"]++
+		}
+	}
+	// One more run, so that a killed last round is repaired, then every
+	// point left, again, after all that followed it.
+	r := runBin(t, runOpts{}, "--source", src, "--backup-dir", out, "--incremental", "--layout", "litestream", "--full-every", strconv.Itoa(fullEvery), "--keep", "0")
+	if r.code != 0 {
+		t.Fatalf("last run: exit %d\n%s%s", r.code, r.stdout, r.stderr)
+	}
+	pts := listPoints(t, src, out)
+	var want []string
+	for _, p := range pts {
+		compare(p)
+		stats["compared at the end"]++
+		f := fmt.Sprintf("ltx/0/%016x-%016x.ltx", p.Chain.TXID, p.Chain.TXID)
+		if p.Chain.Kind == "full" {
+			f = fmt.Sprintf("ltx/9/%016x-%016x.ltx", 1, p.Chain.TXID)
+		}
+		want = append(want, f)
+	}
+	var have []string
+	for _, d := range []string{"ltx/0", "ltx/9"} {
+		for _, n := range listDir(t, filepath.Join(replica, d)) {
+			have = append(have, d+"/"+n)
+		}
+	}
+	sort.Strings(want)
+	sort.Strings(have)
+	if strings.Join(want, " ") != strings.Join(have, " ") {
+		t.Fatalf("the replica holds\n  %v\nthe points listed need\n  %v", have, want)
+	}
+	t.Logf("page size %d at the end, a full every %d: %v", pageSize, fullEvery, stats)
+	if stats["increment"] == 0 || stats["full"] == 0 {
+		t.Fatalf("no mix of fulls and increments: %v", stats)
+	}
+}
