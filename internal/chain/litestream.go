@@ -302,11 +302,12 @@ func encodeSnapshot(ctx context.Context, w io.Writer, p Point, at time.Time) (lt
 		return ltx.Header{}, nil, fmt.Errorf("litestream replica: %w", fsx.PathErr(err))
 	}
 	defer f.Close()
-	var r io.Reader = bufio.NewReaderSize(fsx.ContextReader(ctx, f), 1<<20)
+	raw := bufio.NewReaderSize(fsx.ContextReader(ctx, f), 1<<20)
+	var r io.Reader = raw
 	if k := compress.KindOf(p.Path); k != compress.None {
 		pr, pw := io.Pipe()
 		go func() {
-			_, err := compress.Decode(ctx, k, p.Path, r, pw)
+			_, err := compress.Decode(ctx, k, p.Path, raw, pw)
 			pw.CloseWithError(err)
 		}()
 		defer pr.Close()

@@ -124,6 +124,8 @@ INSERT INTO t(k, v) SELECT abs(random()) %% 1000, randomblob(50 + abs(random()) 
 		}
 		txid := fmt.Sprintf("%016x", p.Chain.TXID)
 		cmd := exec.Command(ls, "restore", "-txid", txid, "-integrity-check", "full", "-o", theirs, "file://"+replica)
+		cmd.WaitDelay = time.Second
+		t.Logf("litestream restore -txid %s (%s)", txid, p.Name)
 		if b, err := cmd.CombinedOutput(); err != nil {
 			t.Fatalf("litestream restore -txid %s of %s: %v\n%s", txid, p.Name, err, b)
 		}
@@ -184,7 +186,7 @@ INSERT INTO t(k, v) SELECT abs(random()) %% 1000, randomblob(50 + abs(random()) 
 		if rng.IntN(4) == 0 {
 			args = append(args, "--compress", []string{"zstd", "gzip"}[rng.IntN(2)])
 		}
-		if rng.IntN(8) == 0 {
+		if i%5 == 3 {
 			// Killed anywhere, also between a point and its replica
 			// file: the next run writes what is missing.
 			cmd := command(t, runOpts{}, "sqlite-backup", args...)
@@ -194,10 +196,27 @@ INSERT INTO t(k, v) SELECT abs(random()) %% 1000, randomblob(50 + abs(random()) 
 			time.Sleep(time.Duration(rng.IntN(80)) * time.Millisecond)
 			cmd.Process.Signal(syscall.SIGKILL)
 			cmd.Wait()
-			stats["killed"]++
+			if cmd.ProcessState.Success() {
+				stats["killed after it finished"]++
+			} else {
+				stats["killed"]++
+			}
 			continue
 		}
-		r := runBin(t, runOpts{}, append(args, "--json")...)
+		// A run that hangs (it did once: a pipe read by its own writer)
+		// gets SIGQUIT, so that its goroutines' stacks say where.
+		cmd := command(t, runOpts{}, "sqlite-backup", append(args, "--json")...)
+		var so, se bytes.Buffer
+		cmd.Stdout, cmd.Stderr = &so, &se
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		hung := time.AfterFunc(2*time.Minute, func() { cmd.Process.Signal(syscall.SIGQUIT) })
+		cmd.Wait()
+		if !hung.Stop() {
+			t.Fatalf("round %d: the run hung:\n%s%s", i, so.String(), se.String())
+		}
+		r := result{stdout: so.String(), stderr: se.String(), code: cmd.ProcessState.ExitCode()}
 		if r.code != 0 {
 			t.Fatalf("round %d: exit %d\n%s%s", i, r.code, r.stdout, r.stderr)
 		}
