@@ -27,6 +27,7 @@ import (
 	"os"
 	"path/filepath"
 	"sort"
+	"strconv"
 	"strings"
 	"time"
 
@@ -169,8 +170,31 @@ func SyncReplica(ctx context.Context, dir, db string, loc *time.Location, remove
 	return rep, nil
 }
 
+// ReplicaFiles lists the files of the Litestream replica of db in dir,
+// relative to it, in the order a copy must travel for no file to be
+// there before the ones it continues: snapshots, then level 0, each by
+// TXID.
+func ReplicaFiles(dir, db string) ([]string, error) {
+	es, err := replicaFiles(ReplicaDir(dir, db))
+	if err != nil {
+		return nil, err
+	}
+	sort.Slice(es, func(i, j int) bool {
+		if es[i].level != es[j].level {
+			return es[i].level > es[j].level
+		}
+		return es[i].max < es[j].max
+	})
+	out := make([]string, len(es))
+	for i, e := range es {
+		out[i] = e.rel
+	}
+	return out, nil
+}
+
 type replicaEntry struct {
 	rel      string
+	level    int
 	min, max ltx.TXID
 }
 
@@ -179,7 +203,8 @@ type replicaEntry struct {
 // missing replica is empty.
 func replicaFiles(rdir string) ([]replicaEntry, error) {
 	var out []replicaEntry
-	for _, lv := range []string{"0", "9"} {
+	for _, level := range []int{IncrementLevel, SnapshotLevel} {
+		lv := strconv.Itoa(level)
 		d := filepath.Join(rdir, "ltx", lv)
 		es, err := os.ReadDir(d)
 		if errors.Is(err, fs.ErrNotExist) {
@@ -196,7 +221,7 @@ func replicaFiles(rdir string) ([]replicaEntry, error) {
 			if err != nil || !e.Type().IsRegular() {
 				continue
 			}
-			out = append(out, replicaEntry{rel: filepath.Join("ltx", lv, e.Name()), min: lo, max: hi})
+			out = append(out, replicaEntry{rel: filepath.Join("ltx", lv, e.Name()), level: level, min: lo, max: hi})
 		}
 	}
 	return out, nil
