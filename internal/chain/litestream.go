@@ -130,10 +130,21 @@ func SyncReplica(ctx context.Context, dir, db string, loc *time.Location, remove
 	if err != nil {
 		return rep, err
 	}
+	// A backup whose manifest cannot be read may be a point with a
+	// TXID: while there is one, no file is taken for a pruned point's.
+	unknown := false
+	for name := range l.Not {
+		if _, err := manifest.Read(filepath.Join(dir, name)); err != nil {
+			unknown = true
+		}
+	}
 	have := map[string]bool{}
 	for _, f := range files {
 		if _, ok := want[f.rel]; ok {
 			have[f.rel] = true
+			continue
+		}
+		if unknown {
 			continue
 		}
 		// Its point is gone: nothing a kept point needs is here, since

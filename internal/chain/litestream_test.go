@@ -145,6 +145,24 @@ func TestSyncReplica(t *testing.T) {
 		t.Fatalf("after repair: %+v, %v", rep, err)
 	}
 
+	// A manifest that cannot be read may be a point's with a TXID: no
+	// file goes while it is so, not even one whose point is gone.
+	if err := os.Rename(pts[1].Path+manifest.JSONSuffix, pts[1].Path+".saved"); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Rename(filepath.Join(rdir, want[2]), filepath.Join(rdir, "ltx/0/0000000000000009-0000000000000009.ltx")); err != nil {
+		t.Fatal(err)
+	}
+	if rep, err := SyncReplica(ctx, bdir, "app.db", time.UTC, true); err != nil || len(rep.Removed) > 0 {
+		t.Fatalf("with %s's manifest missing: %+v, %v", pts[1].Name(), rep, err)
+	}
+	if err := os.Rename(pts[1].Path+".saved", pts[1].Path+manifest.JSONSuffix); err != nil {
+		t.Fatal(err)
+	}
+	if rep, err := SyncReplica(ctx, bdir, "app.db", time.UTC, false); err != nil || strings.Join(rep.Removed, " ") != "ltx/0/0000000000000009-0000000000000009.ltx" || strings.Join(rep.Written, " ") != want[2] {
+		t.Fatalf("with the manifest back: %+v, %v", rep, err)
+	}
+
 	// The newest increment pruned: its file goes, the others stay.
 	for _, s := range []string{"", manifest.SHA256Suffix, manifest.JSONSuffix} {
 		if err := os.Remove(pts[3].Path + s); err != nil {
