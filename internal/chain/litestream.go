@@ -140,7 +140,16 @@ func SyncReplica(ctx context.Context, dir, db string, loc *time.Location, remove
 	}
 	have := map[string]bool{}
 	for _, f := range files {
-		if _, ok := want[f.rel]; ok {
+		if p, ok := want[f.rel]; ok {
+			if !removeOnly && !isPointsFile(filepath.Join(rdir, f.rel), p) {
+				// A file of the same TXID from a point since removed by
+				// hand: not this point's; written anew.
+				if err := os.Remove(filepath.Join(rdir, f.rel)); err != nil {
+					return rep, fmt.Errorf("litestream replica: %w", fsx.PathErr(err))
+				}
+				rep.Removed = append(rep.Removed, f.rel)
+				continue
+			}
 			have[f.rel] = true
 			continue
 		}
@@ -201,6 +210,25 @@ func ReplicaFiles(dir, db string) ([]string, error) {
 		out[i] = e.rel
 	}
 	return out, nil
+}
+
+// isPointsFile says whether the replica file at path is point p's by
+// its header: its TXIDs, page size, page count and p's start.
+func isPointsFile(path string, p Point) bool {
+	m, err := manifest.Read(p.Path)
+	if err != nil {
+		return true // cannot tell: keep it
+	}
+	f, err := os.Open(path)
+	if err != nil {
+		return false
+	}
+	defer f.Close()
+	h, _, err := ltx.PeekHeader(f)
+	if err != nil {
+		return false
+	}
+	return h == lsHeader(p, uint32(p.Chain.PageSize), uint32(p.Chain.Pages), m.Started)
 }
 
 type replicaEntry struct {

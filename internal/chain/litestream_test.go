@@ -110,6 +110,19 @@ func TestSyncReplica(t *testing.T) {
 		t.Fatalf("second sync: %+v, %v", rep, err)
 	}
 
+	// A file under a point's name that is not its own (left by a point
+	// removed by hand, whose TXID the point took again) is replaced.
+	b, err := os.ReadFile(filepath.Join(rdir, want[2]))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(rdir, want[3]), b, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if rep, err := SyncReplica(ctx, bdir, "app.db", time.UTC, false); err != nil || strings.Join(rep.Removed, " ") != want[3] || strings.Join(rep.Written, " ") != want[3] {
+		t.Fatalf("a stale file under %s: %+v, %v", want[3], rep, err)
+	}
+
 	// A flipped byte in increment 2 (its file checksum catches it, and
 	// its SHA-256), a flipped page byte in the full (its state checksum):
 	// neither gets a replica file.
