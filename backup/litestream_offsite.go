@@ -36,8 +36,10 @@ func replicaRemoteDir(scheme, db string, level int) string {
 // has a file before those it continues; then the files the local
 // replica no longer has (their points pruned here) are removed. r is the
 // remote opened at rawURL; each level is opened as a remote of its own.
+// replaced are the files this run wrote anew under a name they had
+// (chain.SyncReplica): a remote's copy by that name is replaced too.
 // The caller holds the directory's off-site lock.
-func sendReplica(ctx context.Context, opts Options, r remote.Remote, rawURL, dir, db string) (*remote.ReplicaSync, error) {
+func sendReplica(ctx context.Context, opts Options, r remote.Remote, rawURL, dir, db string, replaced map[string]bool) (*remote.ReplicaSync, error) {
 	rs := &remote.ReplicaSync{Uploaded: []string{}, Removed: []string{}}
 	files, err := chain.ReplicaFiles(dir, db)
 	if err != nil {
@@ -69,7 +71,7 @@ func sendReplica(ctx context.Context, opts Options, r remote.Remote, rawURL, dir
 		if err != nil {
 			return rs, err
 		}
-		err = sendLevel(ctx, lr, sub, dir, db, local, rs)
+		err = sendLevel(ctx, lr, sub, dir, db, local, replaced, rs)
 		lr.Close()
 		if err != nil {
 			return rs, err
@@ -79,8 +81,9 @@ func sendReplica(ctx context.Context, opts Options, r remote.Remote, rawURL, dir
 }
 
 // sendLevel is sendReplica for one level: lr is the remote opened at it
-// (sub below the remote's place), local its files in the local replica.
-func sendLevel(ctx context.Context, lr remote.Remote, sub, dir, db string, local []string, rs *remote.ReplicaSync) error {
+// (sub below the remote's place), local its files in the local replica
+// (relative to it, as replaced names them).
+func sendLevel(ctx context.Context, lr remote.Remote, sub, dir, db string, local []string, replaced map[string]bool, rs *remote.ReplicaSync) error {
 	objs, err := lr.List(ctx)
 	if re := (*remote.Error)(nil); errors.As(err, &re) && re.Kind == remote.KindNoDir && len(local) == 0 {
 		return nil // no such directory there, nothing to send
@@ -108,7 +111,7 @@ func sendLevel(ctx context.Context, lr remote.Remote, sub, dir, db string, local
 			return err
 		}
 		if size, ok := there[name]; ok {
-			if size == fi.Size() {
+			if size == fi.Size() && !replaced[f] {
 				continue
 			}
 			// Not what is here (an upload of another run's file by
@@ -149,4 +152,23 @@ func putFile(ctx context.Context, r remote.Remote, name, p string, size int64) e
 	}
 	defer f.Close()
 	return r.Put(ctx, name, remote.Source{R: f, Size: size, SHA256: sum})
+}
+
+// replicaReplaced are the replica files the run removed and wrote again
+// under the same name.
+func replicaReplaced(rep *Report) map[string]bool {
+	out := map[string]bool{}
+	if rep.Replica == nil {
+		return out
+	}
+	written := map[string]bool{}
+	for _, f := range rep.Replica.Written {
+		written[f] = true
+	}
+	for _, f := range rep.Replica.Removed {
+		if written[f] {
+			out[f] = true
+		}
+	}
+	return out
 }
