@@ -396,6 +396,32 @@ func TestRemoteLitestreamLayout(t *testing.T) {
 		t.Fatalf("versitygw holds %v, the local replica %v", s3Files, local)
 	}
 	check()
+
+	// The newest point removed by hand (the page index then is not its
+	// parent's: the next run is a full): no later point takes its TXID,
+	// and its file leaves the replica here and there.
+	pts := listPoints(t, src, bdir)
+	if pts[0].Kind != "increment" {
+		t.Fatalf("newest point %s is a %s", pts[0].Name, pts[0].Kind)
+	}
+	for _, suffix := range []string{"", ".json", ".sha256"} {
+		if err := os.Remove(pts[0].Path + suffix); err != nil {
+			t.Fatal(err)
+		}
+	}
+	cli3(t, src, "UPDATE t SET v = 'again' WHERE id % 50 = 7;")
+	backup("1")
+	if got := listPoints(t, src, bdir)[0]; got.Chain.TXID <= pts[0].Chain.TXID {
+		t.Fatalf("the new point has TXID %d, the removed one had %d", got.Chain.TXID, pts[0].Chain.TXID)
+	}
+	backup("1") // the remotes lose it at the run after
+	gone := fmt.Sprintf("%016x-%016x.ltx", pts[0].Chain.TXID, pts[0].Chain.TXID)
+	for _, d := range []string{filepath.Join(bdir, "app.db.litestream", "ltx", "0"), filepath.Join(e.sshd.Dir, "app.db.litestream", "ltx", "0"), filepath.Join(e.s3Dir, "app.db.litestream", "0000")} {
+		if _, err := os.Stat(filepath.Join(d, gone)); err == nil {
+			t.Fatalf("%s is still in %s", gone, d)
+		}
+	}
+	check()
 }
 
 // chainReplicaFiles lists ltx/0 and ltx/9 of a replica directory.
