@@ -15,7 +15,6 @@ package backup
 import (
 	"context"
 	"database/sql"
-	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -240,7 +239,7 @@ func runFull(ctx context.Context, opts Options, fc *fullChain) (*Report, error) 
 			return err
 		}
 		lerr := syncReplica(ctx, opts, rep)
-		return errors.Join(lerr, afterPublished(ctx, opts, rep))
+		return joinLocal(lerr, afterPublished(ctx, opts, rep))
 	}
 	res, err := snapshot.Run(ctx, bo)
 	if res == nil {

@@ -59,11 +59,21 @@ func runIncremental(ctx context.Context, opts Options) (*Report, error) {
 	if rep != nil {
 		rep.LocalErr = err
 	}
-	if err == nil && rep != nil && len(opts.Remotes.URLs) > 0 {
-		err = sendOffsite(ctx, opts, rep)
+	// A Litestream replica that could not be written fails the run but
+	// holds back no off-site copy of the published point.
+	_, onlyReplica := err.(*replicaError)
+	if (err == nil || onlyReplica) && rep != nil && len(opts.Remotes.URLs) > 0 {
+		err = errors.Join(err, sendOffsite(ctx, opts, rep))
 	}
 	return rep, err
 }
+
+// replicaError is a Litestream replica (--layout litestream) that could
+// not be written after its point was published.
+type replicaError struct{ err error }
+
+func (e *replicaError) Error() string { return e.err.Error() }
+func (e *replicaError) Unwrap() error { return e.err }
 
 // writePoint writes the next point of the chain, holding the lock.
 func writePoint(ctx context.Context, opts Options) (*Report, error) {
@@ -381,7 +391,16 @@ func writeIncrement(ctx context.Context, opts Options, dir, src string, h head) 
 		return rep, err
 	}
 	lerr := syncReplica(ctx, opts, rep)
-	return rep, errors.Join(lerr, afterPublished(ctx, opts, rep))
+	return rep, joinLocal(lerr, afterPublished(ctx, opts, rep))
+}
+
+// joinLocal joins a replica's error and pruning's, leaving the first as
+// it is when it is the only one (runIncremental tells it apart).
+func joinLocal(replica, prune error) error {
+	if prune == nil {
+		return replica
+	}
+	return errors.Join(replica, prune)
 }
 
 // syncReplica writes the new point's file, and any other a killed run
@@ -397,7 +416,7 @@ func syncReplica(ctx context.Context, opts Options, rep *Report) error {
 	rr, err := chain.SyncReplica(ctx, dir, filepath.Base(rep.Result.Source), opts.Loc, false)
 	rep.Replica = rr
 	if err != nil {
-		return fmt.Errorf("backup %q is kept, but its Litestream replica was not written: %w", rep.Result.Path, err)
+		return &replicaError{fmt.Errorf("backup %q is kept, but its Litestream replica was not written: %w", rep.Result.Path, err)}
 	}
 	return nil
 }

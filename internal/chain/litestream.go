@@ -69,8 +69,9 @@ func ReplicaFile(c manifest.Chain) string {
 }
 
 // NextTXID is the TXID a new full of db in dir takes: one above every
-// TXID a point of db records and every file of its replica names, so
-// that no file Litestream may still see is ever named again.
+// TXID a point of db records and every file of its replica names (when
+// it can be read), so that no file Litestream may still see is named
+// again.
 func NextTXID(dir, db string, loc *time.Location) (uint64, error) {
 	l, err := Load(dir, db, "", loc)
 	if err != nil {
@@ -80,10 +81,10 @@ func NextTXID(dir, db string, loc *time.Location) (uint64, error) {
 	for _, p := range l.Points {
 		top = max(top, p.Chain.TXID)
 	}
-	files, err := replicaFiles(ReplicaDir(dir, db))
-	if err != nil {
-		return 0, err
-	}
+	// A replica that cannot be read does not stop the backup: the
+	// points' TXIDs are enough, and SyncReplica, which fails loudly on
+	// it, replaces any file whose header is not its point's.
+	files, _ := replicaFiles(ReplicaDir(dir, db))
 	for _, f := range files {
 		top = max(top, uint64(f.max))
 	}
