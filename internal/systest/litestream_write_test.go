@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -421,6 +422,35 @@ func TestRemoteLitestreamLayout(t *testing.T) {
 			t.Fatalf("%s is still in %s", gone, d)
 		}
 	}
+	check()
+
+	// A local replica that cannot be written fails the run, but the
+	// point it published still goes to both servers.
+	rdir := filepath.Join(bdir, "app.db.litestream")
+	if err := os.Rename(rdir, rdir+".aside"); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(rdir, []byte("x"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cli3(t, src, "INSERT INTO t(v) VALUES ('replica down');")
+	args := append([]string{"--source", src, "--backup-dir", bdir, "--remote", e.sshd.URL(), "--remote", e.s3URL,
+		"--incremental", "--layout", "litestream", "--keep", "0"}, e.flags...)
+	r := e.run(t, nil, args...)
+	if r.code == 0 || !strings.Contains(r.err, "its Litestream replica was not written") {
+		t.Fatalf("a replica that cannot be written: exit %d\n%s%s", r.code, r.out, r.err)
+	}
+	newest := listPoints(t, src, bdir)[0].Name
+	for _, d := range []string{e.sshd.Dir, e.s3Dir} {
+		if !slices.Contains(sha256sumCheck(t, d), newest) {
+			t.Fatalf("%s lacks %s, published while the replica was down", d, newest)
+		}
+	}
+	os.Remove(rdir)
+	if err := os.Rename(rdir+".aside", rdir); err != nil {
+		t.Fatal(err)
+	}
+	backup("0")
 	check()
 }
 
