@@ -287,6 +287,13 @@ func writeReplicaFile(ctx context.Context, rdir string, p Point) (err error) {
 		return fmt.Errorf("litestream replica: %w", fsx.PathErr(err))
 	}
 	snapshot.RemoveStaleTemps(d)
+	// The encoder's own spill files (below) of runs that died: the
+	// caller holds the directory's lock, so no live run has one.
+	if spills, err := filepath.Glob(filepath.Join(d, ".ltx-page-index-*.tmp")); err == nil {
+		for _, f := range spills {
+			os.Remove(f)
+		}
+	}
 	tf, err := fsx.CreateTemp(d, filepath.Base(final), 0o600)
 	if err != nil {
 		return fmt.Errorf("litestream replica: %w", err)
@@ -302,7 +309,7 @@ func writeReplicaFile(ctx context.Context, rdir string, p Point) (err error) {
 	var hdr ltx.Header
 	var want *written
 	if p.Chain.Kind == manifest.KindFull {
-		hdr, want, err = encodeSnapshot(ctx, bw, p, m.Started)
+		hdr, want, err = encodeSnapshot(ctx, bw, p, m.Started, d)
 	} else {
 		hdr, want, err = encodeIncrement(ctx, bw, p, m.Started)
 	}
@@ -333,6 +340,10 @@ func writeReplicaFile(ctx context.Context, rdir string, p Point) (err error) {
 	return nil
 }
 
+// snapshotSpillAt is how many page index entries a snapshot's encoder
+// keeps in memory (0: ltx's default, 1M); tests lower it.
+var snapshotSpillAt = 0
+
 // lsHeader is the header of p's replica file: no database checksums
 // (HeaderFlagNoChecksum, the form Litestream writes: every v0.5 restore
 // reads it, and v0.5.16 and older reject checksum-tracked files,
@@ -350,7 +361,7 @@ func lsHeader(p Point, pageSize, commit uint32, at time.Time) ltx.Header {
 // compressed) as a Litestream snapshot: every page but the lock-byte
 // page, in order. The pages must add up to the state checksum p's
 // manifest records, and the file must hold exactly Pages pages.
-func encodeSnapshot(ctx context.Context, w io.Writer, p Point, at time.Time) (ltx.Header, *written, error) {
+func encodeSnapshot(ctx context.Context, w io.Writer, p Point, at time.Time, spillDir string) (ltx.Header, *written, error) {
 	c := p.Chain
 	fail := func(format string, args ...any) (ltx.Header, *written, error) {
 		return ltx.Header{}, nil, damaged(p.Path, format, args...)
@@ -384,6 +395,11 @@ func encodeSnapshot(ctx context.Context, w io.Writer, p Point, at time.Time) (lt
 	if err != nil {
 		return ltx.Header{}, nil, err
 	}
+	// A snapshot's page index is 24 bytes a page in memory: past 1M
+	// pages (4 GiB of 4 KiB pages) it goes to a file beside it, so
+	// memory stays flat for any database.
+	enc.SetSpillDir(spillDir)
+	enc.SetSpillThreshold(snapshotSpillAt)
 	defer enc.Cleanup()
 	if err := enc.EncodeHeader(hdr); err != nil {
 		return ltx.Header{}, nil, err
