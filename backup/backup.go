@@ -100,6 +100,9 @@ type Report struct {
 	// CheckNote says why an increment's materialized check, though due,
 	// did not run.
 	CheckNote string `json:"check_note,omitempty"`
+	// Replica is what the run wrote into the database's Litestream
+	// replica (--layout litestream).
+	Replica *chain.ReplicaReport `json:"litestream,omitempty"`
 	// CheckOff: no materialized check runs on this chain (VerifyNone).
 	CheckOff bool               `json:"-"`
 	manifest *manifest.Manifest // as written
@@ -212,6 +215,13 @@ func runFull(ctx context.Context, opts Options, fc *fullChain) (*Report, error) 
 			if err != nil {
 				return err
 			}
+			if opts.litestream() {
+				// Above every TXID the replica has seen: the snapshot
+				// 1-TXID is newer than all of them.
+				if c.TXID, err = chain.NextTXID(dir, db, opts.Loc); err != nil {
+					return err
+				}
+			}
 			fc.rec = &c
 			return nil
 		}
@@ -232,7 +242,8 @@ func runFull(ctx context.Context, opts Options, fc *fullChain) (*Report, error) 
 		if err := published(opts, res, cnt, from, rep, rec); err != nil {
 			return err
 		}
-		return afterPublished(ctx, opts, rep)
+		lerr := syncReplica(ctx, opts, rep)
+		return joinLocal(lerr, afterPublished(ctx, opts, rep))
 	}
 	res, err := snapshot.Run(ctx, bo)
 	if res == nil {

@@ -40,6 +40,15 @@ type Incremental struct {
 	// checked (integrity_check, or quick_check with VerifyQuick) before
 	// it is published. 0 checks every increment; with VerifyNone none is.
 	CheckEvery time.Duration
+	// Layout "litestream" (chain.LayoutLitestream) also writes every
+	// point into the database's Litestream replica beside the backups
+	// (litestream.go); not with encryption.
+	Layout string
+}
+
+// litestream says the run writes the Litestream layout.
+func (o Options) litestream() bool {
+	return o.Incremental != nil && o.Incremental.Layout == chain.LayoutLitestream
 }
 
 // runIncremental is Run with Incremental: under the backup directory's
@@ -51,11 +60,21 @@ func runIncremental(ctx context.Context, opts Options) (*Report, error) {
 	if rep != nil {
 		rep.LocalErr = err
 	}
-	if err == nil && rep != nil && len(opts.Remotes.URLs) > 0 {
-		err = sendOffsite(ctx, opts, rep)
+	// A Litestream replica that could not be written fails the run but
+	// holds back no off-site copy of the published point.
+	_, onlyReplica := err.(*replicaError)
+	if (err == nil || onlyReplica) && rep != nil && len(opts.Remotes.URLs) > 0 {
+		err = errors.Join(err, sendOffsite(ctx, opts, rep))
 	}
 	return rep, err
 }
+
+// replicaError is a Litestream replica (--layout litestream) that could
+// not be written after its point was published.
+type replicaError struct{ err error }
+
+func (e *replicaError) Error() string { return e.err.Error() }
+func (e *replicaError) Unwrap() error { return e.err }
 
 // writePoint writes the next point of the chain, holding the lock.
 func writePoint(ctx context.Context, opts Options) (*Report, error) {
@@ -67,6 +86,9 @@ func writePoint(ctx context.Context, opts Options) (*Report, error) {
 	case bo.Method == snapshot.MethodVacuum:
 		return nil, hint.Wrap(errors.New("an incremental backup needs method backup: VACUUM INTO rewrites every page"),
 			"sqlite-backup --source %s --incremental --method backup", hint.Quote(bo.Source))
+	case opts.litestream() && len(bo.Recipients) > 0:
+		return nil, hint.Wrap(errors.New("--layout litestream writes files Litestream restores, which are never encrypted; it cannot be used with -r/-R"),
+			"sqlite-backup --source %s --backup-dir /backup --incremental --layout litestream", hint.Quote(bo.Source))
 	}
 	dir, err := filepath.Abs(bo.Dir)
 	if err != nil {
@@ -114,6 +136,10 @@ func writePoint(ctx context.Context, opts Options) (*Report, error) {
 		case !was && is:
 			reason = "the chain is not encrypted and this run is (-r/-R)"
 		}
+	}
+	if reason == "" && opts.litestream() && h.head.Chain.TXID == 0 {
+		// Its increments would have no TXID to continue.
+		reason = "the chain was written without --layout litestream"
 	}
 	if reason == "" {
 		reason = opts.Incremental.Policy.Decide(h.head, h.fullTime, now())
@@ -450,6 +476,9 @@ func writeIncrement(ctx context.Context, opts Options, dir, src string, h head) 
 		if cnt.err != nil {
 			rep.ContentError = fmt.Sprintf("row counts not recorded: %v", cnt.err)
 		}
+		if opts.litestream() {
+			p.Chain.TXID = h.head.Chain.TXID + 1
+		}
 		// Written whatever ctx says, as for a full: what is published
 		// is complete. An error here publishes nothing.
 		return undo, published(opts, res, cnt, "source", rep, &p.Chain)
@@ -466,7 +495,35 @@ func writeIncrement(ctx context.Context, opts Options, dir, src string, h head) 
 	if err != nil {
 		return rep, err
 	}
-	return rep, afterPublished(ctx, opts, rep)
+	lerr := syncReplica(ctx, opts, rep)
+	return rep, joinLocal(lerr, afterPublished(ctx, opts, rep))
+}
+
+// joinLocal joins a replica's error and pruning's, leaving the first as
+// it is when it is the only one (runIncremental tells it apart).
+func joinLocal(replica, prune error) error {
+	if prune == nil {
+		return replica
+	}
+	return errors.Join(replica, prune)
+}
+
+// syncReplica writes the new point's file, and any other a killed run
+// left unwritten, into the database's Litestream replica (--layout
+// litestream), holding the directory's lock. A failure leaves the
+// point published and fails the run: the replica is behind until the
+// next run writes what is missing.
+func syncReplica(ctx context.Context, opts Options, rep *Report) error {
+	if !opts.litestream() || rep.Result == nil {
+		return nil
+	}
+	dir := filepath.Dir(rep.Result.Path)
+	rr, err := chain.SyncReplica(ctx, dir, filepath.Base(rep.Result.Source), opts.Loc, false)
+	rep.Replica = rr
+	if err != nil {
+		return &replicaError{fmt.Errorf("backup %q is kept, but its Litestream replica was not written: %w", rep.Result.Path, err)}
+	}
+	return nil
 }
 
 // noCheck says why a materialized check that was due could not run.

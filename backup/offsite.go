@@ -213,6 +213,11 @@ func sendOffsite(ctx context.Context, opts Options, rep *Report) error {
 				if sr != nil {
 					sr.Remote, srs[i] = srs[i].Remote, sr
 				}
+				if err == nil && opts.litestream() {
+					// The Litestream replica after the points
+					// (litestream_offsite.go).
+					srs[i].Litestream, err = sendReplica(ctx, opts, r, url, dir, filepath.Base(res.Source), replicaReplaced(rep))
+				}
 			}
 			srs[i].Skipped = append(append([]string{}, stay...), srs[i].Skipped...)
 			if err == nil {

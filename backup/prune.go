@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"time"
 
+	"sqlite-backup/internal/chain"
 	"sqlite-backup/internal/format/manifest"
 	"sqlite-backup/internal/retention"
 	"sqlite-backup/internal/sys/fsx"
@@ -34,6 +35,9 @@ type PruneReport struct {
 	// Foreign are backups with this database's file name whose manifest
 	// names another source: never touched.
 	Foreign []string `json:"foreign,omitempty"`
+	// Replica is what went from the database's Litestream replica with
+	// the points removed (--layout litestream).
+	Replica *chain.ReplicaReport `json:"litestream,omitempty"`
 }
 
 // Prune applies the policy to the backups of one database, holding the
@@ -156,6 +160,14 @@ func prune(ctx context.Context, dir, src string, p retention.Policy, dryRun bool
 	}
 	if len(rep.Removed) > 0 {
 		fsx.SyncDir(dir)
+		// A pruned point's Litestream file goes with it (litestream.go).
+		rr, err := chain.SyncReplica(ctx, dir, filepath.Base(src), loc, true)
+		if len(rr.Removed) > 0 {
+			rep.Replica = rr
+		}
+		if err != nil {
+			return rep, err
+		}
 	}
 	return rep, nil
 }

@@ -51,6 +51,14 @@ type Remote interface {
 	Close() error
 }
 
+// DirMaker is a Remote whose place holds real directories (SFTP): it
+// makes the directory name, a slash path below its place, with its
+// parents, private to the account (0700), before a Remote opened there
+// can take uploads. An S3 prefix needs none.
+type DirMaker interface {
+	MkdirAll(ctx context.Context, name string) error
+}
+
 // Checker is a Remote that can tell before a backup, in a few round
 // trips and leaving nothing behind, whether an upload could succeed:
 // the server reached, its identity trusted, the credentials accepted,

@@ -106,6 +106,12 @@ type SyncOptions struct {
 	Loc   *time.Location
 }
 
+// ReplicaSync is what a run sent of a Litestream replica to one remote.
+type ReplicaSync struct {
+	Uploaded []string `json:"uploaded"`
+	Removed  []string `json:"removed"`
+}
+
 // SyncReport is what one run did on one remote.
 type SyncReport struct {
 	Remote   string   `json:"remote"`
@@ -124,9 +130,13 @@ type SyncReport struct {
 	// Skipped with why.
 	HeldBack []string `json:"held_back,omitempty"`
 	Removed  []string `json:"removed"`
-	Kept     int      `json:"kept"`
-	Pruned   bool     `json:"pruned"`
-	Bytes    int64    `json:"bytes_uploaded"`
+	// Litestream is what went to, and left, the remote's copy of the
+	// database's Litestream replica (--layout litestream), by the
+	// names Litestream reads there.
+	Litestream *ReplicaSync `json:"litestream,omitempty"`
+	Kept       int          `json:"kept"`
+	Pruned     bool         `json:"pruned"`
+	Bytes      int64        `json:"bytes_uploaded"`
 	// DurationMS is the whole exchange with this remote: listing,
 	// uploads with their checks, sidecars and pruning.
 	DurationMS int64 `json:"duration_ms"`

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"path/filepath"
 	"strings"
 	"time"
 
@@ -12,6 +13,7 @@ import (
 
 	"sqlite-backup/backup"
 	"sqlite-backup/config"
+	"sqlite-backup/internal/chain"
 	"sqlite-backup/internal/format/compress"
 	"sqlite-backup/internal/format/manifest"
 	"sqlite-backup/internal/output/hint"
@@ -93,7 +95,7 @@ func (c *BackupCmd) Run(ctx context.Context, kctx *kong.Context, g *Globals) err
 	if err != nil {
 		return usagef("sqlite-backup --source app.db --min-free 2G", "%v", err)
 	}
-	incr, err := c.IncrementalFlags.options(kctx, c.Backup, c.Method)
+	incr, err := c.IncrementalFlags.options(kctx, c.Backup, c.Method, len(rcpts) > 0)
 	if err != nil {
 		return err
 	}
@@ -304,10 +306,31 @@ func printBackup(w, errw io.Writer, rep *backup.Report, remotes []*remote.SyncRe
 		full = "; full backup: " + rep.FullReason
 	}
 	_, err := fmt.Fprintf(w, "%s: %s, %d bytes, %d pages, %s%s\n", redact.Printable(r.Path), verdict, r.Size, r.Pages, r.Duration.Round(time.Millisecond), full)
+	printReplica(w, rep)
 	printRemotes(w, remotes)
 	printPruned(w, errw, rep)
 	warnOffsite(errw, rep)
 	return err
+}
+
+// printReplica says which files the run wrote into and removed from the
+// database's Litestream replica (--layout litestream).
+func printReplica(w io.Writer, rep *backup.Report) {
+	var rr []*chain.ReplicaReport
+	if rep.Replica != nil {
+		rr = append(rr, rep.Replica)
+	}
+	if rep.Prune != nil && rep.Prune.Replica != nil {
+		rr = append(rr, rep.Prune.Replica)
+	}
+	for _, r := range rr {
+		for _, f := range r.Written {
+			fmt.Fprintf(w, "litestream: wrote %s\n", redact.Printable(filepath.Join(r.Dir, f)))
+		}
+		for _, f := range r.Removed {
+			fmt.Fprintf(w, "litestream: removed %s\n", redact.Printable(filepath.Join(r.Dir, f)))
+		}
+	}
 }
 
 // checkName is the check a backup's run would make ("integrity_check",
@@ -355,13 +378,17 @@ type runFields struct {
 	Chain      *manifest.Chain `json:"chain,omitempty"`
 	FullReason string          `json:"full_reason,omitempty"`
 	CheckNote  string          `json:"check_note,omitempty"`
+	// Litestream is what the run wrote into the database's Litestream
+	// replica (--layout litestream).
+	Litestream *chain.ReplicaReport `json:"litestream,omitempty"`
 }
 
 func fieldsOf(r *backup.Report) runFields {
-	f := runFields{r.SHA256, r.Manifest, r.Rows, r.Content, r.Shrink, r.Compared, []retention.Removed{}, nil, r.Skipped, r.ContentError, r.GuardNote, "", r.Chain, r.FullReason, r.CheckNote}
+	f := runFields{r.SHA256, r.Manifest, r.Rows, r.Content, r.Shrink, r.Compared, []retention.Removed{}, nil, r.Skipped, r.ContentError, r.GuardNote, "", r.Chain, r.FullReason, r.CheckNote, nil}
 	if r.Chain != nil {
 		f.Kind = r.Chain.Kind
 	}
+	f.Litestream = r.Replica
 	if r.Prune != nil {
 		f.Removed = r.Prune.Removed
 		f.NotOurs = notWrittenByUs(r.Prune.Removed)

@@ -118,6 +118,10 @@ func (c *ListCmd) Run(ctx context.Context, kctx *kong.Context, g *Globals) error
 			case e.Kind == retention.KindIncrement:
 				note += "increment "
 			}
+			if c := e.Chain; c != nil && c.TXID != 0 {
+				// --layout litestream: what litestream restore -txid takes.
+				note += fmt.Sprintf("litestream txid %016x ", c.TXID)
+			}
 			if e.Manifest != "ok" {
 				note += "manifest " + e.Manifest + " "
 			}

@@ -113,6 +113,9 @@ func printRemotes(w io.Writer, srs []*remote.SyncReport) {
 			}
 			fmt.Fprintln(w)
 		}
+		if l := s.Litestream; l != nil && len(l.Uploaded)+len(l.Removed) > 0 {
+			fmt.Fprintf(w, "remote %s: litestream replica: uploaded %d, removed %d files\n", redact.Printable(s.Remote), len(l.Uploaded), len(l.Removed))
+		}
 		for _, sk := range s.Skipped {
 			if !seen[sk] {
 				seen[sk] = true

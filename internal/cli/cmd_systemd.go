@@ -90,7 +90,7 @@ func (c *SystemdCmd) Run(kctx *kong.Context, g *Globals) error {
 	if err := c.checkCarriable(); err != nil {
 		return err
 	}
-	if _, err := c.IncrementalFlags.options(kctx, c.Backup, c.Method); err != nil {
+	if _, err := c.IncrementalFlags.options(kctx, c.Backup, c.Method, len(c.Recipient)+len(c.RecipientsFile) > 0); err != nil {
 		return err // a unit that would refuse to run every time
 	}
 

@@ -24,12 +24,17 @@ type IncrementalFlags struct {
 	Incremental bool          `help:"Write only the pages that changed since the previous backup of the database, as one increment <db-file>.YYYYMMDD_HHMMSS.ltx; a full backup starts each chain (see --full-every). Needs --backup-dir and --method backup."`
 	FullEvery   string        `default:"24,7d" placeholder:"N|DUR" help:"With --incremental: take a full backup after N increments, or when the chain's full is DUR old (e.g. 12h, 7d, 2w); both, comma-separated, whichever comes first (default ${default})."`
 	CheckEvery  time.Duration `default:"24h" placeholder:"DUR" help:"With --incremental: check the chain's newest point materialized with integrity_check when its last check is DUR old (every full is checked; default ${default}; 0: every increment)."`
+	Layout      string        `enum:"native,litestream" default:"native" help:"With --incremental: native writes the chain's own files only; litestream also keeps <backup-dir>/<db-file>.litestream, a Litestream v0.5 replica of every point (litestream restore -txid N file://DIR), pruned with the points; not with -r/-R. One of: ${enum}."`
 }
 
 // options turns the flags into backup.Incremental (nil without
 // --incremental).
-func (f IncrementalFlags) options(kctx *kong.Context, file, method string) (*backup.Incremental, error) {
+func (f IncrementalFlags) options(kctx *kong.Context, file, method string, encrypted bool) (*backup.Incremental, error) {
 	if !f.Incremental {
+		if f.Layout == chain.LayoutLitestream {
+			return nil, usagef("sqlite-backup --source app.db --backup-dir /backup --incremental --layout litestream",
+				"--layout litestream writes incremental chains as a Litestream replica; add --incremental")
+		}
 		if originOf(kctx, "full-every").Origin == config.FromFlag {
 			return nil, usagef("sqlite-backup --source app.db --backup-dir /backup --incremental --full-every 24,7d",
 				"--full-every applies to incremental backups; add --incremental")
@@ -48,6 +53,10 @@ func (f IncrementalFlags) options(kctx *kong.Context, file, method string) (*bac
 		return nil, usagef("sqlite-backup --source app.db --backup-dir /backup --incremental --method backup",
 			"--incremental needs --method backup: VACUUM INTO rewrites every page, so every increment would be a full")
 	}
+	if f.Layout == chain.LayoutLitestream && encrypted {
+		return nil, usagef("sqlite-backup --source app.db --backup-dir /backup --incremental --layout litestream   (without -r/-R)",
+			"--layout litestream writes files Litestream restores, which are never encrypted; drop -r/-R, or --layout")
+	}
 	if f.CheckEvery < 0 {
 		return nil, usagef("sqlite-backup --incremental --check-every 24h", "--check-every %s: give a duration of 0 (every increment) or more", f.CheckEvery)
 	}
@@ -55,7 +64,11 @@ func (f IncrementalFlags) options(kctx *kong.Context, file, method string) (*bac
 	if err != nil {
 		return nil, usagef("sqlite-backup --incremental --full-every 24,7d   (24 increments or 7 days, whichever first)", "--full-every %q: %v", f.FullEvery, err)
 	}
-	return &backup.Incremental{Policy: p, CheckEvery: f.CheckEvery}, nil
+	in := &backup.Incremental{Policy: p, CheckEvery: f.CheckEvery}
+	if f.Layout == chain.LayoutLitestream {
+		in.Layout = chain.LayoutLitestream
+	}
+	return in, nil
 }
 
 // parseFullEvery reads N, DUR or both: "24", "7d", "24,7d". A limit not

@@ -788,6 +788,34 @@ func (c *Client) Stat(ctx context.Context, name string) (remote.Object, error) {
 	return remote.Object{Name: name, Size: fi.Size(), ModTime: fi.ModTime()}, nil
 }
 
+// MkdirAll makes the directory name below the remote's directory, and
+// its parents, 0700 (remote.DirMaker): the Litestream layout's level
+// directories.
+func (c *Client) MkdirAll(ctx context.Context, name string) error {
+	sc, err := c.conn(ctx)
+	if err != nil {
+		return err
+	}
+	rel := strings.TrimPrefix(path.Clean("/"+name), "/")
+	p := c.dir
+	for _, part := range strings.Split(rel, "/") {
+		if part == "" {
+			continue
+		}
+		p = path.Join(p, part)
+		if fi, err := sc.Lstat(p); err == nil && fi.IsDir() {
+			continue
+		}
+		if err := sc.Mkdir(p); err != nil {
+			return c.classify("mkdir "+p, err)
+		}
+		if err := sc.Chmod(p, 0o700); err != nil {
+			return c.classify("chmod 700 "+p, err)
+		}
+	}
+	return nil
+}
+
 // Delete removes one file; a missing one is fine.
 func (c *Client) Delete(ctx context.Context, name string) error {
 	sc, err := c.conn(ctx)

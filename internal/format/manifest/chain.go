@@ -43,4 +43,9 @@ type Chain struct {
 	// ("integrity_check"), empty while none has; CheckedAt says when.
 	Checked   string     `json:"checked,omitempty"`
 	CheckedAt *time.Time `json:"checked_at,omitempty"`
+	// TXID is the point's transaction ID in the directory's Litestream
+	// replica (--layout litestream, chain.SyncReplica): a full is the
+	// snapshot 1-TXID, an increment the file TXID-TXID, its parent's
+	// TXID + 1. Zero for a point written without the layout.
+	TXID uint64 `json:"litestream_txid,omitempty"`
 }
