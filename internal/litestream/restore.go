@@ -121,6 +121,16 @@ func (r *Replica) Restore(ctx context.Context, o Options) (_ *Restored, err erro
 	switch {
 	case errors.As(err, &ge):
 		return nil, damaged(r.Where(ge.File), "%v", ge)
+	case errors.Is(err, ErrNoPoint) && o.TXID != 0:
+		// TXIDs below the point in no file: a file is missing.
+		for _, g := range r.Summarize().Gaps {
+			if g.From <= o.TXID {
+				if f, ok := r.firstFrom(g.To + 1); ok {
+					return nil, damaged(r.Where(f), "TXIDs %s to %s are in no file: TXID %s cannot be restored past them", g.From, g.To, o.TXID)
+				}
+			}
+		}
+		fallthrough
 	case errors.Is(err, ErrNoPoint):
 		what := "the newest point"
 		if o.TXID != 0 {
@@ -182,7 +192,7 @@ func (r *Replica) Restore(ctx context.Context, o Options) (_ *Restored, err erro
 		return nil, err
 	}
 	vr.Path = r.Location
-	vr.Chain = res.Files
+	vr.Replica = res.Describe()
 	res.Check = vr
 	if !vr.OK {
 		vr.Problems = append([]string{fmt.Sprintf("restored point %s (from %d files)", last.MaxTXID, len(plan))}, vr.Problems...)
@@ -343,4 +353,21 @@ func merge(ctx context.Context, ins []*input, w io.Writer, res *Restored, progre
 		res.State = "ok"
 	}
 	return nil
+}
+
+// Describe is the point as results name it.
+func (m *Restored) Describe() *verify.Replica {
+	return &verify.Replica{Kind: Kind, TXID: m.TXID.String(), Time: m.Created, Files: m.Files, StateChecksum: m.State}
+}
+
+// firstFrom is a file that starts at txid (the lowest level's).
+func (r *Replica) firstFrom(txid ltx.TXID) (File, bool) {
+	for level := 0; level <= SnapshotLevel; level++ {
+		for _, f := range r.Levels[level] {
+			if f.MinTXID == txid {
+				return f, true
+			}
+		}
+	}
+	return File{}, false
 }
