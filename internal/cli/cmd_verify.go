@@ -13,8 +13,8 @@ import (
 
 	"sqlite-backup/config"
 	"sqlite-backup/internal/chain"
-	"sqlite-backup/internal/litestream"
 	"sqlite-backup/internal/format/pageindex"
+	"sqlite-backup/internal/litestream"
 	"sqlite-backup/internal/output/hint"
 	"sqlite-backup/internal/output/redact"
 	"sqlite-backup/remote"
