@@ -616,7 +616,7 @@ func openReplica(ctx context.Context, opts Options) (*litestream.Replica, error)
 	r, err := litestream.Open(ctx, opts.Backup, opts.Remote)
 	if errors.Is(err, litestream.ErrNotReplica) {
 		if asked {
-			return nil, fmt.Errorf("restore from %q: no ltx/<level>/ files there: %w", remote.Redact(opts.Backup), ErrNotReplica)
+			return nil, fmt.Errorf("restore from %q: no Litestream LTX files there: %w", remote.Redact(opts.Backup), ErrNotReplica)
 		}
 		return nil, nil
 	}

@@ -219,7 +219,7 @@ type replicaJSON struct {
 func listReplica(ctx context.Context, g *Globals, loc string, flags RemoteFlags) error {
 	r, err := litestream.Open(ctx, loc, flags.options())
 	if errors.Is(err, litestream.ErrNotReplica) {
-		return usagef("sqlite-backup list /srv/litestream/app   (or list --backup-dir DIR for this tool's backups)", "%s: not a Litestream replica: no ltx/<level>/ files there", remote.Redact(loc))
+		return usagef("sqlite-backup list /srv/litestream/app   (or list --backup-dir DIR for this tool's backups)", "%s: not a Litestream replica: no LTX files in ltx/<level>/ or <level>/ (S3) there", remote.Redact(loc))
 	}
 	if err != nil {
 		return err

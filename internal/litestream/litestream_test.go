@@ -188,6 +188,27 @@ func TestRestoreEveryPoint(t *testing.T) {
 	}
 }
 
+// Litestream's S3 client keeps a level in <level as %04x>/, not
+// ltx/<level>/: the same replica in that layout restores the same.
+func TestObjectStoreLayout(t *testing.T) {
+	f := newFixture(t)
+	for _, l := range []int{0, 9} {
+		if err := os.Rename(filepath.Join(f.dir, "ltx", fmt.Sprint(l)), filepath.Join(f.dir, fmt.Sprintf("%04x", l))); err != nil {
+			t.Fatal(err)
+		}
+	}
+	os.Remove(filepath.Join(f.dir, "ltx"))
+	r := open(t, f.dir)
+	m, err := r.Restore(context.Background(), Options{TXID: 2, Keep: true, TempDir: t.TempDir()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m.Release()
+	if !bytes.Equal(readFile(t, m.Path), f.states[1]) || m.Files[0] != "0009/0000000000000001-0000000000000001.ltx" {
+		t.Fatalf("files %v", m.Files)
+	}
+}
+
 func TestNotAReplica(t *testing.T) {
 	dir := t.TempDir()
 	if _, err := Open(context.Background(), dir, remote.Options{}); !errors.Is(err, ErrNotReplica) {

@@ -1,6 +1,7 @@
 // Package litestream reads Litestream v0.5 replicas: a directory, an
-// SFTP directory or an S3 prefix holding ltx/<level>/<minTXID>-<maxTXID>.ltx
-// files, level 9 the snapshots. A replica is recognised by that layout
+// SFTP directory or an S3 prefix holding <minTXID>-<maxTXID>.ltx files
+// per level, in ltx/<level>/ (file, sftp) or <level as %04x>/ (S3), level
+// 9 the snapshots. A replica is recognised by that layout
 // (Open). A point (the newest, a TXID, or a time) is restored with the
 // files Litestream's own restore would choose (Plan, a port of its
 // CalcRestorePlan): the newest snapshot at or before the point, then the
@@ -42,6 +43,8 @@ const Kind = "litestream"
 
 // File is one LTX file of a replica.
 type File struct {
+	// Dir is its level's directory in the replica (levelDirs).
+	Dir     string    `json:"-"`
 	Level   int       `json:"level"`
 	MinTXID ltx.TXID  `json:"min_txid"`
 	MaxTXID ltx.TXID  `json:"max_txid"`
@@ -51,7 +54,14 @@ type File struct {
 
 // Name is the file's path in the replica, as Litestream names it.
 func (f File) Name() string {
-	return path.Join("ltx", fmt.Sprint(f.Level), ltx.FormatFilename(f.MinTXID, f.MaxTXID))
+	return path.Join(f.Dir, ltx.FormatFilename(f.MinTXID, f.MaxTXID))
+}
+
+// levelDirs are where Litestream v0.5.18 keeps a level's files: its
+// file and sftp clients in ltx/<level>/, its S3 client (and the other
+// object stores') in <level as 4 hex digits>/ below the path.
+func levelDirs(level int) []string {
+	return []string{path.Join("ltx", fmt.Sprint(level)), fmt.Sprintf("%04x", level)}
 }
 
 // Replica is one Litestream replica and the files it held when opened.
@@ -69,7 +79,7 @@ var ErrNotReplica = errors.New("not a Litestream replica")
 
 // store reads one replica's files, local or on a remote.
 type store interface {
-	list(ctx context.Context, level int) ([]File, error)
+	list(ctx context.Context, level int, dir string) ([]File, error)
 	open(ctx context.Context, f File) (io.ReadCloser, error)
 	// headerTimes: listed times are upload times, not the LTX header's
 	// timestamp Litestream restores by (S3 keeps that in metadata).
@@ -96,8 +106,7 @@ func Open(ctx context.Context, loc string, ro remote.Options) (*Replica, error) 
 		}
 		st = &remoteStore{r: rm, t: t, s3: strings.HasPrefix(loc, "s3://")}
 	} else {
-		fi, err := os.Stat(filepath.Join(loc, "ltx"))
-		if err != nil || !fi.IsDir() {
+		if fi, err := os.Stat(loc); err != nil || !fi.IsDir() {
 			return nil, ErrNotReplica
 		}
 		st = localStore{dir: loc}
@@ -108,17 +117,19 @@ func Open(ctx context.Context, loc string, ro remote.Options) (*Replica, error) 
 	var mu sync.Mutex
 	var firstErr error
 	for level := 0; level <= SnapshotLevel; level++ {
-		wg.Go(func() {
-			fs, err := st.list(ctx, level)
-			mu.Lock()
-			defer mu.Unlock()
-			if err != nil && firstErr == nil {
-				firstErr = err
-			}
-			if len(fs) > 0 {
-				r.Levels[level] = fs
-			}
-		})
+		for _, dir := range levelDirs(level) {
+			wg.Go(func() {
+				fs, err := st.list(ctx, level, dir)
+				mu.Lock()
+				defer mu.Unlock()
+				if err != nil && firstErr == nil {
+					firstErr = err
+				}
+				if len(fs) > 0 {
+					r.Levels[level] = append(r.Levels[level], fs...)
+				}
+			})
+		}
 	}
 	wg.Wait()
 	if firstErr != nil {
@@ -128,6 +139,9 @@ func Open(ctx context.Context, loc string, ro remote.Options) (*Replica, error) 
 	if len(r.Levels) == 0 {
 		st.close()
 		return nil, ErrNotReplica
+	}
+	for _, fs := range r.Levels {
+		sortFiles(fs)
 	}
 	return r, nil
 }
@@ -141,28 +155,31 @@ func (r *Replica) Where(f File) string { return r.Location + "/" + f.Name() }
 // parseFiles keeps the LTX files among a level's listing, by name, in
 // TXID order. Litestream's own temp files (.tmp) and anything else are
 // not its files.
-func parseFiles(level int, objs []remote.Object) []File {
+func parseFiles(level int, dir string, objs []remote.Object) []File {
 	var out []File
 	for _, o := range objs {
 		min, max, err := ltx.ParseFilename(o.Name)
 		if err != nil || ltx.FormatFilename(min, max) != o.Name {
 			continue
 		}
-		out = append(out, File{Level: level, MinTXID: min, MaxTXID: max, Size: o.Size, Created: o.ModTime.UTC()})
+		out = append(out, File{Dir: dir, Level: level, MinTXID: min, MaxTXID: max, Size: o.Size, Created: o.ModTime.UTC()})
 	}
-	sort.Slice(out, func(i, j int) bool {
-		if out[i].MinTXID != out[j].MinTXID {
-			return out[i].MinTXID < out[j].MinTXID
-		}
-		return out[i].MaxTXID < out[j].MaxTXID
-	})
 	return out
+}
+
+func sortFiles(fs []File) {
+	sort.Slice(fs, func(i, j int) bool {
+		if fs[i].MinTXID != fs[j].MinTXID {
+			return fs[i].MinTXID < fs[j].MinTXID
+		}
+		return fs[i].MaxTXID < fs[j].MaxTXID
+	})
 }
 
 type localStore struct{ dir string }
 
-func (l localStore) list(_ context.Context, level int) ([]File, error) {
-	d := filepath.Join(l.dir, "ltx", fmt.Sprint(level))
+func (l localStore) list(_ context.Context, level int, dir string) ([]File, error) {
+	d := filepath.Join(l.dir, filepath.FromSlash(dir))
 	es, err := os.ReadDir(d)
 	if errors.Is(err, fs.ErrNotExist) || errors.Is(err, syscall.ENOTDIR) {
 		return nil, nil
@@ -181,7 +198,7 @@ func (l localStore) list(_ context.Context, level int) ([]File, error) {
 		}
 		objs = append(objs, remote.Object{Name: e.Name(), Size: fi.Size(), ModTime: fi.ModTime()})
 	}
-	return parseFiles(level, objs), nil
+	return parseFiles(level, dir, objs), nil
 }
 
 func (l localStore) open(_ context.Context, f File) (io.ReadCloser, error) {
@@ -201,12 +218,12 @@ type remoteStore struct {
 	s3 bool
 }
 
-func (s *remoteStore) list(ctx context.Context, level int) ([]File, error) {
-	objs, err := s.t.ListDir(ctx, path.Join("ltx", fmt.Sprint(level)))
+func (s *remoteStore) list(ctx context.Context, level int, dir string) ([]File, error) {
+	objs, err := s.t.ListDir(ctx, dir)
 	if err != nil {
 		return nil, err
 	}
-	return parseFiles(level, objs), nil
+	return parseFiles(level, dir, objs), nil
 }
 
 func (s *remoteStore) open(ctx context.Context, f File) (io.ReadCloser, error) {
