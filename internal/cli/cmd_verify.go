@@ -141,6 +141,9 @@ func (c *VerifyCmd) Run(ctx context.Context, kctx *kong.Context, g *Globals) err
 		switch {
 		case rerr != nil:
 			err = rerr
+		case isRep && c.Deep:
+			err = hint.Wrap(fmt.Errorf("verify --deep %q: a Litestream replica has no manifest of rows to compare; its point is checked with integrity_check", f),
+				"sqlite-backup verify %s", shellQuote(f))
 		case isRep:
 			res, err = checkReplica(ctx, rep, litestream.Options{TXID: replicaTXID, At: replicaAt, TempDir: c.TempDir, Quick: c.Quick, Check: opts.Progress})
 		case chain.IsIncrement(c.Files[i]) && c.Deep:
