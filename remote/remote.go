@@ -61,7 +61,10 @@ type Tree interface {
 	// names); a missing dir, or a name that is not a directory, is empty.
 	ListDir(ctx context.Context, dir string) ([]Object, error)
 	// GetPath streams the file at path; a missing one is ErrNotExist.
-	GetPath(ctx context.Context, path string) (io.ReadCloser, error)
+	// parallel asks for the backend's parallel download where it has
+	// one (S3: ranged GETs, 20 MiB of parts in memory); without it one
+	// stream, for a caller that reads many files at once.
+	GetPath(ctx context.Context, path string, parallel bool) (io.ReadCloser, error)
 }
 
 // CleanTreePath checks a Tree path: relative, no "..", no empty part.

@@ -80,7 +80,8 @@ var ErrNotReplica = errors.New("not a Litestream replica")
 // store reads one replica's files, local or on a remote.
 type store interface {
 	list(ctx context.Context, level int, dir string) ([]File, error)
-	open(ctx context.Context, f File) (io.ReadCloser, error)
+	// open streams f; parallel: in the backend's parallel download.
+	open(ctx context.Context, f File, parallel bool) (io.ReadCloser, error)
 	// headerTimes: listed times are upload times, not the LTX header's
 	// timestamp Litestream restores by (S3 keeps that in metadata).
 	headerTimes() bool
@@ -201,7 +202,7 @@ func (l localStore) list(_ context.Context, level int, dir string) ([]File, erro
 	return parseFiles(level, dir, objs), nil
 }
 
-func (l localStore) open(_ context.Context, f File) (io.ReadCloser, error) {
+func (l localStore) open(_ context.Context, f File, _ bool) (io.ReadCloser, error) {
 	fh, err := os.Open(filepath.Join(l.dir, filepath.FromSlash(f.Name())))
 	if errors.Is(err, fs.ErrNotExist) {
 		return nil, remote.ErrNotExist
@@ -226,8 +227,8 @@ func (s *remoteStore) list(ctx context.Context, level int, dir string) ([]File, 
 	return parseFiles(level, dir, objs), nil
 }
 
-func (s *remoteStore) open(ctx context.Context, f File) (io.ReadCloser, error) {
-	return s.t.GetPath(ctx, f.Name())
+func (s *remoteStore) open(ctx context.Context, f File, parallel bool) (io.ReadCloser, error) {
+	return s.t.GetPath(ctx, f.Name(), parallel)
 }
 
 func (s *remoteStore) headerTimes() bool { return s.s3 }
@@ -236,7 +237,7 @@ func (s *remoteStore) close()            { s.r.Close() }
 // headerTime reads f's LTX header for the time Litestream stamped it
 // with (what its S3 client keeps in object metadata).
 func (r *Replica) headerTime(ctx context.Context, f File) (time.Time, error) {
-	rc, err := r.st.open(ctx, f)
+	rc, err := r.st.open(ctx, f, false)
 	if err != nil {
 		return time.Time{}, err
 	}

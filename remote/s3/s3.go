@@ -480,12 +480,12 @@ func (c *Client) ListDir(ctx context.Context, dir string) ([]remote.Object, erro
 	return out, nil
 }
 
-// GetPath streams the object prefix/p (remote.Tree), in parallel ranged
-// GETs as Get does.
-func (c *Client) GetPath(ctx context.Context, p string) (io.ReadCloser, error) {
+// GetPath streams the object prefix/p (remote.Tree): with parallel in
+// ranged GETs as Get does, else in one GET.
+func (c *Client) GetPath(ctx context.Context, p string, parallel bool) (io.ReadCloser, error) {
 	p, err := remote.CleanTreePath(p)
 	if err != nil {
 		return nil, c.fail(remote.KindUsage, false, err, "")
 	}
-	return c.Get(ctx, p)
+	return c.get(ctx, p, parallel)
 }

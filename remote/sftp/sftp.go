@@ -871,8 +871,9 @@ func (c *Client) ListDir(ctx context.Context, dir string) ([]remote.Object, erro
 	return out, nil
 }
 
-// GetPath streams the file at p below the remote directory (remote.Tree).
-func (c *Client) GetPath(ctx context.Context, p string) (io.ReadCloser, error) {
+// GetPath streams the file at p below the remote directory (remote.Tree),
+// with reads in flight as Get does (its buffers are small either way).
+func (c *Client) GetPath(ctx context.Context, p string, _ bool) (io.ReadCloser, error) {
 	p, err := remote.CleanTreePath(p)
 	if err != nil {
 		return nil, c.fail(remote.KindUsage, false, err, "")
