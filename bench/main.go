@@ -8,6 +8,7 @@
 //	go run ./bench -smoke                   # seconds: proves the program works
 //	go run ./bench -remote -size 200 -n 3   # uploads: sftp/scp, rclone (docs/REMOTE-PERFORMANCE.md)
 //	go run ./bench -incremental -size 200 -n 3   # increments (docs/INCREMENTAL.md)
+//	go run ./bench -litestream -size 1024 -n 3   # a Litestream replica's restore (docs/LITESTREAM.md)
 //
 // The databases live in a temp dir (-dir) and are deleted at the end
 // unless -db names an existing one. Timings are wall clock of the child
@@ -45,6 +46,7 @@ type config struct {
 	checks   bool
 	remote   bool
 	incr     bool
+	ls       bool
 	restore  bool
 	interval time.Duration
 
@@ -80,6 +82,7 @@ func main() {
 	flag.BoolVar(&c.smoke, "smoke", false, "tiny database, one round: checks that the benchmark works")
 	flag.BoolVar(&c.remote, "remote", false, "benchmark uploads instead: sqlite-backup --remote against OpenSSH sftp/scp and rclone copy on loopback sshd and versitygw (see docs/REMOTE-PERFORMANCE.md)")
 	flag.BoolVar(&c.incr, "incremental", false, "benchmark incremental backups instead: an increment after 1 % of pages changed at random and clustered against a full backup + verify, and the restore of a chain of 24 (see docs/INCREMENTAL.md)")
+	flag.BoolVar(&c.ls, "litestream", false, "benchmark the restore of a Litestream replica on loopback versitygw: ours against litestream restore v0.5.18 of the same point (see docs/LITESTREAM.md)")
 	flag.Parse()
 	if c.smoke {
 		c.sizeMB, c.rounds = 4, 1
@@ -93,6 +96,9 @@ func main() {
 	}
 	if c.incr {
 		runner = runIncremental
+	}
+	if c.ls {
+		runner = runLitestream
 	}
 	if err := runner(c, os.Stdout); err != nil {
 		fmt.Fprintln(os.Stderr, "bench:", err)

@@ -15,6 +15,7 @@ import (
 	"fmt"
 	"io"
 	"net/url"
+	"path"
 	"sort"
 	"strings"
 	"sync"
@@ -57,6 +58,30 @@ type Remote interface {
 // can take uploads. An S3 prefix needs none.
 type DirMaker interface {
 	MkdirAll(ctx context.Context, name string) error
+}
+
+// Tree is a Remote that also reads below its location, for a layout
+// another tool wrote in subdirectories (a Litestream replica's
+// ltx/<level>/ files). Paths are slash-separated, relative to the
+// location, and never climb out of it.
+type Tree interface {
+	// ListDir returns the regular files directly in dir (names are base
+	// names); a missing dir, or a name that is not a directory, is empty.
+	ListDir(ctx context.Context, dir string) ([]Object, error)
+	// GetPath streams the file at path; a missing one is ErrNotExist.
+	// parallel asks for the backend's parallel download where it has
+	// one (S3: ranged GETs, 20 MiB of parts in memory); without it one
+	// stream, for a caller that reads many files at once.
+	GetPath(ctx context.Context, path string, parallel bool) (io.ReadCloser, error)
+}
+
+// CleanTreePath checks a Tree path: relative, no "..", no empty part.
+func CleanTreePath(p string) (string, error) {
+	c := path.Clean(p)
+	if p == "" || strings.HasPrefix(p, "/") || c != p || c == "." || c == ".." || strings.HasPrefix(c, "../") {
+		return "", fmt.Errorf("bad path %q below the remote location", p)
+	}
+	return c, nil
 }
 
 // Checker is a Remote that can tell before a backup, in a few round

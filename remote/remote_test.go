@@ -86,3 +86,15 @@ func TestRedact(t *testing.T) {
 		}
 	}
 }
+
+// A Tree path never leaves the remote location.
+func TestCleanTreePath(t *testing.T) {
+	for p, ok := range map[string]bool{
+		"ltx/0": true, "0009": true, "ltx/9/0000000000000001-0000000000000001.ltx": true,
+		"": false, ".": false, "..": false, "../x": false, "ltx/../../x": false, "/etc": false, "ltx//0": false, "ltx/0/": false,
+	} {
+		if _, err := CleanTreePath(p); (err == nil) != ok {
+			t.Errorf("CleanTreePath(%q): %v, want ok=%v", p, err, ok)
+		}
+	}
+}

@@ -21,12 +21,14 @@ import (
 	"time"
 
 	"filippo.io/age"
+	"github.com/superfly/ltx"
 
 	"sqlite-backup/internal/chain"
 	"sqlite-backup/internal/format/compress"
 	"sqlite-backup/internal/format/encrypt"
 	"sqlite-backup/internal/format/sqlitefile"
 	"sqlite-backup/internal/host/passwd"
+	"sqlite-backup/internal/litestream"
 	"sqlite-backup/internal/output/hint"
 	"sqlite-backup/internal/snapshot"
 	"sqlite-backup/internal/sys/fsx"
@@ -75,8 +77,23 @@ type Options struct {
 	Pages func(done, total int64)
 	Check func(done, total int64, finished bool)
 
+	// Backup may name a Litestream v0.5 replica (a directory,
+	// sftp://…/dir or s3://bucket/prefix), recognised by its layout: the
+	// point ending at ReplicaTXID, else the newest before ReplicaAt,
+	// else its newest is built from the files Litestream would choose
+	// and checked in a private directory beside the target
+	// (internal/litestream), then restored from. Either set for a Backup
+	// that is no replica is ErrNotReplica.
+	ReplicaTXID ltx.TXID
+	ReplicaAt   time.Time
+
 	holders []Process // named in a busy error
 }
+
+// ErrNotReplica is wrapped by the error Run returns when a point of a
+// replica is asked for (ReplicaTXID, ReplicaAt) of a Backup that is not
+// a Litestream replica; the CLI reports it as a usage error.
+var ErrNotReplica = errors.New("not a Litestream replica")
 
 // The steps Options.Phase names.
 const (
@@ -121,6 +138,8 @@ type Result struct {
 	// Chain names the files a point of an incremental chain was
 	// materialized from: its full, then each increment.
 	Chain []string `json:"chain,omitempty"`
+	// Replica says which point of a Litestream replica was restored.
+	Replica *verify.Replica `json:"replica,omitempty"`
 	// Space is what the restore writes beside the target before it
 	// frees anything, and what was free there (checked before).
 	Space *Space `json:"space,omitempty"`
@@ -160,10 +179,24 @@ func Run(ctx context.Context, opts Options) (*Result, error) {
 	if opts.Backup == "" {
 		return nil, hint.Wrap(errors.New("no backup file given"), "sqlite-backup restore /backup/app.db.20260101_120000 --to /srv/app/app.db")
 	}
+	// A Litestream replica is known by its layout, here or remote.
+	rep, err := openReplica(ctx, opts)
+	if err != nil {
+		return nil, err
+	}
+	if rep != nil {
+		defer rep.Close()
+	}
 	// A remote backup (URL/NAME) is named without secrets in every
 	// message, and downloaded once the target's directory is locked.
 	var remoteURL, bk string
-	if remote.IsURL(opts.Backup) {
+	if rep != nil {
+		bk = rep.Location
+		if remote.IsURL(opts.Backup) {
+			opts.Backup = rep.Location
+			bk = ""
+		}
+	} else if remote.IsURL(opts.Backup) {
 		remoteURL, opts.Backup = opts.Backup, remote.Redact(opts.Backup)
 		// Known by its name before a byte is downloaded.
 		if len(opts.Identities) == 0 && strings.HasSuffix(remoteURL, encrypt.Suffix) {
@@ -183,7 +216,7 @@ func Run(ctx context.Context, opts Options) (*Result, error) {
 		return nil, err
 	}
 	res := &Result{Backup: bk, Target: target, DryRun: opts.DryRun, Check: "integrity_check"}
-	if remoteURL != "" {
+	if remoteURL != "" || rep != nil {
 		res.Backup = opts.Backup
 	}
 
@@ -246,7 +279,21 @@ func Run(ctx context.Context, opts Options) (*Result, error) {
 	opts.phase(PhaseVerify)
 	var vr verify.Result
 	var plain string
-	if point {
+	if rep != nil {
+		m, err := rep.Restore(ctx, litestream.Options{TXID: opts.ReplicaTXID, At: opts.ReplicaAt, TempDir: filepath.Dir(target), Keep: true, Progress: opts.Pages, Check: opts.Check})
+		defer m.Release()
+		var fe *verify.FailedError
+		if errors.As(err, &fe) {
+			return nil, hint.Wrap(fmt.Errorf("litestream replica %q failed verification; nothing was restored: %w", opts.Backup, err),
+				"see what the replica holds: sqlite-backup list %s", hint.Quote(opts.Backup))
+		}
+		if err != nil {
+			return nil, fmt.Errorf("restore from %q: %w", opts.Backup, err)
+		}
+		vr, plain = m.Check, m.Path
+		vr.Size = m.Pages * int64(m.PageSize)
+		res.Replica = m.Describe()
+	} else if point {
 		// A point of a chain: materialized, state and integrity checked,
 		// into a private directory beside the target (materialize.go).
 		op, m, err := materialize(ctx, bk, target, opts)
@@ -552,4 +599,37 @@ func describeHolders(pids []int) string {
 		return "another process has it open: " + HolderList(processes(pids))
 	}
 	return fmt.Sprintf("%d other processes have it open: %s", len(pids), HolderList(processes(pids)))
+}
+
+// openReplica opens Backup as a Litestream replica when it is one (a
+// directory or a remote URL with its layout); nil when it is not.
+func openReplica(ctx context.Context, opts Options) (*litestream.Replica, error) {
+	asked := opts.ReplicaTXID != 0 || !opts.ReplicaAt.IsZero()
+	if !remote.IsURL(opts.Backup) {
+		if fi, err := os.Stat(opts.Backup); err != nil || !fi.IsDir() {
+			if asked {
+				return nil, fmt.Errorf("restore from %q: --txid and --at with a backup are for a Litestream replica: %w", opts.Backup, ErrNotReplica)
+			}
+			return nil, nil
+		}
+	}
+	r, err := litestream.Open(ctx, opts.Backup, opts.Remote)
+	if errors.Is(err, litestream.ErrNotReplica) {
+		if asked {
+			return nil, fmt.Errorf("restore from %q: no Litestream LTX files there: %w", remote.Redact(opts.Backup), ErrNotReplica)
+		}
+		return nil, nil
+	}
+	if err != nil && !remote.IsURL(opts.Backup) {
+		return nil, err
+	}
+	if err != nil {
+		// A URL/NAME of a backup may fail a replica's listing in ways
+		// its download will say better.
+		if asked {
+			return nil, err
+		}
+		return nil, nil
+	}
+	return r, nil
 }

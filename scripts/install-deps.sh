@@ -49,9 +49,9 @@ if ! go version -m "$gobin/versitygw" 2>/dev/null | grep -Eq '^\s+mod\s+github.c
   echo "install-deps: building versitygw v1.8.0 (a few minutes)" >&2
   GOBIN=$gobin CGO_ENABLED=0 go install github.com/versity/versitygw/cmd/versitygw@v1.8.0
 fi
-# Litestream v0.5.18: the independent reader and writer of Litestream
-# replicas the interoperability tests run (docs/LITESTREAM.md); it
-# builds without cgo (modernc SQLite). Installed where the tests look.
+# Litestream v0.5.18: the real CLI the Litestream tests replicate with and
+# restore by (issue 31), built static like versitygw (CGO_ENABLED=0: its
+# SQLite is modernc's). Apache 2.0; several minutes to build cold.
 if ! go version -m "$gobin/litestream" 2>/dev/null | grep -Eq '^\s+mod\s+github.com/benbjohnson/litestream\s+v0\.5\.18\s'; then
   echo "install-deps: building litestream v0.5.18 (a few minutes)" >&2
   GOBIN=$gobin CGO_ENABLED=0 go install github.com/benbjohnson/litestream/cmd/litestream@v0.5.18

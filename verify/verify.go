@@ -115,8 +115,24 @@ type Result struct {
 	// Threads is how many connections the SQLite check ran on: more than
 	// one for a full check split by parallelPlan.
 	Threads int `json:"-"`
+	// Replica, set when the file was a point of a Litestream replica,
+	// says which point and from which files it was built.
+	Replica *Replica `json:"replica,omitempty"`
 	// held is the private directory of Decompressed (RemoveDecompressed).
 	held *fsx.HeldDir
+}
+
+// Replica is a point of another tool's replica that was read, built
+// into a database and checked.
+type Replica struct {
+	Kind string    `json:"kind"` // "litestream"
+	TXID string    `json:"txid"` // the point, 16 hex digits as Litestream writes it
+	Time time.Time `json:"time"` // when Litestream stamped the point's last file
+	// Files are the replica's files the point was built from, in order.
+	Files []string `json:"files"`
+	// StateChecksum is "ok" when the files carry Litestream's post-apply
+	// checksum and the database built adds up to it.
+	StateChecksum string `json:"state_checksum,omitempty"`
 }
 
 // Summary is the first problems on one line, for "FILE: FAILED: …".

@@ -306,16 +306,16 @@ func printBackup(w, errw io.Writer, rep *backup.Report, remotes []*remote.SyncRe
 		full = "; full backup: " + rep.FullReason
 	}
 	_, err := fmt.Fprintf(w, "%s: %s, %d bytes, %d pages, %s%s\n", redact.Printable(r.Path), verdict, r.Size, r.Pages, r.Duration.Round(time.Millisecond), full)
-	printReplica(w, rep)
+	printLayoutFiles(w, rep)
 	printRemotes(w, remotes)
 	printPruned(w, errw, rep)
 	warnOffsite(errw, rep)
 	return err
 }
 
-// printReplica says which files the run wrote into and removed from the
+// printLayoutFiles says which files the run wrote into and removed from the
 // database's Litestream replica (--layout litestream).
-func printReplica(w io.Writer, rep *backup.Report) {
+func printLayoutFiles(w io.Writer, rep *backup.Report) {
 	var rr []*chain.ReplicaReport
 	if rep.Replica != nil {
 		rr = append(rr, rep.Replica)

@@ -2,6 +2,7 @@ package cli
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"path/filepath"
 	"strconv"
@@ -10,19 +11,23 @@ import (
 	"time"
 
 	"github.com/alecthomas/kong"
+	"github.com/superfly/ltx"
 
 	"sqlite-backup/backup"
 	"sqlite-backup/config"
 	"sqlite-backup/internal/format/manifest"
+	"sqlite-backup/internal/litestream"
 	"sqlite-backup/internal/output/hint"
 	"sqlite-backup/internal/output/redact"
 	"sqlite-backup/internal/output/size"
 	"sqlite-backup/internal/retention"
+	"sqlite-backup/remote"
 )
 
 // ListCmd shows the backups in the backup directory with what their
 // sidecars say; with --verify it checks each one as verify does.
 type ListCmd struct {
+	Replica string   `arg:"" optional:"" name:"replica" help:"A Litestream replica to list instead (a directory, sftp://…/dir or s3://bucket/prefix): its snapshots, levels, restore points and what is missing."`
 	Verify  bool     `help:"Also check each backup: sha256, decompression and integrity_check (reads every file)."`
 	Quick   bool     `help:"Check each backup with quick_check instead of integrity_check (implies --verify)."`
 	Deep    bool     `help:"Also recompute the rows and content hash each manifest recorded (implies --verify)."`
@@ -39,6 +44,12 @@ func (c *ListCmd) Run(ctx context.Context, kctx *kong.Context, g *Globals) error
 	ids, err := c.identities()
 	if err != nil {
 		return err
+	}
+	if c.Replica != "" {
+		if c.Verify || len(c.Remote) > 0 && originOf(kctx, "remote").Origin == config.FromFlag {
+			return usagef("sqlite-backup list /srv/litestream/app   (then: sqlite-backup verify /srv/litestream/app)", "list REPLICA takes no --verify or --remote; verify REPLICA checks its newest point")
+		}
+		return listReplica(ctx, g, c.Replica, c.RemoteFlags)
 	}
 	var dbs []string
 	if o := originOf(kctx, "source"); o.Origin == config.FromFlag || o.Origin == config.FromEnv || o.Origin == config.FromFile {
@@ -199,4 +210,94 @@ func startedAt(e backup.Entry) *time.Time {
 		return nil
 	}
 	return &m.Started
+}
+
+// replicaJSON is list's --json result for a Litestream replica.
+type replicaJSON struct {
+	Kind string `json:"kind"` // "litestream"
+	litestream.Summary
+}
+
+// listReplica shows what a Litestream replica holds: snapshots, each
+// level's files, the TXIDs a restore can reach and what is missing.
+func listReplica(ctx context.Context, g *Globals, loc string, flags RemoteFlags) error {
+	r, err := litestream.Open(ctx, loc, flags.options())
+	if errors.Is(err, litestream.ErrNotReplica) {
+		return usagef("sqlite-backup list /srv/litestream/app   (or list --backup-dir DIR for this tool's backups)", "%s: not a Litestream replica: no LTX files in ltx/<level>/ or <level>/ (S3) there", remote.Redact(loc))
+	}
+	if err != nil {
+		return err
+	}
+	defer r.Close()
+	s := r.Summarize()
+	if g.JSON {
+		g.addResult(replicaJSON{Kind: litestream.Kind, Summary: s})
+		return nil
+	}
+	w := g.stdout
+	fmt.Fprintf(w, "litestream replica %s\n", redact.Printable(s.Location))
+	if s.Newest != nil {
+		fmt.Fprintf(w, "newest point: TXID %s (%s), restored from %d files\n", s.Newest.TXID, s.Newest.Created.Local().Format(time.DateTime), s.Newest.Files)
+	} else {
+		fmt.Fprintf(w, "newest point: NOT RESTORABLE: %s\n", s.NewestErr)
+	}
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	zone, _ := time.Now().Zone()
+	fmt.Fprintf(tw, "LEVEL\tFILES\tTXIDS\tFIRST (%s)\tLAST\tSIZE\n", zone)
+	for _, l := range s.Levels {
+		name := strconv.Itoa(l.Level)
+		if l.Level == litestream.SnapshotLevel {
+			name += " (snapshots)"
+		}
+		fmt.Fprintf(tw, "%s\t%d\t%s-%s\t%s\t%s\t%s\n", name, l.Files, l.MinTXID, l.MaxTXID, l.First.Local().Format(time.DateTime), l.Last.Local().Format(time.DateTime), size.Human(l.Bytes))
+	}
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	for _, f := range s.Snapshots {
+		fmt.Fprintf(w, "snapshot %s: TXIDs %s-%s, %s, %s\n", f.Name(), f.MinTXID, f.MaxTXID, f.Created.Local().Format(time.DateTime), size.Human(f.Size))
+	}
+	fmt.Fprintf(w, "restore points: %d (--txid): %s\n", len(s.Points), txidRanges(pointTXIDs(s.Points)))
+	if len(s.Points) > 0 {
+		fmt.Fprintf(w, "from %s to %s (--at)\n", s.Points[0].Created.Local().Format(time.DateTime), s.Points[len(s.Points)-1].Created.Local().Format(time.DateTime))
+	}
+	for _, gp := range s.Gaps {
+		fmt.Fprintf(w, "MISSING: TXIDs %s-%s are in no file\n", gp.From, gp.To)
+	}
+	if len(s.Unreachable) > 0 {
+		fmt.Fprintf(w, "not restorable: %d file ends (%s): before every snapshot, after a gap, or where retention removed a level's files\n", len(s.Unreachable), txidRanges(s.Unreachable))
+	}
+	return nil
+}
+
+func pointTXIDs(ps []litestream.Point) []ltx.TXID {
+	out := make([]ltx.TXID, len(ps))
+	for i, p := range ps {
+		out[i] = p.TXID
+	}
+	return out
+}
+
+// txidRanges shows sorted TXIDs as runs: "01-05, 07".
+func txidRanges(ts []ltx.TXID) string {
+	if len(ts) == 0 {
+		return "none"
+	}
+	var parts []string
+	for i := 0; i < len(ts); {
+		j := i
+		for j+1 < len(ts) && ts[j+1] == ts[j]+1 {
+			j++
+		}
+		if i == j {
+			parts = append(parts, ts[i].String())
+		} else {
+			parts = append(parts, ts[i].String()+"-"+ts[j].String())
+		}
+		i = j + 1
+	}
+	if len(parts) > 8 {
+		parts = append(parts[:4], fmt.Sprintf("… %d runs …", len(parts)-8), parts[len(parts)-4], parts[len(parts)-3], parts[len(parts)-2], parts[len(parts)-1])
+	}
+	return strings.Join(parts, ", ")
 }

@@ -5,9 +5,12 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"strconv"
+	"strings"
 	"time"
 
 	"github.com/alecthomas/kong"
+	"github.com/superfly/ltx"
 
 	"sqlite-backup/backup"
 	"sqlite-backup/config"
@@ -16,12 +19,14 @@ import (
 	"sqlite-backup/internal/output/size"
 	"sqlite-backup/remote"
 	"sqlite-backup/restore"
+	"sqlite-backup/verify"
 )
 
 // RestoreCmd puts a verified backup back in place of the database.
 type RestoreCmd struct {
-	File    string   `arg:"" optional:"" name:"backup" help:"Backup file to restore from: a full backup or an increment (.ltx, materialized from its chain), or a remote backup as URL/NAME (downloaded with its sidecars beside the target, checked, removed)."`
-	At      string   `placeholder:"TIME" env:"-" help:"Instead of BACKUP, restore the newest backup of the database (--source) in --backup-dir, or on --remote, taken at or before TIME: \"YYYY-MM-DD HH:MM[:SS]\" in local time, or RFC 3339."`
+	File    string   `arg:"" optional:"" name:"backup" help:"Backup file to restore from: a full backup or an increment (.ltx, materialized from its chain), or a remote backup as URL/NAME (downloaded with its sidecars beside the target, checked, removed), or a Litestream replica (a directory, sftp://…/dir or s3://bucket/prefix; its newest point unless --at or --txid)."`
+	At      string   `placeholder:"TIME" env:"-" help:"Instead of BACKUP, restore the newest backup of the database (--source) in --backup-dir, or on --remote, taken at or before TIME: \"YYYY-MM-DD HH:MM[:SS]\" in local time, or RFC 3339. With a Litestream replica as BACKUP: its newest point before TIME."`
+	TXID    string   `name:"txid" placeholder:"TXID" env:"-" help:"With a Litestream replica as BACKUP: restore the point that ends at this TXID (hex, as in its file names)."`
 	Remote  []string `placeholder:"URL" help:"With --at: pick the backup on this remote (sftp://… or s3://…) instead of --backup-dir."`
 	To      string   `placeholder:"PATH" help:"Database to restore to (default: the source, found as for backups)."`
 	Force   bool     `env:"-" help:"Replace an existing database; a snapshot of it is first saved as <db>.pre-restore.YYYYMMDD_HHMMSS."`
@@ -46,9 +51,18 @@ func (c *RestoreCmd) Run(ctx context.Context, kctx *kong.Context, g *Globals) er
 		return usagef("sqlite-backup restore s3://bucket/prefix/app.db.20260101_120000   (or --at TIME --remote URL)", "--remote picks a backup by time with --at; to name one, give it as URL/NAME")
 	}
 	var picked *backup.Point
+	var replicaAt time.Time
+	replicaTXID, err := parseTXID(c.TXID, c.At)
+	if err != nil {
+		return usagef("sqlite-backup restore /srv/litestream/app --txid 0000000000000a3f --to /tmp/then.db", "%v", err)
+	}
 	switch {
 	case c.At != "" && c.File != "":
-		return usagef("sqlite-backup restore --at \"2026-01-02 15:04\" --backup-dir /backup --source /srv/app/app.db", "give a backup or --at TIME, not both")
+		// A Litestream replica's point by time; restore.Run refuses it
+		// (ErrNotReplica) for any other backup.
+		if replicaAt, err = parseAt(c.At); err != nil {
+			return usagef(`sqlite-backup restore /srv/litestream/app --at "2026-01-02 15:04" --to /tmp/then.db`, "%v", err)
+		}
 	case c.At != "":
 		if picked, err = pointAt(ctx, kctx, g, c.At, "restore", c.Remote, c.RemoteFlags); err != nil {
 			if u := (*atUsage)(nil); errors.As(err, &u) {
@@ -76,6 +90,8 @@ func (c *RestoreCmd) Run(ctx context.Context, kctx *kong.Context, g *Globals) er
 		BusyTimeout: g.BusyTimeout,
 		Identities:  ids,
 		Remote:      c.RemoteFlags.options(),
+		ReplicaTXID: replicaTXID,
+		ReplicaAt:   replicaAt,
 	}
 	if remote.IsURL(c.File) {
 		fn, clear := fetchProgress(g.stderr(), c.File)
@@ -98,6 +114,9 @@ func (c *RestoreCmd) Run(ctx context.Context, kctx *kong.Context, g *Globals) er
 	}
 	if errors.Is(err, restore.ErrNeedIdentity) {
 		return usagef(fmt.Sprintf("sqlite-backup restore %s --to %s -i KEY", shellQuote(shown), shellQuote(to)), "%v", err)
+	}
+	if errors.Is(err, restore.ErrNotReplica) {
+		return usagef("sqlite-backup restore --at \"2026-01-02 15:04\" --backup-dir /backup --source /srv/app/app.db   (--at or --txid with a backup: only for a Litestream replica)", "%v", err)
 	}
 	err = restoreHint(err, shown, to)
 	if errors.Is(err, restore.ErrTargetExists) {
@@ -179,6 +198,9 @@ func printRestore(w io.Writer, r *restore.Result) error {
 	for _, p := range r.Removed {
 		fmt.Fprintf(w, "removed stale %s\n", redact.Printable(p))
 	}
+	if r.Replica != nil {
+		printReplica(w, r.Backup, r.Replica)
+	}
 	if n := len(r.Chain); n > 0 {
 		incs := "1 increment"
 		if n != 2 {
@@ -201,4 +223,35 @@ func printSpace(w io.Writer, prefix string, s *restore.Space) {
 		return
 	}
 	fmt.Fprintf(w, "%s up to %s in %s before freeing anything; %s free\n", prefix, size.Human(s.Needed), redact.Printable(s.Dir), size.Human(s.Free))
+}
+
+// parseTXID reads --txid: hex, as Litestream names its files (with or
+// without the leading zeros).
+func parseTXID(s, at string) (ltx.TXID, error) {
+	if s == "" {
+		return 0, nil
+	}
+	if at != "" {
+		return 0, errors.New("give --txid or --at, not both")
+	}
+	v, err := strconv.ParseUint(strings.TrimPrefix(s, "0x"), 16, 64)
+	if err != nil || v == 0 {
+		return 0, fmt.Errorf("--txid %q: give a TXID in hex as in Litestream's file names (0000000000000a3f or a3f)", s)
+	}
+	return ltx.TXID(v), nil
+}
+
+// printReplica says a backup was read as a Litestream replica, which
+// point and from which files.
+func printReplica(w io.Writer, loc string, r *verify.Replica) {
+	files := "1 file"
+	if len(r.Files) != 1 {
+		files = fmt.Sprintf("%d files", len(r.Files))
+	}
+	state := ""
+	if r.StateChecksum != "" {
+		state = ", state checksum " + r.StateChecksum
+	}
+	fmt.Fprintf(w, "read %s as a Litestream replica: point TXID %s (%s), built from %s (%s)%s\n",
+		redact.Printable(loc), r.TXID, r.Time.Local().Format(time.DateTime), files, redact.Printable(strings.Join(r.Files, ", ")), state)
 }

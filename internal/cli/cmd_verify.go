@@ -9,10 +9,12 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"time"
 
 	"sqlite-backup/config"
 	"sqlite-backup/internal/chain"
 	"sqlite-backup/internal/format/pageindex"
+	"sqlite-backup/internal/litestream"
 	"sqlite-backup/internal/output/hint"
 	"sqlite-backup/internal/output/redact"
 	"sqlite-backup/remote"
@@ -21,8 +23,9 @@ import (
 
 // VerifyCmd checks existing backup files without writing a byte.
 type VerifyCmd struct {
-	Files   []string `arg:"" optional:"" name:"file" help:"Backup files to check (an increment, .ltx, is checked materialized from its chain); a remote backup as URL/NAME (downloaded with its sidecars to --temp-dir, checked, removed)."`
-	At      string   `placeholder:"TIME" env:"-" help:"Instead of FILE, check the newest backup of the database (--source) in --backup-dir, or on --remote, taken at or before TIME: \"YYYY-MM-DD HH:MM[:SS]\" in local time, or RFC 3339."`
+	Files   []string `arg:"" optional:"" name:"file" help:"Backup files to check (an increment, .ltx, is checked materialized from its chain); a remote backup as URL/NAME (downloaded with its sidecars to --temp-dir, checked, removed); a Litestream replica (a directory, sftp://…/dir or s3://bucket/prefix: its newest point, or --at, --txid, built in --temp-dir and checked)."`
+	At      string   `placeholder:"TIME" env:"-" help:"Instead of FILE, check the newest backup of the database (--source) in --backup-dir, or on --remote, taken at or before TIME: \"YYYY-MM-DD HH:MM[:SS]\" in local time, or RFC 3339. With a Litestream replica as FILE: its newest point before TIME."`
+	TXID    string   `name:"txid" placeholder:"TXID" env:"-" help:"With a Litestream replica as FILE: check the point that ends at this TXID (hex, as in its file names)."`
 	Remote  []string `placeholder:"URL" help:"With --at: pick the backup on this remote (sftp://… or s3://…) instead of --backup-dir."`
 	Quick   bool     `help:"Run quick_check instead of the full integrity_check."`
 	Deep    bool     `help:"Also recompute the row counts and content hash recorded in FILE.json and compare."`
@@ -55,9 +58,18 @@ func (c *VerifyCmd) Run(ctx context.Context, kctx *kong.Context, g *Globals) err
 	if c.At == "" && len(c.Remote) > 0 && originOf(kctx, "remote").Origin == config.FromFlag {
 		return usagef("sqlite-backup verify s3://bucket/prefix/app.db.20260101_120000   (or --at TIME --remote URL)", "--remote picks a backup by time with --at; to name one, give it as URL/NAME")
 	}
+	replicaTXID, err := parseTXID(c.TXID, c.At)
+	if err != nil {
+		return usagef("sqlite-backup verify /srv/litestream/app --txid 0000000000000a3f", "%v", err)
+	}
+	var replicaAt time.Time
 	switch {
 	case c.At != "" && len(c.Files) > 0:
-		return usagef("sqlite-backup verify --at \"2026-01-02 15:04\" --backup-dir /backup --source /srv/app/app.db", "give files or --at TIME, not both")
+		// A Litestream replica's point by time: checked below that every
+		// file given is one.
+		if replicaAt, err = parseAt(c.At); err != nil {
+			return usagef(`sqlite-backup verify /srv/litestream/app --at "2026-01-02 15:04"`, "%v", err)
+		}
 	case c.At != "":
 		p, err := pointAt(ctx, kctx, g, c.At, "verify", c.Remote, c.RemoteFlags)
 		if u := (*atUsage)(nil); errors.As(err, &u) {
@@ -125,7 +137,23 @@ func (c *VerifyCmd) Run(ctx context.Context, kctx *kong.Context, g *Globals) err
 		opts.Progress = tty.checkProgress("verify")
 		var res verify.Result
 		var err error
+		rep, isRep, rerr := openReplica(ctx, c.Files[i], opts.Remote)
+		if rep != nil {
+			defer rep.Close()
+		}
+		if !isRep && (replicaTXID != 0 || !replicaAt.IsZero()) {
+			tty.clear()
+			return usagef("sqlite-backup verify --at \"2026-01-02 15:04\" --backup-dir /backup --source /srv/app/app.db   (--at or --txid with files: only for Litestream replicas)",
+				"%s is not a Litestream replica: --at or --txid with files is for a replica's points", f)
+		}
 		switch {
+		case rerr != nil:
+			err = rerr
+		case isRep && c.Deep:
+			err = hint.Wrap(fmt.Errorf("verify --deep %q: a Litestream replica has no manifest of rows to compare; its point is checked with integrity_check", f),
+				"sqlite-backup verify %s", shellQuote(f))
+		case isRep:
+			res, err = checkReplica(ctx, rep, litestream.Options{TXID: replicaTXID, At: replicaAt, TempDir: c.TempDir, Quick: c.Quick, Check: opts.Progress})
 		case chain.IsIncrement(c.Files[i]):
 			// Materialized from its chain, then checked (and with --deep
 			// its content compared with its manifest) as a full is.
@@ -168,7 +196,11 @@ func (c *VerifyCmd) Run(ctx context.Context, kctx *kong.Context, g *Globals) err
 			} else if res.OK {
 				fmt.Fprintf(g.stdout, "%s: ok%s%s\n", redact.Printable(f), okDetails(res), noteOf(res))
 			} else {
-				fmt.Fprintf(g.stdout, "%s: FAILED: %s%s\n", redact.Printable(f), res.Summary(), noteOf(res))
+				as := ""
+				if res.Replica != nil {
+					as = " (read as a Litestream replica)"
+				}
+				fmt.Fprintf(g.stdout, "%s: FAILED%s: %s%s\n", redact.Printable(f), as, res.Summary(), noteOf(res))
 			}
 		}
 	}
@@ -255,6 +287,13 @@ func okDetails(r verify.Result) string {
 	if n := len(r.Chain); n > 0 {
 		d = append(d, fmt.Sprintf("materialized from %d files", n))
 	}
+	if p := r.Replica; p != nil {
+		s := fmt.Sprintf("read as a Litestream replica: point TXID %s (%s) built from %d files", p.TXID, p.Time.Local().Format(time.DateTime), len(p.Files))
+		if p.StateChecksum != "" {
+			s += ", state checksum " + p.StateChecksum
+		}
+		d = append(d, s)
+	}
 	if len(d) == 0 {
 		return ""
 	}
@@ -267,4 +306,47 @@ func noteOf(r verify.Result) string {
 		return ""
 	}
 	return "; " + r.Note
+}
+
+// openReplica opens f as a Litestream replica when it is one: a local
+// directory, or a remote URL, with its layout. A URL whose listing
+// fails is left to the download of URL/NAME, which says why better.
+func openReplica(ctx context.Context, f string, ro remote.Options) (*litestream.Replica, bool, error) {
+	if !remote.IsURL(f) {
+		if fi, err := os.Stat(f); err != nil || !fi.IsDir() {
+			return nil, false, nil
+		}
+	}
+	r, err := litestream.Open(ctx, f, ro)
+	switch {
+	case errors.Is(err, litestream.ErrNotReplica):
+		return nil, false, nil
+	case err != nil && remote.IsURL(f):
+		return nil, false, nil
+	case err != nil:
+		return nil, false, err
+	}
+	return r, true, nil
+}
+
+// checkReplica builds a point of a replica and checks it. Damage is a
+// failed result (exit 3) whose problem names the file at fault.
+func checkReplica(ctx context.Context, r *litestream.Replica, o litestream.Options) (verify.Result, error) {
+	m, err := r.Restore(ctx, o)
+	var fe *verify.FailedError
+	if errors.As(err, &fe) {
+		res := fe.Result
+		if res.Path != r.Location && len(res.Problems) > 0 {
+			res.Problems[0] = res.Path + ": " + res.Problems[0]
+		}
+		res.Path = r.Location
+		if res.Replica == nil {
+			res.Replica = &verify.Replica{Kind: litestream.Kind}
+		}
+		return res, nil
+	}
+	if err != nil {
+		return verify.Result{}, err
+	}
+	return m.Check, nil
 }

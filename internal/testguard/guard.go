@@ -129,10 +129,12 @@ func Paths(kctx *kong.Context) error {
 		return nil
 	}
 	var bad []string
-	// restore, and list or prune of a remote given on the command line
-	// (as the commands decide it), do not use --backup-dir.
+	// restore, list or prune of a remote given on the command line (as
+	// the commands decide it), and list of a Litestream replica
+	// ("list <replica>"), do not use --backup-dir.
 	skipDir := cmd[0] == "restore" ||
-		((cmd[0] == "list" || cmd[0] == "prune") && remoteFromFlag(kctx))
+		((cmd[0] == "list" || cmd[0] == "prune") && remoteFromFlag(kctx)) ||
+		(cmd[0] == "list" && len(cmd) > 1)
 	for _, f := range kctx.Flags() {
 		switch v := f.Target.Interface().(type) {
 		case []string: // --verify FILE: backup-dir is not used

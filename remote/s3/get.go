@@ -30,6 +30,11 @@ const (
 // had when the download began (If-Match), so the parts are all of one
 // version of it: an object replaced meanwhile fails the download.
 func (c *Client) Get(ctx context.Context, name string) (io.ReadCloser, error) {
+	return c.get(ctx, name, true)
+}
+
+// get streams an object; without parallel in one GET whatever its size.
+func (c *Client) get(ctx context.Context, name string, parallel bool) (io.ReadCloser, error) {
 	key := c.prefix + name
 	oi, err := c.mc.StatObject(ctx, c.bucket, key, minio.StatObjectOptions{})
 	if err != nil {
@@ -38,7 +43,7 @@ func (c *Client) Get(ctx context.Context, name string) (io.ReadCloser, error) {
 		}
 		return nil, c.classify("stat "+name, err)
 	}
-	if oi.Size <= GetPart {
+	if oi.Size <= GetPart || !parallel {
 		opts := minio.GetObjectOptions{}
 		if oi.ETag != "" {
 			opts.SetMatchETag(oi.ETag)

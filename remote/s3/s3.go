@@ -454,3 +454,38 @@ func (c *Client) Cleanup(ctx context.Context, stale func(string, time.Time) bool
 
 // Close has nothing to release: connections are pooled per process.
 func (c *Client) Close() error { return nil }
+
+// ListDir lists the objects directly under prefix/dir/ (remote.Tree);
+// none there lists empty.
+func (c *Client) ListDir(ctx context.Context, dir string) ([]remote.Object, error) {
+	dir, err := remote.CleanTreePath(dir)
+	if err != nil {
+		return nil, c.fail(remote.KindUsage, false, err, "")
+	}
+	pre := c.prefix + dir + "/"
+	var out []remote.Object
+	for o := range c.mc.ListObjects(ctx, c.bucket, minio.ListObjectsOptions{Prefix: pre}) {
+		if o.Err != nil {
+			return nil, c.classify("list "+pre, o.Err)
+		}
+		name := strings.TrimPrefix(o.Key, pre)
+		if name == "" || strings.Contains(name, "/") {
+			continue
+		}
+		out = append(out, remote.Object{Name: name, Size: o.Size, ModTime: o.LastModified})
+	}
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+// GetPath streams the object prefix/p (remote.Tree): with parallel in
+// ranged GETs as Get does, else in one GET.
+func (c *Client) GetPath(ctx context.Context, p string, parallel bool) (io.ReadCloser, error) {
+	p, err := remote.CleanTreePath(p)
+	if err != nil {
+		return nil, c.fail(remote.KindUsage, false, err, "")
+	}
+	return c.get(ctx, p, parallel)
+}

@@ -870,3 +870,41 @@ func (c *Client) Cleanup(ctx context.Context, stale func(string, time.Time) bool
 	}
 	return nil
 }
+
+// ListDir lists the regular files in dir below the remote directory
+// (remote.Tree); a missing dir, or a file in its place, lists empty.
+func (c *Client) ListDir(ctx context.Context, dir string) ([]remote.Object, error) {
+	dir, err := remote.CleanTreePath(dir)
+	if err != nil {
+		return nil, c.fail(remote.KindUsage, false, err, "")
+	}
+	sc, err := c.conn(ctx)
+	if err != nil {
+		return nil, err
+	}
+	fis, err := sc.ReadDir(path.Join(c.dir, dir))
+	var se *sftp.StatusError
+	if errors.Is(err, fs.ErrNotExist) || errors.As(err, &se) && se.FxCode() == sftp.ErrSSHFxNoSuchFile {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, c.classify("list "+path.Join(c.dir, dir), err)
+	}
+	var out []remote.Object
+	for _, fi := range fis {
+		if fi.Mode().IsRegular() {
+			out = append(out, remote.Object{Name: fi.Name(), Size: fi.Size(), ModTime: fi.ModTime()})
+		}
+	}
+	return out, nil
+}
+
+// GetPath streams the file at p below the remote directory (remote.Tree),
+// with reads in flight as Get does (its buffers are small either way).
+func (c *Client) GetPath(ctx context.Context, p string, _ bool) (io.ReadCloser, error) {
+	p, err := remote.CleanTreePath(p)
+	if err != nil {
+		return nil, c.fail(remote.KindUsage, false, err, "")
+	}
+	return c.Get(ctx, p)
+}
