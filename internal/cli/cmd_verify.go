@@ -109,13 +109,6 @@ func (c *VerifyCmd) Run(ctx context.Context, kctx *kong.Context, g *Globals) err
 		}
 		db, ok := pageIndexOf(f)
 		why := fmt.Sprintf("the page index of the incremental backups of %s, not a backup", db)
-		if rdb, rok := layoutReplicaOf(f); rok {
-			// A glob of a backup directory (verify /backup/app.db.*)
-			// names it: its files are derived from the points beside
-			// it, which are what is verified.
-			db, ok = rdb, true
-			why = fmt.Sprintf("the Litestream replica of the incremental backups of %s (--layout litestream), written from the points beside it", db)
-		}
 		if ok {
 			if g.JSON {
 				g.addResult(skippedResult{Path: f, Skipped: why})
@@ -224,18 +217,6 @@ func pageIndexOf(f string) (db string, ok bool) {
 		return "", false
 	}
 	return db, pageindex.Is(f)
-}
-
-// layoutReplicaOf says whether f is the Litestream replica directory
-// that --layout litestream keeps beside the backups of db
-// (<db-file>.litestream holding ltx/).
-func layoutReplicaOf(f string) (db string, ok bool) {
-	db, ok = strings.CutSuffix(filepath.Base(f), chain.ReplicaSuffix)
-	if !ok || db == "" || remote.IsURL(f) {
-		return "", false
-	}
-	fi, err := os.Stat(filepath.Join(f, "ltx"))
-	return db, err == nil && fi.IsDir()
 }
 
 // notCheckedError: encrypted files whose content was not checked have
