@@ -16,21 +16,7 @@ import (
 	"testing"
 	"time"
 
-	"sqlite-backup/internal/testserver"
 )
-
-// litestreamBin is the real Litestream CLI (scripts/install-deps.sh), or
-// a skip (a failure in CI).
-func litestreamBin(t *testing.T) string {
-	t.Helper()
-	gopath := os.Getenv("GOPATH")
-	if gopath == "" {
-		if h, err := os.UserHomeDir(); err == nil {
-			gopath = filepath.Join(h, "go")
-		}
-	}
-	return testserver.Need(t, "litestream", filepath.Join(gopath, "bin", "litestream"))
-}
 
 // listedPoint is what the layout test reads of a point in list --json.
 type listedPoint struct {

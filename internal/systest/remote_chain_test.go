@@ -142,8 +142,19 @@ func TestRemoteIncrementalCutShort(t *testing.T) {
 				}
 				got := slices.Clone(b.Remotes[0].Pending)
 				slices.Sort(got)
-				if b.Remotes[0].Error == "" || !slices.Equal(got, want) {
-					t.Fatalf("pending %v, want every point the remote lacks %v (error %q)", got, want, b.Remotes[0].Error)
+				// The server may have stored the point in flight at the
+				// kill without the run hearing so: pending may name that
+				// one point too (claiming less than is there is safe),
+				// never fewer than the remote lacks.
+				var extra []string
+				for _, n := range got {
+					if !slices.Contains(want, n) {
+						extra = append(extra, n)
+					}
+				}
+				missing := slices.ContainsFunc(want, func(n string) bool { return !slices.Contains(got, n) })
+				if b.Remotes[0].Error == "" || missing || len(extra) > 1 {
+					t.Fatalf("pending %v, want every point the remote lacks %v (at most one more, the one in flight) (error %q)", got, want, b.Remotes[0].Error)
 				}
 				e.s3.Start(t)
 			}
