@@ -15,10 +15,15 @@ import (
 // Elsewhere, or when the file system refuses, it is read and written
 // through the page cache as before.
 
-// directBlock is the unit of direct I/O: the writer's buffer and the
-// proof's, each replacing a buffer of the buffered path (1 MiB and
-// 256 KiB), so that memory stays as it was.
-const directBlock = 1 << 20
+// directBlock is the unit of direct I/O the writer writes, its buffer
+// replacing the buffered path's 1 MiB bufio.Writer; the proof reads
+// blocks of directReadBlock, as large as the buffered path's reader
+// (with --compress zstd the proof's decoder lives beside the writer's
+// encoder, and memory is bounded at 64 MB).
+const (
+	directBlock     = 1 << 20
+	directReadBlock = 256 << 10
+)
 
 // directAlign is the alignment of direct I/O's offsets, lengths and
 // memory: a page, which covers devices with 512-byte and 4 KiB sectors.
@@ -124,7 +129,7 @@ type directReader struct {
 }
 
 func (f *follow) directReader(r *os.File) *directReader {
-	return &directReader{f: f, r: r, direct: true, buf: alignedBuf(directBlock)}
+	return &directReader{f: f, r: r, direct: true, buf: alignedBuf(directReadBlock)}
 }
 
 func (r *directReader) Read(p []byte) (int, error) {
