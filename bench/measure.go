@@ -33,8 +33,9 @@ type benchCase struct {
 type sample struct {
 	total time.Duration
 	steps []time.Duration
-	anon  int64 // peak RssAnon, bytes
-	hwm   int64 // peak VmHWM (or rusage maxrss), bytes
+	anon  int64         // peak RssAnon, bytes
+	hwm   int64         // peak VmHWM (or rusage maxrss), bytes
+	cpu   time.Duration // user + system CPU time of the processes
 	// handedBack is how much free memory this virtual machine reported
 	// to its host while the case ran (-1: the kernel does not say), and
 	// handedBefore how much during the run before it.
@@ -60,6 +61,11 @@ func (r *caseResult) counted() []sample {
 
 func (r *caseResult) median() time.Duration {
 	return medianOf(r.counted(), func(s sample) time.Duration { return s.total })
+}
+
+// medianCPU is the median CPU time of the counted runs.
+func (r *caseResult) medianCPU() time.Duration {
+	return medianOf(r.counted(), func(s sample) time.Duration { return s.cpu })
 }
 
 // all are every run, disturbed or not.
@@ -241,10 +247,11 @@ func runCase(c benchCase) (sample, error) {
 	var s sample
 	before, known := reportedBytes()
 	for _, st := range c.steps {
-		d, anon, hwm, stdout, err := runMeasured(st.argv)
+		d, cpu, anon, hwm, stdout, err := runMeasuredCPU(st.argv)
 		if err != nil {
 			return s, err
 		}
+		s.cpu += cpu
 		if st.want != "" && !strings.Contains(stdout, st.want) {
 			return s, fmt.Errorf("%s: want %q in output, got %q", strings.Join(st.argv, " "), st.want, stdout)
 		}
@@ -264,12 +271,20 @@ func runCase(c benchCase) (sample, error) {
 // RssAnon sampled from /proc every few milliseconds, and the larger of
 // sampled VmHWM and wait4's maxrss.
 func runMeasured(argv []string) (d time.Duration, anon, hwm int64, stdout string, err error) {
+	d, _, anon, hwm, stdout, err = runMeasuredCPU(argv)
+	return d, anon, hwm, stdout, err
+}
+
+// runMeasuredCPU is runMeasured that also returns the CPU time (user +
+// system) the process and its waited-for children used: on a host
+// that others keep busy, wall time follows it.
+func runMeasuredCPU(argv []string) (d, cpu time.Duration, anon, hwm int64, stdout string, err error) {
 	var out, errb bytes.Buffer
 	cmd := exec.Command(argv[0], argv[1:]...)
 	cmd.Stdout, cmd.Stderr = &out, &errb
 	t0 := time.Now()
 	if err := cmd.Start(); err != nil {
-		return 0, 0, 0, "", err
+		return 0, 0, 0, 0, "", err
 	}
 	done := make(chan struct{})
 	peaks := make(chan [2]int64, 1)
@@ -298,10 +313,11 @@ func runMeasured(argv []string) (d time.Duration, anon, hwm int64, stdout string
 	if ru, ok := cmd.ProcessState.SysUsage().(*syscall.Rusage); ok {
 		hwm = max(hwm, ru.Maxrss*1024)
 	}
+	cpu = cmd.ProcessState.UserTime() + cmd.ProcessState.SystemTime()
 	if werr != nil {
-		return d, anon, hwm, out.String(), fmt.Errorf("%s: %v: %s", strings.Join(argv, " "), werr, strings.TrimSpace(errb.String()))
+		return d, cpu, anon, hwm, out.String(), fmt.Errorf("%s: %v: %s", strings.Join(argv, " "), werr, strings.TrimSpace(errb.String()))
 	}
-	return d, anon, hwm, out.String(), nil
+	return d, cpu, anon, hwm, out.String(), nil
 }
 
 // readStatus reads RssAnon and VmHWM (bytes) of a running process.

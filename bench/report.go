@@ -16,8 +16,8 @@ func mb(n int64) string {
 }
 
 func printTable(w io.Writer, cases []benchCase, res []*caseResult) {
-	fmt.Fprintln(w, "| case | median | min | max | set aside | peak RssAnon | peak VmHWM |")
-	fmt.Fprintln(w, "| --- | ---: | ---: | ---: | ---: | ---: | ---: |")
+	fmt.Fprintln(w, "| case | median | min | max | set aside | CPU (median) | peak RssAnon | peak VmHWM |")
+	fmt.Fprintln(w, "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
 	aside := false
 	for _, r := range res {
 		ss := r.counted()
@@ -30,10 +30,10 @@ func printTable(w io.Writer, cases []benchCase, res []*caseResult) {
 			aside = true
 			setAside = fmt.Sprintf("%d (all runs: %s)", n, secs(r.medianAll()))
 		}
-		fmt.Fprintf(w, "| %s | %s | %s | %s | %s | %s | %s |\n", r.c.name, secs(r.median()), secs(lo), secs(hi), setAside, mb(r.peakAnon()), mb(r.peakHWM()))
+		fmt.Fprintf(w, "| %s | %s | %s | %s | %s | %s | %s | %s |\n", r.c.name, secs(r.median()), secs(lo), secs(hi), setAside, secs(r.medianCPU()), mb(r.peakAnon()), mb(r.peakHWM()))
 		if len(r.c.steps) > 1 {
 			for i, st := range r.c.steps {
-				fmt.Fprintf(w, "| &nbsp;&nbsp;of which %s | %s | | | | | |\n", st.label, secs(r.stepMedian(i)))
+				fmt.Fprintf(w, "| &nbsp;&nbsp;of which %s | %s | | | | | | |\n", st.label, secs(r.stepMedian(i)))
 			}
 		}
 	}

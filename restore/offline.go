@@ -52,8 +52,9 @@ func step(name string) {
 // under the lock.
 //
 // owned says plain is already a private temp file of ours beside the
-// target (a decompressed backup): it is renamed into place itself
-// instead of being copied once more.
+// target (a decompressed backup, or one downloaded from a remote into a
+// private dir there): it is renamed into place itself instead of being
+// copied once more.
 func offline(ctx context.Context, plain string, owned bool, target string, tgt targetState, res *Result, opts Options) (err error) {
 	dir := filepath.Dir(target)
 	tmp := plain

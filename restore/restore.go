@@ -352,7 +352,11 @@ func Run(ctx context.Context, opts Options) (*Result, error) {
 	if plain != bk {
 		decompressed = sizeOf(plain)
 	}
-	sp := spacePlan(target, tgt, res.Mode, sizeOf(plain), download, decompressed, plain == bk)
+	// A downloaded backup is already a private copy of ours beside the
+	// target (remote.FetchURL's dir): like a decompressed one, it is
+	// renamed into place instead of copied once more.
+	owned := plain != bk || remoteURL != ""
+	sp := spacePlan(target, tgt, res.Mode, sizeOf(plain), download, decompressed, !owned)
 	res.Space = &sp
 	if err := checkSpace(&sp, target, res.Mode, download+decompressed); err != nil {
 		return nil, err
@@ -381,7 +385,7 @@ func Run(ctx context.Context, opts Options) (*Result, error) {
 		opts.holders = res.HolderProcesses
 		err = online(ctx, plain, target, opts)
 	default:
-		err = offline(ctx, plain, plain != bk, target, tgt, res, opts)
+		err = offline(ctx, plain, owned, target, tgt, res, opts)
 	}
 	if err != nil {
 		return res, withSafetyHint(err, res)

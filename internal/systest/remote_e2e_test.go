@@ -217,6 +217,24 @@ func TestRemoteBothInOneRun(t *testing.T) {
 		if len(ents) != 2 { // restored.db and restore's lock file
 			t.Fatalf("restore left files beside the target: %v", ents)
 		}
+		// Over an existing database, whose mode it keeps: the download
+		// itself is renamed into place, whole and checked.
+		if out, err := exec.Command("sqlite3", to, "DELETE FROM t WHERE id > 10;").CombinedOutput(); err != nil {
+			t.Fatalf("change restored db: %v %s", err, out)
+		}
+		os.Chmod(to, 0o640)
+		e.run(t, nil, append([]string{"restore", url + "/" + name, "--to", to, "--force"}, e.flags...)...).must(t)
+		out, err = exec.Command("sqlite3", to, "PRAGMA integrity_check; SELECT count(*) FROM t;").CombinedOutput()
+		if err != nil || string(out) != "ok\n3000\n" {
+			t.Fatalf("restored again from %s: %v %q", url, err, out)
+		}
+		if fi, _ := os.Stat(to); fi.Mode().Perm() != 0o640 {
+			t.Errorf("restored again from %s: mode %v, want the old file's 0640", url, fi.Mode().Perm())
+		}
+		ents, _ = os.ReadDir(filepath.Dir(to))
+		if len(ents) != 3 || !strings.Contains(ents[2].Name()+ents[1].Name()+ents[0].Name(), ".pre-restore.") {
+			t.Fatalf("restore over a database left: %v (want it, the lock, the safety copy)", ents)
+		}
 	}
 	// A damaged copy on the server is caught by verify, not passed.
 	p := filepath.Join(e.s3Dir, name)

@@ -65,6 +65,8 @@ type Sealed struct {
 	SHA256       string // of the age file as stored (for its .sha256 sidecar)
 	Size         int64  // of the age file
 	Uncompressed int64  // of the database inside
+
+	direct bool // written and proven with O_DIRECT throughout (direct.go)
 }
 
 // Seal streams the file src (a verified database), compressed with kind
@@ -75,10 +77,13 @@ type Sealed struct {
 //
 // The proof runs beside the encryption instead of after it: a second
 // goroutine reads dst back through its own descriptor as the writer
-// hands each block to the file (from the page cache, where a read after
-// the fsync would find it too), hashes it for the sidecar, decrypts it
+// hands each block to the file, hashes it for the sidecar, decrypts it
 // with the file key, decompresses it, and compares it byte for byte with
-// src, read again through a descriptor of its own. It reads to the end
+// src, read again through a descriptor of its own. Where the file system
+// offers O_DIRECT (direct.go) both the writes and the proof's reads
+// bypass the page cache, so the proof reads what the device returns;
+// elsewhere it reads the page cache, where a read after the fsync would
+// find the bytes too. It reads to the end
 // of the file only after the writer has written the last byte, so the
 // age stream's final chunk and the absence of anything after it are
 // proven as before. Whichever side fails first stops the other.
@@ -120,8 +125,30 @@ func Seal(ctx context.Context, src, dst string, kind compress.Kind, rcpts []age.
 		wrapped[i] = capture{r, keys}
 	}
 	fw := newFollow(out)
-	bw := bufio.NewWriterSize(fw, 1<<20)
-	aw, err := age.Encrypt(bw, wrapped...)
+	// Around the page cache where the file system allows it (direct.go),
+	// else through it; the proof reads the file the way it was written
+	// where it can, and with O_DIRECT either way when it can.
+	var sink io.Writer
+	var flush func() error
+	var dw *directWriter
+	if dout := openDirect(dst, os.O_WRONLY); dout != nil {
+		defer dout.Close()
+		dw = newDirectWriter(dout, fw)
+		sink, flush = dw, dw.flush
+	} else {
+		bw := bufio.NewWriterSize(fw, 1<<20)
+		sink, flush = bw, bw.Flush
+	}
+	var readBack io.Reader
+	var dr *directReader
+	if dback := openDirect(dst, os.O_RDONLY); dback != nil {
+		defer dback.Close()
+		dr = fw.directReader(dback)
+		readBack = dr
+	} else {
+		readBack = bufio.NewReaderSize(fw.reader(back), 256<<10)
+	}
+	aw, err := age.Encrypt(sink, wrapped...)
 	if err != nil {
 		return Sealed{}, fmt.Errorf("encrypt %q: %v", src, err)
 	}
@@ -133,7 +160,7 @@ func Seal(ctx context.Context, src, dst string, kind compress.Kind, rcpts []age.
 	defer stop(nil)
 	proved := make(chan proof, 1)
 	go func() {
-		p := prove(pctx, dst, fw.reader(back), keys.key, kind, src, again)
+		p := prove(pctx, dst, readBack, keys.key, kind, src, again)
 		if p.err != nil && !fw.failed() {
 			stop(errProofFailed) // the writer stops at its next read
 		}
@@ -164,7 +191,7 @@ func Seal(ctx context.Context, src, dst string, kind compress.Kind, rcpts []age.
 		err = aw.Close()
 	}
 	if err == nil {
-		err = bw.Flush()
+		err = flush()
 	}
 	// The whole file is written: the proof reads to its end while the
 	// fsync waits on the disk.
@@ -195,7 +222,8 @@ func Seal(ctx context.Context, src, dst string, kind compress.Kind, rcpts []age.
 	if fi.Size() != p.fileSize {
 		return Sealed{}, fmt.Errorf("encrypt %q: the encrypted file %q holds %d bytes, the proof read %d", src, dst, fi.Size(), p.fileSize)
 	}
-	return Sealed{SHA256: p.fileSum, Size: fi.Size(), Uncompressed: size}, nil
+	return Sealed{SHA256: p.fileSum, Size: fi.Size(), Uncompressed: size,
+		direct: dw != nil && !dw.refused && dr != nil && dr.direct}, nil
 }
 
 // errProofFailed is the cause with which a failed proof stops the writer.
@@ -218,7 +246,7 @@ func prove(ctx context.Context, name string, file io.Reader, key []byte, kind co
 	fc := &countWriter{w: fh}
 	// Smaller buffers than the writer's: the proof's zstd decoder is
 	// alive beside the writer's encoder, and memory is bounded.
-	in := &fileReader{r: io.TeeReader(bufio.NewReaderSize(file, 256<<10), fc)}
+	in := &fileReader{r: io.TeeReader(file, fc)}
 	same := &sameAs{name: wantName, r: want, buf: make([]byte, 256<<10)}
 	pr, err := age.Decrypt(in, keyIdentity(key))
 	var size int64
@@ -366,11 +394,34 @@ func newFollow(w io.Writer) *follow {
 
 func (f *follow) Write(p []byte) (int, error) {
 	n, err := f.w.Write(p)
+	f.advance(int64(n))
+	return n, err
+}
+
+// advance says that n more bytes are in the file.
+func (f *follow) advance(n int64) {
 	f.mu.Lock()
-	f.n += int64(n)
+	f.n += n
 	f.mu.Unlock()
 	f.more.Broadcast()
-	return n, err
+}
+
+// wait returns how far the file is written once that is past off, or
+// the writer has finished: errWriterFailed if it failed.
+func (f *follow) wait(off int64) (int64, error) {
+	f.mu.Lock()
+	for off == f.n && !f.done {
+		f.more.Wait()
+	}
+	n, failed := f.n, f.err != nil
+	f.mu.Unlock()
+	if failed {
+		return 0, errWriterFailed
+	}
+	if off == n {
+		return n, io.EOF
+	}
+	return n, nil
 }
 
 // finish says that nothing more will be written; err, if not nil, why.
@@ -408,18 +459,9 @@ func (r *followReader) Read(p []byte) (int, error) {
 	if len(p) == 0 {
 		return 0, nil
 	}
-	f := r.f
-	f.mu.Lock()
-	for r.off == f.n && !f.done {
-		f.more.Wait()
-	}
-	n, failed := f.n, f.err != nil
-	f.mu.Unlock()
-	if failed {
-		return 0, errWriterFailed
-	}
-	if r.off == n {
-		return 0, io.EOF
+	n, err := r.f.wait(r.off)
+	if err != nil {
+		return 0, err
 	}
 	got, err := r.r.ReadAt(p[:min(int64(len(p)), n-r.off)], r.off)
 	r.off += int64(got)
