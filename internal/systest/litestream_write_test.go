@@ -15,7 +15,6 @@ import (
 	"syscall"
 	"testing"
 	"time"
-
 )
 
 // listedPoint is what the layout test reads of a point in list --json.
