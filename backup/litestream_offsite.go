@@ -3,7 +3,6 @@ package backup
 import (
 	"context"
 	"errors"
-	"fmt"
 	"os"
 	"path"
 	"path/filepath"
@@ -14,6 +13,7 @@ import (
 
 	"sqlite-backup/internal/chain"
 	"sqlite-backup/internal/format/manifest"
+	"sqlite-backup/internal/litestream"
 	"sqlite-backup/remote"
 )
 
@@ -23,10 +23,7 @@ import (
 // <prefix>/<db-file>.litestream/<level as 4 hex digits>/, its SFTP
 // (and file) client <dir>/<db-file>.litestream/ltx/<level>/.
 func replicaRemoteDir(scheme, db string, level int) string {
-	if scheme == "s3" {
-		return path.Join(db+chain.ReplicaSuffix, fmt.Sprintf("%04x", level))
-	}
-	return path.Join(db+chain.ReplicaSuffix, "ltx", strconv.Itoa(level))
+	return path.Join(db+chain.ReplicaSuffix, litestream.LevelDir(scheme == "s3", level))
 }
 
 // sendReplica makes remote rawURL's copy of db's Litestream replica

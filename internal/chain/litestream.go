@@ -27,7 +27,6 @@ import (
 	"os"
 	"path/filepath"
 	"sort"
-	"strconv"
 	"strings"
 	"time"
 
@@ -36,6 +35,7 @@ import (
 	"sqlite-backup/internal/format/compress"
 	"sqlite-backup/internal/format/encrypt"
 	"sqlite-backup/internal/format/manifest"
+	"sqlite-backup/internal/litestream"
 	"sqlite-backup/internal/snapshot"
 	"sqlite-backup/internal/sys/fsx"
 )
@@ -63,9 +63,9 @@ func ReplicaDir(dir, db string) string { return filepath.Join(dir, db+ReplicaSuf
 // increment.
 func ReplicaFile(c manifest.Chain) string {
 	if c.Kind == manifest.KindFull {
-		return filepath.Join("ltx", "9", ltx.FormatFilename(1, ltx.TXID(c.TXID)))
+		return filepath.Join(litestream.LevelDir(false, SnapshotLevel), ltx.FormatFilename(1, ltx.TXID(c.TXID)))
 	}
-	return filepath.Join("ltx", "0", ltx.FormatFilename(ltx.TXID(c.TXID), ltx.TXID(c.TXID)))
+	return filepath.Join(litestream.LevelDir(false, IncrementLevel), ltx.FormatFilename(ltx.TXID(c.TXID), ltx.TXID(c.TXID)))
 }
 
 // NextTXID is the TXID a new full of db in dir takes: one above every
@@ -165,8 +165,8 @@ func SyncReplica(ctx context.Context, dir, db string, loc *time.Location, remove
 		rep.Removed = append(rep.Removed, f.rel)
 	}
 	if len(rep.Removed) > 0 {
-		for _, lv := range []string{"0", "9"} {
-			fsx.SyncDir(filepath.Join(rdir, "ltx", lv))
+		for _, level := range []int{IncrementLevel, SnapshotLevel} {
+			fsx.SyncDir(filepath.Join(rdir, litestream.LevelDir(false, level)))
 		}
 	}
 	if removeOnly {
@@ -244,8 +244,8 @@ type replicaEntry struct {
 func replicaFiles(rdir string) ([]replicaEntry, error) {
 	var out []replicaEntry
 	for _, level := range []int{IncrementLevel, SnapshotLevel} {
-		lv := strconv.Itoa(level)
-		d := filepath.Join(rdir, "ltx", lv)
+		lv := litestream.LevelDir(false, level)
+		d := filepath.Join(rdir, lv)
 		es, err := os.ReadDir(d)
 		if errors.Is(err, fs.ErrNotExist) {
 			continue
@@ -261,7 +261,7 @@ func replicaFiles(rdir string) ([]replicaEntry, error) {
 			if err != nil || !e.Type().IsRegular() {
 				continue
 			}
-			out = append(out, replicaEntry{rel: filepath.Join("ltx", lv, e.Name()), level: level, min: lo, max: hi})
+			out = append(out, replicaEntry{rel: filepath.Join(lv, e.Name()), level: level, min: lo, max: hi})
 		}
 	}
 	return out, nil

@@ -24,6 +24,7 @@ import (
 	"path"
 	"path/filepath"
 	"sort"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -57,11 +58,20 @@ func (f File) Name() string {
 	return path.Join(f.Dir, ltx.FormatFilename(f.MinTXID, f.MaxTXID))
 }
 
-// levelDirs are where Litestream v0.5.18 keeps a level's files: its
-// file and sftp clients in ltx/<level>/, its S3 client (and the other
-// object stores') in <level as 4 hex digits>/ below the path.
+// LevelDir is where Litestream v0.5.18 keeps a level's files below a
+// replica's path: its file and sftp clients in ltx/<level>/, its S3
+// client (and the other object stores') in <level as 4 hex digits>/.
+// Readers and writers of the layout all take the names from here.
+func LevelDir(objectStore bool, level int) string {
+	if objectStore {
+		return fmt.Sprintf("%04x", level)
+	}
+	return path.Join("ltx", strconv.Itoa(level))
+}
+
+// levelDirs are both places a level's files may be.
 func levelDirs(level int) []string {
-	return []string{path.Join("ltx", fmt.Sprint(level)), fmt.Sprintf("%04x", level)}
+	return []string{LevelDir(false, level), LevelDir(true, level)}
 }
 
 // Replica is one Litestream replica and the files it held when opened.
