@@ -23,14 +23,11 @@ import (
 // integrity check. Peak RssAnon of each.
 func runLitestream(c config, out io.Writer) (err error) {
 	logf := func(format string, a ...any) { fmt.Fprintf(os.Stderr, "bench: "+format+"\n", a...) }
-	if c.dir == "" {
-		d, err := os.MkdirTemp("", "sqlite-backup-bench-litestream-")
-		if err != nil {
-			return err
-		}
-		defer os.RemoveAll(d)
-		c.dir = d
+	src, cleanup, err := prepare(&c, logf)
+	if err != nil {
+		return err
 	}
+	defer cleanup()
 	tb := &benchTB{dir: c.dir}
 	defer tb.done()
 	defer func() {
@@ -43,26 +40,6 @@ func runLitestream(c config, out io.Writer) (err error) {
 	if v, err := exec.Command(ls, "version").Output(); err != nil || !strings.Contains(string(v), "v0.5.18") {
 		return fmt.Errorf("litestream v0.5.18 not in %s: run scripts/install-deps.sh", ls)
 	}
-	if err := ensureSQLite3(logf); err != nil {
-		return err
-	}
-	if c.bin == "" {
-		c.bin = filepath.Join(c.dir, "sqlite-backup")
-		logf("building %s (CGO_ENABLED=0)", c.bin)
-		if err := buildBinary(c.bin); err != nil {
-			return err
-		}
-	}
-	src := c.db
-	if src == "" {
-		src = filepath.Join(c.dir, "app.db")
-	}
-	if _, err := os.Stat(src); err != nil {
-		logf("generating a %d MB database in %s", c.sizeMB, src)
-		if err := generate(src, c.sizeMB); err != nil {
-			return err
-		}
-	}
 	fi, err := os.Stat(src)
 	if err != nil {
 		return err
@@ -74,12 +51,7 @@ func runLitestream(c config, out io.Writer) (err error) {
 	env = append(env, "HOME="+tb.TempDir())
 	// Litestream's S3 settings are in its config; an AWS_CA_BUNDLE fails
 	// its client at start ("unable to add custom RootCAs").
-	var lsEnv []string
-	for _, kv := range os.Environ() {
-		if !strings.HasPrefix(kv, "AWS_") {
-			lsEnv = append(lsEnv, kv)
-		}
-	}
+	lsEnv := withoutAWS()
 	repDir := filepath.Join(s3.Dir, "bench", "ls")
 	cfg := filepath.Join(c.dir, "litestream.yml")
 	os.WriteFile(cfg, []byte(fmt.Sprintf(`snapshot:

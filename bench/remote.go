@@ -35,6 +35,21 @@ func (b *benchTB) TempDir() string {
 	}
 	return d
 }
+
+// withoutAWS is this process's environment without the AWS_ variables,
+// for the other clients: rclone refuses plain HTTP and Litestream's S3
+// client fails at start ("unable to add custom RootCAs") when
+// AWS_CA_BUNDLE is set; their S3 settings are given otherwise.
+func withoutAWS() []string {
+	var env []string
+	for _, kv := range os.Environ() {
+		if !strings.HasPrefix(kv, "AWS_") {
+			env = append(env, kv)
+		}
+	}
+	return env
+}
+
 func (b *benchTB) done() {
 	for i := len(b.cleanups) - 1; i >= 0; i-- {
 		b.cleanups[i]()
@@ -58,14 +73,11 @@ type remoteCase struct {
 // interleaved, medians.
 func runRemote(c config, out io.Writer) (err error) {
 	logf := func(format string, a ...any) { fmt.Fprintf(os.Stderr, "bench: "+format+"\n", a...) }
-	if c.dir == "" {
-		d, err := os.MkdirTemp("", "sqlite-backup-bench-remote-")
-		if err != nil {
-			return err
-		}
-		defer os.RemoveAll(d)
-		c.dir = d
+	src, cleanup, err := prepare(&c, logf)
+	if err != nil {
+		return err
 	}
+	defer cleanup()
 	tb := &benchTB{dir: c.dir}
 	defer tb.done()
 	defer func() {
@@ -78,27 +90,19 @@ func runRemote(c config, out io.Writer) (err error) {
 			return fmt.Errorf("%s not installed: run scripts/install-deps.sh", tool)
 		}
 	}
-	if c.bin == "" {
-		c.bin = filepath.Join(c.dir, "sqlite-backup")
-		logf("building %s (CGO_ENABLED=0)", c.bin)
-		if err := buildBinary(c.bin); err != nil {
-			return err
-		}
-	}
-	src := filepath.Join(c.dir, "app.db")
-	logf("generating a %d MB database", c.sizeMB)
-	if err := generate(src, c.sizeMB); err != nil {
-		return err
-	}
 	// The baselines send our backup file itself: the same bytes.
 	ref := filepath.Join(c.dir, "ref")
 	os.Mkdir(ref, 0o700)
 	if o, err := exec.Command(c.bin, "--source", src, "--backup-dir", ref, "--keep", "0", "--json").Output(); err != nil {
 		return fmt.Errorf("reference backup: %v", err)
 	} else {
-		var r struct{ Path string }
-		json.Unmarshal(o, &r)
-		ref = r.Path
+		var r struct {
+			Results []struct{ Path string } `json:"results"`
+		}
+		if err := json.Unmarshal(o, &r); err != nil || len(r.Results) != 1 || r.Results[0].Path == "" {
+			return fmt.Errorf("reference backup: no path in its --json (%v): %.200s", err, o)
+		}
+		ref = r.Results[0].Path
 	}
 	fi, err := os.Stat(ref)
 	if err != nil {
@@ -112,13 +116,7 @@ func runRemote(c config, out io.Writer) (err error) {
 	env = append(env, s3.Env()...)
 	env = append(env, "HOME="+tb.TempDir(), "SSH_AUTH_SOCK=")
 	sshOpts := []string{"-i", sd.Key, "-o", "UserKnownHostsFile=" + sd.KnownHosts, "-o", "BatchMode=yes", "-o", "StrictHostKeyChecking=yes"}
-	var rcloneEnv []string
-	for _, kv := range os.Environ() {
-		if !strings.HasPrefix(kv, "AWS_") {
-			rcloneEnv = append(rcloneEnv, kv) // rclone refuses plain HTTP with AWS_CA_BUNDLE set
-		}
-	}
-	rcloneEnv = append(rcloneEnv, "RCLONE_CONFIG_BENCH_TYPE=s3", "RCLONE_CONFIG_BENCH_PROVIDER=Other",
+	rcloneEnv := append(withoutAWS(), "RCLONE_CONFIG_BENCH_TYPE=s3", "RCLONE_CONFIG_BENCH_PROVIDER=Other",
 		"RCLONE_CONFIG_BENCH_ACCESS_KEY_ID="+s3.Access, "RCLONE_CONFIG_BENCH_SECRET_ACCESS_KEY="+s3.Secret,
 		"RCLONE_CONFIG_BENCH_ENDPOINT="+s3.Endpoint(), "RCLONE_CONFIG_BENCH_REGION=us-east-1")
 
@@ -129,17 +127,22 @@ func runRemote(c config, out io.Writer) (err error) {
 			os.Mkdir(bdir, 0o700)
 			argv := []string{c.bin, "--source", src, "--backup-dir", bdir, "--keep", "0", "--json", "--remote", url, "--ssh-key", sd.Key, "--known-hosts", sd.KnownHosts}
 			return argv, env, func(stdout string) (time.Duration, error) {
-				var r struct {
-					Remotes []struct {
-						Uploaded   []string `json:"uploaded"`
-						DurationMS int64    `json:"duration_ms"`
-						Error      string   `json:"error"`
-					} `json:"remotes"`
+				// The --json report holds one result per source, each
+				// with its remotes.
+				var rep struct {
+					Results []struct {
+						Remotes []struct {
+							Uploaded   []string `json:"uploaded"`
+							DurationMS int64    `json:"duration_ms"`
+							Error      string   `json:"error"`
+						} `json:"remotes"`
+					} `json:"results"`
 				}
-				if err := json.Unmarshal([]byte(stdout), &r); err != nil || len(r.Remotes) != 1 || len(r.Remotes[0].Uploaded) != 1 {
+				err := json.Unmarshal([]byte(stdout), &rep)
+				if err != nil || len(rep.Results) != 1 || len(rep.Results[0].Remotes) != 1 || len(rep.Results[0].Remotes[0].Uploaded) != 1 {
 					return 0, fmt.Errorf("unexpected output %q (%v)", stdout, err)
 				}
-				return time.Duration(r.Remotes[0].DurationMS) * time.Millisecond, nil
+				return time.Duration(rep.Results[0].Remotes[0].DurationMS) * time.Millisecond, nil
 			}
 		}
 	}

@@ -21,14 +21,11 @@ import (
 // or verify of the download, in one run, interleaved, medians.
 func runRemoteRestore(c config, out io.Writer) (err error) {
 	logf := func(format string, a ...any) { fmt.Fprintf(os.Stderr, "bench: "+format+"\n", a...) }
-	if c.dir == "" {
-		d, err := os.MkdirTemp("", "sqlite-backup-bench-restore-")
-		if err != nil {
-			return err
-		}
-		defer os.RemoveAll(d)
-		c.dir = d
+	src, cleanup, err := prepare(&c, logf)
+	if err != nil {
+		return err
 	}
+	defer cleanup()
 	tb := &benchTB{dir: c.dir}
 	defer tb.done()
 	defer func() {
@@ -41,23 +38,6 @@ func runRemoteRestore(c config, out io.Writer) (err error) {
 			return fmt.Errorf("%s not installed: run scripts/install-deps.sh", tool)
 		}
 	}
-	if c.bin == "" {
-		c.bin = filepath.Join(c.dir, "sqlite-backup")
-		logf("building %s (CGO_ENABLED=0)", c.bin)
-		if err := buildBinary(c.bin); err != nil {
-			return err
-		}
-	}
-	src := c.db
-	if src == "" {
-		src = filepath.Join(c.dir, "app.db")
-	}
-	if _, err := os.Stat(src); err != nil {
-		logf("generating a %d MB database in %s", c.sizeMB, src)
-		if err := generate(src, c.sizeMB); err != nil {
-			return err
-		}
-	}
 
 	sd := testserver.StartSSHD(tb)
 	s3 := testserver.StartS3(tb)
@@ -66,13 +46,7 @@ func runRemoteRestore(c config, out io.Writer) (err error) {
 	env = append(env, "HOME="+tb.TempDir(), "SSH_AUTH_SOCK=")
 	keyFlags := []string{"--ssh-key", sd.Key, "--known-hosts", sd.KnownHosts}
 	sshOpts := []string{"-i", sd.Key, "-o", "UserKnownHostsFile=" + sd.KnownHosts, "-o", "BatchMode=yes", "-o", "StrictHostKeyChecking=yes"}
-	var rcloneEnv []string
-	for _, kv := range os.Environ() {
-		if !strings.HasPrefix(kv, "AWS_") {
-			rcloneEnv = append(rcloneEnv, kv) // rclone refuses plain HTTP with AWS_CA_BUNDLE set
-		}
-	}
-	rcloneEnv = append(rcloneEnv, "RCLONE_CONFIG_BENCH_TYPE=s3", "RCLONE_CONFIG_BENCH_PROVIDER=Other",
+	rcloneEnv := append(withoutAWS(), "RCLONE_CONFIG_BENCH_TYPE=s3", "RCLONE_CONFIG_BENCH_PROVIDER=Other",
 		"RCLONE_CONFIG_BENCH_ACCESS_KEY_ID="+s3.Access, "RCLONE_CONFIG_BENCH_SECRET_ACCESS_KEY="+s3.Secret,
 		"RCLONE_CONFIG_BENCH_ENDPOINT="+s3.Endpoint(), "RCLONE_CONFIG_BENCH_REGION=us-east-1")
 
