@@ -131,33 +131,8 @@ INSERT INTO t(k, v) SELECT abs(random()) %% 1000, randomblob(50 + abs(random()) 
 		lost := ""
 		for range 1 + rng.IntN(3) {
 			switch op := rng.IntN(16); op {
-			case 0, 1, 2:
-				app.exec(t, fmt.Sprintf("INSERT INTO t(k, v) SELECT abs(random()) %% 1000, randomblob(%d) FROM generate_series(1, %d)", 20+rng.IntN(600), 1+rng.IntN(300)))
-			case 3, 4:
-				app.exec(t, fmt.Sprintf("UPDATE t SET v = randomblob(length(v)) WHERE id %% %d = %d", 50+rng.IntN(300), rng.IntN(50)))
-			case 5:
-				lo := rng.IntN(5000)
-				app.exec(t, fmt.Sprintf("UPDATE t SET k = k + 1, v = randomblob(length(v) + 1) WHERE id BETWEEN %d AND %d", lo, lo+rng.IntN(200)))
-			case 6:
-				lo := rng.IntN(5000)
-				app.exec(t, fmt.Sprintf("DELETE FROM t WHERE id BETWEEN %d AND %d", lo, lo+rng.IntN(800)))
-			case 7:
-				n := rng.IntN(3)
-				app.exec(t, fmt.Sprintf("CREATE TABLE IF NOT EXISTS s%d(a TEXT, b BLOB); INSERT INTO s%d SELECT hex(randomblob(8)), randomblob(%d) FROM generate_series(1, 200)", n, n, 10+rng.IntN(2000)))
-			case 8:
-				app.exec(t, fmt.Sprintf("DROP TABLE IF EXISTS s%d", rng.IntN(3)))
-			case 9:
-				app.exec(t, "VACUUM")
-				stats["vacuum"]++
-			case 10:
-				if rng.IntN(4) == 0 {
-					// A new page size: only outside WAL, then back.
-					pageSize = []int{1024, 2048, 4096, 8192}[rng.IntN(4)]
-					app.exec(t, fmt.Sprintf("PRAGMA journal_mode=DELETE; PRAGMA page_size=%d; VACUUM; PRAGMA journal_mode=WAL", pageSize))
-					stats["page size"]++
-				}
-			case 11, 12:
-				app.exec(t, "PRAGMA wal_checkpoint("+[]string{"PASSIVE", "FULL", "RESTART", "TRUNCATE"}[rng.IntN(4)]+")")
+			default:
+				randomChange(t, app, rng, op, &pageSize, stats)
 			case 13:
 				if _, err := os.Stat(index); err == nil {
 					os.Remove(index)
@@ -281,4 +256,41 @@ func pointsIn(t *testing.T, dir string) []string {
 		}
 	}
 	return out
+}
+
+// randomChange applies change op (0-12; other values do nothing) of the
+// differential tests' write histories through app, the C CLI's session:
+// inserts, updates in place and with growth, deletes, side tables made
+// and dropped, VACUUM, a page-size change (outside WAL, then back) and
+// checkpoints of every kind. Each test adds its own ops above 12.
+func randomChange(t *testing.T, app *cliSession, rng *rand.Rand, op int, pageSize *int, stats map[string]int) {
+	t.Helper()
+	switch op {
+	case 0, 1, 2:
+		app.exec(t, fmt.Sprintf("INSERT INTO t(k, v) SELECT abs(random()) %% 1000, randomblob(%d) FROM generate_series(1, %d)", 20+rng.IntN(600), 1+rng.IntN(300)))
+	case 3, 4:
+		app.exec(t, fmt.Sprintf("UPDATE t SET v = randomblob(length(v)) WHERE id %% %d = %d", 50+rng.IntN(300), rng.IntN(50)))
+	case 5:
+		lo := rng.IntN(5000)
+		app.exec(t, fmt.Sprintf("UPDATE t SET k = k + 1, v = randomblob(length(v) + 1) WHERE id BETWEEN %d AND %d", lo, lo+rng.IntN(200)))
+	case 6:
+		lo := rng.IntN(5000)
+		app.exec(t, fmt.Sprintf("DELETE FROM t WHERE id BETWEEN %d AND %d", lo, lo+rng.IntN(800)))
+	case 7:
+		n := rng.IntN(3)
+		app.exec(t, fmt.Sprintf("CREATE TABLE IF NOT EXISTS s%d(a TEXT, b BLOB); INSERT INTO s%d SELECT hex(randomblob(8)), randomblob(%d) FROM generate_series(1, 200)", n, n, 10+rng.IntN(2000)))
+	case 8:
+		app.exec(t, fmt.Sprintf("DROP TABLE IF EXISTS s%d", rng.IntN(3)))
+	case 9:
+		app.exec(t, "VACUUM")
+		stats["vacuum"]++
+	case 10:
+		if rng.IntN(4) == 0 {
+			*pageSize = []int{1024, 2048, 4096, 8192}[rng.IntN(4)]
+			app.exec(t, fmt.Sprintf("PRAGMA journal_mode=DELETE; PRAGMA page_size=%d; VACUUM; PRAGMA journal_mode=WAL", *pageSize))
+			stats["page size"]++
+		}
+	case 11, 12:
+		app.exec(t, "PRAGMA wal_checkpoint("+[]string{"PASSIVE", "FULL", "RESTART", "TRUNCATE"}[rng.IntN(4)]+")")
+	}
 }

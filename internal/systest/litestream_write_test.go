@@ -140,30 +140,9 @@ INSERT INTO t(k, v) SELECT abs(random()) %% 1000, randomblob(50 + abs(random()) 
 	for i := range rounds {
 		for range 1 + rng.IntN(3) {
 			switch op := rng.IntN(14); op {
-			case 0, 1, 2:
-				app.exec(t, fmt.Sprintf("INSERT INTO t(k, v) SELECT abs(random()) %% 1000, randomblob(%d) FROM generate_series(1, %d)", 20+rng.IntN(600), 1+rng.IntN(200)))
-			case 3, 4:
-				app.exec(t, fmt.Sprintf("UPDATE t SET v = randomblob(length(v)) WHERE id %% %d = %d", 50+rng.IntN(300), rng.IntN(50)))
-			case 5:
-				lo := rng.IntN(2000)
-				app.exec(t, fmt.Sprintf("DELETE FROM t WHERE id BETWEEN %d AND %d", lo, lo+rng.IntN(600)))
-			case 6:
-				n := rng.IntN(3)
-				app.exec(t, fmt.Sprintf("CREATE TABLE IF NOT EXISTS s%d(a TEXT, b BLOB); INSERT INTO s%d SELECT hex(randomblob(8)), randomblob(%d) FROM generate_series(1, 100)", n, n, 10+rng.IntN(2000)))
-			case 7:
-				app.exec(t, fmt.Sprintf("DROP TABLE IF EXISTS s%d", rng.IntN(3)))
-			case 8:
-				app.exec(t, "VACUUM")
-				stats["vacuum"]++
-			case 9:
-				if rng.IntN(3) == 0 {
-					pageSize = []int{1024, 2048, 4096, 8192}[rng.IntN(4)]
-					app.exec(t, fmt.Sprintf("PRAGMA journal_mode=DELETE; PRAGMA page_size=%d; VACUUM; PRAGMA journal_mode=WAL", pageSize))
-					stats["page size"]++
-				}
-			case 10, 11:
-				app.exec(t, "PRAGMA wal_checkpoint("+[]string{"PASSIVE", "FULL", "RESTART", "TRUNCATE"}[rng.IntN(4)]+")")
-			case 12:
+			default:
+				randomChange(t, app, rng, op, &pageSize, stats)
+			case 13:
 				os.Remove(index)
 			}
 		}
