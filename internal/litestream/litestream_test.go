@@ -149,7 +149,20 @@ func compact(t *testing.T, r *Replica, plan []File) []byte {
 // Every point restores to the database as it was, byte for byte, and to
 // what ltx's compactor (Litestream's restore) makes of the same files;
 // by TXID and by time.
-func TestRestoreEveryPoint(t *testing.T) {
+// piped runs test twice: each file decoded as the merge reads it, and
+// every file decoded by a goroutine of its own in batches of 3 pages.
+func piped(t *testing.T, test func(t *testing.T)) {
+	t.Run("inline", test)
+	t.Run("piped", func(t *testing.T) {
+		defer func(m int64, b int) { pipeMin, pipeBatch = m, b }(pipeMin, pipeBatch)
+		pipeMin, pipeBatch = 0, 3*4096
+		test(t)
+	})
+}
+
+func TestRestoreEveryPoint(t *testing.T) { piped(t, testRestoreEveryPoint) }
+
+func testRestoreEveryPoint(t *testing.T) {
 	f := newFixture(t)
 	r := open(t, f.dir)
 	for i, want := range f.states {
@@ -277,7 +290,9 @@ func failedOn(t *testing.T, err error, file string) {
 	}
 }
 
-func TestDamage(t *testing.T) {
+func TestDamage(t *testing.T) { piped(t, testDamage) }
+
+func testDamage(t *testing.T) {
 	ctx := context.Background()
 	for _, tc := range []struct {
 		name   string
