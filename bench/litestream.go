@@ -140,6 +140,9 @@ dbs:
 		{name: "litestream restore", argv: []string{ls, "restore", "-config", cfg, "-o", target, src}, env: lsEnv},
 		{name: "litestream restore -integrity-check full", argv: []string{ls, "restore", "-config", cfg, "-o", target, "-integrity-check", "full", src}, env: lsEnv},
 	}
+	for _, b := range parseBases(c.base) {
+		cases = append(cases, &lcase{name: b[0] + ": sqlite-backup restore s3://…", argv: []string{b[1], "restore", "s3://bench/ls", "--to", target}, env: env})
+	}
 	for round := 0; round <= c.rounds; round++ {
 		for i := range cases {
 			k := cases[(i+round)%len(cases)]
@@ -177,5 +180,8 @@ dbs:
 	}
 	r := func(a, b int) float64 { return med(cases[a].walls).Seconds() / med(cases[b].walls).Seconds() }
 	fmt.Fprintf(out, "\nours %.2f× litestream restore, %.2f× litestream restore -integrity-check full (target ≤ 1.0×; peak ≤ 64 MB)\n", r(0, 1), r(0, 2))
+	for i := 3; i < len(cases); i++ {
+		fmt.Fprintf(out, "%s %.2f× litestream restore, %.2f× litestream restore -integrity-check full\n", strings.TrimSuffix(cases[i].name, " restore s3://…"), r(i, 1), r(i, 2))
+	}
 	return nil
 }

@@ -140,18 +140,10 @@ func run(c config, out io.Writer) error {
 		}
 		c.writer = false
 	}
+	bases := parseBases(c.base)
 	var labels []string
-	var bases [][2]string
-	for _, b := range strings.Split(c.base, ",") {
-		if b == "" {
-			continue
-		}
-		label, bin, ok := strings.Cut(b, "=")
-		if !ok {
-			label, bin = "base", b
-		}
-		labels = append(labels, label)
-		bases = append(bases, [2]string{label, bin})
+	for _, b := range bases {
+		labels = append(labels, b[0])
 	}
 	var variants []checkVariant
 	if c.checks {
@@ -288,6 +280,23 @@ func moduleRoot() (string, error) {
 		return "", fmt.Errorf("run the benchmark from inside the sqlite-backup module")
 	}
 	return filepath.Dir(mod), nil
+}
+
+// parseBases reads -base: BIN or LABEL=BIN, comma-separated, as
+// {label, bin} pairs.
+func parseBases(arg string) [][2]string {
+	var bases [][2]string
+	for _, b := range strings.Split(arg, ",") {
+		if b == "" {
+			continue
+		}
+		label, bin, ok := strings.Cut(b, "=")
+		if !ok {
+			label, bin = "base", b
+		}
+		bases = append(bases, [2]string{label, bin})
+	}
+	return bases
 }
 
 // generate writes a database of about sizeMB: one table of random rows
