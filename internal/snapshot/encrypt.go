@@ -27,25 +27,27 @@ func encryptTemp(ctx context.Context, tmp, dir, base string, kind compress.Kind,
 	return etmp, s, nil
 }
 
-// sealRun is an encryption of the temp copy that runs while the copy is
-// checked: the check and the encryption both read the same private,
-// unchanging file, and on these 2-core hosts the check leaves a core
-// idle for part of its run (its queries are fewer than the cores by the
-// end). Its result is used only after the check passed; a failed or
-// abandoned check discards it.
-type sealRun struct {
+// packRun is the encryption (or, without recipients, the compression)
+// of the temp copy, run while the copy is checked: the check and the
+// packing both read the same private, unchanging file, and on these
+// 2-core hosts the check leaves a core idle for part of its run (its
+// queries are fewer than the cores by the end). Its result is used only
+// after the check passed; a failed or abandoned check discards it.
+type packRun struct {
 	cancel context.CancelFunc
 	done   chan struct{}
 	show   atomic.Bool // forward progress: the check's own has ended
 
 	tmp    string
-	sealed encrypt.Sealed
+	sealed encrypt.Sealed // encrypted
+	size   int64          // compressed: the uncompressed size
+	sum    string         // compressed: the compressed file's sha256
 	err    error
 }
 
-func startSeal(ctx context.Context, tmp, dir, base string, opts Options) *sealRun {
-	sctx, cancel := context.WithCancel(ctx)
-	s := &sealRun{cancel: cancel, done: make(chan struct{})}
+func startPack(ctx context.Context, tmp, dir, base string, opts Options) *packRun {
+	pctx, cancel := context.WithCancel(ctx)
+	s := &packRun{cancel: cancel, done: make(chan struct{})}
 	var progress func(done, total int64)
 	if p := opts.EncryptProgress; p != nil {
 		// One status line at a time: the check's while it runs.
@@ -57,21 +59,25 @@ func startSeal(ctx context.Context, tmp, dir, base string, opts Options) *sealRu
 	}
 	go func() {
 		defer close(s.done)
-		s.tmp, s.sealed, s.err = encryptTemp(sctx, tmp, dir, base, opts.Compress, opts.Recipients, progress)
+		if len(opts.Recipients) > 0 {
+			s.tmp, s.sealed, s.err = encryptTemp(pctx, tmp, dir, base, opts.Compress, opts.Recipients, progress)
+		} else {
+			s.tmp, s.size, s.sum, s.err = compressTemp(pctx, tmp, dir, base, opts.Compress)
+		}
 	}()
 	return s
 }
 
-// wait returns the encrypted temp file once it is written and proven.
-func (s *sealRun) wait() (string, encrypt.Sealed, error) {
+// wait waits for the packed temp file to be written and proven.
+func (s *packRun) wait() error {
 	s.show.Store(true)
 	<-s.done
 	s.cancel()
-	return s.tmp, s.sealed, s.err
+	return s.err
 }
 
-// abandon stops the encryption and removes what it wrote.
-func (s *sealRun) abandon() {
+// abandon stops the packing and removes what it wrote.
+func (s *packRun) abandon() {
 	s.cancel()
 	<-s.done
 	if s.err == nil {

@@ -6,6 +6,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -94,25 +95,34 @@ func TestEncryptedBackupIsTheCheckedCopy(t *testing.T) {
 	}
 }
 
-// TestEncryptedBackupFailingTheCheckLeavesNothing: the encryption that
-// ran beside a failing check is discarded with the copy: no file, no
-// temp file, and the error is the check's.
-func TestEncryptedBackupFailingTheCheckLeavesNothing(t *testing.T) {
+// TestPackedBackupFailingTheCheckLeavesNothing: the encryption or
+// compression that ran beside a failing check is discarded with the
+// copy: no file, no temp file, and the error is the check's.
+func TestPackedBackupFailingTheCheckLeavesNothing(t *testing.T) {
 	_, rcpt := ageKey(t)
 	dir := t.TempDir()
 	src := filepath.Join(dir, "app.db")
 	testdb.Create(t, src, testdb.Options{Rows: 4000, BlobSize: 300})
 	fi, _ := os.Stat(src)
 	testdb.Corrupt(t, src, int(fi.Size()/4096/2), 4096)
-	for _, kind := range []compress.Kind{compress.None, compress.Zstd} {
+	for _, tc := range []struct {
+		kind  compress.Kind
+		rcpts []age.Recipient
+	}{
+		{compress.None, []age.Recipient{rcpt}},
+		{compress.Zstd, []age.Recipient{rcpt}},
+		{compress.Zstd, nil},
+		{compress.Gzip, nil},
+	} {
+		name := fmt.Sprintf("%s, %d recipients", tc.kind, len(tc.rcpts))
 		out := filepath.Join(t.TempDir(), "out")
-		_, err := Run(context.Background(), Options{Source: src, Dir: out, Compress: kind, Recipients: []age.Recipient{rcpt}})
+		_, err := Run(context.Background(), Options{Source: src, Dir: out, Compress: tc.kind, Recipients: tc.rcpts})
 		var vf *verify.FailedError
 		if !errors.As(err, &vf) {
-			t.Fatalf("%s: error %v, want a verification failure", kind, err)
+			t.Fatalf("%s: error %v, want a verification failure", name, err)
 		}
 		if got := names(t, out); len(got) != 0 {
-			t.Errorf("%s: a failed encrypted backup left %q", kind, got)
+			t.Errorf("%s: a failed packed backup left %q", name, got)
 		}
 	}
 }

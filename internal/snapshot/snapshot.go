@@ -247,11 +247,13 @@ func Run(ctx context.Context, opts Options) (res *Result, err error) {
 			return nil, err
 		}
 	}
-	// An encrypted backup publishes the encrypted file, which Seal
-	// fsyncs; the plaintext copy is only read (checked, encrypted) and
-	// removed, so it needs no fsync, and may never reach the disk.
+	// An encrypted or compressed backup publishes the packed file, which
+	// Seal or compressTemp fsyncs; the plain copy is only read (checked,
+	// packed) and removed, so it needs no fsync, and may never reach the
+	// disk.
 	encrypting := len(opts.Recipients) > 0
-	if !encrypting {
+	packing := encrypting || opts.Compress != compress.None
+	if !packing {
 		if err := fsx.SyncFile(tmp); err != nil {
 			if noSpace(err) { // delayed allocation: the disk filled at the fsync
 				return nil, fileWriteError(err, dst.dir)
@@ -268,10 +270,10 @@ func Run(ctx context.Context, opts Options) (res *Result, err error) {
 	}
 
 	verdict, threads := "skipped", 0
-	var seal *sealRun // the encryption, run beside the check
+	var pack *packRun // the encryption or compression, run beside the check
 	defer func() {
-		if seal != nil && err != nil {
-			seal.abandon()
+		if pack != nil && err != nil {
+			pack.abandon()
 		}
 	}()
 	if opts.Verify != VerifyNone {
@@ -292,13 +294,17 @@ func Run(ctx context.Context, opts Options) (res *Result, err error) {
 				defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(1))
 				defer oneCore()() // the CPUs given back first, then the Ps
 			}
-			if encrypting {
-				seal = startSeal(ctx, tmp, dst.dir, filepath.Base(given), opts)
+			if packing {
+				pack = startPack(ctx, tmp, dst.dir, filepath.Base(given), opts)
 			}
 			vr, err := verify.File(ctx, tmp, verify.Options{Quick: opts.Verify == VerifyQuick, Progress: opts.VerifyProgress})
-			if seal != nil && err == nil && vr.OK {
-				opts.phase("encrypt")
-				<-seal.done // still on one core under a writer
+			if pack != nil && err == nil && vr.OK {
+				if encrypting {
+					opts.phase("encrypt")
+				} else {
+					opts.phase("compress")
+				}
+				<-pack.done // still on one core under a writer
 			}
 			return vr, err
 		}()
@@ -324,35 +330,34 @@ func Run(ctx context.Context, opts Options) (res *Result, err error) {
 
 	var uncompressed int64
 	suffix, encryption := opts.Compress.Suffix(), ""
-	if encrypting {
-		var etmp string
-		var sealed encrypt.Sealed
-		if seal != nil {
-			etmp, sealed, err = seal.wait()
-			seal = nil // its temp file is removed with a failed seal
-		} else {
+	if packing && pack == nil {
+		// Not checked (--no-verify): packed now.
+		if encrypting {
 			opts.phase("encrypt")
-			etmp, sealed, err = encryptTemp(ctx, tmp, dst.dir, filepath.Base(given), opts.Compress, opts.Recipients, opts.EncryptProgress)
+		} else {
+			opts.phase("compress")
 		}
+		pack = startPack(ctx, tmp, dst.dir, filepath.Base(given), opts)
+	}
+	if packing {
+		err := pack.wait()
+		done := pack
+		pack = nil // its temp file is removed with a failed run
 		if err != nil {
 			return nil, err
 		}
-		sum = sealed.SHA256 // the .sha256 sidecar covers the ciphertext
 		removeTemp(tmp)
-		tmp, uncompressed = etmp, sealed.Uncompressed
-		suffix += encrypt.Suffix
-		encryption = "age"
-	} else if opts.Compress != compress.None {
-		// The round-trip check read the compressed file: its hash is
-		// the one to record.
-		opts.phase("compress")
-		ctmp, size, csum, err := compressTemp(ctx, tmp, dst.dir, filepath.Base(given), opts.Compress)
-		if err != nil {
-			return nil, err
+		if encrypting {
+			sum = done.sealed.SHA256 // the .sha256 sidecar covers the ciphertext
+			tmp, uncompressed = done.tmp, done.sealed.Uncompressed
+			suffix += encrypt.Suffix
+			encryption = "age"
+		} else {
+			// The round-trip check read the compressed file: its hash
+			// is the one to record.
+			sum = done.sum
+			tmp, uncompressed = done.tmp, done.size
 		}
-		sum = csum
-		removeTemp(tmp)
-		tmp, uncompressed = ctmp, size
 	}
 
 	final, err := publish(tmp, dst, taken, suffix)
