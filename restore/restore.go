@@ -311,7 +311,7 @@ func Run(ctx context.Context, opts Options) (*Result, error) {
 		vr, plain = m.Check, m.Path
 		res.Chain = vr.Chain
 	} else {
-		vr, err = verify.File(ctx, bk, verify.Options{TempDir: filepath.Dir(target), KeepDecompressed: true, Identities: opts.Identities, Progress: opts.Check})
+		vr, err = verify.File(ctx, bk, verify.Options{TempDir: filepath.Dir(target), KeepDecompressed: true, Identities: opts.Identities, Progress: opts.Check, Fetched: remoteURL != ""})
 		defer vr.RemoveDecompressed()
 		if err != nil {
 			return nil, fmt.Errorf("restore from %q: %w", opts.Backup, err)

@@ -47,6 +47,11 @@ type Options struct {
 	// goes on to use it (restore) instead of decompressing again. The
 	// caller removes it.
 	KeepDecompressed bool
+	// Fetched says the file is a download that remote.Fetch already
+	// hashed as it wrote it and found equal to its .sha256 sidecar: the
+	// sidecar is then not checked a second time by reading the file
+	// again (SHA256 is "ok").
+	Fetched bool
 	// Deep recomputes row counts and the content hash and compares them
 	// with the backup's manifest (<file>.json).
 	Deep bool
