@@ -6,6 +6,9 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
+
+	"sqlite-backup/internal/format/manifest"
 )
 
 // TestSetKeepingContent: a checked file that is renamed into place gets
@@ -141,5 +144,83 @@ func TestContentSum(t *testing.T) {
 	}
 	if sum(b[:len(b)-1]) == base {
 		t.Error("a shorter file has the same sum")
+	}
+}
+
+// TestCopiedBackupNotCheckedTwice: a plain local backup whose .sha256
+// the check proved is copied into place with that hash and not checked
+// again there; one without a sidecar is; one that changes between its
+// check and its copy is refused, and nothing is replaced.
+func TestCopiedBackupNotCheckedTwice(t *testing.T) {
+	ctx := context.Background()
+	mkBackup := func(t *testing.T, sidecar bool) string {
+		bk := filepath.Join(t.TempDir(), "app.db.20261207_120000")
+		cli(t, bk, "create table t(id integer primary key, v blob); create index tv on t(v); insert into t(v) select randomblob(400) from generate_series(1,1500);")
+		if sidecar {
+			sum, err := manifest.FileSHA256(bk)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := manifest.WriteSHA256(bk, sum); err != nil {
+				t.Fatal(err)
+			}
+		}
+		return bk
+	}
+	for _, tc := range []struct {
+		name    string
+		sidecar bool
+		tamper  bool
+		want    string // CheckedAs, or the error
+	}{
+		{"with its .sha256", true, false, CheckedCopied},
+		{"without a .sha256", false, false, CheckedInPlace},
+		{"changed after its check", true, true, "changed after it was checked"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			bk := mkBackup(t, tc.sidecar)
+			want, err := os.ReadFile(bk)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if tc.tamper {
+				beforeCopy = func() {
+					// A byte in a row's blob, as a writer to the backup
+					// dir might change it: the file stays a valid
+					// database, so only the hash can tell.
+					b, _ := os.ReadFile(bk)
+					b[len(b)-200] ^= 0x55
+					os.WriteFile(bk, b, 0o644)
+				}
+				defer func() { beforeCopy = nil }()
+			}
+			target := filepath.Join(t.TempDir(), "app.db")
+			res, err := Run(ctx, Options{Backup: bk, Target: target, Mode: ModeOffline, BusyTimeout: time.Second})
+			if tc.tamper {
+				if err == nil || !strings.Contains(err.Error(), tc.want) {
+					t.Fatalf("err %v, want %q", err, tc.want)
+				}
+				if _, serr := os.Stat(target); !os.IsNotExist(serr) {
+					t.Fatalf("target written: %v", serr)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if res.CheckedAs != tc.want {
+				t.Fatalf("checked_as %q, want %q", res.CheckedAs, tc.want)
+			}
+			got, err := os.ReadFile(target)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if string(got) != string(want) {
+				t.Fatal("the restored file is not the backup's bytes")
+			}
+			if got := cli(t, target, "pragma integrity_check"); got != "ok" {
+				t.Fatalf("integrity_check: %s", got)
+			}
+		})
 	}
 }

@@ -4,8 +4,10 @@ import (
 	"context"
 	"crypto/sha256"
 	"database/sql"
+	"encoding/hex"
 	"errors"
 	"fmt"
+	"hash"
 	"io"
 	"io/fs"
 	"net/url"
@@ -56,16 +58,34 @@ func step(name string) {
 // target (a decompressed backup, or one downloaded from a remote into a
 // private dir there): it is renamed into place itself instead of being
 // copied once more.
-func offline(ctx context.Context, plain string, owned bool, target string, tgt targetState, res *Result, opts Options) (err error) {
+//
+// checkedSum, when not owned, is the SHA-256 the backup was proven to
+// have when it was checked (its .sha256 sidecar matched), or "": a copy
+// whose bytes hash to it is the checked file, and is not checked again
+// in place (CheckedCopied); without one the copy is (CheckedInPlace).
+func offline(ctx context.Context, plain string, owned bool, checkedSum string, target string, tgt targetState, res *Result, opts Options) (err error) {
 	dir := filepath.Dir(target)
 	tmp := plain
 	if !owned {
 		if tmp, err = createTemp(dir, filepath.Base(target)); err != nil {
 			return err
 		}
-		if err := copyFile(ctx, plain, tmp, opts.Pages); err != nil {
+		if beforeCopy != nil {
+			beforeCopy()
+		}
+		var h hash.Hash
+		if checkedSum != "" {
+			h = sha256.New()
+		}
+		if err := copyFile(ctx, plain, tmp, opts.Pages, h); err != nil {
 			os.Remove(tmp)
 			return err
+		}
+		if h != nil {
+			if got := hex.EncodeToString(h.Sum(nil)); got != checkedSum {
+				os.Remove(tmp)
+				return fmt.Errorf("backup %q changed after it was checked (sha256 %.12s…, checked %.12s…); nothing was replaced", plain, got, checkedSum)
+			}
 		}
 	}
 	defer func() {
@@ -87,14 +107,18 @@ func offline(ctx context.Context, plain string, owned bool, target string, tgt t
 	if tgt.wal {
 		mode = "wal"
 	}
-	if owned {
-		// The file that passed the check is the one that gets the name,
-		// so it is not checked again there: what proves it is that
-		// nothing but its journal mode changed since (setKeepingContent).
+	if owned || checkedSum != "" {
+		// The file that passed the check (or a copy proven to hold its
+		// bytes) is the one that gets the name, so it is not checked
+		// again there: what proves it is that nothing but its journal
+		// mode changed since (setKeepingContent).
 		if err := setKeepingContent(ctx, tmp, mode); err != nil {
 			return fmt.Errorf("prepare restored file %q: %w", tmp, err)
 		}
 		res.CheckedAs = CheckedRenamed
+		if !owned {
+			res.CheckedAs = CheckedCopied
+		}
 	} else if err := setJournalMode(ctx, tmp, mode); err != nil {
 		return fmt.Errorf("prepare restored file %q: %w", tmp, err)
 	}
@@ -239,6 +263,10 @@ func setJournalMode(ctx context.Context, p, mode string) error {
 	return nil
 }
 
+// beforeCopy, when set by a test, runs after the check and before a
+// backup is copied into place.
+var beforeCopy func()
+
 // setMode is setJournalMode; a test makes it write more.
 var setMode = setJournalMode
 
@@ -340,7 +368,7 @@ func createTemp(dir, base string) (string, error) {
 
 // copyFile copies src into dst, reporting progress (if set) in pages of
 // src's page size.
-func copyFile(ctx context.Context, src, dst string, progress func(done, total int64)) error {
+func copyFile(ctx context.Context, src, dst string, progress func(done, total int64), h hash.Hash) error {
 	in, err := os.Open(src)
 	if err != nil {
 		return fmt.Errorf("open backup %q: %w", src, fsx.PathErr(err))
@@ -372,6 +400,9 @@ func copyFile(ctx context.Context, src, dst string, progress func(done, total in
 		if n > 0 {
 			if _, err := out.Write(buf[:n]); err != nil {
 				return fmt.Errorf("write %q: %w", dst, fsx.PathErr(err))
+			}
+			if h != nil {
+				h.Write(buf[:n])
 			}
 			if done += int64(n); progress != nil {
 				progress(done/ps, total/ps)

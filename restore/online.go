@@ -125,19 +125,20 @@ func openTarget(target string, opts Options) (*sql.DB, error) {
 const (
 	CheckedInPlace = "in place"
 	CheckedRenamed = "renamed"
+	CheckedCopied  = "copied"
 )
 
 // checkRestored runs integrity_check on the target as it now is, through
 // SQLite's locking (the application may be using it), unless offline
-// renamed the checked file itself into place, and fills in the figures
-// of the result.
+// put the checked file itself, or a copy proven to hold its bytes, in
+// place (CheckedAs set), and fills in the figures of the result.
 func checkRestored(ctx context.Context, target string, res *Result, opts Options) error {
 	db, err := openTarget(target, opts)
 	if err != nil {
 		return err
 	}
 	defer db.Close()
-	if res.CheckedAs != CheckedRenamed {
+	if res.CheckedAs == "" {
 		problems, err := verify.Check(ctx, db, verify.Options{})
 		if err != nil {
 			return targetError(ctx, target, "check restored", err, opts)

@@ -26,6 +26,7 @@ import (
 	"sqlite-backup/internal/chain"
 	"sqlite-backup/internal/format/compress"
 	"sqlite-backup/internal/format/encrypt"
+	"sqlite-backup/internal/format/manifest"
 	"sqlite-backup/internal/format/sqlitefile"
 	"sqlite-backup/internal/host/passwd"
 	"sqlite-backup/internal/litestream"
@@ -133,11 +134,13 @@ type Result struct {
 	Removed         []string  `json:"removed,omitempty"`           // stale sidecars removed (offline)
 	Check           string    `json:"check"`                       // "integrity_check ok" after restore
 	// CheckedAs says how the database in place was shown to pass Check:
-	// "in place" (integrity_check of the target after the restore) or
+	// "in place" (integrity_check of the target after the restore),
 	// "renamed" (offline: the very file that passed it before it got a
-	// name was renamed into place, and its SHA-256, the header fields
-	// setting its journal mode rewrites aside, was the same after as
-	// before; see offline).
+	// name was renamed into place) or "copied" (offline: a copy of a
+	// backup whose SHA-256 the check proved against its .sha256, with
+	// that SHA-256); after either, the SHA-256 of the file, the header
+	// fields setting its journal mode rewrites aside, was the same after
+	// as before that write (see offline).
 	CheckedAs string `json:"checked_as,omitempty"`
 	Size      int64  `json:"size"`
 	PageSize  int    `json:"page_size"`
@@ -285,7 +288,7 @@ func Run(ctx context.Context, opts Options) (*Result, error) {
 	// what gets restored.
 	opts.phase(PhaseVerify)
 	var vr verify.Result
-	var plain string
+	var plain, checkedSum string
 	if rep != nil {
 		m, err := rep.Restore(ctx, litestream.Options{TXID: opts.ReplicaTXID, At: opts.ReplicaAt, TempDir: filepath.Dir(target), Keep: true, Progress: opts.Pages, Check: opts.Check})
 		defer m.Release()
@@ -322,6 +325,13 @@ func Run(ctx context.Context, opts Options) (*Result, error) {
 		}
 		if plain, err = prepare(ctx, bk, vr.Decompressed); err != nil {
 			return nil, err
+		}
+		if plain == bk && vr.SHA256 == "ok" {
+			// The check proved the file's hash against its sidecar: a
+			// copy with that hash is the checked file (offline).
+			if sum, err := manifest.ReadSHA256(bk); err == nil {
+				checkedSum = sum
+			}
 		}
 	}
 
@@ -392,16 +402,16 @@ func Run(ctx context.Context, opts Options) (*Result, error) {
 		opts.holders = res.HolderProcesses
 		err = online(ctx, plain, target, opts)
 	default:
-		err = offline(ctx, plain, owned, target, tgt, res, opts)
+		err = offline(ctx, plain, owned, checkedSum, target, tgt, res, opts)
 	}
 	if err != nil {
 		return res, withSafetyHint(err, res)
 	}
 	res.Replaced = true
 
-	// 7. Check what is now in place (a file renamed into place was
-	// checked before it was: see offline).
-	if res.CheckedAs != CheckedRenamed {
+	// 7. Check what is now in place (a file renamed into place, or a
+	// copy proven to be the checked file, was checked before: offline).
+	if res.CheckedAs == "" {
 		opts.phase(PhaseCheck)
 	}
 	if err := checkRestored(ctx, target, res, opts); err != nil {
