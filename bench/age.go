@@ -6,7 +6,9 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
+	"time"
 )
 
 // With -age the benchmark measures what encryption costs: our backup
@@ -90,6 +92,29 @@ func ageBaseCases(label, bin, src, dir string) []benchCase {
 	return cs
 }
 
+// paired is the median, over the rounds in which both ran, of a's time
+// less b's, every run counted (set aside or not): the two ran in the
+// same round, a minute apart at most, so the host's slower drifts
+// cancel, which the difference of two medians of runs from different
+// rounds (make-up rounds included) does not.
+func paired(a, b *caseResult) (time.Duration, int) {
+	at := map[int]time.Duration{}
+	for _, s := range b.all() {
+		at[s.round] = s.total
+	}
+	var d []time.Duration
+	for _, s := range a.all() {
+		if t, ok := at[s.round]; ok {
+			d = append(d, s.total-t)
+		}
+	}
+	if len(d) == 0 {
+		return 0, 0
+	}
+	slices.Sort(d)
+	return d[len(d)/2], len(d)
+}
+
 // printAgeCost says what encryption adds to a backup, next to what the
 // age CLI takes for the same bytes, for this build and each of labels
 // (-base). "zstd" is what -r adds to a --compress zstd backup; "zstd,
@@ -111,10 +136,15 @@ func printAgeCost(w io.Writer, res []*caseResult, labels []string) {
 		// CPU time, which sets the pace where other work keeps the
 		// cores busy: what -r adds against what the CLI spends.
 		addedCPU, cliCPU := a.medianCPU()-b.medianCPU(), c.medianCPU()
-		fmt.Fprintf(w, " %s against %s (%.2f) |\n", secs(addedCPU), secs(cliCPU), addedCPU.Seconds()/cliCPU.Seconds())
+		fmt.Fprintf(w, " %s against %s (%.2f) |", secs(addedCPU), secs(cliCPU), addedCPU.Seconds()/cliCPU.Seconds())
+		if p, n := paired(a, b); n > 0 {
+			fmt.Fprintf(w, " %s (%d rounds): %.2f |\n", secs(p), n, p.Seconds()/c.medianAll().Seconds())
+		} else {
+			fmt.Fprintln(w, " – |")
+		}
 	}
-	fmt.Fprintln(w, "| encryption | added to our backup (median with − without) | age CLI, same data | added / age CLI | added / (age -e + age -d) | CPU added against the CLI's |")
-	fmt.Fprintln(w, "| --- | ---: | ---: | ---: | ---: | ---: |")
+	fmt.Fprintln(w, "| encryption | added to our backup (median with − without) | age CLI, same data | added / age CLI | added / (age -e + age -d) | CPU added against the CLI's | paired: median of with − without in the same round, every run, / the CLI over every run |")
+	fmt.Fprintln(w, "| --- | ---: | ---: | ---: | ---: | ---: | ---: |")
 	for _, l := range append([]string{""}, labels...) {
 		p := ""
 		if l != "" {

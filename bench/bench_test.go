@@ -569,3 +569,21 @@ func TestIncrementalSmoke(t *testing.T) {
 		}
 	}
 }
+
+// TestPaired: the median of per-round differences, only over rounds in
+// which both ran, set-aside runs counted.
+func TestPaired(t *testing.T) {
+	s := func(round int, secs float64) sample {
+		return sample{round: round, total: time.Duration(secs * float64(time.Second))}
+	}
+	a := &caseResult{samples: []sample{s(1, 10), s(2, 12), s(4, 9)}, disturbed: []sample{s(3, 30)}}
+	b := &caseResult{samples: []sample{s(1, 8), s(2, 11.5), s(3, 27)}, disturbed: []sample{s(5, 1)}}
+	// Rounds 1, 2, 3 have both: differences 2, 0.5, 3; median 2.
+	got, n := paired(a, b)
+	if n != 3 || got != 2*time.Second {
+		t.Fatalf("paired = %v over %d rounds, want 2s over 3", got, n)
+	}
+	if _, n := paired(a, &caseResult{}); n != 0 {
+		t.Fatalf("no common round: %d", n)
+	}
+}

@@ -40,6 +40,7 @@ type sample struct {
 	// to its host while the case ran (-1: the kernel does not say), and
 	// handedBefore how much during the run before it.
 	handedBack, handedBefore int64
+	round                    int // the timed round it ran in (1, 2, …)
 }
 
 type caseResult struct {
@@ -208,6 +209,7 @@ func runRounds(cases []benchCase, rounds int, seed uint64, logf func(string, ...
 				return nil, fmt.Errorf("%s: %w", r.c.name, err)
 			}
 			s.handedBefore, prev = prev, s.handedBack
+			s.round = round
 			if round == 0 {
 				logf("warm-up %-42s %s", r.c.name, s.total.Round(time.Millisecond))
 				continue
