@@ -274,7 +274,9 @@ var setMode = setJournalMode
 // journal mode: the write and read versions (18, 19: 2 for WAL, 1 for
 // rollback), the change counter (24-27), and the version-valid-for
 // number and SQLite version that go with it (92-99). Nothing
-// integrity_check reads is among them.
+// integrity_check reads is among them. The in-header database size
+// (28-31) is not: a file whose size field SQLite would rewrite (one
+// last written before SQLite 3.7.0) fails the proof rather than pass it.
 var rewritten = [...][2]int{{18, 20}, {24, 28}, {92, 100}}
 
 // setKeepingContent sets the journal mode of a checked file and proves
