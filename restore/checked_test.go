@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"sqlite-backup/internal/format/manifest"
+	"sqlite-backup/internal/output/hint"
 )
 
 // TestSetKeepingContent: a checked file that is renamed into place gets
@@ -199,6 +200,9 @@ func TestCopiedBackupNotCheckedTwice(t *testing.T) {
 			if tc.tamper {
 				if err == nil || !strings.Contains(err.Error(), tc.want) {
 					t.Fatalf("err %v, want %q", err, tc.want)
+				}
+				if !strings.Contains(hint.Of(err), "sqlite-backup verify ") {
+					t.Fatalf("no hint: %v", err)
 				}
 				if _, serr := os.Stat(target); !os.IsNotExist(serr) {
 					t.Fatalf("target written: %v", serr)

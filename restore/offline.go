@@ -84,7 +84,8 @@ func offline(ctx context.Context, plain string, owned bool, checkedSum string, t
 		if h != nil {
 			if got := hex.EncodeToString(h.Sum(nil)); got != checkedSum {
 				os.Remove(tmp)
-				return fmt.Errorf("backup %q changed after it was checked (sha256 %.12s…, checked %.12s…); nothing was replaced", plain, got, checkedSum)
+				return hint.Wrap(fmt.Errorf("backup %q changed after it was checked (sha256 %.12s…, checked %.12s…); nothing was replaced", plain, got, checkedSum),
+					"something is writing to the backup; check it again, then restore: sqlite-backup verify %s", hint.Quote(plain))
 			}
 		}
 	}

@@ -253,6 +253,10 @@ func Run(ctx context.Context, opts Options) (res *Result, err error) {
 	// disk.
 	encrypting := len(opts.Recipients) > 0
 	packing := encrypting || opts.Compress != compress.None
+	packPhase := "compress"
+	if encrypting {
+		packPhase = "encrypt"
+	}
 	if !packing {
 		if err := fsx.SyncFile(tmp); err != nil {
 			if noSpace(err) { // delayed allocation: the disk filled at the fsync
@@ -299,11 +303,7 @@ func Run(ctx context.Context, opts Options) (res *Result, err error) {
 			}
 			vr, err := verify.File(ctx, tmp, verify.Options{Quick: opts.Verify == VerifyQuick, Progress: opts.VerifyProgress})
 			if pack != nil && err == nil && vr.OK {
-				if encrypting {
-					opts.phase("encrypt")
-				} else {
-					opts.phase("compress")
-				}
+				opts.phase(packPhase)
 				<-pack.done // still on one core under a writer
 			}
 			return vr, err
@@ -332,11 +332,7 @@ func Run(ctx context.Context, opts Options) (res *Result, err error) {
 	suffix, encryption := opts.Compress.Suffix(), ""
 	if packing && pack == nil {
 		// Not checked (--no-verify): packed now.
-		if encrypting {
-			opts.phase("encrypt")
-		} else {
-			opts.phase("compress")
-		}
+		opts.phase(packPhase)
 		pack = startPack(ctx, tmp, dst.dir, filepath.Base(given), opts)
 	}
 	if packing {
