@@ -498,13 +498,17 @@ func (c *Client) check(ctx context.Context, sc *sftp.Client, sh *serverHash, wai
 		c.lastCheck = "read back (server hash too slow)"
 	}
 	phase(remote.PhaseReadBack)
-	g, err := sc.Open(p)
+	rc, err := c.readConn(ctx)
+	if err != nil {
+		return err
+	}
+	g, err := rc.Open(p)
 	if err != nil {
 		return c.classify("read back "+p, err)
 	}
 	defer g.Close()
 	h := sha256.New()
-	n, err := g.WriteTo(h)
+	n, err := copyAhead(g, h) // as a download reads: no hole after a short reply
 	if err != nil {
 		return c.classify("read back "+p, err)
 	}
