@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"testing"
+	"time"
 
 	"sqlite-backup/internal/testserver"
 	"sqlite-backup/remote"
@@ -69,4 +70,66 @@ func TestDownloadWhole(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestDownloadCancelled: a download whose context is cancelled ends with
+// an error soon after, with the rest of the file never read (the
+// connection is closed, as for an upload), and the remote works again
+// afterwards (it dials anew).
+func TestDownloadCancelled(t *testing.T) {
+	sd := testserver.StartSSHD(t)
+	size := 256 << 20
+	f, err := os.Create(filepath.Join(sd.Dir, "big"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := f.Truncate(int64(size)); err != nil {
+		t.Fatal(err)
+	}
+	f.Close()
+	r, err := remote.Open(context.Background(), sd.URL(), remote.Options{SSHKey: sd.Key, KnownHosts: sd.KnownHosts})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	for _, how := range []string{"WriteTo", "Read"} {
+		ctx, cancel := context.WithCancel(context.Background())
+		rc, err := r.Get(ctx, "big")
+		if err != nil {
+			t.Fatal(err)
+		}
+		w := &cancelAfter{n: 1 << 20, cancel: cancel}
+		var n int64
+		if how == "WriteTo" {
+			n, err = io.Copy(w, rc)
+		} else {
+			n, err = io.CopyBuffer(w, struct{ io.Reader }{rc}, make([]byte, 5000))
+		}
+		rc.Close()
+		cancel()
+		if err == nil || n >= int64(size) {
+			t.Errorf("%s: read %d of %d bytes after the cancel, error %v; want an error before the end", how, n, size, err)
+		}
+		if _, err := r.Stat(context.Background(), "big"); err != nil {
+			t.Errorf("%s: the remote after a cancelled download: %v", how, err)
+		}
+	}
+}
+
+// cancelAfter cancels once n bytes were written to it, and gives the
+// cancellation a moment to act.
+type cancelAfter struct {
+	n, got    int64
+	cancel    func()
+	cancelled bool
+}
+
+func (c *cancelAfter) Write(p []byte) (int, error) {
+	c.got += int64(len(p))
+	if c.got >= c.n && !c.cancelled {
+		c.cancelled = true
+		c.cancel()
+		time.Sleep(50 * time.Millisecond)
+	}
+	return len(p), nil
 }

@@ -714,7 +714,10 @@ func (c *Client) Get(ctx context.Context, name string) (io.ReadCloser, error) {
 	if err != nil {
 		return nil, c.classify("open "+name, err)
 	}
-	return &ahead{f: f, done: make(chan struct{})}, nil
+	// A cancelled context closes the connection, as in Put: the reads in
+	// flight return, and the download ends with an error at once instead
+	// of running to the end of the file.
+	return &ahead{f: f, done: make(chan struct{}), stop: context.AfterFunc(ctx, c.drop)}, nil
 }
 
 // readChunk is the length of one read request of a download: OpenSSH's
@@ -765,6 +768,7 @@ type ahead struct {
 	started bool
 	pr      *io.PipeReader
 	done    chan struct{}
+	stop    func() bool // the context's AfterFunc
 }
 
 func (a *ahead) Read(p []byte) (int, error) {
@@ -790,6 +794,7 @@ func (a *ahead) WriteTo(w io.Writer) (int64, error) {
 
 // Close stops the reads in flight and closes the file.
 func (a *ahead) Close() error {
+	a.stop()
 	if a.started {
 		a.pr.CloseWithError(errors.New("closed"))
 		<-a.done
