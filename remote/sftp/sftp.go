@@ -725,8 +725,8 @@ func (c *Client) Get(ctx context.Context, name string) (io.ReadCloser, error) {
 // SFTP_MAX_READ_LENGTH), and pkg/sftp takes replies up to 256 KiB. With
 // 32 KiB requests, one per reply, sending the requests and taking the
 // replies apart cost our side more CPU than the bytes: a 990 MiB
-// download took 5.2 s against OpenSSH sftp's 4.0 s, and 3.2-3.5 s with
-// 127 KiB (docs/REMOTE-PERFORMANCE.md). A server that answers less
+// download took 5.2 s against OpenSSH sftp's 3.7-4.1 s, and takes
+// 3.0-3.5 s so (docs/REMOTE-PERFORMANCE.md). A server that answers less
 // (older OpenSSH: 64 KiB) is asked for the rest of the chunk in a next
 // request (pkg/sftp's ReadAt): slower, never short.
 var readChunk = 255 << 10 // a var for tests: SetReadChunk
