@@ -59,6 +59,9 @@ type Client struct {
 	ssh  *ssh.Client
 	sftp *sftp.Client
 	read *sftp.Client // downloads (readConn)
+	// readMax is the read session's packet size, the longest read it
+	// may ask for (copyAhead's chunks never exceed it).
+	readMax int
 
 	lastCheck string // how the last upload was checked, for tests
 	// slowHash: the server's hash missed its deadline once; the
@@ -123,17 +126,22 @@ func (c *Client) classify(op string, err error) error {
 
 func (c *Client) drop() {
 	c.mu.Lock()
-	defer c.mu.Unlock()
-	if c.read != nil {
-		c.read.Close()
-	}
-	if c.sftp != nil {
-		c.sftp.Close()
-	}
-	if c.ssh != nil {
-		c.ssh.Close()
-	}
+	conn, sc, rd := c.ssh, c.sftp, c.read
 	c.sftp, c.read, c.ssh = nil, nil, nil
+	c.mu.Unlock()
+	// The SSH connection first, and outside the lock: closing an SFTP
+	// session waits for its reader, which on a stalled link only the
+	// closed connection ends (a cancelled download must not hang here,
+	// nor every other call of this Client behind the lock).
+	if conn != nil {
+		conn.Close()
+	}
+	if rd != nil {
+		rd.Close()
+	}
+	if sc != nil {
+		sc.Close()
+	}
 }
 
 // Close ends the connection.
@@ -498,7 +506,7 @@ func (c *Client) check(ctx context.Context, sc *sftp.Client, sh *serverHash, wai
 		c.lastCheck = "read back (server hash too slow)"
 	}
 	phase(remote.PhaseReadBack)
-	rc, err := c.readConn(ctx)
+	rc, chunk, err := c.readConn(ctx)
 	if err != nil {
 		return err
 	}
@@ -508,7 +516,7 @@ func (c *Client) check(ctx context.Context, sc *sftp.Client, sh *serverHash, wai
 	}
 	defer g.Close()
 	h := sha256.New()
-	n, err := copyAhead(g, h) // as a download reads: no hole after a short reply
+	n, err := copyAhead(g, h, chunk) // as a download reads: no hole after a short reply
 	if err != nil {
 		return c.classify("read back "+p, err)
 	}
@@ -703,7 +711,7 @@ func (c *Client) Check(ctx context.Context) error {
 
 // Get streams a file from the server, with reads in flight (ahead).
 func (c *Client) Get(ctx context.Context, name string) (io.ReadCloser, error) {
-	sc, err := c.readConn(ctx)
+	sc, chunk, err := c.readConn(ctx)
 	if err != nil {
 		return nil, err
 	}
@@ -717,7 +725,7 @@ func (c *Client) Get(ctx context.Context, name string) (io.ReadCloser, error) {
 	// A cancelled context closes the connection, as in Put: the reads in
 	// flight return, and the download ends with an error at once instead
 	// of running to the end of the file.
-	return &ahead{f: f, done: make(chan struct{}), stop: context.AfterFunc(ctx, c.drop)}, nil
+	return &ahead{f: f, chunk: chunk, done: make(chan struct{}), stop: context.AfterFunc(ctx, c.drop)}, nil
 }
 
 // readChunk is the length of one read request of a download: OpenSSH's
@@ -738,24 +746,28 @@ const readsInFlight = 8
 // readConn is a second SFTP session on the same SSH connection, made for
 // downloads: its packets may be readChunk long. Uploads keep the
 // default 32 KiB, which every server must take.
-func (c *Client) readConn(ctx context.Context) (*sftp.Client, error) {
+// It returns the session and its packet size, the chunk copyAhead reads
+// with: a read no longer than the packet is one request that pkg/sftp
+// asks again after a short reply; a longer one is split, and a short
+// reply in a split read counts as the end of the file.
+func (c *Client) readConn(ctx context.Context) (*sftp.Client, int, error) {
 	if _, err := c.conn(ctx); err != nil {
-		return nil, err
+		return nil, 0, err
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.read != nil {
-		return c.read, nil
+		return c.read, c.readMax, nil
 	}
 	if c.ssh == nil {
-		return nil, c.fail(remote.KindIO, true, errors.New("connection closed"), "")
+		return nil, 0, c.fail(remote.KindIO, true, errors.New("connection closed"), "")
 	}
 	sc, err := sftp.NewClient(c.ssh, sftp.MaxPacketUnchecked(readChunk))
 	if err != nil {
-		return nil, c.fail(remote.KindUnreachable, true, fmt.Errorf("start sftp: %w", err), "")
+		return nil, 0, c.fail(remote.KindUnreachable, true, fmt.Errorf("start sftp: %w", err), "")
 	}
-	c.read = sc
-	return sc, nil
+	c.read, c.readMax = sc, readChunk
+	return sc, readChunk, nil
 }
 
 // ahead reads a remote file with readsInFlight requests of readChunk in
@@ -765,20 +777,25 @@ func (c *Client) readConn(ctx context.Context) (*sftp.Client, error) {
 // caller works.
 type ahead struct {
 	f       *sftp.File
-	started bool
+	chunk   int  // the read session's packet size
+	started bool // Read started the copy into the pipe
+	ended   bool // WriteTo copied the whole file
 	pr      *io.PipeReader
 	done    chan struct{}
 	stop    func() bool // the context's AfterFunc
 }
 
 func (a *ahead) Read(p []byte) (int, error) {
+	if a.ended {
+		return 0, io.EOF
+	}
 	if !a.started {
 		a.started = true
 		pr, pw := io.Pipe()
 		a.pr = pr
 		go func() {
 			defer close(a.done)
-			_, err := copyAhead(a.f, pw)
+			_, err := copyAhead(a.f, pw, a.chunk)
 			pw.CloseWithError(err) // nil: the reader gets io.EOF
 		}()
 	}
@@ -786,28 +803,45 @@ func (a *ahead) Read(p []byte) (int, error) {
 }
 
 func (a *ahead) WriteTo(w io.Writer) (int64, error) {
-	if a.started {
+	if a.started || a.ended {
 		return io.Copy(w, struct{ io.Reader }{a})
 	}
-	return copyAhead(a.f, w)
+	n, err := copyAhead(a.f, w, a.chunk)
+	a.ended = err == nil
+	return n, err
 }
 
-// Close stops the reads in flight and closes the file.
+// Close stops the reads in flight and closes the file. The context's
+// hook goes last: a cancel while the copy still waits on a stalled link
+// closes the connection and ends the wait.
 func (a *ahead) Close() error {
-	a.stop()
 	if a.started {
 		a.pr.CloseWithError(errors.New("closed"))
 		<-a.done
 	}
+	a.stop()
 	return a.f.Close()
 }
 
-// copyAhead copies f to w in order. Worker j reads chunks j, j+n, j+2n…
-// into its own buffer with ReadAt, which asks again for whatever a
-// reply left short, and waits for w to have taken a chunk before it
-// reads its next. pkg/sftp's own WriteTo is not used: it moves on after
-// a short reply, leaving a hole in the stream.
-func copyAhead(f *sftp.File, w io.Writer) (written int64, err error) {
+// copyAhead copies f to w in order, in chunks of at most chunk bytes (no
+// more than the session's packet size: see readConn). Worker j reads
+// chunks j, j+n, j+2n… into its own buffer with ReadAt, which asks again
+// for whatever a reply left short, and waits for w to have taken a chunk
+// before it reads its next. pkg/sftp's own WriteTo is not used: it moves
+// on after a short reply, leaving a hole in the stream. A small file gets
+// one worker and a buffer of its size (from 32 KiB), as many files open
+// at once (a Litestream restore's plan) must not each hold 2 MiB.
+func copyAhead(f *sftp.File, w io.Writer, chunk int) (written int64, err error) {
+	workers := readsInFlight
+	if fi, err := f.Stat(); err == nil && fi.Size() < int64(workers*chunk) {
+		// A file that grows meanwhile is still read to its end, only
+		// with fewer reads in flight.
+		size := fi.Size()
+		workers = int(size/int64(chunk)) + 1
+		if size < int64(chunk) {
+			chunk = min(chunk, max(int(size)+1, 32<<10))
+		}
+	}
 	type reply struct {
 		n   int
 		err error
@@ -817,7 +851,7 @@ func copyAhead(f *sftp.File, w io.Writer) (written int64, err error) {
 		ready chan reply
 		free  chan struct{}
 	}
-	slots := make([]slot, readsInFlight)
+	slots := make([]slot, workers)
 	quit := make(chan struct{})
 	var wg sync.WaitGroup
 	defer func() {
@@ -826,14 +860,14 @@ func copyAhead(f *sftp.File, w io.Writer) (written int64, err error) {
 	}()
 	for j := range slots {
 		s := &slots[j]
-		s.buf = make([]byte, readChunk)
+		s.buf = make([]byte, chunk)
 		s.ready = make(chan reply, 1)
 		s.free = make(chan struct{}, 1)
 		s.free <- struct{}{}
 		wg.Add(1)
 		go func(j int) {
 			defer wg.Done()
-			for off := int64(j * readChunk); ; off += int64(readsInFlight * readChunk) {
+			for off := int64(j * chunk); ; off += int64(workers * chunk) {
 				select {
 				case <-s.free:
 				case <-quit:
@@ -848,7 +882,7 @@ func copyAhead(f *sftp.File, w io.Writer) (written int64, err error) {
 		}(j)
 	}
 	for i := 0; ; i++ {
-		s := &slots[i%readsInFlight]
+		s := &slots[i%workers]
 		r := <-s.ready
 		if r.n > 0 {
 			m, err := w.Write(s.buf[:r.n])
@@ -862,7 +896,7 @@ func copyAhead(f *sftp.File, w io.Writer) (written int64, err error) {
 			return written, nil
 		case r.err != nil:
 			return written, r.err
-		case r.n < readChunk:
+		case r.n < chunk:
 			// io.ReaderAt promises an error with a short read.
 			return written, fmt.Errorf("read %d bytes at %d: %w", r.n, written, io.ErrUnexpectedEOF)
 		}
