@@ -172,11 +172,15 @@ func TestCopiedBackupNotCheckedTwice(t *testing.T) {
 		name    string
 		sidecar bool
 		tamper  bool
+		resum   bool   // the tamperer writes a matching .sha256 too
 		want    string // CheckedAs, or the error
 	}{
-		{"with its .sha256", true, false, CheckedCopied},
-		{"without a .sha256", false, false, CheckedInPlace},
-		{"changed after its check", true, true, "changed after it was checked"},
+		{"with its .sha256", true, false, false, CheckedCopied},
+		{"without a .sha256", false, false, false, CheckedInPlace},
+		{"changed after its check", true, true, false, "changed after it was checked"},
+		// The copy is compared with the hash the check proved, not with
+		// the sidecar read again.
+		{"changed with its .sha256 after its check", true, true, true, "changed after it was checked"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			bk := mkBackup(t, tc.sidecar)
@@ -185,15 +189,21 @@ func TestCopiedBackupNotCheckedTwice(t *testing.T) {
 				t.Fatal(err)
 			}
 			if tc.tamper {
-				beforeCopy = func() {
+				afterCheck = func() {
 					// A byte in a row's blob, as a writer to the backup
 					// dir might change it: the file stays a valid
 					// database, so only the hash can tell.
 					b, _ := os.ReadFile(bk)
 					b[len(b)-200] ^= 0x55
 					os.WriteFile(bk, b, 0o644)
+					if tc.resum {
+						sum, _ := manifest.FileSHA256(bk)
+						if err := manifest.WriteSHA256(bk, sum); err != nil {
+							t.Error(err)
+						}
+					}
 				}
-				defer func() { beforeCopy = nil }()
+				defer func() { afterCheck = nil }()
 			}
 			target := filepath.Join(t.TempDir(), "app.db")
 			res, err := Run(ctx, Options{Backup: bk, Target: target, Mode: ModeOffline, BusyTimeout: time.Second})

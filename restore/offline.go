@@ -70,9 +70,6 @@ func offline(ctx context.Context, plain string, owned bool, checkedSum string, t
 		if tmp, err = createTemp(dir, filepath.Base(target)); err != nil {
 			return err
 		}
-		if beforeCopy != nil {
-			beforeCopy()
-		}
 		var h hash.Hash
 		if checkedSum != "" {
 			h = sha256.New()
@@ -264,9 +261,9 @@ func setJournalMode(ctx context.Context, p, mode string) error {
 	return nil
 }
 
-// beforeCopy, when set by a test, runs after the check and before a
-// backup is copied into place.
-var beforeCopy func()
+// afterCheck, when set by a test, runs right after a backup's check,
+// before anything else reads the backup or its sidecars.
+var afterCheck func()
 
 // setMode is setJournalMode; a test makes it write more.
 var setMode = setJournalMode

@@ -26,7 +26,6 @@ import (
 	"sqlite-backup/internal/chain"
 	"sqlite-backup/internal/format/compress"
 	"sqlite-backup/internal/format/encrypt"
-	"sqlite-backup/internal/format/manifest"
 	"sqlite-backup/internal/format/sqlitefile"
 	"sqlite-backup/internal/host/passwd"
 	"sqlite-backup/internal/litestream"
@@ -319,6 +318,9 @@ func Run(ctx context.Context, opts Options) (*Result, error) {
 		if err != nil {
 			return nil, fmt.Errorf("restore from %q: %w", opts.Backup, err)
 		}
+		if afterCheck != nil {
+			afterCheck()
+		}
 		if !vr.OK {
 			return nil, hint.Wrap(fmt.Errorf("backup %q failed verification; nothing was restored: %w", opts.Backup, &verify.FailedError{Result: vr}),
 				"pick an older backup: ls -l %s", hint.Quote(filepath.Dir(bk)))
@@ -328,10 +330,10 @@ func Run(ctx context.Context, opts Options) (*Result, error) {
 		}
 		if plain == bk && vr.SHA256 == "ok" {
 			// The check proved the file's hash against its sidecar: a
-			// copy with that hash is the checked file (offline).
-			if sum, err := manifest.ReadSHA256(bk); err == nil {
-				checkedSum = sum
-			}
+			// copy with that hash is the checked file (offline). The
+			// hash the check proved, not the sidecar read again: both
+			// may have been rewritten together since.
+			checkedSum = vr.Sum
 		}
 	}
 

@@ -90,7 +90,7 @@ func File(ctx context.Context, path string, opts Options) (Result, error) {
 		return res, fmt.Errorf("verify %q: %w", path, err)
 	case opts.Fetched:
 		r, err := checkFile(ctx, path, fi, opts)
-		r.SHA256 = "ok"
+		r.SHA256, r.Sum = "ok", want
 		return r, err
 	}
 
@@ -131,7 +131,7 @@ func File(ctx context.Context, path string, opts Options) (Result, error) {
 		res.Problems = append(res.Problems, fmt.Sprintf("sha256 mismatch: file has %s, %s.sha256 says %s (the file changed since it was written)", h.sum, path, want))
 		return res, nil
 	}
-	c.r.SHA256 = "ok"
+	c.r.SHA256, c.r.Sum = "ok", want
 	return c.r, c.err
 }
 

@@ -91,6 +91,11 @@ type Result struct {
 	Pages    int64    `json:"pages,omitempty"`
 	// SHA256 is "ok" or "mismatch" when a <file>.sha256 sidecar exists.
 	SHA256 string `json:"sha256,omitempty"`
+	// Sum, with SHA256 "ok", is the SHA-256 the file was proven to have:
+	// its sidecar's, as read when the check began. A caller that goes on
+	// to use the file (restore copies it) compares with this, not with
+	// the sidecar read again, which may have been rewritten since.
+	Sum string `json:"-"`
 	// Compression is "zstd" or "gzip" for a compressed backup, checked
 	// through a decompressed temp copy of Uncompressed bytes.
 	Compression  string `json:"compression,omitempty"`
